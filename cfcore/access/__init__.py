@@ -1,0 +1,1 @@
+"""Access control: users, roles, the access decision, four-eyes approvals, streaming links."""

@@ -1,0 +1,63 @@
+"""The running deployment: config, clock, plugins, catalog, audit, keys and stores in one object.
+
+Every service function takes an ``App``; tests build one per test on a temporary directory.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hookspecs.types import PluginContext
+
+from .audit import AuditTrail
+from .clock import Clock, clock_from_env
+from .config import Config, load_config
+from .db.catalog import Catalog
+from .plugins import CorePluginManager, get_plugin_manager
+
+if TYPE_CHECKING:
+    from hookspecs.types import KeyProvider
+
+    from .storage import StoreSet
+
+
+class App:
+    def __init__(self, config: Config, *, clock: Clock | None = None,
+                 pm: CorePluginManager | None = None, upgrade: bool = True) -> None:
+        self.config = config
+        self.clock = clock or clock_from_env()
+        self.pm = pm or get_plugin_manager(config)
+        self.data_dir = config.data_dir
+        self.keys_dir = config.resolve_path(config.get("keys.dir", str, "keys"))
+        url = config.get("catalog.url", str, "sqlite:///catalog.db")
+        self.catalog = Catalog.from_url(url, config.base_dir)
+        if upgrade:
+            self.catalog.upgrade()
+        self.audit = AuditTrail(self.catalog, self.clock, self.keys_dir / "audit-signing.key")
+
+    @classmethod
+    def open(cls, config_path: str | Path | None = None, **kwargs: Any) -> App:
+        return cls(load_config(config_path), **kwargs)
+
+    def plugin_context(self, name: str, section: str | None = None, **extras: Any) -> PluginContext:
+        """The context handed to a plugin: its config section, the clock, its data directory."""
+        cfg = self.config.section(section or f"plugins.{name}")
+        return PluginContext(name=name, config=cfg, clock=self.clock.now,
+                             data_dir=self.data_dir / "plugins" / name, extras=extras)
+
+    @functools.cached_property
+    def keys(self) -> KeyProvider:
+        from .crypto.keyring import open_key_provider
+
+        return open_key_provider(self)
+
+    @functools.cached_property
+    def stores(self) -> StoreSet:
+        from .storage import open_stores
+
+        return open_stores(self)
+
+    def close(self) -> None:
+        self.catalog.dispose()

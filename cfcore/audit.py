@@ -1,0 +1,216 @@
+"""The tamper-evident audit trail.
+
+Each entry is chained: ``hash = SHA-256(prev_hash + canonical JSON of the entry)``. Appends lock the
+single ``audit_head`` row, which serialises concurrent writers (PostgreSQL ``FOR UPDATE``; SQLite's
+``BEGIN IMMEDIATE``) and lets ``verify`` notice a removed tail. Signed checkpoints (Ed25519) pin the
+chain so that a rewrite of the whole chain by someone with database access is still detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hookspecs.types import AuditView, RequestContext
+
+from .clock import Clock
+from .crypto.keyfiles import load_or_create_secret
+from .db.catalog import Catalog
+from .db.models import AuditCheckpoint, AuditEntry, AuditHead
+
+GENESIS = "0" * 64
+
+
+def canonical(entry: AuditEntry) -> bytes:
+    body = {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(timespec="microseconds"),
+        "user": entry.user,
+        "host": entry.host,
+        "ip": entry.ip,
+        "function": entry.function,
+        "action": entry.action,
+        "target_kind": entry.target_kind,
+        "target_id": entry.target_id,
+        "outcome": entry.outcome,
+        "approval_id": entry.approval_id,
+        "detail": entry.detail,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
+    return hashlib.sha256(prev_hash.encode() + canonical(entry)).hexdigest()
+
+
+def canonical_detail(detail: Mapping[str, Any] | None) -> str:
+    return json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      default=str)
+
+
+@attrs.frozen(kw_only=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    checkpoints: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+#: The actor recorded for the system's own work (purge job, scans, capture).
+SYSTEM_USER = "system"
+
+
+class AuditTrail:
+    def __init__(self, catalog: Catalog, clock: Clock, signing_key_path: Path) -> None:
+        self.catalog = catalog
+        self.clock = clock
+        self.signing_key_path = signing_key_path
+
+    # ------------------------------------------------------------------ writing
+    def append(self, session: Session, ctx: RequestContext | None, action: str, target_kind: str,
+               target_id: str | None, outcome: str = "ok", detail: Mapping[str, Any] | None = None,
+               ) -> int:
+        """Append one entry in ``session``'s transaction (so the entry and the change it records
+        commit together). ``ctx=None`` records the system itself. Returns the entry's seq."""
+        head = self._lock_head(session)
+        entry = AuditEntry(
+            seq=head.seq + 1,
+            at=self.clock.now(),
+            user=ctx.actor.username if ctx else SYSTEM_USER,
+            host=ctx.host if ctx else "localhost",
+            ip=ctx.ip if ctx else "127.0.0.1",
+            function=ctx.function if ctx else "system",
+            action=action,
+            target_kind=target_kind,
+            target_id=target_id,
+            outcome=outcome,
+            approval_id=ctx.approval_id if ctx else None,
+            detail=canonical_detail(detail),
+            prev_hash=head.hash,
+            hash="",
+        )
+        entry.hash = chain_hash(head.hash, entry)
+        session.add(entry)
+        head.seq, head.hash = entry.seq, entry.hash
+        session.flush()
+        return entry.seq
+
+    def record(self, ctx: RequestContext | None, action: str, target_kind: str, target_id: str | None,
+               outcome: str = "ok", detail: Mapping[str, Any] | None = None) -> int:
+        """Append in a transaction of its own (for reads, denials and failures)."""
+        with self.catalog.session() as s:
+            return self.append(s, ctx, action, target_kind, target_id, outcome, detail)
+
+    def _lock_head(self, session: Session) -> AuditHead:
+        head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+        if head is None:
+            head = AuditHead(id=1, seq=0, hash=GENESIS)
+            session.add(head)
+            session.flush()
+        return head
+
+    # ------------------------------------------------------------------ checkpoints
+    def _signing_key(self) -> tuple[str, Ed25519PrivateKey]:
+        seed = load_or_create_secret(self.signing_key_path, 32)
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+        pub = key.public_key().public_bytes_raw()
+        return hashlib.sha256(pub).hexdigest()[:16], key
+
+    def checkpoint(self) -> AuditCheckpoint | None:
+        """Sign the current head. Returns None when the trail is empty."""
+        key_id, key = self._signing_key()
+        with self.catalog.session() as s:
+            head = self._lock_head(s)
+            if head.seq == 0:
+                return None
+            sig = key.sign(f"{head.seq}:{head.hash}".encode()).hex()
+            cp = AuditCheckpoint(seq=head.seq, hash=head.hash, at=self.clock.now(), key_id=key_id, signature=sig)
+            s.add(cp)
+            return cp
+
+    # ------------------------------------------------------------------ verifying
+    def verify(self, batch: int = 5000) -> VerifyResult:
+        """Walk the whole chain; report the first entry that was changed, removed, inserted or
+        reordered, a removed tail, or a checkpoint that does not match."""
+        key_id, key = self._signing_key()
+        pub = key.public_key()
+        with self.catalog.session() as s:
+            checkpoints = {cp.seq: cp for cp in s.scalars(select(AuditCheckpoint))}
+            head = s.get(AuditHead, 1)
+            prev_hash, expected_seq, checked = GENESIS, 1, 0
+            last = 0
+            while True:
+                rows = s.scalars(select(AuditEntry).where(AuditEntry.seq >= expected_seq)
+                                 .order_by(AuditEntry.seq).limit(batch)).all()
+                if not rows:
+                    break
+                for e in rows:
+                    if e.seq != expected_seq:
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                            first_bad_seq=expected_seq,
+                                            problem=f"entry {expected_seq} is missing (next present is {e.seq})")
+                    if e.prev_hash != prev_hash:
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                            first_bad_seq=e.seq, problem=f"entry {e.seq} does not follow entry {e.seq - 1} (removed, inserted or reordered)")
+                    if chain_hash(prev_hash, e) != e.hash:
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                            first_bad_seq=e.seq, problem=f"entry {e.seq} was changed after it was written")
+                    cp = checkpoints.get(e.seq)
+                    if cp is not None and cp.hash != e.hash:
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                            first_bad_seq=e.seq, problem=f"checkpoint at entry {e.seq} does not match the chain")
+                    prev_hash, expected_seq, last = e.hash, e.seq + 1, e.seq
+                    checked += 1
+            for cp in checkpoints.values():
+                if cp.key_id != key_id:
+                    return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                        first_bad_seq=cp.seq, problem=f"checkpoint at {cp.seq} signed by unknown key {cp.key_id}")
+                try:
+                    pub.verify(bytes.fromhex(cp.signature), f"{cp.seq}:{cp.hash}".encode())
+                except (InvalidSignature, ValueError):
+                    return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                        first_bad_seq=cp.seq, problem=f"checkpoint at entry {cp.seq} has a bad signature")
+                if cp.seq > last:
+                    return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                        first_bad_seq=last + 1, problem=f"entries after {last} were removed (checkpoint at {cp.seq})")
+            if head is not None and (head.seq != last or head.hash != prev_hash):
+                return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                                    first_bad_seq=last + 1 if head.seq > last else head.seq,
+                                    problem=f"the chain ends at entry {last} but its head says {head.seq}")
+            return VerifyResult(ok=True, checked=checked, checkpoints=len(checkpoints))
+
+    # ------------------------------------------------------------------ reading
+    def entries(self, since_seq: int = 0, *, limit: int | None = None, action: str | None = None,
+                target_id: str | None = None, user: str | None = None,
+                since: datetime | None = None) -> Iterator[AuditView]:
+        with self.catalog.session() as s:
+            q = select(AuditEntry).where(AuditEntry.seq > since_seq).order_by(AuditEntry.seq)
+            if action:
+                q = q.where(AuditEntry.action == action)
+            if target_id:
+                q = q.where(AuditEntry.target_id == target_id)
+            if user:
+                q = q.where(AuditEntry.user == user)
+            if since:
+                q = q.where(AuditEntry.at >= since)
+            if limit:
+                q = q.limit(limit)
+            rows = s.scalars(q).all()
+        for e in rows:
+            yield AuditView(seq=e.seq, at=e.at, user=e.user, host=e.host, ip=e.ip, function=e.function,
+                            action=e.action, target_kind=e.target_kind, target_id=e.target_id,
+                            outcome=e.outcome, detail=json.loads(e.detail))

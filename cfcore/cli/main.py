@@ -1,0 +1,105 @@
+"""The ``cf`` entry point: one group, subcommands from ``*_cmd`` modules and from plugins."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import CallFortError
+
+
+class CfGroup(click.Group):
+    """Prints CallFort errors as one line on stderr and exits non-zero, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CallFortError as exc:
+            click.echo(f"cf: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("cf: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=CfGroup)
+@click.option("--config", "config_path", envvar="CF_CONFIG", type=click.Path(dir_okay=False),
+              help="Deployment config (default: ./callfort.toml, or $CF_CONFIG).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="cf")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """CallFort: compliant recording and archiving of advisory calls."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = CliState(config_path)
+
+
+class CliState:
+    """Opens the deployment lazily, once per command."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._app: Any = None
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from ..app import App
+
+            self._app = App.open(self.config_path)
+        return self._app
+
+
+def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    """Print ``data`` as JSON (``--json``) or the human text."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(human if human is not None else str(data))
+
+
+def _register_builtin_commands() -> None:
+    from . import __path__ as pkg_path
+
+    for info in sorted(pkgutil.iter_modules(pkg_path), key=lambda i: i.name):
+        if info.name.endswith("_cmd"):
+            importlib.import_module(f"{__package__}.{info.name}").register(cli)
+
+
+def _register_plugin_commands(argv: list[str]) -> None:
+    """Plugins add commands through ``cf_cli_commands``; that needs the config before parsing."""
+    path = os.environ.get("CF_CONFIG")
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    if not path and os.path.exists("callfort.toml"):
+        path = "callfort.toml"
+    if not path or not os.path.exists(path):
+        return
+    from ..config import load_config
+    from ..plugins import get_plugin_manager
+
+    try:
+        get_plugin_manager(load_config(path)).hook.cf_cli_commands(cli=cli)
+    except CallFortError:
+        return  # the command itself reports the config problem when it opens the deployment
+
+
+_register_builtin_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    _register_plugin_commands(args)
+    cli.main(args=args, prog_name="cf")

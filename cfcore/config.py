@@ -1,0 +1,148 @@
+"""The deployment config: one TOML file, per-plugin sections, secrets from env or files.
+
+A secret is written as ``{ env = "NAME" }`` or ``{ file = "path" }`` wherever a string is expected;
+it is resolved at load and never written back or logged. Errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+CONFIG_NAME = "callfort.toml"
+
+#: Top-level sections the core knows; anything else is a plugin's or an error.
+KNOWN_SECTIONS = frozenset(
+    {
+        "deployment", "catalog", "keys", "archive", "stores", "plugins", "access", "retention",
+        "fis", "notify", "server", "capture", "sync", "crm", "dsar",
+    }
+)
+
+
+class Secret(str):
+    """A resolved secret: repr hides it so that it never reaches a log by accident."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@attrs.frozen
+class Config:
+    path: Path
+    data: Mapping[str, Any]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def section(self, dotted: str) -> Mapping[str, Any]:
+        node: Any = self.data
+        for part in dotted.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"{self.path}: [{dotted}] must be a table")
+        return node
+
+    def get(self, dotted: str, kind: type[T], default: T | None = None) -> T:
+        parent, _, key = dotted.rpartition(".")
+        node = self.section(parent) if parent else self.data
+        if key not in node:
+            if default is None:
+                raise ConfigError(f"{self.path}: {dotted} is required")
+            return default
+        value = node[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{self.path}: {dotted} must be {kind.__name__}, got {type(value).__name__}"
+            )
+        return value
+
+    def resolve_path(self, value: str | Path) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve_path(self.get("deployment.data_dir", str, "."))
+
+    @property
+    def site(self) -> str:
+        return self.get("deployment.site", str, "site-a")
+
+
+def _resolve_secrets(node: Any, where: str, path: Path) -> Any:
+    if isinstance(node, dict):
+        if set(node) in ({"env"}, {"file"}):
+            if "env" in node:
+                name = node["env"]
+                if name not in os.environ:
+                    raise ConfigError(f"{path}: {where}: environment variable {name} is not set")
+                return Secret(os.environ[name])
+            file = Path(node["file"])
+            file = file if file.is_absolute() else path.parent / file
+            try:
+                return Secret(file.read_text().strip())
+            except OSError as exc:
+                raise ConfigError(f"{path}: {where}: cannot read secret file {file}: {exc.strerror}") from None
+        return {k: _resolve_secrets(v, f"{where}.{k}" if where else k, path) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_secrets(v, f"{where}[{i}]", path) for i, v in enumerate(node)]
+    return node
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path``, else ``$CF_CONFIG``, else ``./callfort.toml``; validate the core sections."""
+    chosen = Path(path or os.environ.get("CF_CONFIG") or CONFIG_NAME)
+    if not chosen.is_file():
+        raise ConfigError(
+            f"no config file at {chosen}", hint="run 'cf init DIR' or pass --config / set CF_CONFIG"
+        )
+    try:
+        raw = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{chosen}: not UTF-8 text") from None
+    cfg = Config(path=chosen.resolve(), data=_resolve_secrets(raw, "", chosen.resolve()))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    unknown = sorted(set(cfg.data) - KNOWN_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{cfg.path}: unknown section [{unknown[0]}]",
+            hint="choose one of: " + ", ".join(sorted(KNOWN_SECTIONS)),
+        )
+    cfg.get("deployment.site", str, "site-a")
+    for key in ("disabled", "required"):
+        names = cfg.section("plugins").get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{cfg.path}: plugins.{key} must be a list of plugin names")
+    stores = cfg.section("stores")
+    for name, opts in stores.items():
+        if not isinstance(opts, Mapping) or not isinstance(opts.get("type"), str):
+            raise ConfigError(f"{cfg.path}: stores.{name}.type is required (e.g. \"local\")")
+    names = cfg.section("archive").get("stores", list(stores))
+    for name in names:
+        if name not in stores:
+            raise ConfigError(
+                f"{cfg.path}: archive.stores names '{name}', which has no [stores.{name}] section",
+                hint="choose one of: " + (", ".join(stores) or "(none defined)"),
+            )
+    copies = cfg.get("archive.required_copies", int, 1)
+    if copies < 1 or copies > max(1, len(names)):
+        raise ConfigError(f"{cfg.path}: archive.required_copies must be between 1 and {len(names)}")

@@ -1,0 +1,1 @@
+"""Cryptography: envelope format, key ring, secret files."""

@@ -1,0 +1,1 @@
+"""Catalog tables of user management and four-eyes approvals (issue 4)."""

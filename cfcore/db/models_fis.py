@@ -1,0 +1,1 @@
+"""Catalog tables of the fraud information system (issue 6)."""

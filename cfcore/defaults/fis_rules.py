@@ -1,0 +1,1 @@
+"""In-tree default plugin: fis_rules."""

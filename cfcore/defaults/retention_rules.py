@@ -1,0 +1,1 @@
+"""In-tree default plugin: retention_rules."""

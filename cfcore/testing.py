@@ -1,0 +1,133 @@
+"""pytest plugin for CallFort and its plugin authors: a temporary deployment per test.
+
+Fixtures: ``frozen_clock``, ``deployment`` (a config directory), ``app`` (an ``App`` on it),
+``catalog_url`` (SQLite by default; PostgreSQL with ``CF_TEST_DB=postgres``, a fresh schema per
+test), ``free_port``, ``run_cf`` (runs the CLI in a subprocess, as a user would).
+
+With ``CF_TEST_DB=postgres`` an unreachable server fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .clock import FrozenClock
+
+PG_ADMIN_URL = os.environ.get("CF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def test_backend() -> str:
+    backend = os.environ.get("CF_TEST_DB", "sqlite")
+    if backend not in ("sqlite", "postgres"):
+        raise pytest.UsageError(f"CF_TEST_DB must be sqlite or postgres, not {backend!r}")
+    return backend
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"callfort catalog backend: {test_backend()}"
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> int:
+    return free_tcp_port()
+
+
+@pytest.fixture
+def frozen_clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def catalog_url(tmp_path: Path) -> Iterator[str]:
+    if test_backend() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text("SELECT 1"))
+    except Exception as exc:  # CI must fail, not skip, without PostgreSQL
+        pytest.fail(f"CF_TEST_DB=postgres but PostgreSQL at {PG_ADMIN_URL} is unreachable: {exc}")
+    schema = f"t_{secrets.token_hex(6)}"
+    with admin.connect() as c:
+        c.execute(text(f"CREATE SCHEMA {schema}"))
+    base = PG_ADMIN_URL.split("?")[0]
+    yield f"{base}?options=-csearch_path%3D{schema}"
+    with admin.connect() as c:
+        c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def write_deployment(directory: Path, catalog_url: str, extra: str = "") -> Path:
+    """Write a deployment like ``cf init`` does, with ``catalog_url`` and extra TOML appended."""
+    from .deployment import DEFAULT_CONFIG
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys").mkdir(mode=0o700, exist_ok=True)
+    text_ = DEFAULT_CONFIG.replace("{site}", "site-a").replace(
+        'url = "sqlite:///catalog.db"', f'url = "{catalog_url}"')
+    path = directory / "callfort.toml"
+    path.write_text(text_ + "\n" + extra, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, catalog_url: str) -> Path:
+    """Path of a fresh ``callfort.toml``; tests may append sections before opening the app."""
+    return write_deployment(tmp_path / "deploy", catalog_url)
+
+
+@pytest.fixture
+def make_app(frozen_clock: FrozenClock) -> Iterator[Callable[..., Any]]:
+    from .app import App
+
+    opened: list[App] = []
+
+    def make(config_path: Path, **kwargs: Any) -> App:
+        kwargs.setdefault("clock", frozen_clock)
+        app = App.open(config_path, **kwargs)
+        opened.append(app)
+        return app
+
+    yield make
+    for app in opened:
+        app.close()
+
+
+@pytest.fixture
+def app(deployment: Path, make_app: Callable[..., Any]) -> Any:
+    return make_app(deployment)
+
+
+@pytest.fixture
+def run_cf(deployment: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``cf`` as a separate process against the test deployment."""
+
+    def run(*args: str, env: dict[str, str] | None = None, check: bool = False, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "CF_CONFIG": str(deployment), **(env or {})}
+        proc = subprocess.run([sys.executable, "-m", "cfcore", *args], capture_output=True, text=True,
+                              env=full_env, input=input, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"cf {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    return run

@@ -1,0 +1,41 @@
+"""Retention: how long a recording is kept, and the last word before it goes."""
+
+from __future__ import annotations
+
+from ._markers import hookspec
+from .types import RecordingInfo, RetentionRule, Tombstone
+
+
+@hookspec
+def cf_retention_rules(recording: RecordingInfo) -> list[RetentionRule]:
+    """Return the duties to keep ``recording``. All results are collected; the recording is kept
+    until the latest ``keep_until`` (see ``docs/retention.md``).
+
+    Added in 1.0. Example::
+
+        @hookimpl
+        def cf_retention_rules(recording):
+            if recording.retention_class == "mifid":
+                return [RetentionRule(name="mifid-5y", keep_until=recording.ended_at + FIVE_YEARS,
+                                      legal_basis="MiFID II Art. 16(7)")]
+            return []
+    """
+
+
+@hookspec(firstresult=True)
+def cf_before_purge(recording: RecordingInfo) -> str | None:
+    """Veto a purge: return a reason to keep the recording, or ``None``.
+
+    firstresult: the first non-None reason stops the purge of this recording (it is logged).
+
+    Added in 1.0.
+    """
+
+
+
+@hookspec
+def cf_after_purge(tombstone: Tombstone) -> None:
+    """Called after a recording was purged and its key destroyed. Results are ignored.
+
+    Added in 1.0.
+    """

@@ -1,0 +1,526 @@
+"""Value types that cross the plugin boundary.
+
+Every type here is a frozen attrs class, validated at construction and changed with
+``attrs.evolve``. Nothing in this module imports ``cfcore``: a PBX vendor reads only this package.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+from attrs import validators as v
+
+
+def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime | None) -> None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{attribute.name} must be timezone-aware, got naive {value!r}")
+
+
+def _nonempty(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value or not value.strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _ip(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{attribute.name} is not an IP address: {value!r}") from exc
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    from types import MappingProxyType
+
+    return MappingProxyType(dict(value or {}))
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class Direction(enum.Enum):
+    """Direction of a call as seen from the advisor."""
+
+    INBOUND = "in"
+    OUTBOUND = "out"
+    INTERNAL = "internal"
+
+
+class ChannelRole(enum.Enum):
+    """Which voice a channel carries. Channels are never mixed."""
+
+    ADVISOR = "advisor"
+    CUSTOMER = "customer"
+
+
+class RecordingMode(enum.Enum):
+    """What the core asks a capture source to record.
+
+    ``ADVISOR_ONLY`` is the mode from call start (works-council agreement): the customer's voice is
+    not stored. ``BOTH`` follows the customer's consent. ``PAUSED`` stores neither voice (card
+    data). ``STOP`` ends recording for the call.
+    """
+
+    ADVISOR_ONLY = "advisor_only"
+    BOTH = "both"
+    PAUSED = "paused"
+    STOP = "stop"
+
+
+class CallEventKind(enum.Enum):
+    STARTED = "started"
+    ANSWERED = "answered"
+    HELD = "held"
+    RESUMED = "resumed"
+    TRANSFERRED = "transferred"
+    ENDED = "ended"
+
+
+@attrs.frozen(kw_only=True)
+class CallEvent:
+    """One thing the PBX said about a call, in CallFort's words.
+
+    ``call_id`` is the PBX's id of the advisor leg that CallFort records (e.g. Asterisk's Linkedid
+    plus the advisor channel); ``pbx_call_id`` the PBX's id of the whole call.
+    """
+
+    kind: CallEventKind = attrs.field(validator=v.instance_of(CallEventKind))
+    call_id: str = attrs.field(validator=_nonempty)
+    source: str = attrs.field(validator=_nonempty)
+    at: datetime = attrs.field(validator=_aware)
+    advisor_id: str | None = None
+    customer_number: str | None = None
+    customer_id: str | None = None
+    direction: Direction | None = None
+    pbx_call_id: str | None = None
+    detail: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+@attrs.frozen(kw_only=True)
+class ModeSegment:
+    """A stretch of a recording, in seconds from its start, and the mode in force during it."""
+
+    start: float = attrs.field(validator=v.ge(0.0))
+    end: float = attrs.field()
+    mode: RecordingMode = attrs.field(validator=v.instance_of(RecordingMode))
+
+    @end.validator
+    def _check_end(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value < self.start:
+            raise ValueError(f"segment ends ({value}) before it starts ({self.start})")
+
+
+@attrs.frozen(kw_only=True)
+class Consent:
+    """The customer was informed and two-sided recording started.
+
+    ``offset`` is seconds from the start of the recording; ``method`` how the advisor triggered it
+    (``web``, ``api``, ``cli``, ``cti``, ``dtmf``).
+    """
+
+    given_at: datetime = attrs.field(validator=_aware)
+    offset: float = attrs.field(validator=v.ge(0.0))
+    by_user: str = attrs.field(validator=_nonempty)
+    method: str = attrs.field(validator=_nonempty)
+
+
+@attrs.frozen(kw_only=True)
+class ChannelFile:
+    """A finished audio file holding one voice (e.g. what Asterisk MixMonitor wrote)."""
+
+    role: ChannelRole = attrs.field(validator=v.instance_of(ChannelRole))
+    path: Path = attrs.field(converter=Path)
+
+
+@attrs.frozen(kw_only=True)
+class FinishedCall:
+    """Everything a capture source hands the core when a call's files are complete.
+
+    The core drops customer audio outside ``BOTH`` segments itself, so a source that could not mute
+    at the PBX is still safe.
+    """
+
+    call_id: str = attrs.field(validator=_nonempty)
+    source: str = attrs.field(validator=_nonempty)
+    advisor_id: str = attrs.field(validator=_nonempty)
+    started_at: datetime = attrs.field(validator=_aware)
+    direction: Direction = attrs.field(validator=v.instance_of(Direction))
+    files: tuple[ChannelFile, ...] = attrs.field(converter=tuple)
+    segments: tuple[ModeSegment, ...] = attrs.field(converter=tuple)
+    consents: tuple[Consent, ...] = attrs.field(converter=tuple, factory=tuple)
+    customer_numbers: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    customer_ids: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    pbx_call_id: str | None = None
+    site: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AudioFrame:
+    """Live audio of one channel (SIPREC RTP, dial-in mobile recording).
+
+    ``payload`` is raw samples in ``codec`` (``pcm_s16le``, ``pcmu``, ``pcma``) at ``sample_rate``;
+    ``timestamp`` is seconds from the start of the call.
+    """
+
+    call_id: str = attrs.field(validator=_nonempty)
+    role: ChannelRole = attrs.field(validator=v.instance_of(ChannelRole))
+    timestamp: float = attrs.field(validator=v.ge(0.0))
+    payload: bytes = attrs.field(validator=v.instance_of(bytes))
+    codec: str = "pcm_s16le"
+    sample_rate: int = 8000
+
+
+@runtime_checkable
+class CaptureSink(Protocol):
+    """What the core hands a capture source. The source never touches the archive itself."""
+
+    async def call_event(self, event: CallEvent) -> None:
+        """Report a call event. Call start opens a recording in ``ADVISOR_ONLY``."""
+
+    async def call_finished(self, call: FinishedCall) -> str:
+        """Hand over the finished channel files; returns the archived recording id.
+
+        Raises on failure: the source must then keep its files and try again later.
+        """
+
+    async def audio_frame(self, frame: AudioFrame) -> None:
+        """Hand over live audio; encrypted into the spool segment by segment."""
+
+
+@runtime_checkable
+class CaptureSource(Protocol):
+    """A running connection to a PBX (or a recorder) that emits calls into a sink."""
+
+    name: str
+    #: True when the source can mute the customer's direction at the PBX; when False the core
+    #: drops the customer's audio itself until consent.
+    can_mute: bool
+
+    async def run(self, sink: CaptureSink) -> None:
+        """Run until ``stop()``; reconnect by itself when the PBX connection drops."""
+
+    async def set_mode(self, call_id: str, mode: RecordingMode) -> bool:
+        """Ask the PBX to record ``mode`` for the call; False when the call is unknown."""
+
+    async def stop(self) -> None:
+        """Stop and release the connection."""
+
+
+# --------------------------------------------------------------------------- plugin context
+
+
+@attrs.frozen(kw_only=True)
+class PluginContext:
+    """What the core hands a plugin's discovery hook: its config section and core services.
+
+    ``config`` is the plugin's own section of ``callfort.toml`` with secrets already resolved.
+    ``clock`` is the one injectable clock: plugins never call ``datetime.now()`` themselves.
+    """
+
+    name: str = attrs.field(validator=_nonempty)
+    config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    clock: Callable[[], datetime]
+    data_dir: Path = attrs.field(converter=Path)
+    #: Runs a coroutine function on the core's behalf (e.g. an advisor's record-both trigger).
+    extras: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@attrs.frozen(kw_only=True)
+class ObjectInfo:
+    key: str
+    size: int
+    retain_until: datetime | None = None
+    legal_hold: bool = False
+
+
+@runtime_checkable
+class MediaStore(Protocol):
+    """A place for opaque ciphertext objects. A store never sees plaintext or keys.
+
+    Keys are relative slash-separated names (``ab/cd/<recording>.cfe``). ``put`` never overwrites
+    an existing object (raises ``FileExistsError``) and is atomic: after a crash the object is
+    either complete or absent.
+    """
+
+    name: str
+
+    def put(self, key: str, chunks: Iterator[bytes] | bytes, *, retain_until: datetime | None = None) -> int:
+        """Store the object; returns its size in bytes."""
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the object (``end=None``: to the end). KeyError when absent."""
+
+    def delete(self, key: str) -> None:
+        """Delete the object; KeyError when absent; PermissionError when it is locked."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Size and lock state; KeyError when absent."""
+
+    def lock_until(self, key: str, until: datetime | None = None, *, legal_hold: bool | None = None) -> None:
+        """Extend the retention lock (never shorten) and/or set the legal hold, where supported."""
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """All object keys below ``prefix``."""
+
+
+@attrs.frozen(kw_only=True)
+class StoreType:
+    """Registration of a store implementation, yielded by ``cf_media_stores``.
+
+    ``create(options, ctx)`` builds a store from a ``[stores.<name>]`` config section.
+    """
+
+    name: str = attrs.field(validator=_nonempty)
+    create: Callable[[Mapping[str, Any], PluginContext], MediaStore]
+    description: str = ""
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Key-encryption keys (KEKs) by id. Data keys never leave the core unwrapped."""
+
+    name: str
+
+    def current_kek_id(self) -> str: ...
+
+    def wrap(self, kek_id: str, data_key: bytes, aad: bytes) -> bytes: ...
+
+    def unwrap(self, kek_id: str, wrapped: bytes, aad: bytes) -> bytes:
+        """Raises KeyError for an unknown or destroyed KEK."""
+
+    def rotate(self) -> str:
+        """Create a new current KEK and return its id; old KEKs stay for unwrapping."""
+
+
+@attrs.frozen(kw_only=True)
+class KeyProviderType:
+    name: str = attrs.field(validator=_nonempty)
+    create: Callable[[Mapping[str, Any], PluginContext], KeyProvider]
+    description: str = ""
+
+
+# --------------------------------------------------------------------------- access
+
+
+@attrs.frozen(kw_only=True)
+class Actor:
+    """Who acts: a user with roles. ``user_id`` is the catalog id (``os:<name>`` before login)."""
+
+    user_id: str = attrs.field(validator=_nonempty)
+    username: str = attrs.field(validator=_nonempty)
+    roles: frozenset[str] = attrs.field(converter=frozenset, factory=frozenset)
+    advisor_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RequestContext:
+    """Every access is logged with user, PC host name, IP address and function."""
+
+    actor: Actor
+    host: str = attrs.field(validator=_nonempty)
+    ip: str = attrs.field(validator=_ip)
+    function: str = attrs.field(validator=_nonempty)
+    #: The four-eyes approval under which this request runs, if any.
+    approval_id: str | None = None
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    NEEDS_APPROVAL = "needs_approval"
+    DENY = "deny"
+
+
+@attrs.frozen(kw_only=True)
+class AccessTarget:
+    """What is accessed: ``kind`` is ``recording``, ``user``, ``audit``, ``subject``, …"""
+
+    kind: str = attrs.field(validator=_nonempty)
+    id: str | None = None
+    owner_advisor_id: str | None = None
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+@attrs.frozen(kw_only=True)
+class AccessDecision:
+    decision: Decision = attrs.field(validator=v.instance_of(Decision))
+    reason: str = ""
+    by: str = ""
+
+
+# --------------------------------------------------------------------------- recordings, retention
+
+
+@attrs.frozen(kw_only=True)
+class RecordingInfo:
+    """A read-only view of a catalogued recording, without customer identifiers in clear."""
+
+    id: str
+    site: str
+    source: str
+    advisor_id: str
+    direction: Direction
+    started_at: datetime = attrs.field(validator=_aware)
+    ended_at: datetime = attrs.field(validator=_aware)
+    two_sided: bool
+    retention_class: str
+    legal_hold: bool = False
+    subject_pseudonyms: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    state: str = "archived"
+
+
+@attrs.frozen(kw_only=True)
+class RetentionRule:
+    """A duty to keep a recording: until ``keep_until`` on ``legal_basis``.
+
+    The core keeps a recording until the latest ``keep_until`` of all rules that apply, and
+    deletes it then unless a legal hold or a ``cf_before_purge`` veto stands.
+    """
+
+    name: str = attrs.field(validator=_nonempty)
+    keep_until: datetime = attrs.field(validator=_aware)
+    legal_basis: str = attrs.field(validator=_nonempty)
+    purpose: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Tombstone:
+    """What remains of a deleted recording: no personal data in clear."""
+
+    recording_id: str
+    started_at: datetime
+    ended_at: datetime
+    deleted_at: datetime
+    reason: str
+    rule: str
+    subject_pseudonyms: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    ciphertext_sha256: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+
+
+# --------------------------------------------------------------------------- integrity, notification
+
+
+class Severity(enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+@attrs.frozen(kw_only=True)
+class Alert:
+    """An irregularity for the DPO. ``evidence`` holds ids only (audit entry ids, object keys)."""
+
+    id: str = attrs.field(validator=_nonempty)
+    rule: str = attrs.field(validator=_nonempty)
+    severity: Severity = attrs.field(validator=v.instance_of(Severity))
+    summary: str = attrs.field(validator=_nonempty)
+    raised_at: datetime = attrs.field(validator=_aware)
+    evidence: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+
+
+@attrs.frozen(kw_only=True)
+class AuditView:
+    """One audit entry as FIS rules see it."""
+
+    seq: int
+    at: datetime
+    user: str
+    host: str
+    ip: str
+    function: str
+    action: str
+    target_kind: str
+    target_id: str | None
+    outcome: str
+    detail: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+@attrs.frozen(kw_only=True)
+class FisRule:
+    """A detector over the audit stream. ``check(entries, now, options)`` yields
+    ``(rule severity, summary, evidence)`` triples; the core turns them into alerts.
+    """
+
+    name: str = attrs.field(validator=_nonempty)
+    description: str = attrs.field(validator=_nonempty)
+    check: Callable[[tuple[AuditView, ...], datetime, Mapping[str, Any]], Iterator[tuple[Severity, str, tuple[str, ...]]]]
+    default_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    name: str
+
+    def send(self, alert: Alert) -> None:
+        """Deliver the alert; raise on failure (the core retries until delivered)."""
+
+
+@attrs.frozen(kw_only=True)
+class NotifierType:
+    name: str = attrs.field(validator=_nonempty)
+    create: Callable[[Mapping[str, Any], PluginContext], Notifier]
+    description: str = ""
+
+
+# --------------------------------------------------------------------------- sync, transcription, integration
+
+
+@runtime_checkable
+class SyncTarget(Protocol):
+    """Where a site ships its recordings at night (the central archive)."""
+
+    name: str
+
+    async def push(self, key: str, data: bytes) -> None: ...
+
+    async def verify(self, key: str, sha256: str) -> bool: ...
+
+
+@attrs.frozen(kw_only=True)
+class SyncTargetType:
+    name: str = attrs.field(validator=_nonempty)
+    create: Callable[[Mapping[str, Any], PluginContext], SyncTarget]
+    description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class AudioClip:
+    """Decrypted PCM handed to a transcriber; lives in memory only."""
+
+    recording_id: str
+    role: ChannelRole
+    pcm_s16le: bytes
+    sample_rate: int = 8000
+
+
+@attrs.frozen(kw_only=True)
+class Transcript:
+    recording_id: str
+    language: str
+    text: str
+    engine: str
+
+
+@attrs.frozen(kw_only=True)
+class WebApp:
+    """An ASGI application mounted below ``path`` by ``cf serve``."""
+
+    path: str = attrs.field(validator=_nonempty)
+    app: Callable[..., Awaitable[None]]
+    name: str = ""
+
+
+CoroFactory = Callable[..., Awaitable[Any]]

@@ -1,0 +1,1 @@
+"""CallFort plugin notify_smtp: Alert notification by e-mail over SMTP."""

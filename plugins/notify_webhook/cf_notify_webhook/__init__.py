@@ -1,0 +1,1 @@
+"""CallFort plugin notify_webhook: Alert notification by HMAC-signed HTTP webhook."""

@@ -1,0 +1,1 @@
+"""CallFort plugin pbx_asterisk: Capture from Asterisk through the Asterisk Manager Interface (AMI)."""

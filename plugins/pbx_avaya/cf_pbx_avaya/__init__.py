@@ -1,0 +1,1 @@
+"""CallFort plugin pbx_avaya: Capture from Avaya (not yet implemented: no hooks)."""

@@ -1,0 +1,1 @@
+"""CallFort plugin store_local: Media store on a local file system."""
