@@ -20,7 +20,7 @@ def cf_recording_archived(recording: RecordingInfo) -> None:
 
 @hookspec
 def cf_cli_commands(cli: Any) -> None:
-    """Add subcommands to the ``cf`` command (``cli`` is a ``click.Group``).
+    """Add subcommands to the ``cf`` command (``cli`` is a ``click.Group``). Results are ignored.
 
     Added in 1.0. Example::
 

@@ -39,7 +39,8 @@ class CfGroup(click.Group):
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """CallFort: compliant recording and archiving of advisory calls."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="cf: %(levelname)s: %(message)s" if not verbose
+                        else "%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = CliState(config_path)
 
 
@@ -55,7 +56,11 @@ class CliState:
         if self._app is None:
             from ..app import App
 
-            self._app = App.open(self.config_path)
+            from ..config import load_config
+
+            config = load_config(self.config_path)
+            pm = _PRELOADED.get(str(config.path))
+            self._app = App(config, pm=pm)
         return self._app
 
 
@@ -90,13 +95,20 @@ def _register_plugin_commands(argv: list[str]) -> None:
     from ..config import load_config
     from ..plugins import get_plugin_manager
 
+    logging.basicConfig(level=logging.WARNING, format="cf: %(levelname)s: %(message)s")
     try:
-        get_plugin_manager(load_config(path)).hook.cf_cli_commands(cli=cli)
+        config = load_config(path)
+        pm = get_plugin_manager(config)
+        _PRELOADED[str(config.path)] = pm
+        pm.hook.cf_cli_commands(cli=cli)
     except CallFortError:
         return  # the command itself reports the config problem when it opens the deployment
 
 
 _register_builtin_commands()
+
+#: The plugin manager built before parsing (for plugin commands), reused by the command itself.
+_PRELOADED: dict[str, Any] = {}
 
 
 def main(argv: list[str] | None = None) -> None:
