@@ -4,9 +4,9 @@ A plugin imports only this package: ``from hookspecs import hookimpl`` and the v
 ``hookspecs.types``. Nothing here imports ``cfcore``.
 """
 
+from . import types as _types
 from ._markers import PROJECT_NAME, hookimpl
 from .types import *  # noqa: F403 - the value types are the public contract
-from . import types as _types
 
 #: Bumped when a hook or value type changes; plugins may check it.
 HOOKSPEC_VERSION = "1.0"

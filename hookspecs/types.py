@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -283,6 +283,27 @@ class StoreType:
     name: str = attrs.field(validator=_nonempty)
     create: Callable[[Mapping[str, Any], PluginContext], MediaStore]
     description: str = ""
+
+
+class StoreFailure(Exception):
+    """A store could not do what was asked. Base of the two errors below; a store raises these
+    (besides ``KeyError``/``FileExistsError``/``PermissionError`` of the ``MediaStore`` protocol)
+    so that the core can tell a failed copy from a bug. The message names the store, never a secret.
+    """
+
+
+class StoreUnavailable(StoreFailure):
+    """The store cannot be reached, timed out or answered with a server error after its retries.
+
+    Transient: the same call may succeed later. The core counts the copy as not confirmed and reads
+    from another copy. Added in 1.0.
+    """
+
+
+class StoreMisconfigured(StoreFailure):
+    """The store's options or its backend do not meet CallFort's needs (e.g. an S3 bucket without
+    versioning or Object Lock, wrong credentials). The message says what to change. Added in 1.0.
+    """
 
 
 # --------------------------------------------------------------------------- keys

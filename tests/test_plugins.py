@@ -14,7 +14,7 @@ from cfcore.config import load_config
 from cfcore.errors import PluginError
 from cfcore.plugins import get_plugin_manager
 from hookspecs import hookimpl
-from hookspecs.types import StoreType, SyncTargetType, Transcript
+from hookspecs.types import SyncTargetType, Transcript
 
 
 def make_dist(site: Path, name: str, module_source: str, version: str = "1.2.3") -> None:

@@ -55,7 +55,6 @@ class CliState:
     def app(self) -> Any:
         if self._app is None:
             from ..app import App
-
             from ..config import load_config
 
             config = load_config(self.config_path)
