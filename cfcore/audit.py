@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hookspecs.types import AuditView, RequestContext
@@ -31,10 +32,12 @@ from .db.models import AuditCheckpoint, AuditEntry, AuditHead
 GENESIS = "0" * 64
 
 
-def canonical(entry: AuditEntry) -> bytes:
+def canonical(entry: Any) -> bytes:
+    """The canonical bytes of an entry (an ``AuditEntry`` or a row with the same columns)."""
+    # ``at`` in UTC: the catalog returns UTC, so a clock in another zone must hash the same way.
     body = {
         "seq": entry.seq,
-        "at": entry.at.isoformat(timespec="microseconds"),
+        "at": entry.at.astimezone(UTC).isoformat(timespec="microseconds"),
         "user": entry.user,
         "host": entry.host,
         "ip": entry.ip,
@@ -49,7 +52,7 @@ def canonical(entry: AuditEntry) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
+def chain_hash(prev_hash: str, entry: Any) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(entry)).hexdigest()
 
 
@@ -89,7 +92,7 @@ class AuditTrail:
         head = self._lock_head(session)
         entry = AuditEntry(
             seq=head.seq + 1,
-            at=self.clock.now(),
+            at=self.clock.now().astimezone(UTC),
             user=ctx.actor.username if ctx else SYSTEM_USER,
             host=ctx.host if ctx else "localhost",
             ip=ctx.ip if ctx else "127.0.0.1",
@@ -106,7 +109,8 @@ class AuditTrail:
         entry.hash = chain_hash(head.hash, entry)
         session.add(entry)
         head.seq, head.hash = entry.seq, entry.hash
-        session.flush()
+        # no flush here: the entry and the head are written with the transaction's next flush or
+        # its commit, so many appends in one transaction become one batched insert
         return entry.seq
 
     def record(self, ctx: RequestContext | None, action: str, target_kind: str, target_id: str | None,
@@ -116,11 +120,24 @@ class AuditTrail:
             return self.append(s, ctx, action, target_kind, target_id, outcome, detail)
 
     def _lock_head(self, session: Session) -> AuditHead:
-        head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+        """Lock the head row, creating it on first use. The insert ignores a conflict, so two
+        first writers at once both end up waiting on the one row instead of one failing; the
+        select refreshes the row, so an earlier unlocked read in the same session is not reused.
+
+        The lock lasts until the transaction ends, so later appends in the same transaction reuse
+        the locked row without asking the database again."""
+        tx = session.get_transaction()
+        cached = session.info.get("cf_audit_head")
+        if cached is not None and tx is not None and cached[0] is tx:
+            return cached[1]  # type: ignore[no-any-return]
+        q = select(AuditHead).where(AuditHead.id == 1).with_for_update().execution_options(populate_existing=True)
+        head = session.execute(q).scalar_one_or_none()
         if head is None:
-            head = AuditHead(id=1, seq=0, hash=GENESIS)
-            session.add(head)
-            session.flush()
+            dialect = session.get_bind().dialect.name
+            ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditHead)
+            session.execute(ins.values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing())
+            head = session.execute(q).scalar_one()
+        session.info["cf_audit_head"] = (tx, head)
         return head
 
     # ------------------------------------------------------------------ checkpoints
@@ -149,49 +166,65 @@ class AuditTrail:
         key_id, key = self._signing_key()
         pub = key.public_key()
         with self.catalog.session() as s:
-            checkpoints = {cp.seq: cp for cp in s.scalars(select(AuditCheckpoint))}
+            if not self.catalog.is_sqlite:
+                # one snapshot for the whole walk: entries appended meanwhile are not "inserted"
+                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            cp_list = list(s.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq, AuditCheckpoint.id)))
+            checkpoints: dict[int, list[AuditCheckpoint]] = {}
+            for c in cp_list:
+                checkpoints.setdefault(c.seq, []).append(c)
             head = s.get(AuditHead, 1)
             prev_hash, expected_seq, checked = GENESIS, 1, 0
             last = 0
+            first_batch = True
             while True:
-                rows = s.scalars(select(AuditEntry).where(AuditEntry.seq >= expected_seq)
-                                 .order_by(AuditEntry.seq).limit(batch)).all()
+                q = select(*AuditEntry.__table__.columns).order_by(AuditEntry.seq).limit(batch)
+                # the first batch has no lower bound: a row inserted with seq 0 or below is noticed;
+                # plain rows (not ORM objects) carry the same attributes and read several times faster
+                rows = s.execute(q if first_batch else q.where(AuditEntry.seq > last)).all()
+                first_batch = False
                 if not rows:
                     break
                 for e in rows:
+                    if e.seq < expected_seq:
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
+                                            first_bad_seq=e.seq,
+                                            problem=f"entry {e.seq} was inserted before the start of the chain")
                     if e.seq != expected_seq:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                             first_bad_seq=expected_seq,
                                             problem=f"entry {expected_seq} is missing (next present is {e.seq})")
                     if e.prev_hash != prev_hash:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                             first_bad_seq=e.seq, problem=f"entry {e.seq} does not follow entry {e.seq - 1} (removed, inserted or reordered)")
                     if chain_hash(prev_hash, e) != e.hash:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                             first_bad_seq=e.seq, problem=f"entry {e.seq} was changed after it was written")
-                    cp = checkpoints.get(e.seq)
-                    if cp is not None and cp.hash != e.hash:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                    if any(cp.hash != e.hash for cp in checkpoints.get(e.seq, ())):
+                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                             first_bad_seq=e.seq, problem=f"checkpoint at entry {e.seq} does not match the chain")
                     prev_hash, expected_seq, last = e.hash, e.seq + 1, e.seq
                     checked += 1
-            for cp in checkpoints.values():
+            for cp in cp_list:
                 if cp.key_id != key_id:
-                    return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                    return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                         first_bad_seq=cp.seq, problem=f"checkpoint at {cp.seq} signed by unknown key {cp.key_id}")
                 try:
                     pub.verify(bytes.fromhex(cp.signature), f"{cp.seq}:{cp.hash}".encode())
                 except (InvalidSignature, ValueError):
-                    return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                    return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                         first_bad_seq=cp.seq, problem=f"checkpoint at entry {cp.seq} has a bad signature")
                 if cp.seq > last:
-                    return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                    return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                         first_bad_seq=last + 1, problem=f"entries after {last} were removed (checkpoint at {cp.seq})")
+            if head is None and last:
+                return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list), first_bad_seq=last,
+                                    problem="the chain head row was removed")
             if head is not None and (head.seq != last or head.hash != prev_hash):
-                return VerifyResult(ok=False, checked=checked, checkpoints=len(checkpoints),
+                return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
                                     first_bad_seq=last + 1 if head.seq > last else head.seq,
                                     problem=f"the chain ends at entry {last} but its head says {head.seq}")
-            return VerifyResult(ok=True, checked=checked, checkpoints=len(checkpoints))
+            return VerifyResult(ok=True, checked=checked, checkpoints=len(cp_list))
 
     # ------------------------------------------------------------------ reading
     def entries(self, since_seq: int = 0, *, limit: int | None = None, action: str | None = None,

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ._markers import hookspec
 from .types import RecordingInfo, RetentionRule, Tombstone
 
 
 @hookspec
-def cf_retention_rules(recording: RecordingInfo) -> list[RetentionRule]:
+def cf_retention_rules(recording: RecordingInfo, settings: Mapping[str, Any]) -> list[RetentionRule]:
     """Return the duties to keep ``recording``. All results are collected; the recording is kept
     until the latest ``keep_until`` (see ``docs/retention.md``).
+
+    :param recording: the recording (no customer identifiers in clear).
+    :param settings: the deployment's ``[retention]`` config section (read-only); a plugin keeps
+        its own options in a sub-table ``[retention.<plugin>]``. Implementations may omit it.
+    :return: a list of ``RetentionRule`` (empty: no duty from this plugin). A rule with
+        ``statutory=True`` is a legal obligation: retention is never shortened below it and
+        Art. 17 erasure is refused while it runs.
 
     Added in 1.0. Example::
 
@@ -17,7 +27,7 @@ def cf_retention_rules(recording: RecordingInfo) -> list[RetentionRule]:
         def cf_retention_rules(recording):
             if recording.retention_class == "mifid":
                 return [RetentionRule(name="mifid-5y", keep_until=recording.ended_at + FIVE_YEARS,
-                                      legal_basis="MiFID II Art. 16(7)")]
+                                      legal_basis="MiFID II Art. 16(7)", statutory=True)]
             return []
     """
 

@@ -306,6 +306,29 @@ class StoreMisconfigured(StoreFailure):
     """
 
 
+#: Problems of a ``BrokenCopy``: the catalogued copy is gone, or its bytes differ from the
+#: ciphertext SHA-256 in the catalog.
+BROKEN_COPY_PROBLEMS = ("missing", "damaged")
+
+
+@attrs.frozen(kw_only=True)
+class BrokenCopy:
+    """A copy of a media object that a read or a store check found missing or damaged.
+
+    ``healthy_stores`` are the stores that still hold a good copy (empty: none found);
+    ``audit_seq`` is the ``store.copy_broken`` audit entry that recorded it. Ids only, no
+    personal data. Added in 1.0.
+    """
+
+    store: str = attrs.field(validator=_nonempty)
+    key: str = attrs.field(validator=_nonempty)
+    problem: str = attrs.field(validator=v.in_(BROKEN_COPY_PROBLEMS))
+    detected_at: datetime = attrs.field(validator=_aware)
+    recording_id: str | None = None
+    healthy_stores: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    audit_seq: int | None = None
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -414,6 +437,9 @@ class RetentionRule:
     keep_until: datetime = attrs.field(validator=_aware)
     legal_basis: str = attrs.field(validator=_nonempty)
     purpose: str = ""
+    #: A legal obligation to keep (e.g. MiFID II): retention is never shortened below it and
+    #: Art. 17 erasure is refused while it runs. False: a permission (works agreement, consent).
+    statutory: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -13,7 +13,9 @@ from ..errors import AccessDenied, ApprovalRequired
 
 
 def decide(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> AccessDecision:
-    """Combine all policy answers: any DENY wins, then NEEDS_APPROVAL, then ALLOW; no ALLOW = DENY."""
+    """Combine all policy answers: any DENY wins, then NEEDS_APPROVAL, then ALLOW; no ALLOW = DENY.
+
+    Only asks; neither audits nor consumes an approval."""
     answers: list[AccessDecision] = [
         a for a in app.pm.hook.cf_access_decision(actor=ctx.actor, action=action, target=target, context=ctx)
         if a is not None
@@ -25,17 +27,30 @@ def decide(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> 
     return AccessDecision(decision=Decision.DENY, reason="no policy allows this", by="default")
 
 
-def authorize(app: Any, ctx: RequestContext, action: str, target: AccessTarget, *,
+def authorize(app: Any, ctx: RequestContext | None, action: str, target: AccessTarget, *,
               audit_allowed: bool = False, detail: dict[str, Any] | None = None) -> AccessDecision:
     """Raise ``AccessDenied`` / ``ApprovalRequired`` (both audited) unless the access is allowed.
 
-    A request running under an approved four-eyes request (``ctx.approval_id``) turns
-    NEEDS_APPROVAL into ALLOW only when the approval matches actor, action and target; that check
-    lives in ``cfcore.access.approvals`` and is applied by the default policy.
+    ``ctx=None`` is the system itself (purge job, capture): allowed, audited by the caller.
+
+    Four-eyes: when the policies answer NEEDS_APPROVAL (and none DENY) and the request runs under
+    an approval (``ctx.approval_id``, set by ``cfcore.access.approvals.execute``), the approval is
+    checked — APPROVED, unexpired, unexecuted, same requester, action and target — and consumed
+    (it becomes EXECUTED, audited); the access is then allowed. This holds for a NEEDS_APPROVAL
+    from any policy plugin, so a plugin that adds a four-eyes rule is satisfied the same way.
     Allowed accesses are audited by the caller together with what they did (``audit_allowed=True``
     audits here instead).
     """
+    if ctx is None:
+        return AccessDecision(decision=Decision.ALLOW, reason="system", by="system")
     decision = decide(app, ctx, action, target)
+    if decision.decision is Decision.NEEDS_APPROVAL and ctx.approval_id:
+        from .approvals import consume
+
+        approval = consume(app, ctx, action, target)
+        if approval is not None:
+            decision = AccessDecision(decision=Decision.ALLOW, by="four-eyes",
+                                      reason=f"approval {approval.id} by {approval.approver}")
     if decision.decision is Decision.ALLOW:
         if audit_allowed:
             app.audit.record(ctx, action, target.kind, target.id, "allowed", detail)
@@ -44,5 +59,25 @@ def authorize(app: Any, ctx: RequestContext, action: str, target: AccessTarget, 
     app.audit.record(ctx, action, target.kind, target.id, outcome, {**(detail or {}), "reason": decision.reason})
     if decision.decision is Decision.DENY:
         raise AccessDenied(f"{ctx.actor.username} may not {action} {target.kind} {target.id or ''}".rstrip())
-    raise ApprovalRequired(f"{action} on {target.kind} {target.id or ''} needs four-eyes approval".replace("  ", " "),
-                           hint=f"cf request {action} {target.id or ''} --reason TEXT".rstrip())
+    raise ApprovalRequired(f"{action} on {target.kind} {target.id or ''}".rstrip() + " needs four-eyes approval",
+                           hint=f"cf request {action} {target.id or '-'} --reason TEXT, then a second person "
+                                "approves it and you run cf execute ID")
+
+
+def list_scope(app: Any, ctx: RequestContext | None, action: str = "recording.list", kind: str = "recording",
+               *, detail: dict[str, Any] | None = None) -> str | None:
+    """For listings and searches: ``None`` when the actor may see every ``kind``, else the advisor id
+    to restrict the listing to (own-only); raises (audited) when neither is allowed.
+
+    The caller audits the listing itself (with what it returned)."""
+    if ctx is None:
+        return None
+    everything = AccessTarget(kind=kind, attributes={"scope": "all"})
+    if decide(app, ctx, action, everything).decision is Decision.ALLOW:
+        return None
+    if ctx.actor.advisor_id:
+        own = AccessTarget(kind=kind, owner_advisor_id=ctx.actor.advisor_id, attributes={"scope": "own"})
+        if decide(app, ctx, action, own).decision is Decision.ALLOW:
+            return ctx.actor.advisor_id
+    authorize(app, ctx, action, everything, detail=detail)  # raises and audits
+    raise AccessDenied(f"{ctx.actor.username} may not {action}")  # pragma: no cover - authorize raised

@@ -10,7 +10,6 @@ from ..deployment import DEFAULT_CONFIG
 from .main import emit
 
 
-
 def register(cli: click.Group) -> None:
     @cli.command("init")
     @click.argument("directory", type=click.Path(file_okay=False))

@@ -33,22 +33,25 @@ class CfGroup(click.Group):
 @click.group(cls=CfGroup)
 @click.option("--config", "config_path", envvar="CF_CONFIG", type=click.Path(dir_okay=False),
               help="Deployment config (default: ./callfort.toml, or $CF_CONFIG).")
+@click.option("--user", "user", envvar="CF_USER",
+              help="Log in as USER (or $CF_USER); the password comes from $CF_PASSWORD or a prompt.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(__version__, prog_name="cf")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str | None, user: str | None, verbose: int) -> None:
     """CallFort: compliant recording and archiving of advisory calls."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="cf: %(levelname)s: %(message)s" if not verbose
                         else "%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = CliState(config_path)
+    ctx.obj = CliState(config_path, user)
 
 
 class CliState:
     """Opens the deployment lazily, once per command."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, user: str | None = None) -> None:
         self.config_path = config_path
+        self.user = user
         self._app: Any = None
 
     @property

@@ -16,8 +16,7 @@ def check_private(path: Path) -> None:
         raise ConfigError(f"{path} is readable by others (mode {mode:04o})", hint=f"chmod 600 {path}")
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write atomically with mode 0600 (temporary file, fsync, rename)."""
+def _write_tmp(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -26,17 +25,46 @@ def write_private(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write atomically with mode 0600 (temporary file, fsync, rename, fsync of the directory)."""
+    tmp = _write_tmp(path, data)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def create_private(path: Path, data: bytes) -> bool:
+    """Create ``path`` with ``data`` (0600) unless it exists; atomic and race-free between
+    processes (hard link, which never replaces). Returns True when this call created it."""
+    tmp = _write_tmp(path, data)
+    try:
+        os.link(tmp, path)
+        created = True
+    except FileExistsError:
+        created = False
+    finally:
+        os.unlink(tmp)
+    if created:
+        _fsync_dir(path.parent)
+    return created
+
+
 def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
-    """A random secret kept in ``path`` (hex); created on first use."""
+    """A random secret kept in ``path`` (hex); created on first use.
+
+    Two processes starting at once agree on one secret: creation never replaces a file.
+    """
     if not path.exists():
-        write_private(path, secrets.token_hex(nbytes).encode() + b"\n")
+        create_private(path, secrets.token_hex(nbytes).encode() + b"\n")
     check_private(path)
     return bytes.fromhex(path.read_text().strip())

@@ -3,5 +3,7 @@
 from . import (
     models,  # noqa: F401
     models_access,  # noqa: F401
+    models_capture,  # noqa: F401
     models_fis,  # noqa: F401
+    models_retention,  # noqa: F401
 )

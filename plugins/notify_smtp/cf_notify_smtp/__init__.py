@@ -1,1 +1,144 @@
-"""CallFort plugin notify_smtp: Alert notification by e-mail over SMTP."""
+"""CallFort plugin notify_smtp: FIS alerts by e-mail over SMTP (``smtplib``).
+
+Config::
+
+    [notify.dpo-mail]
+    type = "smtp"
+    host = "mail.example"
+    port = 587                      # default 587 with starttls, 465 with tls, else 25
+    starttls = true                 # upgrade the connection (optional)
+    tls = false                     # implicit TLS from the first byte (SMTPS, optional)
+    username = "callfort"           # authentication (optional; needs starttls or tls)
+    password = { env = "SMTP_PASSWORD" }
+    sender = "callfort@bank.example"
+    recipients = ["dpo@bank.example"]
+    timeout = 30
+    cafile = "/etc/ssl/mail-ca.pem" # trust this CA instead of the system store (optional)
+
+Each alert is one message with a German and English text part and the alert as a JSON attachment.
+The ``Message-ID`` is derived from the alert id, so a message resent after a lost reply can be
+recognised as the same. A failure raises; the core retries until the message is accepted.
+
+This plugin imports only ``hookspecs`` and the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from hookspecs import hookimpl
+from hookspecs.types import Alert, NotifierType, PluginContext
+
+_KNOWN = {"host", "port", "starttls", "tls", "username", "password", "sender", "recipients", "timeout", "cafile",
+          "verify", "subject_prefix", "allow_plaintext_auth", "local_hostname"}
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    return {"id": alert.id, "rule": alert.rule, "severity": alert.severity.value, "summary": alert.summary,
+            "raised_at": alert.raised_at.isoformat(), "evidence": list(alert.evidence)}
+
+
+def render_text(alert: Alert) -> str:
+    evidence = "\n".join(f"  - {e}" for e in alert.evidence) or "  -"
+    return (
+        "CallFort FIS - Alarm / alert\n"
+        "============================\n\n"
+        f"Alarm-ID / alert id:   {alert.id}\n"
+        f"Regel / rule:          {alert.rule}\n"
+        f"Schwere / severity:    {alert.severity.value}\n"
+        f"Erkannt / raised at:   {alert.raised_at.isoformat()}\n\n"
+        f"Zusammenfassung / summary:\n  {alert.summary}\n\n"
+        f"Belege (IDs) / evidence (ids):\n{evidence}\n\n"
+        "DE: Bitte pruefen Sie den Alarm (cf fis alerts). Liegt eine Verletzung des Schutzes\n"
+        f"personenbezogener Daten vor, eroeffnen Sie einen Fall: cf breach open --alert {alert.id}\n"
+        "Meldefrist nach Art. 33 DSGVO: 72 Stunden ab Kenntnis.\n\n"
+        "EN: Please review the alert (cf fis alerts). If personal data was breached, open a case:\n"
+        f"cf breach open --alert {alert.id}\n"
+        "Art. 33 GDPR: notify the supervisory authority within 72 hours of becoming aware.\n"
+    )
+
+
+class SmtpNotifier:
+    def __init__(self, name: str, options: Mapping[str, Any], ctx: PluginContext) -> None:
+        unknown = sorted(set(options) - _KNOWN)
+        if unknown:
+            raise ValueError(f"unknown option '{unknown[0]}' (choose one of: {', '.join(sorted(_KNOWN))})")
+        self.name = name
+        self._clock = ctx.clock
+        self.host = str(options.get("host") or "")
+        if not self.host:
+            raise ValueError("host is required")
+        self.starttls = bool(options.get("starttls", False))
+        self.tls = bool(options.get("tls", False))
+        if self.starttls and self.tls:
+            raise ValueError("choose either starttls or tls, not both")
+        self.port = int(options.get("port") or (465 if self.tls else 587 if self.starttls else 25))
+        self.username = options.get("username")
+        self.password = options.get("password")
+        if bool(self.username) != bool(self.password):
+            raise ValueError("username and password go together")
+        if self.username and not (self.starttls or self.tls) and not options.get("allow_plaintext_auth", False):
+            raise ValueError("authentication without starttls or tls would send the password in clear "
+                             "(set starttls = true, or allow_plaintext_auth = true on a trusted network)")
+        self.sender = str(options.get("sender") or "")
+        if not self.sender:
+            raise ValueError("sender is required")
+        recipients = options.get("recipients") or []
+        self.recipients = [recipients] if isinstance(recipients, str) else [str(r) for r in recipients]
+        if not self.recipients:
+            raise ValueError("recipients is required (a list of addresses)")
+        self.timeout = float(options.get("timeout", 30))
+        self.subject_prefix = str(options.get("subject_prefix", "[CallFort]"))
+        self.local_hostname = options.get("local_hostname")
+        self._ssl = ssl.create_default_context(cafile=options.get("cafile") or None)
+        if options.get("verify", True) is False:
+            self._ssl.check_hostname = False
+            self._ssl.verify_mode = ssl.CERT_NONE
+
+    def message(self, alert: Alert) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = (f"{self.subject_prefix} {alert.severity.value.upper()}: {alert.rule} "
+                          f"(Alarm/alert {alert.id})")
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.recipients)
+        msg["Date"] = format_datetime(self._clock())
+        msg["Message-ID"] = f"<callfort-alert-{alert.id}@{self.sender.rpartition('@')[2] or 'callfort'}>"
+        msg["X-CallFort-Alert-Id"] = alert.id
+        msg["X-CallFort-Severity"] = alert.severity.value
+        msg.set_content(render_text(alert))
+        msg.add_attachment(json.dumps(alert_payload(alert), indent=2, sort_keys=True).encode(),
+                           maintype="application", subtype="json", filename=f"alert-{alert.id}.json")
+        return msg
+
+    def send(self, alert: Alert) -> None:
+        msg = self.message(alert)
+        if self.tls:
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._ssl,
+                                                  local_hostname=self.local_hostname)
+        else:
+            conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
+        with conn:
+            conn.ehlo()
+            if self.starttls:
+                conn.starttls(context=self._ssl)
+                conn.ehlo()
+            if self.username:
+                conn.login(str(self.username), str(self.password))
+            refused = conn.send_message(msg, from_addr=self.sender, to_addrs=self.recipients)
+        if refused:
+            raise RuntimeError(f"SMTP server refused {len(refused)} of {len(self.recipients)} recipients")
+
+
+def create(options: Mapping[str, Any], ctx: PluginContext) -> SmtpNotifier:
+    return SmtpNotifier(ctx.name, options, ctx)
+
+
+@hookimpl
+def cf_notifiers() -> list[NotifierType]:
+    return [NotifierType(name="smtp", create=create, description="FIS alerts by e-mail over SMTP")]

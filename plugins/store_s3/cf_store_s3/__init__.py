@@ -1,1 +1,41 @@
-"""CallFort plugin store_s3: Media store on S3-compatible object storage with Object Lock."""
+"""CallFort plugin store_s3: media store on S3-compatible object storage with Object Lock.
+
+Registers the store type ``s3``. A deployment names it in a ``[stores.<name>]`` section::
+
+    [stores.cloud]
+    type = "s3"
+    bucket = "callfort-archive"
+    endpoint_url = "https://s3.eu-central-1.amazonaws.com"   # or MinIO / Ceph RGW
+    region = "eu-central-1"
+    access_key = { env = "CF_S3_ACCESS_KEY" }
+    secret_key = { file = "/etc/callfort/s3-secret" }
+    lock_mode = "compliance"                                  # or "governance"
+
+See docs/storage.md for every option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hookspecs import hookimpl
+from hookspecs.types import PluginContext, StoreType
+
+from .options import S3Options, parse_options
+from .store import S3Store
+
+__all__ = ["S3Options", "S3Store", "create_store", "parse_options"]
+
+
+def create_store(options: Mapping[str, Any], ctx: PluginContext) -> S3Store:
+    """Build the store of a ``[stores.<name>]`` section and check its bucket (``StoreMisconfigured``
+    for a bucket without versioning or Object Lock)."""
+    name = str(options.get("name") or ctx.name)
+    return S3Store(name, parse_options(name, options), clock=ctx.clock).start()
+
+
+@hookimpl
+def cf_media_stores() -> list[StoreType]:
+    return [StoreType(name="s3", create=create_store,
+                      description="S3-compatible object storage (AWS, MinIO, Ceph) with Object Lock")]

@@ -1,0 +1,307 @@
+"""Reading the archive: catalog rows, integrity-checked audio, WAV views for export and streaming.
+
+None of these functions checks access: callers (CLI, web) call ``authorize`` first and audit.
+Every read authenticates what it decrypts; a changed byte raises ``IntegrityError``, never
+returns audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from hookspecs.types import Direction, RecordingInfo
+
+from .clock import utc
+from .crypto import envelope
+from .crypto.keyring import unwrap_data_key
+from .db.models import DataKey, MediaObject, Recording
+from .errors import ConflictError, IntegrityError, NotFound
+from .wav import interleave, wav_header
+
+CHANNELS = ("advisor", "customer")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_recording_id(now: datetime) -> str:
+    """32 hex characters: 12 of milliseconds since the epoch (so ids sort by creation and an
+    orphan object's age is known from its key), 20 random."""
+    ms = int(now.timestamp() * 1000)
+    return f"{ms:012x}{secrets.token_hex(10)}"
+
+
+def recording_id_time(rec_id: str) -> datetime:
+    return datetime.fromtimestamp(int(rec_id[:12], 16) / 1000, UTC)
+
+
+def object_key(rec_id: str, channel: str, started_at: datetime) -> str:
+    """``<yyyy>/<mm>/<recording id>.<channel>.cfe`` (month of the call's start, UTC)."""
+    s = started_at.astimezone(UTC)
+    return f"{s.year:04d}/{s.month:02d}/{rec_id}.{channel}.cfe"
+
+
+_KEY = re.compile(r"^\d{4}/\d{2}/([0-9a-f]{32})\.(advisor|customer)\.cfe$")
+
+
+def parse_object_key(key: str) -> tuple[str, str] | None:
+    """``(recording id, channel)`` of a key this module made, else None."""
+    m = _KEY.match(key)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def get_recording(session: Session, rec_id: str) -> Recording:
+    """The recording with its segments, consents, subjects and media; NotFound otherwise."""
+    if not isinstance(rec_id, str) or not _ID.match(rec_id):
+        raise NotFound(f"no recording {rec_id!r}", hint="a recording id is 32 hex characters; see cf recordings list")
+    rec = session.scalars(select(Recording).where(Recording.id == rec_id).options(
+        selectinload(Recording.segments), selectinload(Recording.consents),
+        selectinload(Recording.subjects), selectinload(Recording.media))).one_or_none()
+    if rec is None:
+        raise NotFound(f"no recording {rec_id}", hint="see cf recordings list")
+    return rec
+
+
+def recording_info(rec: Recording) -> RecordingInfo:
+    return RecordingInfo(
+        id=rec.id, site=rec.site, source=rec.source, advisor_id=rec.advisor_id,
+        direction=Direction(rec.direction), started_at=utc(rec.started_at), ended_at=utc(rec.ended_at),
+        two_sided=bool(rec.two_sided), retention_class=rec.retention_class, legal_hold=bool(rec.legal_hold),
+        subject_pseudonyms=tuple(sorted({s.pseudonym for s in rec.subjects})), state=rec.state)
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return None if dt is None else utc(dt).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_row(rec: Recording) -> dict[str, Any]:
+    """The metadata ``row_digest`` covers, as plain JSON-able data."""
+    return {
+        "id": rec.id, "site": rec.site, "source": rec.source, "pbx_call_id": rec.pbx_call_id,
+        "advisor_id": rec.advisor_id, "direction": rec.direction, "started_at": _ts(rec.started_at),
+        "ended_at": _ts(rec.ended_at), "duration": float(rec.duration), "channels": rec.channels,
+        "sample_rate": rec.sample_rate, "codec": rec.codec, "two_sided": bool(rec.two_sided), "state": rec.state,
+        "retention_class": rec.retention_class, "retention_until": _ts(rec.retention_until),
+        "retention_rule": rec.retention_rule, "legal_hold": bool(rec.legal_hold), "created_at": _ts(rec.created_at),
+        "segments": [[s.idx, float(s.start), float(s.end), s.mode] for s in sorted(rec.segments, key=lambda s: s.idx)],
+        "consents": sorted([[_ts(c.given_at), float(c.offset), c.by_user, c.method] for c in rec.consents],
+                           key=lambda c: (c[1], c[0], c[2], c[3])),
+        "subjects": sorted([s.kind, s.pseudonym] for s in rec.subjects),
+        "media": sorted([m.channel, m.store, m.key, m.size, m.sha256, m.plain_size, m.plain_sha256, m.codec]
+                        for m in rec.media),
+    }
+
+
+def row_digest(rec: Recording) -> str:
+    """SHA-256 over the canonical metadata of a recording (fields, segments, consents, subjects,
+    media rows, state, legal hold, retention). Whoever changes any of it audits an entry whose
+    detail carries the new ``row_digest``; the FIS compares."""
+    body = json.dumps(canonical_row(rec), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------- reading audio
+
+
+@attrs.frozen
+class _Channel:
+    name: str
+    key: str
+    size: int
+    sha256: str
+    plain_size: int
+    plain_sha256: str
+
+
+@attrs.frozen
+class _Loaded:
+    rec_id: str
+    sample_rate: int
+    channels: tuple[_Channel, ...]
+    data_key: bytes
+
+
+def _load(app: Any, rec_id: str) -> _Loaded:
+    with app.catalog.session() as s:
+        rec = get_recording(s, rec_id)
+        if rec.state == "purged":
+            raise NotFound(f"recording {rec_id} was deleted", hint="see its tombstone")
+        dk = s.get(DataKey, rec_id)
+        media: dict[str, MediaObject] = {}
+        for m in rec.media:
+            media.setdefault(m.channel, m)
+        chans = tuple(_Channel(c, m.key, m.size, m.sha256, m.plain_size, m.plain_sha256)
+                      for c in CHANNELS if (m := media.get(c)) is not None)
+        sample_rate = rec.sample_rate
+    if dk is None or dk.wrapped is None or dk.kek_id is None:
+        raise ConflictError(f"the data key of recording {rec_id} was destroyed (crypto-shredded); its audio is gone")
+    if not chans or chans[0].name != "advisor":
+        raise IntegrityError(f"recording {rec_id} has no advisor media object in the catalog")
+    key = unwrap_data_key(app, rec_id, dk.kek_id, dk.wrapped)
+    return _Loaded(rec_id, sample_rate, chans, key)
+
+
+def read_channel(app: Any, rec_id: str, channel: str) -> bytes:
+    """The decrypted PCM16 mono audio of one channel, every segment and both hashes verified."""
+    if channel not in CHANNELS:
+        raise NotFound(f"no channel {channel!r}", hint="choose one of: " + ", ".join(CHANNELS))
+    loaded = _load(app, rec_id)
+    ch = next((c for c in loaded.channels if c.name == channel), None)
+    if ch is None:
+        raise NotFound(f"recording {rec_id} has no {channel} channel (no consent to two-sided recording)")
+    blob = app.stores.get(ch.key, expected_sha256=ch.sha256)
+    plain = envelope.decrypt(loaded.data_key, rec_id, channel, blob)
+    if len(plain) != ch.plain_size or hashlib.sha256(plain).hexdigest() != ch.plain_sha256:
+        raise IntegrityError(f"decrypted {channel} audio of {rec_id} does not match its catalogued SHA-256")
+    return plain
+
+
+class WavView:
+    """A PCM16 WAV (1 or 2 channels) of a recording with random access: ``read(start, end)``
+    decrypts only the segments that hold the requested bytes (for HTTP Range streaming)."""
+
+    def __init__(self, app: Any, rec_id: str) -> None:
+        loaded = _load(app, rec_id)
+        self.recording_id = rec_id
+        self.sample_rate = loaded.sample_rate
+        self._channels = loaded.channels
+        self._readers = []
+        stores = app.stores
+        for ch in loaded.channels:
+            def fetch(a: int, b: int, key: str = ch.key) -> bytes:
+                return stores.get(key, a, b)
+
+            reader = envelope.Reader(loaded.data_key, rec_id, ch.name, fetch, ch.size)
+            if reader.plain_size != ch.plain_size:
+                raise IntegrityError(f"{ch.name} object of {rec_id} has a different size than catalogued")
+            self._readers.append(reader)
+        self.channels = len(self._readers)
+        self.frames = self._channels[0].plain_size // 2
+        self.data_size = self.frames * 2 * self.channels
+        self.header = wav_header(self.data_size, self.channels, self.sample_rate)
+        self.size = len(self.header) + self.data_size
+
+    def _frames(self, f0: int, f1: int) -> bytes:
+        parts = [r.read(2 * f0, 2 * f1) for r in self._readers]
+        if any(len(p) != 2 * (f1 - f0) for p in parts):
+            raise IntegrityError(f"channels of {self.recording_id} have different lengths")
+        return interleave(parts)
+
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the WAV file (clamped to ``size``)."""
+        end = self.size if end is None else min(end, self.size)
+        start = max(0, start)
+        if start >= end:
+            return b""
+        h = len(self.header)
+        out = self.header[start:end] if start < h else b""
+        d0, d1 = max(start, h) - h, end - h
+        if d1 > d0:
+            fs = 2 * self.channels
+            f0, f1 = d0 // fs, -(-d1 // fs)
+            data = self._frames(f0, f1)
+            out += data[d0 - f0 * fs:d1 - f0 * fs]
+        return out
+
+    def iter_verified(self, chunk_frames: int = 1 << 18) -> Iterator[bytes]:
+        """The whole WAV in chunks; at the end each channel's SHA-256 is compared with the
+        catalog (IntegrityError on mismatch, after the last chunk)."""
+        yield self.header
+        hashes = [hashlib.sha256() for _ in self._readers]
+        for f0 in range(0, self.frames, chunk_frames):
+            f1 = min(self.frames, f0 + chunk_frames)
+            parts = [r.read(2 * f0, 2 * f1) for r in self._readers]
+            for h, p in zip(hashes, parts, strict=True):
+                h.update(p)
+            yield interleave(parts)
+        if self.frames == 0:
+            for r in self._readers:
+                r.read(0, 0)
+        for h, ch in zip(hashes, self._channels, strict=True):
+            if h.hexdigest() != ch.plain_sha256:
+                raise IntegrityError(f"decrypted {ch.name} audio of {self.recording_id} does not match its SHA-256")
+
+
+def export_wav(app: Any, rec_id: str, out_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write the recording as a PCM16 WAV file (bit-exact to what was stored), verified.
+
+    Written to a temporary file and renamed, so a failed check leaves no file behind. Refuses to
+    overwrite. Returns ``{"path", "bytes", "sha256", "channels", "duration"}``.
+    """
+    out = Path(out_path)
+    if out.exists():
+        raise ConflictError(f"{out} exists already", hint="choose another --out file")
+    view = WavView(app, rec_id)
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "xb") as f:
+            for chunk in view.iter_verified():
+                f.write(chunk)
+                digest.update(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": str(out), "bytes": view.size, "sha256": digest.hexdigest(), "channels": view.channels,
+            "duration": view.frames / view.sample_rate}
+
+
+# ---------------------------------------------------------------------- guarded entry points
+
+
+def recording_target(rec: Recording) -> Any:
+    from hookspecs.types import AccessTarget
+
+    return AccessTarget(kind="recording", id=rec.id, owner_advisor_id=rec.advisor_id,
+                        attributes={"two_sided": bool(rec.two_sided), "state": rec.state})
+
+
+def export_recording(app: Any, ctx: Any, rec_id: str, out_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``authorize`` ``recording.export`` (four-eyes: ``ctx.approval_id``), export, audit the
+    outcome with the exported file's SHA-256. For the CLI and the four-eyes executor."""
+    from .access.guard import authorize
+    from .errors import CallFortError
+
+    with app.catalog.session() as s:
+        target = recording_target(get_recording(s, rec_id))
+    authorize(app, ctx, "recording.export", target)
+    try:
+        result = export_wav(app, rec_id, out_path)
+    except CallFortError as exc:
+        app.audit.record(ctx, "recording.export", "recording", rec_id, "failed",
+                         {"error": type(exc).__name__, "message": exc.message[:300]})
+        raise
+    app.audit.record(ctx, "recording.export", "recording", rec_id, "ok",
+                     {"sha256": result["sha256"], "bytes": result["bytes"], "channels": result["channels"]})
+    return result
+
+
+def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    from .errors import InputError
+
+    out = params.get("out")
+    if not isinstance(out, str) or not out:
+        raise InputError("an export request needs the output file", hint="request it with params out=FILE.wav")
+    return export_recording(app, ctx, target_id, out)
+
+
+def _register_actions() -> None:
+    from .access import approvals
+
+    approvals.register_action("recording.export", _exec_export, target_kind="recording",
+                              description="export a recording as a WAV file (params: out)")
+
+
+_register_actions()

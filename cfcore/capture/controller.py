@@ -1,0 +1,425 @@
+"""The call controller: live calls from capture events, and the advisor's recording controls.
+
+- A call (an advisor leg) opens in ``ADVISOR_ONLY``: only the advisor's voice is kept.
+- "Record both sides" (``record_both``), ``pause`` and ``resume`` may be triggered only by the
+  call's own advisor (``call.record_both`` in the access policy: owner only); a refusal is
+  audited by the guard. The request is written to the catalog; the capture runner that owns the
+  call asks the PBX (``set_mode``) and writes the outcome, audited in the requester's name. A
+  consent (who, when, how) is recorded when two-sided recording actually started.
+- At the end the source's files go to ``ingest_call`` together with the consents recorded here;
+  ingest drops customer audio outside ``BOTH`` segments whatever the PBX wrote.
+
+These functions are synchronous (catalog work); the runner calls them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import datetime
+from typing import Any
+
+import attrs
+from sqlalchemy import select, update
+
+from hookspecs.types import (
+    AccessTarget,
+    Actor,
+    CallEvent,
+    CallEventKind,
+    Consent,
+    FinishedCall,
+    RecordingMode,
+    RequestContext,
+)
+
+from ..access.guard import authorize, list_scope
+from ..db.models_capture import CallConsent, CaptureRunnerRow, LiveCall, ModeRequest
+from ..errors import CallFortError, ConflictError, InputError, NotFound
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("record_both", "pause", "resume")
+METHODS = ("web", "api", "cli", "cti", "dtmf", "demo")
+ACTIVE = ("ringing", "recording", "held")
+#: A runner that has not written a heartbeat for this long is considered gone.
+RUNNER_STALE_SECONDS = 15.0
+
+
+class CaptureUnavailable(CallFortError):
+    """No capture runner applies the request (none running, or the PBX is unreachable)."""
+
+    exit_code = 10
+    http_status = 503
+
+
+def mask_number(number: str | None) -> str | None:
+    if not number:
+        return None
+    n = str(number)
+    return "*" * len(n) if len(n) <= 4 else n[:3] + "*" * (len(n) - 5) + n[-2:]
+
+
+# --------------------------------------------------------------------------- views
+
+
+@attrs.frozen(kw_only=True)
+class CallView:
+    call_id: str
+    source: str
+    advisor_id: str
+    direction: str
+    state: str
+    mode: str
+    customer: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    recording_id: str | None
+    pbx_call_id: str | None
+    end_reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = attrs.asdict(self)
+        for k in ("started_at", "answered_at", "ended_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+
+def _view(c: LiveCall) -> CallView:
+    return CallView(call_id=c.call_id, source=c.source, advisor_id=c.advisor_id, direction=c.direction, state=c.state,
+                    mode=c.mode, customer=c.customer_hint, started_at=c.started_at, answered_at=c.answered_at,
+                    ended_at=c.ended_at, recording_id=c.recording_id, pbx_call_id=c.pbx_call_id,
+                    end_reason=c.end_reason)
+
+
+@attrs.frozen(kw_only=True)
+class RequestView:
+    id: str
+    call_id: str
+    action: str
+    status: str
+    mode: str | None
+    message: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _rview(r: ModeRequest) -> RequestView:
+    return RequestView(id=r.id, call_id=r.call_id, action=r.action, status=r.status, mode=r.mode, message=r.message)
+
+
+# --------------------------------------------------------------------------- events from sources
+
+
+def on_call_event(app: Any, event: CallEvent) -> None:
+    """Keep the live-call row of a leg up to date with what the PBX said."""
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        row = s.get(LiveCall, event.call_id, with_for_update=True)
+        if row is None:
+            row = LiveCall(call_id=event.call_id, source=event.source, pbx_call_id=event.pbx_call_id,
+                           advisor_id=event.advisor_id or "?", direction=(event.direction.value if event.direction else "in"),
+                           customer_hint=mask_number(event.customer_number), state="ringing",
+                           mode=RecordingMode.ADVISOR_ONLY.value, started_at=event.at, updated_at=now)
+            s.add(row)
+        elif row.source != event.source:
+            log.error("source %s reported call %s owned by source %s; ignored", event.source, event.call_id, row.source)
+            return
+        if event.customer_number and not row.customer_hint:
+            row.customer_hint = mask_number(event.customer_number)
+        row.updated_at = now
+        kind = event.kind
+        if kind is CallEventKind.ANSWERED:
+            row.state, row.answered_at = "recording", event.at
+            row.mode = RecordingMode.ADVISOR_ONLY.value
+        elif kind is CallEventKind.HELD and row.state in ACTIVE:
+            row.state = "held"
+        elif kind is CallEventKind.RESUMED and row.state == "held":
+            row.state = "recording"
+        elif kind is CallEventKind.TRANSFERRED:
+            row.transferred_to = (event.detail.get("to") or "")[:64] or None
+        elif kind is CallEventKind.ENDED:
+            if row.state in ACTIVE:
+                row.state = "failed" if event.detail.get("error") else "ended"
+                row.ended_at = event.at
+                row.end_reason = (event.detail.get("reason") or "")[:200] or None
+            s.execute(update(ModeRequest).where(ModeRequest.call_id == row.call_id, ModeRequest.status == "pending")
+                      .values(status="failed", decided_at=now, message="the call has ended"))
+
+
+def archive_call(app: Any, call: FinishedCall) -> str:
+    """Hand a finished leg to ingest with the consents recorded here; returns the recording id.
+
+    Safe to call again for the same leg (after a crash): ingest returns the existing recording.
+    """
+    from ..ingest import ingest_call
+    from ..subjects import normalise_number
+
+    with app.catalog.session() as s:
+        consents = [Consent(given_at=c.given_at, offset=max(0.0, (c.given_at - call.started_at).total_seconds()),
+                            by_user=c.by_user, method=c.method if c.method in METHODS[:5] else "api")
+                    for c in s.scalars(select(CallConsent).where(CallConsent.call_id == call.call_id)
+                                       .order_by(CallConsent.given_at))]
+    cc = app.config.get("deployment.country_code", str, "49")
+    numbers = []
+    for n in call.customer_numbers:
+        try:
+            normalise_number(n, cc)
+            numbers.append(n)
+        except InputError:
+            log.warning("call %s: caller number %s is not a phone number; not kept as a subject", call.call_id,
+                        mask_number(n))
+    known = {(c.given_at, c.by_user) for c in call.consents}
+    merged = tuple(call.consents) + tuple(c for c in consents if (c.given_at, c.by_user) not in known)
+    rec_id = ingest_call(app, attrs.evolve(call, consents=merged, customer_numbers=tuple(numbers)),  # type: ignore[arg-type]
+                         ctx=None)
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        row = s.get(LiveCall, call.call_id, with_for_update=True)
+        if row is not None:
+            row.recording_id, row.archived_at, row.updated_at = rec_id, now, now
+            if row.state in ACTIVE + ("ended",):
+                row.state = "archived"
+                row.ended_at = row.ended_at or now
+    return rec_id
+
+
+# --------------------------------------------------------------------------- advisor controls
+
+
+def _target(row: LiveCall) -> AccessTarget:
+    return AccessTarget(kind="call", id=row.call_id, owner_advisor_id=row.advisor_id)
+
+
+def get_call(app: Any, call_id: str) -> LiveCall:
+    with app.catalog.session() as s:
+        row = s.get(LiveCall, call_id)
+        if row is None:
+            raise NotFound(f"no call {call_id}", hint="see 'cf calls list' for the calls in progress")
+        return row
+
+
+def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, method: str = "api") -> RequestView:
+    """File a record-both / pause / resume request for a call (the call's advisor only)."""
+    if action not in ACTIONS:
+        raise InputError(f"unknown call action {action!r}", hint="choose one of: " + ", ".join(ACTIONS))
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}", hint="choose one of: " + ", ".join(METHODS))
+    row = get_call(app, call_id)
+    authorize(app, ctx, "call.record_both", _target(row), detail={"function": f"call.{action}"})
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        row = s.get(LiveCall, call_id, with_for_update=True)
+        assert row is not None
+        problem = None
+        if row.state not in ACTIVE:
+            problem = f"call {call_id} has ended"
+        elif row.state == "ringing":
+            problem = f"call {call_id} is not answered yet"
+        elif action == "resume" and row.mode != RecordingMode.PAUSED.value:
+            problem = f"call {call_id} is not paused"
+        if problem:
+            app.audit.append(s, ctx, f"call.{action}", "call", call_id, "refused", {"reason": problem})
+        else:
+            req = ModeRequest(id=secrets.token_hex(16), call_id=call_id, source=row.source, action=action,
+                              method=method, requested_at=now, user_id=ctx.actor.user_id,
+                              username=ctx.actor.username, host=ctx.host, ip=ctx.ip, function=ctx.function,
+                              status="pending")
+            if (action == "record_both" and row.mode == RecordingMode.BOTH.value) or (
+                    action == "pause" and row.mode == RecordingMode.PAUSED.value):
+                req.status, req.mode, req.decided_at, req.message = "applied", row.mode, now, "already in this mode"
+            s.add(req)
+            s.flush()
+            app.audit.append(s, ctx, f"call.{action}", "call", call_id, "requested" if req.status == "pending" else "ok",
+                             {"request": req.id, "method": method, "advisor_id": row.advisor_id,
+                              **({"note": req.message} if req.message else {})})
+            view = _rview(req)
+    if problem:
+        raise ConflictError(problem)
+    return view
+
+
+def wait_request(app: Any, request_id: str, timeout: float = 15.0, poll: float = 0.1) -> RequestView:
+    """Wait for the runner's outcome. A request no runner claimed in time is marked ``expired``."""
+    deadline = time.monotonic() + timeout
+    extended = False
+    while True:
+        with app.catalog.session() as s:
+            req = s.get(ModeRequest, request_id)
+            if req is None:
+                raise NotFound(f"no request {request_id}")
+            if req.status not in ("pending", "applying"):
+                return _rview(req)
+            if time.monotonic() >= deadline:
+                if req.status == "pending":
+                    res = s.execute(update(ModeRequest).where(ModeRequest.id == request_id,
+                                                              ModeRequest.status == "pending")
+                                    .values(status="expired", decided_at=app.clock.now(),
+                                            message="no capture runner picked the request up"))
+                    if res.rowcount:  # type: ignore[attr-defined]
+                        req.status, req.message = "expired", "no capture runner picked the request up"
+                        return _rview(req)
+                if extended:
+                    return _rview(req)  # still applying: the caller reports it as not confirmed
+                # A runner is applying it right now: give it a little longer than its PBX timeout.
+                deadline, extended = time.monotonic() + 12.0, True
+        time.sleep(poll)
+
+
+def trigger(app: Any, ctx: RequestContext, call_id: str, action: str, method: str = "api",
+            timeout: float = 15.0) -> RequestView:
+    """Request and wait; raises ``CaptureUnavailable`` / ``ConflictError`` unless applied."""
+    req = request_mode(app, ctx, call_id, action, method)
+    if req.status == "pending":
+        req = wait_request(app, req.id, timeout)
+    if req.status == "failed":
+        raise ConflictError(f"{action.replace('_', '-')} for call {call_id} failed: {req.message}")
+    if req.status != "applied":
+        raise CaptureUnavailable(
+            f"{action.replace('_', '-')} for call {call_id} was not confirmed: {req.message or 'the capture runner did not answer in time'}",
+            hint="is 'cf capture run' or 'cf serve' running for this PBX? see 'cf capture status'")
+    return req
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def list_calls(app: Any, ctx: RequestContext, *, active_only: bool = True, limit: int = 200) -> list[CallView]:
+    """Calls the actor may see: their own as an advisor; all for roles that list recordings."""
+    own = list_scope(app, ctx, "recording.list", kind="call", detail={"function": "call.list"})
+    with app.catalog.session() as s:
+        q = select(LiveCall).order_by(LiveCall.started_at.desc()).limit(limit)
+        if active_only:
+            q = q.where(LiveCall.state.in_(ACTIVE))
+        if own:
+            q = q.where(LiveCall.advisor_id == own)
+        rows = [_view(r) for r in s.scalars(q)]
+        app.audit.append(s, ctx, "call.list", "call", None, "ok",
+                         {"count": len(rows), "scope": "own" if own else "all", "active_only": active_only})
+    return rows
+
+
+# --------------------------------------------------------------------------- the runner's side
+
+
+def claim_requests(app: Any, sources: list[str], runner_id: str) -> list[ModeRequest]:
+    """Pending requests for these sources, claimed by this runner (``applying``)."""
+    if not sources:
+        return []
+    with app.catalog.session() as s:
+        ids = list(s.scalars(select(ModeRequest.id).where(ModeRequest.status == "pending",
+                                                          ModeRequest.source.in_(sources))
+                             .order_by(ModeRequest.requested_at).limit(50)))
+        claimed = []
+        for rid in ids:
+            res = s.execute(update(ModeRequest).where(ModeRequest.id == rid, ModeRequest.status == "pending")
+                            .values(status="applying", runner_id=runner_id))
+            if res.rowcount:  # type: ignore[attr-defined]
+                claimed.append(rid)
+        return list(s.scalars(select(ModeRequest).where(ModeRequest.id.in_(claimed))
+                              .order_by(ModeRequest.requested_at))) if claimed else []
+
+
+def _requester(req: ModeRequest) -> RequestContext:
+    return RequestContext(actor=Actor(user_id=req.user_id, username=req.username), host=req.host, ip=req.ip,
+                          function=req.function)
+
+
+def target_mode(app: Any, req: ModeRequest) -> tuple[RecordingMode | None, str | None]:
+    """The mode a claimed request asks for, or (None, reason) when it cannot apply any more."""
+    with app.catalog.session() as s:
+        row = s.get(LiveCall, req.call_id)
+        if row is None or row.state not in ACTIVE:
+            return None, "the call has ended"
+        if req.action == "record_both":
+            return RecordingMode.BOTH, None
+        if req.action == "pause":
+            return RecordingMode.PAUSED, None
+        if row.mode != RecordingMode.PAUSED.value:
+            return None, "the call is not paused"
+        return RecordingMode(row.mode_before_pause or RecordingMode.ADVISOR_ONLY.value), None
+
+
+def finish_request(app: Any, req: ModeRequest, mode: RecordingMode | None, ok: bool, message: str | None,
+                   unreachable: bool = False) -> None:
+    """Write the outcome of a claimed request, the new mode and (for record-both) the consent."""
+    now = app.clock.now()
+    ctx = _requester(req)
+    status = "applied" if ok else "unavailable" if unreachable else "failed"
+    with app.catalog.session() as s:
+        # Lock order everywhere: live call, then request, then (in the audit) the audit head.
+        row = s.get(LiveCall, req.call_id, with_for_update=True)
+        r = s.get(ModeRequest, req.id, with_for_update=True)
+        assert r is not None
+        r.status, r.decided_at, r.message = status, now, (message or None)
+        r.mode = mode.value if mode else None
+        detail: dict[str, Any] = {"request": req.id, "method": req.method, "mode": r.mode}
+        if ok and row is not None and mode is not None:
+            if mode is RecordingMode.PAUSED and row.mode != RecordingMode.PAUSED.value:
+                row.mode_before_pause = row.mode
+            row.mode, row.updated_at = mode.value, now
+            if req.action == "record_both":
+                s.add(CallConsent(call_id=row.call_id, given_at=req.requested_at, applied_at=now, by_user=req.username,
+                                  user_id=req.user_id, method=req.method, request_id=req.id))
+                detail["consent_given_at"] = req.requested_at.isoformat()
+        if message:
+            detail["message"] = message[:200]
+        app.audit.append(s, ctx, f"call.{req.action}", "call", req.call_id, "ok" if ok else "failed", detail)
+
+
+def runner_heartbeat(app: Any, runner_id: str, *, host: str, pid: int, sources: list[dict[str, Any]],
+                     stopped: bool = False) -> None:
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        row = s.get(CaptureRunnerRow, runner_id)
+        if row is None:
+            row = CaptureRunnerRow(id=runner_id, host=host, pid=pid, started_at=now, heartbeat_at=now, sources=sources)
+            s.add(row)
+        row.heartbeat_at, row.sources = now, sources
+        if stopped:
+            row.stopped_at = now
+
+
+def source_holder(app: Any, sources: list[str], runner_id: str) -> dict[str, Any] | None:
+    """Another live runner (fresh heartbeat, not stopped) that runs one of these sources."""
+    from datetime import timedelta
+
+    fresh = app.clock.now() - timedelta(seconds=RUNNER_STALE_SECONDS)
+    with app.catalog.session() as s:
+        for r in s.scalars(select(CaptureRunnerRow).where(CaptureRunnerRow.stopped_at.is_(None),
+                                                          CaptureRunnerRow.heartbeat_at >= fresh,
+                                                          CaptureRunnerRow.id != runner_id)):
+            names = {str(x.get("name")) for x in (r.sources or []) if isinstance(x, dict)}
+            both = sorted(names & set(sources))
+            if both:
+                return {"id": r.id, "host": r.host, "pid": r.pid, "source": both[0]}
+    return None
+
+
+def reap(app: Any, sources: list[str]) -> dict[str, int]:
+    """At runner start: what a previous runner of these sources left half-done.
+
+    Requests it was applying are failed (their outcome at the PBX is unknown; the plugin's
+    journal keeps the true mode), and calls still ringing are closed: their outcome was missed.
+    Calls that were recording are left to the source, which finds them again in its journal.
+    """
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        req = s.execute(update(ModeRequest).where(ModeRequest.source.in_(sources), ModeRequest.status == "applying")
+                        .values(status="failed", decided_at=now,
+                                message="the capture runner stopped while applying the request"))
+        calls = s.execute(update(LiveCall).where(LiveCall.source.in_(sources), LiveCall.state == "ringing")
+                          .values(state="ended", ended_at=now, updated_at=now,
+                                  end_reason="capture restarted while ringing; outcome unknown"))
+        return {"requests": req.rowcount or 0, "calls": calls.rowcount or 0}  # type: ignore[attr-defined]
+
+
+def runners(app: Any) -> list[dict[str, Any]]:
+    with app.catalog.session() as s:
+        rows = list(s.scalars(select(CaptureRunnerRow).where(CaptureRunnerRow.stopped_at.is_(None))
+                              .order_by(CaptureRunnerRow.started_at.desc())))
+        return [{"id": r.id, "host": r.host, "pid": r.pid, "started_at": r.started_at.isoformat(),
+                 "heartbeat_at": r.heartbeat_at.isoformat(), "sources": r.sources} for r in rows]

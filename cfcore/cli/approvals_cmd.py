@@ -1,0 +1,182 @@
+"""Four-eyes on the command line.
+
+``cf request ACTION TARGET --reason TEXT [--param k=v ...]`` files a request (TARGET ``-`` when
+the function has none, e.g. ``keys.rotate``); ``cf requests list|show``; a second person runs
+``cf approve ID`` or ``cf reject ID``; the requester runs ``cf execute ID``. The same commands are
+available as ``cf approvals list|show|approve|reject|execute``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .main import emit
+
+
+def _line(a: dict[str, Any]) -> str:
+    votes = f"{len(a['votes'])}/{a['approvals_required']}"
+    return (f"{a['id']}  {a['state']:<9} {a['action']:<18} {a['target_kind']}:{a['target_id'] or '-'}  "
+            f"by {a['requester']}  votes {votes}  expires {a['expires_at'][:19]}")
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, str]:
+    from ..errors import InputError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param {pair!r} must be KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def _do_list(state: Any, request_state: str | None, as_json: bool) -> None:
+    from ..access import approvals
+    from .context import cli_context
+
+    app = state.app
+    rows = [a.as_dict() for a in approvals.list_requests(app, cli_context(app, "cli.requests.list"), request_state)]
+    emit(rows, as_json, "\n".join(_line(a) for a in rows) or "no requests")
+
+
+def _do_show(state: Any, approval_id: str, as_json: bool) -> None:
+    from ..access import approvals
+    from .context import cli_context
+
+    app = state.app
+    a = approvals.get_request(app, cli_context(app, "cli.requests.show"), approval_id).as_dict()
+    text = _line(a) + f"\nreason: {a['reason']}\nparams: {json.dumps(a['params'], sort_keys=True)}"
+    if a["reviewer"]:
+        text += f"\nreviewed by {a['reviewer']} at {a['reviewed_at']}" + (f": {a['review_note']}" if a["review_note"] else "")
+    emit(a, as_json, text)
+
+
+def _do_approve(state: Any, approval_id: str, as_json: bool) -> None:
+    from ..access import approvals
+    from .context import cli_context
+
+    app = state.app
+    r = approvals.approve(app, cli_context(app, "cli.approve"), approval_id)
+    a = r.approval
+    if not r.counted:
+        text = f"you approved {a.id} before; counted once ({len(a.votes)}/{a.approvals_required} votes, {a.state})"
+    elif a.state == "approved":
+        text = f"approved {a.id}; {a.requester} runs it with cf execute {a.id}"
+    else:
+        text = f"vote recorded for {a.id} ({len(a.votes)}/{a.approvals_required}); another person must approve"
+    emit(r.as_dict(), as_json, text)
+
+
+def _do_reject(state: Any, approval_id: str, note: str | None, as_json: bool) -> None:
+    from ..access import approvals
+    from .context import cli_context
+
+    app = state.app
+    a = approvals.reject(app, cli_context(app, "cli.reject"), approval_id, note)
+    emit(a.as_dict(), as_json, f"rejected {a.id}")
+
+
+def _do_execute(state: Any, approval_id: str, out: str | None, as_json: bool) -> None:
+    from ..access import approvals
+    from ..errors import ConflictError
+    from .context import cli_context
+
+    app = state.app
+    result = approvals.execute(app, cli_context(app, "cli.execute"), approval_id)
+    if out:
+        path = Path(out)
+        if path.exists():
+            raise ConflictError(f"{path} exists already", hint="choose another --out file")
+        path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        emit({"approval_id": approval_id, "out": str(path)}, as_json, f"executed {approval_id}; result in {path}")
+        return
+    if "url" in result and not as_json:
+        click.echo(f"executed {approval_id}; link (valid until {result.get('expires_at')}):\n{result['url']}")
+        return
+    emit({"approval_id": approval_id, "result": result}, as_json,
+         f"executed {approval_id}: " + json.dumps(result, sort_keys=True, default=str)[:2000])
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("request")
+    @click.argument("action")
+    @click.argument("target")
+    @click.option("--reason", required=True, help="Why (shown to the approver; audited).")
+    @click.option("--param", "params", multiple=True, help="KEY=VALUE for the function (repeatable).")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def request_(state: Any, action: str, target: str, reason: str, params: tuple[str, ...], as_json: bool) -> None:
+        """Request a four-eyes function ACTION on TARGET ('-' for none)."""
+        from ..access import approvals
+        from .context import cli_context
+
+        app = state.app
+        ctx = cli_context(app, "cli.request")
+        approval_id = approvals.request(app, ctx, action, target, reason, _params(params))
+        a = approvals.get_request(app, ctx, approval_id).as_dict()
+        emit(a, as_json, f"requested {action} on {a['target_kind']} {a['target_id'] or '-'}: approval {approval_id}\n"
+                         f"a second person runs cf approve {approval_id}; then you run cf execute {approval_id} "
+                         f"(before {a['expires_at'][:19]})")
+
+    @cli.group("requests")
+    def requests_group() -> None:
+        """Four-eyes requests you made or may approve."""
+
+    @requests_group.command("list")
+    @click.option("--state", "request_state", type=click.Choice(["requested", "approved", "rejected", "expired",
+                                                                  "executed"]), default=None)
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def requests_list(state: Any, request_state: str | None, as_json: bool) -> None:
+        """List requests, newest first."""
+        _do_list(state, request_state, as_json)
+
+    @requests_group.command("show")
+    @click.argument("approval_id", metavar="ID")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def requests_show(state: Any, approval_id: str, as_json: bool) -> None:
+        """Show one request with its reason and parameters."""
+        _do_show(state, approval_id, as_json)
+
+    @cli.command("approve")
+    @click.argument("approval_id", metavar="ID")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def approve_(state: Any, approval_id: str, as_json: bool) -> None:
+        """Approve a request as the second person."""
+        _do_approve(state, approval_id, as_json)
+
+    @cli.command("reject")
+    @click.argument("approval_id", metavar="ID")
+    @click.option("--note", default=None, help="Why (shown to the requester).")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def reject_(state: Any, approval_id: str, note: str | None, as_json: bool) -> None:
+        """Reject a request (or withdraw your own)."""
+        _do_reject(state, approval_id, note, as_json)
+
+    @cli.command("execute")
+    @click.argument("approval_id", metavar="ID")
+    @click.option("--out", default=None, type=click.Path(dir_okay=False),
+                  help="Write the result (e.g. an audit export) as JSON to this new file.")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def execute_(state: Any, approval_id: str, out: str | None, as_json: bool) -> None:
+        """Run your approved request."""
+        _do_execute(state, approval_id, out, as_json)
+
+    @cli.group("approvals")
+    def approvals_group() -> None:
+        """The same as cf requests / approve / reject / execute."""
+
+    approvals_group.add_command(requests_list, "list")
+    approvals_group.add_command(requests_show, "show")
+    approvals_group.add_command(approve_, "approve")
+    approvals_group.add_command(reject_, "reject")
+    approvals_group.add_command(execute_, "execute")

@@ -1,0 +1,90 @@
+"""``cf audit verify|checkpoint|list``: the tamper-evident audit trail.
+
+Other areas may add subcommands with ``cli.commands["audit"].command(...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .main import emit
+
+
+def register(cli: click.Group) -> None:
+    @cli.group("audit")
+    def audit() -> None:
+        """Verify, checkpoint and read the audit trail."""
+
+    @audit.command("verify")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def verify(state: Any, as_json: bool) -> None:
+        """Check the whole chain and the signed checkpoints; exit 0 when intact, 7 naming the first bad entry."""
+        from hookspecs.types import AccessTarget
+
+        from ..access.guard import authorize
+        from ..errors import IntegrityError
+        from .context import cli_context
+
+        app = state.app
+        ctx = cli_context(app, "cli.audit.verify")
+        authorize(app, ctx, "audit.read", AccessTarget(kind="audit"))
+        result = app.audit.verify()
+        # recorded after the walk, so the verification itself is part of the trail
+        app.audit.record(ctx, "audit.verify", "audit", None, "ok" if result.ok else "failed", result.as_dict())
+        if result.ok:
+            emit(result.as_dict(), as_json, f"audit trail intact: {result.checked} entries, {result.checkpoints} checkpoints")
+            return
+        if as_json:
+            emit(result.as_dict(), True)
+        raise IntegrityError(f"audit trail broken at entry {result.first_bad_seq}: {result.problem}",
+                             hint="possible manipulation: secure the database and inform the DPO")
+
+    @audit.command("checkpoint")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def checkpoint(state: Any, as_json: bool) -> None:
+        """Sign the current head of the chain (Ed25519)."""
+        from hookspecs.types import AccessTarget
+
+        from ..access.guard import authorize
+        from .context import cli_context
+
+        app = state.app
+        ctx = cli_context(app, "cli.audit.checkpoint")
+        authorize(app, ctx, "audit.read", AccessTarget(kind="audit"))
+        app.audit.record(ctx, "audit.checkpoint", "audit", None, "ok")
+        cp = app.audit.checkpoint()
+        data = {"seq": cp.seq, "hash": cp.hash, "key_id": cp.key_id, "at": cp.at.isoformat()} if cp else None
+        emit(data, as_json, f"checkpoint at entry {cp.seq} ({cp.hash[:16]}…)" if cp else "audit trail is empty")
+
+    @audit.command("list")
+    @click.option("--since-seq", type=int, default=0, help="Only entries after this sequence number.")
+    @click.option("--action", default=None)
+    @click.option("--target", "target_id", default=None)
+    @click.option("--user", default=None)
+    @click.option("--limit", type=int, default=1000, show_default=True)
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def list_(state: Any, since_seq: int, action: str | None, target_id: str | None, user: str | None, limit: int,
+              as_json: bool) -> None:
+        """List audit entries (oldest first)."""
+        from hookspecs.types import AccessTarget
+
+        from ..access.guard import authorize
+        from .context import cli_context
+
+        app = state.app
+        ctx = cli_context(app, "cli.audit.list")
+        filters = {"since_seq": since_seq, "action": action, "target": target_id, "user": user, "limit": limit}
+        authorize(app, ctx, "audit.read", AccessTarget(kind="audit"), detail=filters)
+        rows = list(app.audit.entries(since_seq, limit=limit, action=action, target_id=target_id, user=user))
+        app.audit.record(ctx, "audit.read", "audit", None, "ok", {**filters, "count": len(rows)})
+        data = [{"seq": e.seq, "at": e.at.isoformat(), "user": e.user, "host": e.host, "ip": e.ip,
+                 "function": e.function, "action": e.action, "target_kind": e.target_kind,
+                 "target_id": e.target_id, "outcome": e.outcome, "detail": dict(e.detail)} for e in rows]
+        lines = [f"{d['seq']:>7} {d['at'][:19]} {d['user']:<12} {d['host']:<16} {d['action']:<22} "
+                 f"{d['target_kind']}:{d['target_id'] or '-'} {d['outcome']}" for d in data]
+        emit(data, as_json, "\n".join(lines) or "no entries")

@@ -1,0 +1,91 @@
+"""``cf demo``: see recordings arrive. A simulated Asterisk PBX with three advisors makes calls
+through the pbx_asterisk plugin into a demo deployment (``./demo``, created with ``cf init`` when
+missing). Finishes by itself in about fifteen seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .main import emit
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("demo")
+    @click.option("--dir", "directory", default="demo", show_default=True, type=click.Path(file_okay=False),
+                  help="Demo deployment directory (created with 'cf init' when missing).")
+    @click.option("--pace", type=float, default=1.0, show_default=True, help="Scale the pauses between steps.")
+    @click.option("--force", is_flag=True, help="Run against a --config deployment that cf demo did not create.")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def demo(state: Any, directory: str, pace: float, force: bool, as_json: bool) -> None:
+        """Run a simulated Asterisk with advisors making calls; recordings arrive in the archive."""
+        from ..app import App
+        from ..errors import ConflictError
+        from ..sim.demo import MARKER, PASSWORD_FILE, run_demo, seed_users
+
+        if state.config_path:
+            cfg = Path(state.config_path)
+            root = cfg.parent
+            if not (root / MARKER).exists() and not force:
+                raise ConflictError(f"{cfg} is not a demo deployment: cf demo would add simulated calls and demo users",
+                                    hint="run 'cf demo' without --config/CF_CONFIG to use ./demo, or pass --force")
+        else:
+            root = Path(directory)
+            cfg = root / "callfort.toml"
+            if cfg.exists() and not (root / MARKER).exists() and not force:
+                raise ConflictError(f"{cfg} exists and is not a demo deployment",
+                                    hint="choose another --dir, or pass --force")
+            if not cfg.exists():
+                ctx = click.get_current_context()
+                init_cmd = cli.get_command(ctx, "init")
+                assert init_cmd is not None
+                ctx.invoke(init_cmd, directory=str(root), site="demo", as_json=False)
+                (root / MARKER).write_text("created by cf demo\n")
+        app = App.open(cfg)
+        lines: list[str] = []
+
+        def say(text: str) -> None:
+            lines.append(text)
+            if not as_json:
+                click.echo(text)
+
+        try:
+            password = seed_users(app, root)
+            say(f"demo deployment {cfg.resolve()} / Demo-Installation")
+            result = asyncio.run(run_demo(app, root, say, pace=pace))
+            recs = _recordings(app, [leg["recording_id"] for leg in result["legs"] if leg["recording_id"]])
+        finally:
+            app.close()
+        pw_path = (root / PASSWORD_FILE).resolve()
+        if as_json:
+            emit({"config": str(cfg.resolve()), "recordings": recs, "legs": result["legs"], "notes": result["notes"],
+                  "users": ["anna", "bert", "carla", "sam"], "password_file": str(pw_path)}, True)
+            return
+        click.echo(f"\n{len(recs)} recordings archived / Aufnahmen archiviert:")
+        for r in recs:
+            segs = ", ".join(f"{s['mode']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])
+            click.echo(f"  {r['id']}  advisor {r['advisor_id']}  {r['direction']:<3} {r['duration']:5.1f}s  "
+                       f"{'both sides' if r['two_sided'] else 'advisor only'}  [{segs}]")
+        click.echo("\nLook at them as the supervisor (password in the demo directory) / als Teamleitung ansehen:")
+        click.echo(f"  export CF_CONFIG={cfg.resolve()} CF_USER=sam CF_PASSWORD=\"$(cat {pw_path})\"")
+        click.echo("  cf recordings list\n  cf recordings show ID\n  cf calls list --all")
+        del password
+
+
+def _recordings(app: Any, ids: list[str]) -> list[dict[str, Any]]:
+    from ..archive import get_recording
+
+    out = []
+    with app.catalog.session() as s:
+        for rid in ids:
+            rec = get_recording(s, rid)
+            out.append({"id": rec.id, "advisor_id": rec.advisor_id, "direction": rec.direction,
+                        "duration": round(float(rec.duration), 2), "two_sided": bool(rec.two_sided),
+                        "segments": [{"start": g.start, "end": g.end, "mode": g.mode} for g in rec.segments],
+                        "consents": [{"by": c.by_user, "offset": round(c.offset, 2)} for c in rec.consents]})
+    return out

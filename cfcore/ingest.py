@@ -1,0 +1,319 @@
+"""Ingest: a finished call (WAV files) into the archive.
+
+normalise (decode G.711 to PCM16, split channels) → drop customer audio outside ``BOTH`` segments
+and all audio in ``PAUSED`` segments → encrypt each channel with a fresh data key → put the objects
+to the stores → one catalog transaction (recording, segments, consents, subjects, media rows,
+wrapped data key, audit entry ``recording.archive``) → ``cf_recording_archived`` hook.
+
+Crash safety: objects are written before the transaction; a crash before the commit leaves only
+objects that no catalog row names (invisible; ``sweep_orphans`` deletes them after an hour).
+
+Test hook: the environment variable ``CF_TEST_CRASH_AT`` (``after-store`` or ``before-commit``)
+makes the process ``os._exit(86)`` at that point, so tests can kill an ingest mid-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from hookspecs.types import ChannelRole, Consent, Direction, FinishedCall, ModeSegment, RecordingMode, RequestContext
+
+from .archive import (
+    CHANNELS,
+    new_recording_id,
+    object_key,
+    parse_object_key,
+    recording_id_time,
+    recording_info,
+    row_digest,
+)
+from .crypto import envelope
+from .crypto.keyring import wrap_data_key
+from .db.models import ConsentRow, DataKey, MediaObject, ModeSegmentRow, Recording, RecordingSubject
+from .errors import ConfigError, InputError
+from .retention import apply_retention
+from .storage import lock_recording_media
+from .subjects import pseudonyms_for
+from .wav import Audio, read_wav
+
+log = logging.getLogger(__name__)
+
+CRASH_ENV = "CF_TEST_CRASH_AT"
+ORPHAN_AGE = timedelta(hours=1)
+
+
+def _crash_point(name: str) -> None:
+    """Test hook (see module docstring): die here without cleaning up, like a killed process."""
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(86)
+
+
+# ---------------------------------------------------------------------- segments
+
+
+def plan_segments(duration: float, consent_at: float | None, segments: Sequence[ModeSegment] | None) -> list[ModeSegment]:
+    """The mode segments of a recording, covering ``[0, duration]`` without overlap.
+
+    Given segments are clipped to the duration and gaps are filled with ``ADVISOR_ONLY``; without
+    segments, ``consent_at`` switches from ``ADVISOR_ONLY`` to ``BOTH``.
+    """
+    if segments is None:
+        if consent_at is None or consent_at >= duration:
+            return [ModeSegment(start=0.0, end=duration, mode=RecordingMode.ADVISOR_ONLY)]
+        out = []
+        if consent_at > 0:
+            out.append(ModeSegment(start=0.0, end=consent_at, mode=RecordingMode.ADVISOR_ONLY))
+        out.append(ModeSegment(start=consent_at, end=duration, mode=RecordingMode.BOTH))
+        return out
+    ordered = sorted(segments, key=lambda s: (s.start, s.end))
+    out = []
+    pos = 0.0
+    for seg in ordered:
+        if seg.mode is RecordingMode.STOP:
+            continue
+        if seg.start < pos - 1e-9:
+            raise InputError(f"mode segments overlap at {seg.start:.3f} s")
+        start, end = min(seg.start, duration), min(seg.end, duration)
+        if start > pos:
+            out.append(ModeSegment(start=pos, end=start, mode=RecordingMode.ADVISOR_ONLY))
+        if end > start:
+            out.append(ModeSegment(start=start, end=end, mode=seg.mode))
+        pos = max(pos, end)
+    if pos < duration:
+        out.append(ModeSegment(start=pos, end=duration, mode=RecordingMode.ADVISOR_ONLY))
+    return out
+
+
+def apply_modes(audio: Audio, segments: Sequence[ModeSegment]) -> tuple[bytes, bytes | None]:
+    """``(advisor, customer)`` PCM16 with customer audio only inside ``BOTH`` segments and no
+    audio inside ``PAUSED`` segments. ``customer`` is None when nothing of it may be kept."""
+    rate = audio.sample_rate
+    frames = audio.frames
+    advisor = bytearray(audio.channels[0])
+    for seg in segments:
+        if seg.mode is RecordingMode.PAUSED:
+            a = max(0, math.floor(seg.start * rate + 1e-6))
+            b = min(frames, math.ceil(seg.end * rate - 1e-6))
+            if b > a:
+                advisor[2 * a:2 * b] = bytes(2 * (b - a))
+    customer: bytes | None = None
+    if len(audio.channels) > 1:
+        src = audio.channels[1]
+        kept = bytearray(2 * frames)  # digital silence
+        any_kept = False
+        for seg in segments:
+            if seg.mode is RecordingMode.BOTH:
+                a = max(0, math.ceil(seg.start * rate - 1e-6))
+                b = min(frames, math.floor(seg.end * rate + 1e-6))
+                if b > a:
+                    kept[2 * a:2 * b] = src[2 * a:2 * b]
+                    any_kept = True
+        customer = bytes(kept) if any_kept else None
+    return bytes(advisor), customer
+
+
+# ---------------------------------------------------------------------- ingest
+
+
+def _as_datetime(value: datetime | str | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InputError(f"start time {value!r} is not ISO-8601", hint="e.g. 2026-11-28T09:30:00+01:00") from None
+    if value.tzinfo is None:
+        raise InputError("start time needs a time zone", hint="e.g. 2026-11-28T09:30:00+01:00 or ...Z")
+    return value
+
+
+def _check_text(name: str, value: str | None, limit: int, required: bool = True) -> None:
+    if value is None or value == "":
+        if required:
+            raise InputError(f"{name} is required")
+        return
+    if len(value) > limit or not value.isprintable():
+        raise InputError(f"{name} must be printable and at most {limit} characters")
+
+
+def ingest_wav(app: Any, path: str | os.PathLike[str], *, advisor_id: str, customer_ids: Iterable[str] = (),
+               customer_numbers: Iterable[str] = (), consent_at: float | None = None,
+               started: datetime | str | None = None, site: str | None = None, direction: str | Direction = "in",
+               source: str = "cli", pbx_call_id: str | None = None, segments: Sequence[ModeSegment] | None = None,
+               consents: Sequence[Consent] | None = None, ctx: RequestContext | None = None) -> str:
+    """Archive a WAV file (mono = advisor; stereo = advisor, customer). Returns the recording id.
+
+    Without ``consent_at``, ``segments`` or a ``BOTH`` segment, no customer audio is stored.
+    """
+    audio = read_wav(path)
+    return _archive(app, audio, advisor_id=advisor_id, customer_ids=tuple(customer_ids),
+                    customer_numbers=tuple(customer_numbers), consent_at=consent_at, started=started, site=site,
+                    direction=direction, source=source, pbx_call_id=pbx_call_id, segments=segments,
+                    consents=consents, ctx=ctx)
+
+
+def ingest_call(app: Any, call: FinishedCall, ctx: RequestContext | None = None) -> str:
+    """Archive a call a capture source finished (one mono file per channel).
+
+    Idempotent: a call already archived (same source, PBX call id and start) returns its id, so a
+    source may retry after a crash without creating a duplicate.
+    """
+    pbx_call_id = call.pbx_call_id or call.call_id
+    with app.catalog.session() as s:
+        existing = s.scalars(select(Recording.id).where(
+            Recording.source == call.source, Recording.pbx_call_id == pbx_call_id,
+            Recording.advisor_id == call.advisor_id, Recording.started_at == call.started_at)).first()
+    if existing:
+        return existing
+    files = {f.role: f.path for f in call.files}
+    if ChannelRole.ADVISOR not in files:
+        raise InputError(f"call {call.call_id} has no advisor file")
+    adv = read_wav(files[ChannelRole.ADVISOR])
+    chans = [adv.channels[0]]
+    if ChannelRole.CUSTOMER in files:
+        cus = read_wav(files[ChannelRole.CUSTOMER])
+        if cus.sample_rate != adv.sample_rate:
+            raise InputError(f"call {call.call_id}: advisor and customer files have different sample rates")
+        n = max(len(chans[0]), len(cus.channels[0]))
+        chans = [chans[0].ljust(n, b"\0"), cus.channels[0].ljust(n, b"\0")]  # pad the shorter with silence
+    audio = Audio(sample_rate=adv.sample_rate, channels=tuple(chans), source_codec=adv.source_codec)
+    return _archive(app, audio, advisor_id=call.advisor_id, customer_ids=call.customer_ids,
+                    customer_numbers=call.customer_numbers, consent_at=None, started=call.started_at,
+                    site=call.site, direction=call.direction, source=call.source, pbx_call_id=pbx_call_id,
+                    segments=call.segments or None, consents=call.consents, ctx=ctx)
+
+
+def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str, ...],
+             customer_numbers: tuple[str, ...], consent_at: float | None, started: datetime | str | None,
+             site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
+             segments: Sequence[ModeSegment] | None, consents: Sequence[Consent] | None,
+             ctx: RequestContext | None) -> str:
+    codec = app.config.get("archive.codec", str, "pcm")
+    if codec != "pcm":
+        raise ConfigError(f"archive.codec '{codec}' is not available", hint="choose one of: pcm")
+    seg_size = app.config.get("archive.segment_size", int, envelope.DEFAULT_SEGMENT_SIZE)
+    now = app.clock.now()
+    duration = audio.duration
+    started_at = _as_datetime(started, now - timedelta(seconds=duration))
+    site = site or app.config.site
+    _check_text("advisor id", advisor_id, 64)
+    _check_text("site", site, 64)
+    _check_text("source", source, 64)
+    _check_text("PBX call id", pbx_call_id, 128, required=False)
+    try:
+        direction = direction if isinstance(direction, Direction) else Direction(direction)
+    except ValueError:
+        raise InputError(f"direction {direction!r} is unknown", hint="choose one of: in, out, internal") from None
+    if consent_at is not None and not (0 <= consent_at <= duration):
+        raise InputError(f"consent at {consent_at} s lies outside the recording (0..{duration:.3f} s)")
+    subjects = pseudonyms_for(app, customer_ids, customer_numbers)
+    plan = plan_segments(duration, consent_at, segments)
+    all_consents = list(consents or ())
+    if consent_at is not None:
+        by = ctx.actor.username if ctx else "system"
+        all_consents.append(Consent(given_at=started_at + timedelta(seconds=consent_at), offset=consent_at,
+                                    by_user=by, method=source if source in ("cli", "web", "api", "cti", "dtmf") else "api"))
+    advisor_pcm, customer_pcm = apply_modes(audio, plan)
+
+    rec_id = new_recording_id(now)
+    data_key = envelope.new_data_key()
+    kek_id, wrapped = wrap_data_key(app, rec_id, data_key)
+    pcm = {"advisor": advisor_pcm, "customer": customer_pcm}
+    media_rows: list[MediaObject] = []
+    media_sha: dict[str, str] = {}
+    for channel in CHANNELS:
+        plain = pcm[channel]
+        if plain is None:
+            continue
+        blob = envelope.encrypt(data_key, rec_id, channel, plain, segment_size=seg_size)
+        key = object_key(rec_id, channel, started_at)
+        sha = hashlib.sha256(blob).hexdigest()
+        plain_sha = hashlib.sha256(plain).hexdigest()
+        for store in app.stores.put(key, blob):
+            media_rows.append(MediaObject(channel=channel, store=store, key=key, size=len(blob), sha256=sha,
+                                          plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
+        media_sha[channel] = sha
+        _crash_point("after-store")
+    del data_key
+
+    two_sided = customer_pcm is not None
+    rec = Recording(
+        id=rec_id, site=site, source=source, pbx_call_id=pbx_call_id, advisor_id=advisor_id,
+        direction=direction.value, started_at=started_at, ended_at=started_at + timedelta(seconds=duration),
+        duration=duration, channels=2 if two_sided else 1, sample_rate=audio.sample_rate, codec="pcm_s16le",
+        two_sided=two_sided, state="archived",
+        retention_class="", legal_hold=False, created_at=now,  # class chosen by apply_retention
+        segments=[ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value) for i, s in enumerate(plan)],
+        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method)
+                  for c in all_consents],
+        subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
+        media=media_rows,
+    )
+    with app.catalog.session() as s:
+        apply_retention(app, s, rec)  # class, keep-until and rule from cfcore.retention
+        s.add(rec)
+        s.add(DataKey(recording_id=rec_id, kek_id=kek_id, wrapped=wrapped, created_at=now))
+        s.flush()
+        app.audit.append(s, ctx, "recording.archive", "recording", rec_id, "ok", {
+            "row_digest": row_digest(rec), "channels": [c for c in CHANNELS if pcm[c] is not None],
+            "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
+            "stores": sorted({m.store for m in media_rows}),
+        })
+        _crash_point("before-commit")
+    # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
+    lock_recording_media(app, rec, ctx)
+    info = recording_info(rec)
+    try:
+        app.pm.hook.cf_recording_archived(recording=info)
+    except Exception as exc:  # a plugin's failure never undoes the archive; it is logged and audited
+        log.exception("cf_recording_archived failed for %s", rec_id)
+        app.audit.record(None, "recording.archived_hook", "recording", rec_id, "error",
+                         {"error": f"{type(exc).__name__}: {exc}"[:500]})
+    return rec_id
+
+
+# ---------------------------------------------------------------------- orphans
+
+
+def sweep_orphans(app: Any, older_than: timedelta = ORPHAN_AGE, ctx: RequestContext | None = None) -> list[str]:
+    """Delete store objects that no catalog row names and that are older than ``older_than``
+    (by the time in their recording id): what a crash between store and commit leaves behind.
+
+    Only keys of CallFort's own layout are considered. Audited as ``store.sweep`` when anything
+    was deleted. Returns the deleted keys.
+    """
+    cutoff = app.clock.now() - older_than
+    deleted: list[str] = []
+    for name, store in app.stores.stores.items():
+        candidates: dict[str, list[str]] = {}
+        for key in store.keys():
+            parsed = parse_object_key(key)
+            if parsed is None or recording_id_time(parsed[0]) > cutoff:
+                continue
+            candidates.setdefault(parsed[0], []).append(key)
+        ids = list(candidates)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            with app.catalog.session() as s:
+                known = set(s.scalars(select(MediaObject.key).where(MediaObject.recording_id.in_(chunk))))
+            for rid in chunk:
+                for key in candidates[rid]:
+                    if key not in known:
+                        try:
+                            store.delete(key)
+                        except KeyError:
+                            continue
+                        deleted.append(f"{name}:{key}")
+    if deleted:
+        app.audit.record(ctx, "store.sweep", "store", None, "ok", {"deleted": len(deleted), "keys": deleted[:100]})
+    return deleted
+

@@ -1,0 +1,1 @@
+"""Simulators for the demo and the tests. Not production code: nothing here runs in a deployment."""

@@ -1,0 +1,199 @@
+"""The ``cf demo`` scenario: a simulated Asterisk with three advisors making calls through the
+pbx_asterisk plugin into a real deployment, so a newcomer sees recordings arrive.
+
+**Demo code, not production code.** It seeds demo users straight into the catalog (bypassing the
+four-eyes role grant) and is refused on a deployment that ``cf demo`` did not create.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from hookspecs.types import PluginContext, RequestContext
+
+from ..errors import AccessDenied, PluginError
+from .asterisk import AsteriskSim, SimCall
+
+MARKER = ".cf-demo"
+PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name, not a password
+ADVISORS = {"PJSIP/100": "A100", "PJSIP/101": "A101", "PJSIP/102": "A102"}
+USERS = [("anna", "advisor", "A100"), ("bert", "advisor", "A101"), ("carla", "advisor", "A102"),
+         ("sam", "supervisor", None)]
+
+
+def seed_users(app: Any, directory: Path) -> str:
+    """Create the demo users (once) with one password kept in ``demo-password`` (0600)."""
+    from ..access.users import hash_password
+    from ..crypto.keyfiles import write_private
+    from ..db.models_access import User, UserRole
+
+    pw_file = directory / PASSWORD_FILE
+    if pw_file.exists():
+        password = pw_file.read_text().strip()
+    else:
+        password = secrets.token_urlsafe(12)
+        write_private(pw_file, password.encode() + b"\n")
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        existing = set(s.scalars(select(User.username)))
+        added = []
+        for name, role, advisor_id in USERS:
+            if name in existing:
+                continue
+            user = User(id=secrets.token_hex(16), username=name, display_name=f"Demo {name}",
+                        password_hash=hash_password(app, password), advisor_id=advisor_id, disabled=False,
+                        failed_logins=0, created_at=now, created_by="cf demo")
+            user.roles.append(UserRole(role=role, granted_at=now))
+            s.add(user)
+            added.append(name)
+        if added:
+            app.audit.append(s, None, "demo.seed_users", "user", None, "ok",
+                             {"users": added, "note": "demo deployment: roles granted without four-eyes"})
+    return password
+
+
+def _user_ctx(app: Any, username: str) -> RequestContext:
+    from ..access.users import actor_for
+    from ..db.models_access import User
+
+    with app.catalog.session() as s:
+        user = s.scalars(select(User).where(User.username == username)).one()
+        _ = user.roles
+        actor = actor_for(user)
+    return RequestContext(actor=actor, host="demo-pc", ip="127.0.0.1", function="demo.desktop")
+
+
+def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
+    """The pbx_asterisk plugin's source, configured for the simulator (not written to the config)."""
+    impls = [i for i in app.pm.hook.cf_capture_sources.get_hookimpls() if i.plugin_name == "pbx_asterisk"]
+    if not impls:
+        raise PluginError("the pbx_asterisk plugin is not installed or is disabled",
+                          hint="pip install -e plugins/pbx_asterisk (scripts/setup does it)")
+    config = {"name": "asterisk-demo", "host": "127.0.0.1", "port": sim.port, "username": sim.username,
+              "secret": sim.secret, "md5": True, "monitor_dir": str(spool), "recordings_dir": str(spool),
+              "settle_seconds": 0.2, "pickup_timeout": 10, "retry_seconds": 0.5, "reconnect_min": 0.1,
+              "advisors": ADVISORS}
+    ctx = PluginContext(name="pbx_asterisk", config=config, clock=app.clock.now,
+                        data_dir=app.data_dir / "plugins" / "pbx_asterisk-demo")
+    try:
+        sources = impls[0].function(ctx=ctx)
+    except Exception as exc:
+        raise PluginError(f"pbx_asterisk cannot start: {exc}") from exc
+    return sources[0]
+
+
+async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pace: float = 1.0) -> dict[str, Any]:
+    """Run the scenario; returns what was archived. ``pace`` scales every pause (tests: smaller)."""
+    from ..capture import controller
+    from ..capture.runner import CaptureRunner
+    from ..db.models_capture import LiveCall
+
+    spool = (directory / "pbx-spool").resolve()
+    sim = AsteriskSim(monitor_root=spool, clock=app.clock.now)
+    await sim.start()
+    source = pbx_source(app, sim, spool)
+    runner = CaptureRunner(app, [source], poll_interval=0.05)
+    task = asyncio.create_task(runner.run())
+    ctx = {name: await asyncio.to_thread(_user_ctx, app, name) for name, _, _ in USERS}
+    notes: list[str] = []
+    legs: list[str] = []
+
+    async def pause(seconds: float) -> None:
+        await asyncio.sleep(seconds * pace)
+
+    async def answered(call: SimCall) -> str:
+        sim.answer(call)
+        await sim.wait_recording(call)
+        cid = f"{call.customer.linkedid}_{call.advisor.uniqueid}"
+        legs.append(cid)
+        return cid
+
+    async def control(who: str, cid: str, action: str) -> None:
+        try:
+            req = await asyncio.to_thread(controller.trigger, app, ctx[who], cid, action, "api", 10.0)
+            say(f"  [{who}] {action.replace('_', '-')}: {req.mode} (PBX confirmed)")
+        except AccessDenied:
+            say(f"  [{who}] {action.replace('_', '-')} on a colleague's call: refused and audited / abgelehnt und protokolliert")
+            notes.append(f"{who} was refused {action} on {cid}")
+
+    async def anna() -> None:
+        call = sim.inbound_call("+49301234567", "PJSIP/100")
+        say("  [anna] inbound call from +49******67 ringing / eingehender Anruf")
+        await pause(0.5)
+        cid = await answered(call)
+        say(f"  [anna] answered; call {cid} records the advisor only / nur Beraterin wird aufgezeichnet")
+        await pause(2.0)
+        await control("bert", cid, "record_both")
+        await control("anna", cid, "record_both")
+        await pause(1.5)
+        await control("anna", cid, "pause")
+        await pause(1.0)
+        await control("anna", cid, "resume")
+        await pause(1.0)
+        sim.hangup(call)
+        say("  [anna] customer hung up / Kunde hat aufgelegt")
+
+    async def bert() -> None:
+        await pause(0.3)
+        call = sim.outbound_call("PJSIP/101", "+49405557777")
+        say("  [bert] dials +49******77 / wählt")
+        await pause(0.7)
+        cid = await answered(call)
+        say(f"  [bert] connected; call {cid}, no consent asked: advisor only")
+        await pause(3.0)
+        sim.hangup(call, by="advisor")
+        say("  [bert] hung up / aufgelegt")
+
+    async def carla() -> None:
+        await pause(0.6)
+        call = sim.inbound_call("+4989111222", "PJSIP/102")
+        say("  [carla] inbound call ringing ...")
+        await pause(1.2)
+        sim.hangup(call)
+        say("  [carla] caller gave up before answer: nothing recorded / vor Annahme aufgelegt: keine Aufnahme")
+        second = sim.inbound_call("+4969333444", "PJSIP/102")
+        await pause(0.4)
+        cid = await answered(second)
+        say(f"  [carla] second call {cid} answered")
+        await pause(1.5)
+        to_bert = sim.blind_transfer(second, "PJSIP/101")
+        say("  [carla] transfers the customer to bert / verbindet weiter an bert")
+        await pause(0.6)
+        cid2 = await answered(to_bert)
+        say(f"  [bert] took the transferred call: new leg {cid2}, advisor-only again")
+        await pause(1.0)
+        await control("bert", cid2, "record_both")
+        await pause(1.5)
+        sim.hangup(to_bert)
+        say("  [bert] transferred call ended / weitergeleitetes Gespräch beendet")
+
+    try:
+        await sim.wait_for(lambda: source.client.connected.is_set() and source.resyncs > 0, 10,
+                           "the plugin logging in to the simulated PBX")
+        say(f"simulated Asterisk on 127.0.0.1:{sim.port}; pbx_asterisk logged in (MD5) / angemeldet")
+        await asyncio.gather(anna(), bert(), carla())
+
+        def pending() -> list[str]:
+            with app.catalog.session() as s:
+                rows = s.scalars(select(LiveCall).where(LiveCall.call_id.in_(legs))).all()
+                return [r.call_id for r in rows if r.state != "archived"]
+
+        for _ in range(300):
+            if not await asyncio.to_thread(pending):
+                break
+            await asyncio.sleep(0.1)
+        with app.catalog.session() as s:
+            rows = s.scalars(select(LiveCall).where(LiveCall.call_id.in_(legs)).order_by(LiveCall.started_at)).all()
+            archived = [{"call_id": r.call_id, "advisor_id": r.advisor_id, "recording_id": r.recording_id,
+                         "state": r.state} for r in rows]
+    finally:
+        await runner.stop()
+        await asyncio.wait_for(task, 20)
+        await sim.stop()
+    return {"legs": archived, "notes": notes}

@@ -1,0 +1,126 @@
+"""The REST API (FastAPI on ASGI) and the background jobs that ``cf serve`` runs.
+
+``create_app(app)`` builds the FastAPI application: every module ``cfcore/web/routes_*.py`` with a
+``router`` (an ``fastapi.APIRouter``) is included, in name order; ASGI apps from the
+``cf_web_apps`` hook are mounted at their paths. The OpenAPI schema is published at
+``/api/openapi.json`` (interactive docs at ``/api/docs``). A ``CallFortError`` becomes its
+``http_status`` with the body ``{"error": "<message (hint)>"}``; so do validation and HTTP errors.
+
+Nothing here imports FastAPI at module level: the CLI imports ``cfcore.web.jobs`` cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import re
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api"
+
+_LINK_TOKEN = re.compile(r"([?&]t=)[^&\s\"]+")
+
+
+class RedactLinkTokens(logging.Filter):
+    """Streaming-link tokens are credentials: keep them out of access logs (``?t=…`` → ``?t=***``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_LINK_TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _LINK_TOKEN.sub(r"\1***", record.msg)
+        return True
+
+
+def redact_access_log() -> None:
+    """Install ``RedactLinkTokens`` on uvicorn's access logger (once)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
+        logger.addFilter(RedactLinkTokens())
+
+
+def route_modules() -> list[str]:
+    """The ``cfcore.web.routes_*`` modules, in name order."""
+    return sorted(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name.startswith("routes_"))
+
+
+def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
+    """The API for ``app`` (a ``cfcore.app.App``). ``run_jobs=True`` runs the registered
+    background jobs (``cfcore.web.jobs``) for the lifetime of the server, as ``cf serve`` does."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from .. import __version__
+    from ..errors import AuthenticationFailed, CallFortError
+
+    @asynccontextmanager
+    async def lifespan(fa: FastAPI) -> Any:
+        runner = None
+        if run_jobs:
+            from .jobs import JobRunner
+
+            runner = JobRunner(app)
+            fa.state.cf_jobs = runner
+            await runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await runner.stop()
+
+    fa = FastAPI(title="CallFort API", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
+                 docs_url=f"{API_PREFIX}/docs", redoc_url=None, lifespan=lifespan,
+                 description="Recording search and details, streaming links, four-eyes requests and "
+                             "approvals, audit queries. Every call is audited with user, PC host name "
+                             "(header X-Client-Host), IP address and function.")
+    fa.state.cf_app = app
+    fa.state.cf_jobs = None
+    redact_access_log()
+
+    @fa.exception_handler(CallFortError)
+    async def _cf_error(request: Request, exc: CallFortError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.http_status, headers=headers)
+
+    @fa.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @fa.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @fa.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error (see the server log)"}, status_code=500)
+
+    @fa.middleware("http")
+    async def _no_store(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    for modname in route_modules():
+        mod = importlib.import_module(modname)
+        router = getattr(mod, "router", None)
+        if router is None:
+            log.warning("%s has no router; skipped", modname)
+            continue
+        fa.include_router(router)
+
+    for result in app.pm.hook.cf_web_apps(ctx=app.plugin_context("web", section="server")):
+        for web_app in result or []:
+            fa.mount(web_app.path, web_app.app, name=web_app.name or None)
+    return fa

@@ -1,0 +1,144 @@
+"""Recording search and details, and streaming-link creation.
+
+Listing is ``recording.list`` (an advisor sees only their own calls); a search by customer is
+audited as ``recording.search`` with the customer's pseudonym, never the number or id in clear.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from hookspecs.types import RequestContext
+
+from ..access import approvals, links
+from ..access.guard import authorize, list_scope
+from ..db.models import Recording, RecordingSubject
+from ..errors import InputError, NotFound
+from .deps import get_app, request_context
+
+router = APIRouter(prefix="/api/recordings", tags=["recordings"])
+
+LIVE = ("archived", "incomplete")
+
+
+class LinkIn(BaseModel):
+    bind_ip: bool | None = Field(default=None, description="bind the link to the caller's IP "
+                                                           "(default [access] link_bind_ip)")
+
+
+def summary(rec: Recording) -> dict[str, Any]:
+    return {
+        "id": rec.id, "site": rec.site, "source": rec.source, "advisor_id": rec.advisor_id,
+        "direction": rec.direction, "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(),
+        "duration": round(float(rec.duration), 3), "two_sided": bool(rec.two_sided), "state": rec.state,
+        "retention_class": rec.retention_class, "legal_hold": bool(rec.legal_hold),
+        "retention_until": rec.retention_until.isoformat() if rec.retention_until else None,
+        "subject_pseudonyms": sorted({s.pseudonym for s in rec.subjects}),
+    }
+
+
+def details(rec: Recording) -> dict[str, Any]:
+    from ..archive import row_digest
+
+    d = summary(rec)
+    d.update({
+        "pbx_call_id": rec.pbx_call_id, "channels": rec.channels, "sample_rate": rec.sample_rate,
+        "codec": rec.codec, "retention_rule": rec.retention_rule, "created_at": rec.created_at.isoformat(),
+        "segments": [{"start": s.start, "end": s.end, "mode": s.mode} for s in rec.segments],
+        "consents": [{"given_at": c.given_at.isoformat(), "offset": c.offset, "by_user": c.by_user,
+                      "method": c.method} for c in rec.consents],
+        "row_digest": row_digest(rec),
+    })
+    return d
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not an ISO-8601 date or time") from None
+    if dt.tzinfo is None:
+        from datetime import UTC
+
+        dt = dt.replace(tzinfo=UTC)
+    return dt
+
+
+@router.get("", summary="List or search recordings (recording.list; advisors: own calls only)")
+def list_recordings(
+    request: Request,
+    advisor_id: str | None = Query(default=None, max_length=64),
+    since: str | None = Query(default=None, description="started at or after (ISO-8601)"),
+    until: str | None = Query(default=None, description="started before (ISO-8601)"),
+    customer_id: str | None = Query(default=None, max_length=128, description="CRM customer id (searched by pseudonym)"),
+    customer_number: str | None = Query(default=None, max_length=64, description="phone number (searched by pseudonym)"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    ctx: RequestContext = Depends(request_context("api.recordings.list")),
+) -> dict[str, Any]:
+    app = get_app(request)
+    since_dt, until_dt = _time("since", since), _time("until", until)
+    pseudonyms: list[str] = []
+    if customer_id or customer_number:
+        from ..subjects import pseudonym
+
+        if customer_id:
+            pseudonyms.append(pseudonym(app, "customer_id", customer_id))
+        if customer_number:
+            pseudonyms.append(pseudonym(app, "number", customer_number))
+    search = bool(pseudonyms)
+    filters = {"advisor_id": advisor_id, "since": since, "until": until, "limit": limit, "offset": offset,
+               "customer_pseudonyms": pseudonyms}
+    scope = list_scope(app, ctx, "recording.list", detail=filters)
+    with app.catalog.session() as s:
+        q = (select(Recording).where(Recording.state.in_(LIVE)).options(selectinload(Recording.subjects))
+             .order_by(Recording.started_at.desc(), Recording.id).limit(limit).offset(offset))
+        if scope is not None:
+            q = q.where(Recording.advisor_id == scope)
+        if advisor_id:
+            q = q.where(Recording.advisor_id == advisor_id)
+        if since_dt:
+            q = q.where(Recording.started_at >= since_dt)
+        if until_dt:
+            q = q.where(Recording.started_at < until_dt)
+        for p in pseudonyms:
+            q = q.where(Recording.id.in_(select(RecordingSubject.recording_id).where(RecordingSubject.pseudonym == p)))
+        rows = [summary(r) for r in s.scalars(q)]
+        app.audit.append(s, ctx, "recording.search" if search else "recording.list", "recording", None, "ok",
+                         {**filters, "scope": scope or "all", "count": len(rows), "ids": [r["id"] for r in rows][:200]})
+    return {"recordings": rows, "count": len(rows), "scope": "own" if scope else "all"}
+
+
+def _target(app: Any, rec_id: str) -> Any:
+    return approvals.resolve_target(app, "recording", rec_id)
+
+
+@router.get("/{rec_id}", summary="One recording's metadata (recording.show; customers by pseudonym only)")
+def show_recording(rec_id: str, request: Request,
+                   ctx: RequestContext = Depends(request_context("api.recordings.show"))) -> dict[str, Any]:
+    from ..archive import get_recording
+
+    app = get_app(request)
+    target = _target(app, rec_id)
+    authorize(app, ctx, "recording.show", target)
+    if not target.attributes.get("exists"):
+        raise NotFound(f"no recording {rec_id}")
+    with app.catalog.session() as s:
+        data = details(get_recording(s, rec_id))
+        app.audit.append(s, ctx, "recording.show", "recording", rec_id, "ok", {"row_digest": data["row_digest"]})
+    return data
+
+
+@router.post("/{rec_id}/link", status_code=201,
+             summary="A short-lived streaming link (recording.play; another advisor's call needs four-eyes)")
+def create_link(rec_id: str, request: Request, body: LinkIn | None = None,
+                ctx: RequestContext = Depends(request_context("api.recordings.link"))) -> dict[str, Any]:
+    return links.create_link(get_app(request), ctx, rec_id, bind_ip=body.bind_ip if body else None)

@@ -1,0 +1,104 @@
+"""Retention over HTTP: why a recording is kept, legal holds, the purge, and four-eyes requests for
+extend / shorten / hold release / Art. 17 erasure (approved and executed under /api/approvals)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from hookspecs.types import RequestContext
+
+from ..access import approvals
+from ..archive import get_recording
+from ..defaults.retention_rules import add_years
+from ..errors import ConflictError, InputError
+from ..retention import check_change, check_erasable, list_holds, parse_date, retention_status, run_purge, set_hold
+from .deps import get_app, request_context
+
+router = APIRouter(prefix="/api/retention", tags=["retention"])
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class ChangeIn(BaseModel):
+    reason: str = Field(min_length=3, max_length=2000)
+    until: str | None = Field(default=None, max_length=40, description="YYYY-MM-DD or an ISO timestamp")
+    years: int | None = Field(default=None, ge=0, le=10, description="years after the end of the call")
+
+
+def _requested(app: Any, ctx: RequestContext, approval_id: str) -> dict[str, Any]:
+    return approvals.get_request(app, ctx, approval_id).as_dict()
+
+
+@router.get("/recordings/{recording_id}", summary="Why a recording is kept until when")
+def show(recording_id: str, request: Request,
+         ctx: RequestContext = Depends(request_context("api.retention.show"))) -> dict[str, Any]:
+    return retention_status(get_app(request), ctx, recording_id)
+
+
+@router.post("/run", summary="Run the purge now (retention.run); dry_run lists what would go")
+def run(request: Request, dry_run: bool = Query(default=False), limit: int | None = Query(default=None, ge=1),
+        ctx: RequestContext = Depends(request_context("api.retention.run"))) -> dict[str, Any]:
+    return run_purge(get_app(request), ctx, dry_run=dry_run, limit=limit).as_dict()
+
+
+@router.get("/holds", summary="Active legal holds")
+def holds(request: Request, ctx: RequestContext = Depends(request_context("api.holds.list"))) -> list[dict[str, Any]]:
+    return list_holds(get_app(request), ctx)
+
+
+@router.post("/holds/{recording_id}", status_code=201, summary="Put a recording on legal hold")
+def hold(recording_id: str, body: ReasonIn, request: Request,
+         ctx: RequestContext = Depends(request_context("api.holds.set"))) -> dict[str, Any]:
+    return set_hold(get_app(request), ctx, recording_id, body.reason)
+
+
+@router.post("/holds/{recording_id}/release", status_code=201, summary="Request the release of a hold (four-eyes)")
+def release(recording_id: str, body: ReasonIn, request: Request,
+            ctx: RequestContext = Depends(request_context("api.holds.release"))) -> dict[str, Any]:
+    app = get_app(request)
+    with app.catalog.session() as s:
+        if not get_recording(s, recording_id).legal_hold:
+            raise ConflictError(f"recording {recording_id} is not on legal hold")
+    approval_id = approvals.request(app, ctx, "hold.release", recording_id, body.reason, {"reason": body.reason})
+    return _requested(app, ctx, approval_id)
+
+
+def _change(kind: str, recording_id: str, body: ChangeIn, request: Request, ctx: RequestContext) -> dict[str, Any]:
+    app = get_app(request)
+    if (body.until is None) == (body.years is None):
+        raise InputError("give exactly one of until or years")
+    with app.catalog.session() as s:
+        rec = get_recording(s, recording_id)
+        when = parse_date(body.until) if body.until else add_years(rec.ended_at, int(body.years or 0))
+        check_change(app, s, rec, kind, when)
+    approval_id = approvals.request(app, ctx, f"retention.{kind}", recording_id, body.reason,
+                                    {"until": when.isoformat(), "reason": body.reason})
+    return _requested(app, ctx, approval_id)
+
+
+@router.post("/recordings/{recording_id}/extend", status_code=201, summary="Request a longer retention (four-eyes)")
+def extend(recording_id: str, body: ChangeIn, request: Request,
+           ctx: RequestContext = Depends(request_context("api.retention.extend"))) -> dict[str, Any]:
+    return _change("extend", recording_id, body, request, ctx)
+
+
+@router.post("/recordings/{recording_id}/shorten", status_code=201, summary="Request a shorter retention (four-eyes)")
+def shorten(recording_id: str, body: ChangeIn, request: Request,
+            ctx: RequestContext = Depends(request_context("api.retention.shorten"))) -> dict[str, Any]:
+    return _change("shorten", recording_id, body, request, ctx)
+
+
+@router.post("/recordings/{recording_id}/erase", status_code=201,
+             summary="Request Art. 17 erasure of a recording no law requires us to keep (four-eyes)")
+def erase(recording_id: str, body: ReasonIn, request: Request,
+          ctx: RequestContext = Depends(request_context("api.recording.erase"))) -> dict[str, Any]:
+    app = get_app(request)
+    with app.catalog.session() as s:
+        check_erasable(app, s, get_recording(s, recording_id))
+    approval_id = approvals.request(app, ctx, "recording.erase", recording_id, body.reason, {"reason": body.reason})
+    return _requested(app, ctx, approval_id)

@@ -1,0 +1,150 @@
+"""Streaming the decrypted audio of a recording through a signed, short-lived link.
+
+``GET|HEAD /api/stream/{recording id}?t=<token>`` answers with the recording as a PCM16 WAV,
+decrypted segment by segment in memory (nothing in clear touches the disk). ``Range: bytes=…``
+gives 206 with ``Content-Range`` (single ranges; a multi-range request gets the whole file, as
+RFC 9110 allows), an unsatisfiable range 416 with ``Content-Range: bytes */<size>``.
+
+The caller must be logged in as the link's user (bearer token or session cookie), unless
+``[access] link_require_login = false`` (then the link alone is the credential; bind it to the IP).
+Every unusable link gets the same 403 body; every request is audited.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from hookspecs.types import Actor, RequestContext
+
+from ..access import links
+from ..errors import CallFortError
+from .deps import authenticate, client_host, client_ip, get_app
+
+router = APIRouter(tags=["stream"])
+
+CHUNK = 256 * 1024
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_REC_ID = re.compile(r"^[0-9a-f]{32}$")
+UNSATISFIABLE = "unsatisfiable"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """``(first, last)`` inclusive byte positions of a single ``bytes=`` range, ``None`` to send the
+    whole file (no, malformed or multi-range header), or ``UNSATISFIABLE``."""
+    if not header:
+        return None
+    m = _RANGE.match(header)
+    if m is None:
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            return UNSATISFIABLE
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        return UNSATISFIABLE
+    return start, min(end, size - 1)
+
+
+def _refused(app: Any, request: Request, ctx: RequestContext | None, rec_id: str, action: str, reason: str) -> JSONResponse:
+    if ctx is None:
+        ctx = RequestContext(actor=Actor(user_id="unknown", username="unknown"), host=client_host(request),
+                             ip=client_ip(request), function="api.stream")
+    target_id = rec_id if _REC_ID.match(rec_id) else None
+    detail = {"reason": reason, "method": request.method}
+    if target_id is None:
+        detail["malformed_id"] = True
+    app.audit.record(ctx, action, "recording", target_id, "denied", detail)
+    return JSONResponse({"error": links.LINK_REFUSED}, status_code=403)
+
+
+def _link_actor(app: Any, user_id: str) -> Actor | None:
+    from ..access.users import actor_for
+    from ..db.models_access import User
+
+    with app.catalog.session() as s:
+        user = s.get(User, user_id)
+        return actor_for(user) if user is not None and not user.disabled else None
+
+
+def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, description="the link token")) -> Response:
+    from ..archive import WavView
+
+    app = get_app(request)
+    require_login = app.config.get("access.link_require_login", bool, True)
+    ctx = authenticate(request, "api.stream", required=require_login)
+    claims, reason = links.check(app, t, recording_id=rec_id, user_id=ctx.actor.user_id if ctx else None,
+                                 client_ip=client_ip(request), require_user=require_login)
+    if claims is None:
+        return _refused(app, request, ctx, rec_id, "recording.play", reason)
+    action = "recording.export" if claims.purpose == "export" else "recording.play"
+    if ctx is None:
+        actor = _link_actor(app, claims.user_id)
+        if actor is None:
+            return _refused(app, request, None, rec_id, action, "the link's user is disabled or gone")
+        ctx = RequestContext(actor=actor, host=client_host(request), ip=client_ip(request), function="api.stream")
+    ctx = attrs.evolve(ctx, approval_id=claims.approval_id)
+    try:
+        view = WavView(app, rec_id)
+    except CallFortError as exc:  # deleted, crypto-shredded, unreadable: to the caller like no recording
+        return _refused(app, request, ctx, rec_id, action, f"recording not readable: {type(exc).__name__}")
+    size = view.size
+    header = request.headers.get("range")
+    rng = parse_range(header, size)
+    base = {"Accept-Ranges": "bytes", "Content-Type": "audio/wav", "Cache-Control": "no-store",
+            "Content-Disposition": (f'attachment; filename="{rec_id}.wav"' if claims.purpose == "export"
+                                    else f'inline; filename="{rec_id}.wav"')}
+    detail: dict[str, Any] = {"method": request.method, "range": header[:100] if header else None,
+                              "link": claims.nonce, "purpose": claims.purpose}
+    if rng == UNSATISFIABLE:
+        app.audit.record(ctx, action, "recording", rec_id, "refused", {**detail, "status": 416, "size": size})
+        return Response(status_code=416, headers={**base, "Content-Range": f"bytes */{size}"})
+    if rng is None:
+        start, end, status = 0, size - 1, 200
+        headers = dict(base)
+    else:
+        assert isinstance(rng, tuple)
+        start, end = rng
+        status = 206
+        headers = {**base, "Content-Range": f"bytes {start}-{end}/{size}"}
+    length = max(0, end - start + 1)
+    headers["Content-Length"] = str(length)
+    app.audit.record(ctx, action, "recording", rec_id, "ok",
+                     {**detail, "status": status, "first": start, "last": end, "bytes": length})
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+
+    def body() -> Iterator[bytes]:
+        pos, stop = start, end + 1
+        while pos < stop:
+            nxt = min(stop, pos + CHUNK)
+            yield view.read(pos, nxt)
+            pos = nxt
+
+    return StreamingResponse(body(), status_code=status, headers=headers, media_type="audio/wav")
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"audio/wav": {}}, "description": "the whole recording as WAV"},
+    206: {"description": "partial content (Content-Range)"},
+    403: {"description": "link invalid or expired, or no such recording"},
+    416: {"description": "range not satisfiable"},
+}
+router.add_api_route("/api/stream/{rec_id}", stream, methods=["GET"], operation_id="stream_recording",
+                     summary="Stream a recording through a signed link (HTTP Range supported)",
+                     responses=_RESPONSES, response_class=StreamingResponse)
+router.add_api_route("/api/stream/{rec_id}", stream, methods=["HEAD"], operation_id="stream_recording_head",
+                     summary="Size and type of a recording behind a signed link", responses=_RESPONSES)

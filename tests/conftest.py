@@ -1,0 +1,5 @@
+"""Shared pytest set-up: area fixture modules are registered here (one line each)."""
+
+pytest_plugins = [
+    "conftest_s3",
+]

@@ -1,0 +1,152 @@
+"""The purge: expired recordings leave every store, their key is destroyed and a tombstone stays;
+held and unexpired recordings are untouched; a rerun is idempotent; plugins can veto and listen."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from retention_helpers import files_of, ingest, state, use_two_stores
+from sqlalchemy import func, select
+
+from cfcore.archive import read_channel
+from cfcore.db.models import AuditEntry, ConsentRow, ModeSegmentRow, Recording, RecordingSubject, TombstoneSubject
+from cfcore.db.models_retention import PurgeTask
+from cfcore.retention import run_purge, set_hold
+from cfcore.subjects import pseudonym
+from hookspecs import hookimpl
+
+
+@pytest.fixture
+def dep(deployment):
+    return use_two_stores(deployment)
+
+
+@pytest.fixture
+def rapp(dep, make_app):
+    return make_app(dep)
+
+
+def test_purge_deletes_expired_and_keeps_the_rest(rapp, dep, tmp_path):
+    app = rapp
+    expired_both = ingest(app, tmp_path, "2020-01-10T10:00:00+00:00", customer="K-1", number="+49 30 111111")
+    unexpired_both = ingest(app, tmp_path, "2023-01-10T10:00:00+00:00", customer="K-1")
+    expired_adv = ingest(app, tmp_path, "2026-09-01T10:00:00+00:00", two_sided=False, customer="K-2")
+    fresh_adv = ingest(app, tmp_path, "2026-11-20T10:00:00+00:00", two_sided=False, customer="K-2")
+    held = ingest(app, tmp_path, "2019-03-01T10:00:00+00:00", customer="K-3")
+    set_hold(app, None, held, "litigation 2026/17")
+
+    # the default rules: MiFID 5 years for two-sided calls, 30 days for advisor-only calls
+    with app.catalog.session() as s:
+        recs = {r.id: r for r in s.scalars(select(Recording))}
+        assert recs[expired_both].retention_rule == "mifid-5y"
+        assert recs[expired_both].retention_class == "mifid"
+        assert recs[expired_both].retention_until.year == 2025
+        assert recs[expired_adv].retention_rule == "advisor-only-30d"
+        assert recs[expired_adv].retention_class == "advisor-only"
+    before = {r: files_of(dep, r) for r in (expired_both, unexpired_both, expired_adv, fresh_adv, held)}
+    assert len(before[expired_both]) == 4  # two channels in two stores
+    assert len(before[expired_adv]) == 2
+
+    dry = run_purge(app, dry_run=True)
+    assert sorted(p["id"] for p in dry.purged) == sorted([expired_both, expired_adv])
+    assert all(files_of(dep, r) for r in before)  # a dry run changes nothing
+    assert state(app, expired_both)["state"] == "archived"
+
+    report = run_purge(app)
+    assert sorted(p["id"] for p in report.purged) == sorted([expired_both, expired_adv])
+    assert report.held == [held]
+    assert not report.pending
+
+    for gone in (expired_both, expired_adv):
+        assert files_of(dep, gone) == []
+        st = state(app, gone)
+        assert st["state"] == "purged"
+        assert st["key_wrapped"] is False and st["key_destroyed_at"] is not None
+        assert st["tombstone"]["reason"] == "retention-expired"
+        assert st["media_rows"] == 0 and st["subjects"] == 0
+        assert len(st["tombstone"]["hashes"]) == (2 if gone == expired_both else 1)
+        with app.catalog.session() as s:
+            assert s.scalar(select(func.count()).select_from(ModeSegmentRow).where(ModeSegmentRow.recording_id == gone)) == 0
+            assert s.scalar(select(func.count()).select_from(ConsentRow).where(ConsentRow.recording_id == gone)) == 0
+            rec = s.get(Recording, gone)
+            assert rec.pbx_call_id is None and rec.advisor_id == "-"
+    tomb = state(app, expired_both)["tombstone"]
+    assert tomb["rule"] == "mifid-5y"
+    assert sorted(tomb["pseudonyms"]) == sorted([pseudonym(app, "customer_id", "K-1"),
+                                                 pseudonym(app, "number", "+49 30 111111")])
+    # no identifier in clear anywhere in the tombstone
+    assert "K-1" not in json.dumps(tomb, default=str) and "111111" not in json.dumps(tomb, default=str)
+    with app.catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(TombstoneSubject)
+                        .where(TombstoneSubject.recording_id == expired_both)) == 2
+
+    for kept in (unexpired_both, fresh_adv, held):
+        assert files_of(dep, kept) == before[kept]
+        st = state(app, kept)
+        assert st["state"] == "archived" and st["key_wrapped"] is True and st["tombstone"] is None
+        assert read_channel(app, kept, "advisor")
+
+    # one disposal entry for the run (date, rules, count, ids) plus per-recording entries
+    with app.catalog.session() as s:
+        disposal = s.scalars(select(AuditEntry).where(AuditEntry.action == "retention.disposal")).all()
+        per_rec = s.scalars(select(AuditEntry).where(AuditEntry.action == "recording.purge",
+                                                     AuditEntry.outcome == "ok")).all()
+    assert len(disposal) == 1
+    detail = json.loads(disposal[0].detail)
+    assert detail["count"] == 2 and sorted(detail["ids"]) == sorted([expired_both, expired_adv])
+    assert detail["rules"] == {"advisor-only-30d": 1, "mifid-5y": 1}
+    assert detail["date"] == "2026-11-28"
+    assert sorted(e.target_id for e in per_rec) == sorted([expired_both, expired_adv])
+    assert all("row_digest" in json.loads(e.detail) for e in per_rec)
+    assert app.audit.verify().ok
+
+    # idempotent: a second run finds nothing to do and says so
+    again = run_purge(app)
+    assert again.purged == [] and again.pending == []
+    assert files_of(dep, unexpired_both) == before[unexpired_both]
+
+
+def test_purge_when_time_passes(rapp, dep, tmp_path, frozen_clock):
+    app = rapp
+    rec = ingest(app, tmp_path, "2026-11-27T10:00:00+00:00", two_sided=False)
+    assert run_purge(app).purged == []
+    frozen_clock.advance(timedelta(days=29))
+    assert run_purge(app).purged == []
+    frozen_clock.advance(timedelta(days=2))
+    assert [p["id"] for p in run_purge(app).purged] == [rec]
+    assert files_of(dep, rec) == []
+
+
+class Veto:
+    def __init__(self, keep: str) -> None:
+        self.keep = keep
+        self.purged: list = []
+
+    @hookimpl
+    def cf_before_purge(self, recording):
+        return "open complaint" if recording.id == self.keep else None
+
+    @hookimpl
+    def cf_after_purge(self, tombstone):
+        self.purged.append(tombstone)
+
+
+def test_before_purge_vetoes_and_after_purge_hears(rapp, dep, tmp_path):
+    app = rapp
+    a = ingest(app, tmp_path, "2026-08-01T10:00:00+00:00", two_sided=False, customer="K-9")
+    b = ingest(app, tmp_path, "2026-08-02T10:00:00+00:00", two_sided=False, customer="K-9")
+    plugin = Veto(keep=a)
+    app.pm.register(plugin, "test-veto")
+    report = run_purge(app)
+    assert report.vetoed == [{"id": a, "reason": "open complaint"}]
+    assert [p["id"] for p in report.purged] == [b]
+    assert state(app, a)["state"] == "archived" and len(files_of(dep, a)) == 2
+    assert [t.recording_id for t in plugin.purged] == [b]
+    tomb = plugin.purged[0]
+    assert tomb.reason == "retention-expired" and tomb.subject_pseudonyms == (pseudonym(app, "customer_id", "K-9"),)
+    with app.catalog.session() as s:
+        task = s.get(PurgeTask, b)
+        assert task.state == "done" and task.disposal_seq == report.disposal_seq
+        assert s.scalar(select(func.count()).select_from(RecordingSubject).where(RecordingSubject.recording_id == b)) == 0
