@@ -77,7 +77,7 @@ def recording_info(rec: Recording) -> RecordingInfo:
         id=rec.id, site=rec.site, source=rec.source, advisor_id=rec.advisor_id,
         direction=Direction(rec.direction), started_at=utc(rec.started_at), ended_at=utc(rec.ended_at),
         two_sided=bool(rec.two_sided), retention_class=rec.retention_class, legal_hold=bool(rec.legal_hold),
-        subject_pseudonyms=tuple(sorted({s.pseudonym for s in rec.subjects})), state=rec.state)
+        subject_pseudonyms=sorted({s.pseudonym for s in rec.subjects}), state=rec.state)  # type: ignore[arg-type]
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -140,8 +140,8 @@ def _load(app: Any, rec_id: str) -> _Loaded:
         media: dict[str, MediaObject] = {}
         for m in rec.media:
             media.setdefault(m.channel, m)
-        chans = tuple(_Channel(c, m.key, m.size, m.sha256, m.plain_size, m.plain_sha256)
-                      for c in CHANNELS if (m := media.get(c)) is not None)
+        chans = tuple(_Channel(c, mo.key, mo.size, mo.sha256, mo.plain_size, mo.plain_sha256)
+                      for c in CHANNELS if (mo := media.get(c)) is not None)
         sample_rate = rec.sample_rate
     if dk is None or dk.wrapped is None or dk.kek_id is None:
         raise ConflictError(f"the data key of recording {rec_id} was destroyed (crypto-shredded); its audio is gone")

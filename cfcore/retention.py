@@ -17,6 +17,11 @@ The purge of one recording is a small state machine, resumable after a crash at 
    new ``row_digest``.
 4. *disposal log* (one transaction per run): one ``retention.disposal`` audit entry naming every
    recording shredded since the last one (so one lost to a crash is reported by the next run).
+
+An Art. 17 erasure (four-eyes ``recording.erase``) runs the same machine with reason
+``art17-erasure``, but destroys the data key already in step 1: the audio is unreadable at once
+even where a store keeps the ciphertext under an Object Lock until its retention date.
+Crash points for tests: ``CF_TEST_CRASH_AT`` (``CRASH_POINTS``; see docs/retention.md).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from hookspecs.types import AccessTarget, Direction, RecordingInfo, RequestConte
 from .db.models import DataKey, Recording, TombstoneRow, TombstoneSubject
 from .db.models_retention import LegalHold, PurgeTask, RetentionOverride
 from .defaults.retention_rules import ADVISOR_ONLY_CLASS, MIFID_CLASS, add_years, class_kind
-from .errors import CallFortError, ConfigError, ConflictError, InputError, NotFound, PluginError
+from .errors import ConfigError, ConflictError, InputError, NotFound, PluginError
 
 log = logging.getLogger(__name__)
 
@@ -623,24 +628,24 @@ def _assign_missing(app: Any, ctx: RequestContext | None, batch: int = 500) -> i
     """Recordings archived without a retention date get one (audited)."""
     settings = retention_settings(app)
     done = 0
+    after = ""
     while True:
         with app.catalog.session() as s:
             recs = s.scalars(select(Recording).where(Recording.state.in_(LIVE_STATES),
-                                                     Recording.retention_until.is_(None))
+                                                     Recording.retention_until.is_(None), Recording.id > after)
                              .order_by(Recording.id).limit(batch).with_for_update()).all()
-            changed = 0
             for rec in recs:
                 d = decide_retention(app, rec, s, settings)
                 if d.until is None:
-                    continue
+                    continue  # no rule applies: never purged automatically
                 rec.retention_class, rec.retention_until, rec.retention_rule = d.retention_class, d.until, d.rule
                 s.flush()
                 app.audit.append(s, ctx, "retention.apply", "recording", rec.id, "ok",
                                  {"until": d.until, "rule": d.rule, "row_digest": _digest(rec)})
-                changed += 1
-        done += changed
-        if changed == 0 or len(recs) < batch:
+                done += 1
+        if len(recs) < batch:
             return done
+        after = recs[-1].id
 
 
 def _candidates(app: Any, now: datetime, after: str, batch: int) -> list[str]:
@@ -649,6 +654,59 @@ def _candidates(app: Any, now: datetime, after: str, batch: int) -> list[str]:
             select(Recording.id).where(Recording.state.in_(LIVE_STATES), Recording.legal_hold.is_(False),
                                        Recording.retention_until <= now, Recording.id > after)
             .order_by(Recording.id).limit(batch)))
+
+
+def _unchanged(rec: Recording, now: datetime) -> bool:
+    return (rec.state in LIVE_STATES and not rec.legal_hold and rec.retention_until is not None
+            and rec.retention_until <= now)
+
+
+def _consider(app: Any, ctx: RequestContext | None, rec_id: str, now: datetime, settings: Mapping[str, Any],
+              report: PurgeReport, dry_run: bool) -> bool:
+    """Decide on one expired candidate; mark it (step 1) unless dry-run. True when it goes.
+
+    Plugins (rules, vetoes) and the stores (lock check: a HEAD per object) are asked outside the
+    transaction that locks the row; that transaction checks again that nothing changed meanwhile.
+    """
+    with app.catalog.session() as s:
+        rec = _load(s, rec_id)
+        if not _unchanged(rec, now):
+            return False  # changed since the candidate query
+        d = decide_retention(app, rec, s, settings)
+        info = info_of(rec)
+        keys = _media_keys(rec)
+        rule = rec.retention_rule or d.rule or "-"
+        until = rec.retention_until
+    if d.until is None or d.until > now:
+        # the rules changed since archive (a class lengthened, a new plugin): keep, and say so
+        report.kept.append({"id": rec_id, "until": d.until, "rule": d.rule})
+        if not dry_run:
+            with app.catalog.session() as s:
+                rec = _load(s, rec_id, lock=True)
+                if rec.state in LIVE_STATES:
+                    old = rec.retention_until
+                    rec.retention_class, rec.retention_until, rec.retention_rule = d.retention_class, d.until, d.rule
+                    s.flush()
+                    app.audit.append(s, ctx, "retention.apply", "recording", rec.id, "ok",
+                                     {"old_until": old, "until": d.until, "rule": d.rule, "row_digest": _digest(rec)})
+        return False
+    veto = _veto(app, info)
+    if veto:
+        report.vetoed.append({"id": rec_id, "reason": veto})
+        return False
+    locks = store_locks(app, keys, now)
+    if locks:  # the store would refuse: keep it readable and unmarked until the lock ends
+        report.locked.append({"id": rec_id, "locks": locks})
+        return False
+    if dry_run:
+        report.purged.append({"id": rec_id, "rule": rule, "reason": REASON_EXPIRED, "until": until})
+        return True
+    with app.catalog.session() as s:
+        rec = _load(s, rec_id, lock=True)
+        if not _unchanged(rec, now):
+            return False  # held or changed meanwhile
+        _mark(app, ctx, s, rec, REASON_EXPIRED, rule, None)
+    return True
 
 
 def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = False, limit: int | None = None,
@@ -685,39 +743,12 @@ def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = Fa
         for rec_id in ids:
             if limit is not None and count >= limit:
                 break
-            with app.catalog.session() as s:
-                rec = _load(s, rec_id, lock=not dry_run)
-                if rec.state not in LIVE_STATES or rec.legal_hold or rec.retention_until is None \
-                        or rec.retention_until > now:
-                    continue  # changed since the candidate query
-                d = decide_retention(app, rec, s, settings)
-                if d.until is None or d.until > now:
-                    report.kept.append({"id": rec.id, "until": d.until, "rule": d.rule})
-                    if not dry_run:  # the rules changed since archive: keep, and say so
-                        old = rec.retention_until
-                        rec.retention_class, rec.retention_until, rec.retention_rule = d.retention_class, d.until, d.rule
-                        s.flush()
-                        app.audit.append(s, ctx, "retention.apply", "recording", rec.id, "ok",
-                                         {"old_until": old, "until": d.until, "rule": d.rule,
-                                          "row_digest": _digest(rec)})
-                    continue
-                veto = _veto(app, info_of(rec))
-                if veto:
-                    report.vetoed.append({"id": rec.id, "reason": veto})
-                    continue
-                rule = rec.retention_rule or d.rule or "-"
-                locks = store_locks(app, _media_keys(rec), now)
-                if locks:  # the store would refuse: keep it readable and unmarked until the lock ends
-                    report.locked.append({"id": rec.id, "locks": locks})
-                    continue
-                if dry_run:
-                    report.purged.append({"id": rec.id, "rule": rule, "reason": REASON_EXPIRED, "until": rec.retention_until})
-                    count += 1
-                    continue
-                _mark(app, ctx, s, rec, REASON_EXPIRED, rule, None)
-            _crash_point("purge-after-mark")
+            if not _consider(app, ctx, rec_id, now, settings, report, dry_run):
+                continue
             count += 1
-            _finish(app, ctx, rec_id, report)
+            if not dry_run:
+                _crash_point("purge-after-mark")
+                _finish(app, ctx, rec_id, report)
 
     if not dry_run:
         report.disposal_seq = _disposal_entry(app, ctx, now, report)
@@ -871,7 +902,7 @@ def _register_job() -> None:
 _register_job()
 
 __all__ = [
-    "CRASH_POINTS", "REASON_ERASURE", "REASON_EXPIRED", "CallFortError", "PurgeReport", "RetentionDecision",
+    "CRASH_POINTS", "REASON_ERASURE", "REASON_EXPIRED", "PurgeReport", "RetentionDecision",
     "apply_retention", "change_retention", "check_erasable", "compute_retention", "decide_retention",
     "erase_recording", "release_hold", "retention_settings", "run_purge", "set_hold",
 ]

@@ -297,3 +297,11 @@ def test_link_tokens_never_reach_the_access_log(world):
         logger.setLevel(old_level)
     line = stream.getvalue()
     assert f"/api/stream/{world.rec_own}?t=***" in line and token not in line
+
+
+def test_link_secret_is_a_private_key_file(world):
+    import stat
+
+    new_link(world)
+    path = world.app.keys_dir / links.SECRET_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(bytes.fromhex(path.read_text().strip())) == 32

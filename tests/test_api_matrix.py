@@ -7,8 +7,20 @@ shows); the assertions are on the HTTP status, the body and the audit entry each
 from __future__ import annotations
 
 import pytest
-from access_helpers import ADVISOR, ADVISOR2, ROLES, expected, last_audit, login, make_user, role_user, world_for
+from access_helpers import (
+    ADVISOR,
+    ADVISOR2,
+    ROLES,
+    ctx_for,
+    expected,
+    last_audit,
+    login,
+    make_user,
+    role_user,
+    world_for,
+)
 
+from cfcore.access import approvals
 from cfcore.defaults.access_policy import APPROVERS, MATRIX
 from hookspecs.types import Decision
 
@@ -275,3 +287,15 @@ def test_show_reject_execute_endpoints(world, role):
         with world.http(requester) as c:
             run = c.post(f"/api/approvals/{ids[1]}/execute")
             assert run.status_code == 200 and run.json()["result"]["purpose"] == "play"
+
+
+def test_api_does_not_run_executors_that_write_server_files(world):
+    with world.http("u-administrator") as c:
+        aid = c.post("/api/approvals", json={"action": "keys.rotate", "target": None, "reason": "rotation",
+                                             "params": {"out": "/tmp/x"}}).json()["id"]
+    with world.http("u-dpo") as c:
+        assert c.post(f"/api/approvals/{aid}/approve").status_code == 200
+    with world.http("u-administrator") as c:
+        r = c.post(f"/api/approvals/{aid}/execute")
+    assert r.status_code == 400 and "run it on your PC" in r.json()["error"]
+    assert approvals.get_request(world.app, ctx_for(world.app, "u-dpo"), aid).state == "approved"

@@ -367,3 +367,30 @@ def test_audit_trail_quiet_when_whole_and_in_order(app, frozen_clock):
         frozen_clock.advance(3600)
     scan_rules(app)
     assert rules_hit(app, "audit-gaps") == []
+
+
+# --------------------------------------------------------------------------- broken copies
+
+
+def test_broken_copy_triggers_when_a_store_copy_is_damaged(app, tmp_path):
+    from sqlalchemy import select
+
+    from cfcore.db.models import MediaObject
+    from cfcore.storage import report_broken_copy
+
+    rec = ingest(app, tmp_path)
+    # the producer that reads and store checks call when a copy is damaged
+    with app.catalog.session() as s:
+        row = s.scalars(select(MediaObject).where(MediaObject.recording_id == rec)).first()
+    event = report_broken_copy(app, row.store, row.key, "damaged", [])
+    scan_rules(app)
+    (alert,) = rules_hit(app, "broken-copy")
+    assert alert.severity == "high" and "damaged" in alert.summary
+    assert f"audit:{event.audit_seq}" in alert.evidence and f"object:{row.key}" in alert.evidence
+
+
+def test_broken_copy_quiet_when_stores_are_healthy(app, tmp_path):
+    ingest(app, tmp_path)
+    record(app, "carol", "store.check", "primary", target_kind="store")
+    scan_rules(app)
+    assert rules_hit(app, "broken-copy") == []

@@ -150,3 +150,36 @@ def test_before_purge_vetoes_and_after_purge_hears(rapp, dep, tmp_path):
         task = s.get(PurgeTask, b)
         assert task.state == "done" and task.disposal_seq == report.disposal_seq
         assert s.scalar(select(func.count()).select_from(RecordingSubject).where(RecordingSubject.recording_id == b)) == 0
+
+
+class Complaint:
+    """A plugin added after archive: calls of advisor A7 are kept until the end of 2027."""
+
+    @hookimpl
+    def cf_retention_rules(self, recording, settings):
+        if recording.advisor_id == "A7":
+            from datetime import UTC, datetime
+
+            from hookspecs.types import RetentionRule
+
+            return [RetentionRule(name="complaint", keep_until=datetime(2027, 12, 31, tzinfo=UTC),
+                                  legal_basis="GDPR Art. 17(3)(e)")]
+        return []
+
+
+def test_rules_changed_since_archive_and_missing_dates(rapp, dep, tmp_path):
+    app = rapp
+    kept = ingest(app, tmp_path, "2026-08-01T10:00:00+00:00", two_sided=False, advisor="A7", name="kept")
+    undated = ingest(app, tmp_path, "2026-08-02T10:00:00+00:00", two_sided=False, name="undated")
+    with app.catalog.session() as s:
+        s.get(Recording, undated).retention_until = None  # e.g. archived by an older version
+    app.pm.register(Complaint(), "test-complaint")
+    report = run_purge(app)
+    assert report.assigned == 1 and [p["id"] for p in report.purged] == [undated]
+    assert [k["id"] for k in report.kept] == [kept] and report.kept[0]["rule"] == "complaint"
+    with app.catalog.session() as s:
+        rec = s.get(Recording, kept)
+        assert (rec.retention_rule, rec.retention_until.year) == ("complaint", 2027)
+        applied = s.scalars(select(AuditEntry).where(AuditEntry.action == "retention.apply")).all()
+    assert sorted(e.target_id for e in applied) == sorted([kept, undated])
+    assert len(files_of(dep, kept)) == 2 and files_of(dep, undated) == []

@@ -162,6 +162,12 @@ def resolve_target(app: Any, kind: str, target_id: str | None) -> AccessTarget:
             owner = rec.advisor_id if rec is not None else None
         return AccessTarget(kind="recording", id=target_id, owner_advisor_id=owner,
                             attributes={"exists": rec is not None})
+    if kind == "user" and target_id:
+        from ..db.models_access import User
+
+        with app.catalog.session() as s:
+            found = s.scalars(select(User.id).where(User.username == target_id.strip().lower())).first()
+        return AccessTarget(kind="user", id=target_id, attributes={"exists": found is not None})
     return AccessTarget(kind=kind, id=target_id)
 
 
@@ -281,8 +287,8 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
     if decision.decision is Decision.ALLOW:
         raise InputError(f"{action} on {target.kind} {target_id or ''} needs no approval for you".replace("  ", " "),
                          hint="run the function directly")
-    if target.kind == "recording" and not target.attributes.get("exists"):
-        raise NotFound(f"no recording {target_id}")
+    if target.kind in ("recording", "user") and not target.attributes.get("exists"):
+        raise NotFound(f"no {target.kind} {target_id}")
     now = app.clock.now()
     approval_id = secrets.token_hex(16)
     with app.catalog.session() as s:

@@ -145,7 +145,8 @@ def _view(u: User) -> UserView:
 
 
 def actor_for(user: User) -> Actor:
-    return Actor(user_id=user.id, username=user.username, roles=user.role_names, advisor_id=user.advisor_id)
+    return Actor(user_id=user.id, username=user.username, roles=frozenset(user.role_names),  # type: ignore[arg-type]
+                 advisor_id=user.advisor_id)
 
 
 def _user(s: Session, username: str, *, lock: bool = False) -> User:
@@ -522,12 +523,12 @@ def _execute_role_change(app: Any, ctx: RequestContext, target_id: str, params: 
         before = sorted(user.role_names)
         before_advisor = user.advisor_id
         now = app.clock.now()
-        for role in list(user.roles):
-            if role.role in remove_:
-                user.roles.remove(role)
-        for role in add_:
-            if role not in user.role_names:
-                user.roles.append(UserRole(role=role, granted_at=now, approval_id=ctx.approval_id))
+        for held in list(user.roles):
+            if held.role in remove_:
+                user.roles.remove(held)
+        for name in add_:
+            if name not in user.role_names:
+                user.roles.append(UserRole(role=name, granted_at=now, approval_id=ctx.approval_id))
         if "advisor_id" in params:
             user.advisor_id = str(params["advisor_id"]).strip() or None
         s.flush()

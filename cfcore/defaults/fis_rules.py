@@ -260,6 +260,17 @@ def audit_gaps(entries: tuple[AuditView, ...], now: datetime, options: Mapping[s
         prev = e
 
 
+def broken_copy(entries: tuple[AuditView, ...], now: datetime, options: Mapping[str, Any]) -> Iterator[Finding]:
+    """A store held a missing or damaged copy of a media object (found by a read or a store check)."""
+    actions = list(options["actions"])
+    for e in entries:
+        if _matches(e.action, actions):
+            key = e.detail.get("key", "")
+            problem = e.detail.get("problem", "broken")
+            yield (Severity.HIGH, f"copy of a media object in store '{e.target_id}' is {problem}",
+                   _ev([e]) + ((f"object:{key}",) if key else ()))
+
+
 RULES = (
     FisRule(
         name="mass-access", check=mass_access,
@@ -311,6 +322,10 @@ RULES = (
         description="keys rotated or destroyed, roles granted or revoked",
         default_options={"actions": ["keys.", "key.", "kek.", "roles.", "role.", "user.bootstrap"],
                          "outcomes": ["ok", "allowed", "approved", "executed"]}),
+    FisRule(
+        name="broken-copy", check=broken_copy,
+        description="a store held a missing or damaged copy of a media object",
+        default_options={"actions": ["store.copy_broken"]}),
     FisRule(
         name="audit-gaps", check=audit_gaps,
         description="missing entries or time going backwards in the audit trail",

@@ -11,6 +11,7 @@ from hookspecs.types import RequestContext
 
 from ..access import approvals
 from ..access.links import API_EXECUTORS
+from ..errors import InputError
 from .deps import get_app, request_context
 
 router = APIRouter(prefix="/api/approvals", tags=["four-eyes"])
@@ -64,6 +65,11 @@ def reject(approval_id: str, request: Request, body: RejectIn | None = None,
 def execute(approval_id: str, request: Request,
             ctx: RequestContext = Depends(request_context("api.approvals.execute"))) -> dict[str, Any]:
     app = get_app(request)
-    action = approvals.get_request(app, ctx, approval_id).action
+    view = approvals.get_request(app, ctx, approval_id)
+    action = view.action
+    if action not in API_EXECUTORS and "out" in view.params:
+        # the executor would write a file on the server, at a path the requester chose
+        raise InputError(f"request {approval_id} writes the file {view.params['out']!r}: run it on your PC",
+                         hint=f"cf execute {approval_id}")
     result = approvals.execute(app, ctx, approval_id, executor=API_EXECUTORS.get(action))
     return {"approval_id": approval_id, "action": action, "result": result}

@@ -64,7 +64,7 @@ def _refused(app: Any, request: Request, ctx: RequestContext | None, rec_id: str
         ctx = RequestContext(actor=Actor(user_id="unknown", username="unknown"), host=client_host(request),
                              ip=client_ip(request), function="api.stream")
     target_id = rec_id if _REC_ID.match(rec_id) else None
-    detail = {"reason": reason, "method": request.method}
+    detail: dict[str, Any] = {"reason": reason, "method": request.method}
     if target_id is None:
         detail["malformed_id"] = True
     app.audit.record(ctx, action, "recording", target_id, "denied", detail)
