@@ -17,20 +17,34 @@ See docs/storage.md for every option.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs import hookimpl
 from hookspecs.types import PluginContext, StoreType
 
 from .options import S3Options, parse_options
-from .store import S3Store
+
+if TYPE_CHECKING:
+    from .store import S3Store
 
 __all__ = ["S3Options", "S3Store", "create_store", "parse_options"]
+
+
+def __getattr__(name: str) -> Any:
+    # boto3 costs ~0.1 s to import: load it when a deployment actually uses an S3 store, not on
+    # every `cf` start that merely discovers this plugin.
+    if name == "S3Store":
+        from .store import S3Store
+
+        return S3Store
+    raise AttributeError(name)
 
 
 def create_store(options: Mapping[str, Any], ctx: PluginContext) -> S3Store:
     """Build the store of a ``[stores.<name>]`` section and check its bucket (``StoreMisconfigured``
     for a bucket without versioning or Object Lock)."""
+    from .store import S3Store
+
     name = str(options.get("name") or ctx.name)
     return S3Store(name, parse_options(name, options), clock=ctx.clock).start()
 
