@@ -1,0 +1,59 @@
+"""The PBX adapter example in docs/plugins.md runs as written, through the core's capture runner."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+import sys
+import types
+from pathlib import Path
+
+from cfcore.archive import read_channel
+from cfcore.capture.runner import CaptureRunner
+from cfcore.config import load_config
+from cfcore.db.models import Recording
+from cfcore.plugins import get_plugin_manager
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
+
+
+def example_module() -> types.ModuleType:
+    text = DOCS.read_text()
+    section = text.split("## Writing a PBX adapter", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    mod = types.ModuleType("cf_pbx_minimal")
+    exec(compile(code, str(DOCS), "exec"), mod.__dict__)
+    sys.modules.pop("cf_pbx_minimal", None)
+    return mod
+
+
+def test_minimal_pbx_adapter_from_the_docs_archives_its_call(deployment, make_app):
+    plugin = example_module()
+    pm = get_plugin_manager(load_config(deployment), extra=[("pbx_minimal", plugin)])
+    assert pm.status("pbx_minimal").hooks == ("cf_capture_sources",)
+    app = make_app(deployment, pm=pm)
+
+    async def run() -> list[str]:
+        runner = CaptureRunner(app, poll_interval=0.05)
+        task = asyncio.create_task(runner.run())
+        source = runner.sources["minimal"]
+        for _ in range(400):
+            if source.archived:
+                break
+            await asyncio.sleep(0.05)
+        await runner.stop()
+        await asyncio.wait_for(task, 30)
+        return source.archived
+
+    (rec_id,) = asyncio.run(run())
+    with app.catalog.session() as s:
+        rec = s.get(Recording, rec_id)
+        assert rec.advisor_id == "A100" and rec.two_sided
+        assert [(seg.mode, seg.start, seg.end) for seg in rec.segments] == [("advisor_only", 0, 2), ("both", 2, 4)]
+    advisor = struct.unpack("<32000h", read_channel(app, rec_id, "advisor"))
+    customer = struct.unpack("<32000h", read_channel(app, rec_id, "customer"))
+    assert set(advisor) == {1000}
+    assert set(customer[:16000]) == {0}, "customer audio before consent must never be stored"
+    assert set(customer[16000:]) == {2000}
+    assert not list(Path(app.data_dir, "plugins", "pbx_minimal").glob("*.wav")), "PBX files removed after archive"
