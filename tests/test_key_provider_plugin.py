@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from archive_helpers import make_wav
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from archive_helpers import make_wav
 from cfcore.archive import read_channel
 from cfcore.errors import ConfigError
 from cfcore.ingest import ingest_wav
