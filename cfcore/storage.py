@@ -262,7 +262,7 @@ def report_broken_copy(app: Any, store: str, key: str, problem: str, healthy_sto
     log.error("store %s: the copy of %s is %s (audit entry %s); 'cf store repair' re-creates it",
               store, key, problem, seq)
     event = BrokenCopy(store=store, key=key, problem=problem, detected_at=app.clock.now(), recording_id=rec_id,
-                       healthy_stores=tuple(sorted(healthy_stores)),  # type: ignore[arg-type]  # attrs converter
+                       healthy_stores=tuple(sorted(healthy_stores)),
                        audit_seq=seq)
     try:
         app.pm.hook.cf_store_copy_broken(event=event)

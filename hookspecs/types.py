@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -137,6 +137,23 @@ class ChannelFile:
     path: Path = attrs.field(converter=Path)
 
 
+def _strs(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _files(value: Iterable[ChannelFile]) -> tuple[ChannelFile, ...]:
+    return tuple(value)
+
+
+def _segments(value: Iterable[ModeSegment]) -> tuple[ModeSegment, ...]:
+    return tuple(value)
+
+
+def _consents(value: Iterable[Consent]) -> tuple[Consent, ...]:
+    return tuple(value)
+
+
+
 @attrs.frozen(kw_only=True)
 class FinishedCall:
     """Everything a capture source hands the core when a call's files are complete.
@@ -150,11 +167,11 @@ class FinishedCall:
     advisor_id: str = attrs.field(validator=_nonempty)
     started_at: datetime = attrs.field(validator=_aware)
     direction: Direction = attrs.field(validator=v.instance_of(Direction))
-    files: tuple[ChannelFile, ...] = attrs.field(converter=tuple)
-    segments: tuple[ModeSegment, ...] = attrs.field(converter=tuple)
-    consents: tuple[Consent, ...] = attrs.field(converter=tuple, factory=tuple)
-    customer_numbers: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
-    customer_ids: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    files: tuple[ChannelFile, ...] = attrs.field(converter=_files)
+    segments: tuple[ModeSegment, ...] = attrs.field(converter=_segments)
+    consents: tuple[Consent, ...] = attrs.field(converter=_consents, factory=tuple)
+    customer_numbers: tuple[str, ...] = attrs.field(converter=_strs, factory=tuple)
+    customer_ids: tuple[str, ...] = attrs.field(converter=_strs, factory=tuple)
     pbx_call_id: str | None = None
     site: str | None = None
 
@@ -325,7 +342,7 @@ class BrokenCopy:
     problem: str = attrs.field(validator=v.in_(BROKEN_COPY_PROBLEMS))
     detected_at: datetime = attrs.field(validator=_aware)
     recording_id: str | None = None
-    healthy_stores: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    healthy_stores: tuple[str, ...] = attrs.field(converter=_strs, factory=tuple)
     audit_seq: int | None = None
 
 
@@ -421,7 +438,7 @@ class RecordingInfo:
     two_sided: bool
     retention_class: str
     legal_hold: bool = False
-    subject_pseudonyms: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    subject_pseudonyms: tuple[str, ...] = attrs.field(converter=_strs, factory=tuple)
     state: str = "archived"
 
 
@@ -452,8 +469,8 @@ class Tombstone:
     deleted_at: datetime
     reason: str
     rule: str
-    subject_pseudonyms: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
-    ciphertext_sha256: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    subject_pseudonyms: tuple[str, ...] = attrs.field(converter=_strs, factory=tuple)
+    ciphertext_sha256: tuple[str, ...] = attrs.field(converter=_strs, factory=tuple)
 
 
 # --------------------------------------------------------------------------- integrity, notification
@@ -475,7 +492,7 @@ class Alert:
     severity: Severity = attrs.field(validator=v.instance_of(Severity))
     summary: str = attrs.field(validator=_nonempty)
     raised_at: datetime = attrs.field(validator=_aware)
-    evidence: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    evidence: tuple[str, ...] = attrs.field(converter=_strs, factory=tuple)
 
 
 @attrs.frozen(kw_only=True)
