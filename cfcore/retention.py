@@ -278,23 +278,21 @@ def _media_keys(rec: Recording) -> list[str]:
     return sorted({m.key for m in rec.media})
 
 
-def _lock_media(app: Any, keys: Iterable[str], *, until: datetime | None = None,
-                legal_hold: bool | None = None) -> list[str]:
-    """Extend object locks / set legal holds in the stores that support them. Returns problems
-    (the catalog change stands; a store that cannot lock is reported, not fatal)."""
-    keys = list(keys)
-    if not keys:
-        return []
-    stores = app.stores
-    if not hasattr(stores, "lock"):
-        return []
+def _lock_media(app: Any, ctx: RequestContext | None, rec_id: str, keys: Iterable[str], *,
+                until: datetime | None = None, legal_hold: bool | None = None) -> list[str]:
+    """Extend object locks / set or release legal holds in the stores that support them. The
+    catalog change stands; problems are returned and audited (``store.lock`` outcome ``error``),
+    and ``cf store check`` / ``cf store repair`` find and fix the lock later."""
     problems = []
-    for key in keys:
+    for key in sorted(set(keys)):
         try:
-            stores.lock(key, until, legal_hold)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller and logged
-            log.warning("store lock of %s failed: %s", key, exc)
-            problems.append(f"{key}: {type(exc).__name__}: {exc}")
+            app.stores.lock(key, until, legal_hold)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller and audited
+            log.warning("store lock of %s failed: %s", key, type(exc).__name__)
+            problems.append(f"{key}: {exc}")
+    if problems:
+        app.audit.record(ctx, "store.lock", "recording", rec_id, "error",
+                         {"until": until, "legal_hold": legal_hold, "problems": problems[:20]})
     return problems
 
 
@@ -377,7 +375,7 @@ def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: st
         app.audit.append(s, ctx, action, "recording", rec.id, "ok", detail)
         keys = _media_keys(rec)
         new_until = rec.retention_until
-    problems = _lock_media(app, keys, until=new_until) if kind == "extend" else []
+    problems = _lock_media(app, ctx, rec_id, keys, until=new_until) if kind == "extend" else []
     return {"recording_id": rec_id, "old_until": old, "new_until": new_until, "rule": detail["rule"],
             "lock_problems": problems}
 
@@ -414,7 +412,7 @@ def set_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str) -> 
                          {"reason": reason, "hold_id": hold.id, "row_digest": _digest(rec)})
         keys = _media_keys(rec)
         hold_id = hold.id
-    problems = _lock_media(app, keys, legal_hold=True)
+    problems = _lock_media(app, ctx, rec_id, keys, legal_hold=True)
     return {"recording_id": rec_id, "hold_id": hold_id, "legal_hold": True, "lock_problems": problems}
 
 
@@ -435,7 +433,7 @@ def release_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str 
         app.audit.append(s, ctx, "hold.release", "recording", rec.id, "ok",
                          {"reason": reason, "row_digest": _digest(rec)})
         keys = _media_keys(rec)
-    problems = _lock_media(app, keys, legal_hold=False)
+    problems = _lock_media(app, ctx, rec_id, keys, legal_hold=False)
     return {"recording_id": rec_id, "legal_hold": False, "lock_problems": problems}
 
 
@@ -785,7 +783,7 @@ def check_erasable(app: Any, session: Session, rec: Recording) -> RetentionDecis
         raise ConflictError(f"recording {rec.id} is {rec.state} already")
     if rec.legal_hold:
         raise ConflictError(f"recording {rec.id} is on legal hold and cannot be erased",
-                            hint="a legal hold must be released first (cf hold release, four-eyes)")
+                            hint="release the hold first: cf hold release ID --reason TEXT, four-eyes")
     d = decide_retention(app, rec, session)
     now = app.clock.now()
     if d.floor is not None and d.floor.keep_until > now:

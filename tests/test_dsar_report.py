@@ -74,6 +74,7 @@ def test_json_report_names_the_persons_records_only(world):
     assert two["retention"]["until"].startswith("2029-06-03")
     assert any("MiFID II" in p["legal_basis"] and p["statutory"] for p in two["purposes"])
     assert two["consents"] and two["consents"][0]["given_at"].startswith("2024-06-03T10:00")
+    assert "2024-06-03 10:00 UTC" in two["consents"][0]["text"] and "2029-06-03" in two["retention"]["text"]
     roles = [a for a in two["accesses"] if a["action"] == "recording.show"]
     assert roles and roles[0]["roles"] == ["Compliance officer"] and roles[0]["at"].startswith("2026-11-28")
     assert "carla" not in text  # roles and dates, not the employees' names

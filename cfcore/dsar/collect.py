@@ -25,7 +25,17 @@ from ..db.models_access import User
 from ..errors import InputError
 from ..retention import decide_retention, retention_settings, rules_for
 from ..subjects import normalise_customer_id, normalise_number, pseudonyms_for
-from .texts import DEFAULT_AUTHORITY, LANGS, RIGHTS, action_text, method_text, rule_texts, t
+from .texts import (
+    DEFAULT_AUTHORITY,
+    LANGS,
+    RIGHTS,
+    action_text,
+    human_date,
+    human_time,
+    method_text,
+    rule_texts,
+    t,
+)
 
 FORMAT_VERSION = 1
 #: Audit outcomes that mean the access happened.
@@ -157,12 +167,13 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
             "two_sided": bool(r.two_sided), "content_text": t(lang, "two_sided" if r.two_sided else "advisor_only"),
             "retention": {"class": r.retention_class, "until": _iso(until), "rule": r.retention_rule,
                           "legal_hold": bool(r.legal_hold),
-                          "text": (t(lang, "retention_until", date=until.date().isoformat(), rule=r.retention_rule)
+                          "text": (t(lang, "retention_until", date=human_date(lang, _iso(until)), rule=r.retention_rule)
                                    if until else t(lang, "retention_none"))
                                   + ("; " + t(lang, "legal_hold") if r.legal_hold else "")},
             "purposes": purposes,
             "consents": [{"given_at": _iso(c.given_at), "method": c.method,
-                          "text": t(lang, "consent_line", at=_iso(c.given_at), method=method_text(lang, c.method))}
+                          "text": t(lang, "consent_line", at=human_time(lang, _iso(c.given_at)),
+                                    method=method_text(lang, c.method))}
                          for c in sorted(r.consents, key=lambda c: c.given_at)],
             "accesses": accesses.get(r.id, []),
         })

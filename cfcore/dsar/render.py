@@ -10,28 +10,13 @@ import html
 import io
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 from ..errors import InputError
-from .texts import t
+from .texts import human_date, human_time, t
 
 FORMATS = ("json", "html", "pdf")
-
-
-def human_time(lang: str, iso: str | None) -> str:
-    if not iso:
-        return "-"
-    at = datetime.fromisoformat(iso)
-    return at.strftime("%d.%m.%Y, %H:%M UTC") if lang == "de" else at.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def human_date(lang: str, iso: str | None) -> str:
-    if not iso:
-        return "-"
-    at = datetime.fromisoformat(iso)
-    return at.strftime("%d.%m.%Y") if lang == "de" else at.strftime("%Y-%m-%d")
 
 
 def _record_rows(lang: str, r: Mapping[str, Any]) -> list[tuple[str, str | list[str]]]:

@@ -7,6 +7,8 @@ built-in retention rules are known here by the rule's prefix (``mifid-``, ``advi
 
 from __future__ import annotations
 
+from datetime import datetime
+
 LANGS = ("de", "en")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -215,3 +217,18 @@ def action_text(lang: str, action: str) -> str:
 
 def method_text(lang: str, method: str) -> str:
     return METHODS.get(method, {}).get(lang, method)
+
+
+def human_time(lang: str, iso: str | None) -> str:
+    """``28.11.2026, 09:00 UTC`` (de) or ``2026-11-28 09:00 UTC`` (en)."""
+    if not iso:
+        return "-"
+    at = datetime.fromisoformat(iso)
+    return at.strftime("%d.%m.%Y, %H:%M UTC") if lang == "de" else at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def human_date(lang: str, iso: str | None) -> str:
+    if not iso:
+        return "-"
+    at = datetime.fromisoformat(iso)
+    return at.strftime("%d.%m.%Y") if lang == "de" else at.strftime("%Y-%m-%d")
