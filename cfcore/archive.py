@@ -77,7 +77,7 @@ def recording_info(rec: Recording) -> RecordingInfo:
         id=rec.id, site=rec.site, source=rec.source, advisor_id=rec.advisor_id,
         direction=Direction(rec.direction), started_at=utc(rec.started_at), ended_at=utc(rec.ended_at),
         two_sided=bool(rec.two_sided), retention_class=rec.retention_class, legal_hold=bool(rec.legal_hold),
-        subject_pseudonyms=sorted({s.pseudonym for s in rec.subjects}), state=rec.state)  # type: ignore[arg-type]
+        subject_pseudonyms=sorted({s.pseudonym for s in rec.subjects}), state=rec.state)
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -136,6 +136,9 @@ def _load(app: Any, rec_id: str) -> _Loaded:
         rec = get_recording(s, rec_id)
         if rec.state == "purged":
             raise NotFound(f"recording {rec_id} was deleted", hint="see its tombstone")
+        if rec.state == "purging":
+            # its retention ended and the purge has begun: nobody hears it between mark and shred
+            raise ConflictError(f"recording {rec_id} is being deleted (its retention period ended)")
         dk = s.get(DataKey, rec_id)
         media: dict[str, MediaObject] = {}
         for m in rec.media:

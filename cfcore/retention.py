@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -316,6 +316,21 @@ def parse_date(value: str) -> datetime:
 # ------------------------------------------------------------------------------------ extend / shorten
 
 
+def _precheck(app: Any, ctx: RequestContext | None, action: str, rec_id: str,
+              check: Callable[[Session, Recording], RetentionDecision]) -> AccessTarget:
+    """Run a state check before the access check. A refusal because of a legal duty, a hold or the
+    recording's state is an attempt to delete or alter a protected recording: it is audited
+    (outcome ``refused``, after the read transaction ended) so that the FIS sees it."""
+    try:
+        with app.catalog.session() as s:
+            rec = _load(s, rec_id)
+            check(s, rec)
+            return recording_target(rec)
+    except ConflictError as exc:
+        app.audit.record(ctx, action, "recording", rec_id, "refused", {"reason": exc.message})
+        raise
+
+
 def check_change(app: Any, session: Session, rec: Recording, kind: str, until: datetime) -> RetentionDecision:
     """Refuse a change of retention that the rules do not allow (clear errors)."""
     if kind not in ("extend", "shorten"):
@@ -352,10 +367,7 @@ def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: st
     if not reason or not reason.strip():
         raise InputError("a reason is required")
     action = f"retention.{kind}"
-    with app.catalog.session() as s:  # a clear refusal before the access check audits anything
-        rec = _load(s, rec_id)
-        check_change(app, s, rec, kind, until)
-        target = recording_target(rec)
+    target = _precheck(app, ctx, action, rec_id, lambda s, rec: check_change(app, s, rec, kind, until))
     _authorize(app, ctx, action, target)
     with app.catalog.session() as s:
         rec = _load(s, rec_id, lock=True)
@@ -802,10 +814,7 @@ def check_erasable(app: Any, session: Session, rec: Recording) -> RetentionDecis
 def erase_recording(app: Any, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
     """Art. 17 erasure of one recording (four-eyes ``recording.erase``): a tombstone like the purge,
     reason ``art17-erasure``. Refused under a statutory duty or a legal hold."""
-    with app.catalog.session() as s:  # a clear refusal before the access check audits anything
-        rec = _load(s, rec_id)
-        check_erasable(app, s, rec)
-        target = recording_target(rec)
+    target = _precheck(app, ctx, "recording.erase", rec_id, lambda s, rec: check_erasable(app, s, rec))
     _authorize(app, ctx, "recording.erase", target)
     with app.catalog.session() as s:
         rec = _load(s, rec_id, lock=True)

@@ -215,6 +215,19 @@ def test_protected_change_triggers_on_refused_delete_and_store_lock(app, tmp_pat
     assert any("retention lock" in a.summary for a in alerts)
 
 
+def test_protected_change_triggers_on_erasure_of_a_recording_under_mifid_duty(app, tmp_path):
+    from cfcore.errors import ConflictError
+    from cfcore.retention import erase_recording
+
+    rec = ingest(app, tmp_path, two_sided=True)  # two-sided advisory call: kept 5 years (MiFID II)
+    dora = make_user(app, "dora", "dpo")
+    with pytest.raises(ConflictError, match="Art. 17"):
+        erase_recording(app, dora, rec, "customer asked")
+    scan_rules(app)
+    (alert,) = rules_hit(app, "protected-change")
+    assert f"recording:{rec}" in alert.evidence and "dora" in alert.summary
+
+
 def test_protected_change_quiet_for_a_regular_purge(app, frozen_clock, tmp_path):
     from cfcore.retention import run_purge
 

@@ -138,6 +138,12 @@ def test_art17_erasure(team, deployment, tmp_path):
         approvals.execute(app, dora, approval_id)
     assert state(app, mifid)["state"] == "archived" and len(files_of(deployment, mifid)) == 2
     assert state(app, held)["state"] == "archived"
+    # each refusal is an audited attempt on a protected recording (the FIS watches for them)
+    with app.catalog.session() as s:
+        refused = s.scalars(select(AuditEntry).where(AuditEntry.action == "recording.erase",
+                                                     AuditEntry.outcome == "refused")).all()
+    assert sorted(e.target_id for e in refused) == sorted([mifid, held, mifid])
+    assert refused[-1].user == "dora" and "Art. 17" in json.loads(refused[-1].detail)["reason"]
 
 
 def _approval_id(stdout: str) -> str:

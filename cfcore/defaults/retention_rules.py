@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hookspecs import hookimpl
-from hookspecs.types import AccessDecision, AccessTarget, Actor, Decision, RecordingInfo, RequestContext, RetentionRule
+from hookspecs.types import RecordingInfo, RetentionRule
 
 MIFID_BASIS = "MiFID II Art. 16(7); WpHG § 83(3)"
 MIFID_PURPOSE = "evidence of investment advice and client orders (investor protection)"
@@ -94,20 +94,3 @@ def cf_retention_rules(recording: RecordingInfo, settings: Mapping[str, Any]) ->
     until = add_years(recording.ended_at, period) if isinstance(period, int) else recording.ended_at + period
     return [RetentionRule(name=f"advisor-only-{label}", keep_until=until, legal_basis=WORKS_BASIS,
                           purpose=WORKS_PURPOSE)]
-
-
-#: Who may run the purge by hand (``cf retention run``); the scheduled job runs as the system.
-PURGE_RUNNERS = frozenset({"administrator", "compliance", "dpo"})
-
-
-@hookimpl
-def cf_access_decision(actor: Actor, action: str, target: AccessTarget,
-                       context: RequestContext) -> AccessDecision | None:
-    """``retention.run`` carries out the retention schedule; it deletes nothing the rules keep."""
-    if action != "retention.run":
-        return None
-    roles = sorted(actor.roles & PURGE_RUNNERS)
-    if roles:
-        return AccessDecision(decision=Decision.ALLOW, reason=f"{roles[0]} runs the retention schedule",
-                              by="retention_rules")
-    return AccessDecision(decision=Decision.DENY, reason="no role that runs the purge", by="retention_rules")
