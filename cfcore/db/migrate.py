@@ -25,6 +25,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         Base.metadata.create_all(engine)  # before the first revision is written (development)
         return
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # several processes may open a new catalog at once: one migrates, the others wait
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7263010001)")
         command.upgrade(alembic_config(conn), revision)
         conn.commit()
 

@@ -1,0 +1,38 @@
+"""The Alembic revisions build exactly the schema the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from cfcore.db.base import Base
+
+
+def test_upgraded_schema_matches_the_models(app):
+    with app.catalog.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, Base.metadata)
+        assert diff == [], f"models and migrations differ; write a revision (cfcore.db.migrate.revision): {diff}"
+        assert ctx.get_current_revision() is not None
+    tables = set(inspect(app.catalog.engine).get_table_names())
+    assert {"recordings", "audit_log", "users", "approvals", "tombstones"} <= tables
+
+
+def test_upgrade_is_idempotent(app):
+    app.catalog.upgrade()
+    app.catalog.upgrade()
+    with app.catalog.session() as s:
+        app.audit.append(s, None, "test.after-upgrade", "thing", None)
+    assert app.audit.verify().ok
+
+
+def test_processes_opening_a_new_catalog_at_once_all_succeed(deployment):
+    import subprocess
+    import sys
+
+    code = "import sys; from cfcore.app import App; App.open(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(deployment)], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
