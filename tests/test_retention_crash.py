@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from cfcore.archive import read_channel
 from cfcore.db.models import AuditEntry
-from cfcore.errors import ConflictError
 from cfcore.db.models_retention import PurgeTask
+from cfcore.errors import ConflictError
 from cfcore.retention import CRASH_POINTS
 
 
