@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,7 @@ class AuditTrail:
             return cp
 
     # ------------------------------------------------------------------ verifying
-    def verify(self, batch: int = 5000) -> VerifyResult:
+    def verify(self, batch: int = 5000, progress: Callable[[int], None] | None = None) -> VerifyResult:
         """Walk the whole chain; report the first entry that was changed, removed, inserted or
         reordered, a removed tail, or a checkpoint that does not match."""
         key_id, key = self._signing_key()
@@ -185,6 +185,8 @@ class AuditTrail:
                 first_batch = False
                 if not rows:
                     break
+                if progress is not None:
+                    progress(len(rows))
                 for e in rows:
                     if e.seq < expected_seq:
                         return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),

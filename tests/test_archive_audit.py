@@ -195,9 +195,10 @@ def test_concurrent_writers_keep_one_chain(app, make_app, deployment):
 def test_cli_verify_exit_codes_and_names_the_entry(app, run_cf):
     make_user(app, "auditor1", ["auditor"])
     _fill(app, 5)
-    ok = run_cf("audit", "verify", "--json", env=login_env("auditor1"))
+    ok = run_cf("audit", "verify", "--json", "--progress", env=login_env("auditor1"))
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
+    assert "verifying the audit trail" in ok.stderr  # the bar goes to stderr, never into the JSON
     cp = run_cf("audit", "checkpoint", env=login_env("auditor1"))
     assert cp.returncode == 0 and "checkpoint at entry" in cp.stdout
     with app.catalog.session() as s:

@@ -19,8 +19,9 @@ def register(cli: click.Group) -> None:
 
     @audit.command("verify")
     @click.option("--json", "as_json", is_flag=True)
+    @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
     @click.pass_obj
-    def verify(state: Any, as_json: bool) -> None:
+    def verify(state: Any, as_json: bool, progress: bool | None) -> None:
         """Check the whole chain and the signed checkpoints; exit 0 when intact, 7 naming the first bad entry."""
         from hookspecs.types import AccessTarget
 
@@ -31,7 +32,14 @@ def register(cli: click.Group) -> None:
         app = state.app
         ctx = cli_context(app, "cli.audit.verify")
         authorize(app, ctx, "audit.read", AccessTarget(kind="audit"))
-        result = app.audit.verify()
+        from ..db.models import AuditHead
+        from .progress import progress as progress_bar
+
+        with app.catalog.session() as s:
+            head = s.get(AuditHead, 1)
+            total = head.seq if head else 0
+        with progress_bar(total, "verifying the audit trail", progress) as update:
+            result = app.audit.verify(progress=update)
         # recorded after the walk, so the verification itself is part of the trail
         app.audit.record(ctx, "audit.verify", "audit", None, "ok" if result.ok else "failed", result.as_dict())
         if result.ok:
