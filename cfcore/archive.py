@@ -136,9 +136,6 @@ def _load(app: Any, rec_id: str) -> _Loaded:
         rec = get_recording(s, rec_id)
         if rec.state == "purged":
             raise NotFound(f"recording {rec_id} was deleted", hint="see its tombstone")
-        if rec.state == "purging":
-            # its retention ended and the purge has begun: nobody hears it between mark and shred
-            raise ConflictError(f"recording {rec_id} is being deleted (its retention period ended)")
         dk = s.get(DataKey, rec_id)
         media: dict[str, MediaObject] = {}
         for m in rec.media:
@@ -146,8 +143,12 @@ def _load(app: Any, rec_id: str) -> _Loaded:
         chans = tuple(_Channel(c, mo.key, mo.size, mo.sha256, mo.plain_size, mo.plain_sha256)
                       for c in CHANNELS if (mo := media.get(c)) is not None)
         sample_rate = rec.sample_rate
+        state = rec.state
     if dk is None or dk.wrapped is None or dk.kek_id is None:
         raise ConflictError(f"the data key of recording {rec_id} was destroyed (crypto-shredded); its audio is gone")
+    if state == "purging":
+        # the purge or an erasure has begun: nobody hears it between mark and shred
+        raise ConflictError(f"recording {rec_id} is being deleted (purge or erasure in progress)")
     if not chans or chans[0].name != "advisor":
         raise IntegrityError(f"recording {rec_id} has no advisor media object in the catalog")
     key = unwrap_data_key(app, rec_id, dk.kek_id, dk.wrapped)

@@ -23,7 +23,7 @@ def test_round_trip_and_sizes(size):
     blob = encrypt(key, RID, "advisor", plain, segment_size=SEG)
     assert len(blob) == envelope.ciphertext_size(size, SEG, Header(recording_id=RID, channel="advisor").size)
     assert decrypt(key, RID, "advisor", blob) == plain
-    assert plain == b"" or plain not in blob
+    assert len(plain) < 16 or plain not in blob  # short inputs can occur in random bytes by chance
 
 
 def test_random_access_every_range():
