@@ -24,7 +24,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hookspecs.types import ChannelRole, Consent, Direction, FinishedCall, ModeSegment, RecordingMode, RequestContext
+from hookspecs.types import (
+    ChannelRole,
+    Consent,
+    Direction,
+    FinishedCall,
+    ModeSegment,
+    RecordingMode,
+    RequestContext,
+    StoreFailure,
+)
 
 from .archive import (
     CHANNELS,
@@ -230,45 +239,59 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     pcm = {"advisor": advisor_pcm, "customer": customer_pcm}
     media_rows: list[MediaObject] = []
     media_sha: dict[str, str] = {}
-    for channel in CHANNELS:
-        plain = pcm[channel]
-        if plain is None:
-            continue
-        blob = envelope.encrypt(data_key, rec_id, channel, plain, segment_size=seg_size)
-        key = object_key(rec_id, channel, started_at)
-        sha = hashlib.sha256(blob).hexdigest()
-        plain_sha = hashlib.sha256(plain).hexdigest()
-        for store in app.stores.put(key, blob):
-            media_rows.append(MediaObject(channel=channel, store=store, key=key, size=len(blob), sha256=sha,
-                                          plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
-        media_sha[channel] = sha
-        _crash_point("after-store")
-    del data_key
+    written: list[str] = []
+    try:
+        for channel in CHANNELS:
+            plain = pcm[channel]
+            if plain is None:
+                continue
+            blob = envelope.encrypt(data_key, rec_id, channel, plain, segment_size=seg_size)
+            key = object_key(rec_id, channel, started_at)
+            sha = hashlib.sha256(blob).hexdigest()
+            plain_sha = hashlib.sha256(plain).hexdigest()
+            confirmed = app.stores.put(key, blob)
+            written.append(key)
+            for store in confirmed:
+                media_rows.append(MediaObject(channel=channel, store=store, key=key, size=len(blob), sha256=sha,
+                                              plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
+            media_sha[channel] = sha
+            _crash_point("after-store")
+        del data_key
 
-    two_sided = customer_pcm is not None
-    rec = Recording(
-        id=rec_id, site=site, source=source, pbx_call_id=pbx_call_id, advisor_id=advisor_id,
-        direction=direction.value, started_at=started_at, ended_at=started_at + timedelta(seconds=duration),
-        duration=duration, channels=2 if two_sided else 1, sample_rate=audio.sample_rate, codec="pcm_s16le",
-        two_sided=two_sided, state="archived",
-        retention_class="", legal_hold=False, created_at=now,  # class chosen by apply_retention
-        segments=[ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value) for i, s in enumerate(plan)],
-        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method)
-                  for c in all_consents],
-        subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
-        media=media_rows,
-    )
-    with app.catalog.session() as s:
-        apply_retention(app, s, rec)  # class, keep-until and rule from cfcore.retention
-        s.add(rec)
-        s.add(DataKey(recording_id=rec_id, kek_id=kek_id, wrapped=wrapped, created_at=now))
-        s.flush()
-        app.audit.append(s, ctx, "recording.archive", "recording", rec_id, "ok", {
-            "row_digest": row_digest(rec), "channels": [c for c in CHANNELS if pcm[c] is not None],
-            "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
-            "stores": sorted({m.store for m in media_rows}),
-        })
-        _crash_point("before-commit")
+        two_sided = customer_pcm is not None
+        rec = Recording(
+            id=rec_id, site=site, source=source, pbx_call_id=pbx_call_id, advisor_id=advisor_id,
+            direction=direction.value, started_at=started_at, ended_at=started_at + timedelta(seconds=duration),
+            duration=duration, channels=2 if two_sided else 1, sample_rate=audio.sample_rate, codec="pcm_s16le",
+            two_sided=two_sided, state="archived",
+            retention_class="", legal_hold=False, created_at=now,  # class chosen by apply_retention
+            segments=[ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value) for i, s in enumerate(plan)],
+            consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method)
+                      for c in all_consents],
+            subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
+            media=media_rows,
+        )
+        with app.catalog.session() as s:
+            apply_retention(app, s, rec)  # class, keep-until and rule from cfcore.retention
+            s.add(rec)
+            s.add(DataKey(recording_id=rec_id, kek_id=kek_id, wrapped=wrapped, created_at=now))
+            s.flush()
+            app.audit.append(s, ctx, "recording.archive", "recording", rec_id, "ok", {
+                "row_digest": row_digest(rec), "channels": [c for c in CHANNELS if pcm[c] is not None],
+                "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
+                "stores": sorted({m.store for m in media_rows}),
+            })
+            _crash_point("before-commit")
+    except Exception:
+        # nothing of a failed ingest stays visible, and nothing of it stays in the stores either
+        # (the objects are not locked yet); a crash instead of an exception leaves orphans for
+        # sweep_orphans
+        for key in written:
+            try:
+                app.stores.delete(key)
+            except Exception:  # noqa: S110 - best effort; sweep_orphans catches the rest
+                log.warning("could not remove %s after a failed ingest; 'cf archive sweep' will", key)
+        raise
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
     lock_recording_media(app, rec, ctx)
     info = recording_info(rec)
@@ -293,6 +316,7 @@ def sweep_orphans(app: Any, older_than: timedelta = ORPHAN_AGE, ctx: RequestCont
     """
     cutoff = app.clock.now() - older_than
     deleted: list[str] = []
+    skipped: list[str] = []
     for name, store in app.stores.stores.items():
         candidates: dict[str, list[str]] = {}
         for key in store.keys():
@@ -312,8 +336,13 @@ def sweep_orphans(app: Any, older_than: timedelta = ORPHAN_AGE, ctx: RequestCont
                             store.delete(key)
                         except KeyError:
                             continue
+                        except (PermissionError, StoreFailure) as exc:  # locked, or the store is down
+                            skipped.append(f"{name}:{key}")
+                            log.warning("orphan %s in store %s not removed: %s", key, name, type(exc).__name__)
+                            continue
                         deleted.append(f"{name}:{key}")
-    if deleted:
-        app.audit.record(ctx, "store.sweep", "store", None, "ok", {"deleted": len(deleted), "keys": deleted[:100]})
+    if deleted or skipped:
+        app.audit.record(ctx, "store.sweep", "store", None, "ok" if not skipped else "partial",
+                         {"deleted": len(deleted), "keys": deleted[:100], "skipped": skipped[:100]})
     return deleted
 

@@ -296,3 +296,21 @@ def test_store_commands_need_the_store_repair_permission(deployment, make_app, r
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True
     denied = [e for e in audit(app, "store.repair") if e.outcome == "denied"]
     assert [e.user for e in denied] == ["audrey", "audrey"]
+
+
+def test_fis_scrub_reports_a_down_store_once_and_checks_the_others(deployment, make_app, moto_s3, s3_env,
+                                                                    fault_proxy, tmp_path):
+    from cfcore.fis.scrub import scrub_objects, scrub_orphans
+
+    a = moto_s3.make_bucket()
+    configure(deployment, ["primary", "cloud"], 2, s3_toml("cloud", fault_proxy.endpoint, a))
+    app = make_app(deployment)
+    ids = [ingest(app, tmp_path)[0] for _ in range(2)]
+    local_file(deployment, keys_of(app, ids[0])["advisor"]).write_bytes(b"tampered")
+    fault_proxy.add("refuse", times=100_000)  # the cloud store goes down
+    summary, findings = scrub_objects(app)
+    rules = sorted(f.rule for f in findings)
+    assert rules == ["scrub.object-changed", "scrub.store-unavailable"]  # one per down store, not per object
+    assert summary["stores_down"] == ["cloud"] and summary["checked"] == 5  # 4 local + the first cloud try
+    _, orphan_findings = scrub_orphans(app)
+    assert [f.rule for f in orphan_findings] == ["scrub.store-unavailable"]

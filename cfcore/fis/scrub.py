@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 from sqlalchemy import select
 
-from hookspecs.types import Severity
+from hookspecs.types import Severity, StoreFailure
 
 from ..db.models import AuditEntry, DataKey, MediaObject, Recording, TombstoneRow
 from ..errors import CallFortError
@@ -159,9 +159,16 @@ def check_object(app: Any, rec_id: str, m: MediaObject, *, content: bool,
                    evidence=_object_ev(rec_id, m))
 
 
+def _store_down(name: str, exc: Exception) -> Finding:
+    return Finding(rule="scrub.store-unavailable", severity=Severity.HIGH,
+                   summary=f"store '{name}' could not be checked: {type(exc).__name__}: {exc}"[:400],
+                   evidence=(f"store:{name}",))
+
+
 def scrub_objects(app: Any, *, content: bool = True) -> tuple[dict[str, Any], list[Finding]]:
     findings: list[Finding] = []
     checked = 0
+    down: set[str] = set()  # a store that failed is reported once and not asked again this scrub
     for batch in _live_recordings(app):
         for rec in batch:
             cache: dict[str, bytes | None] = {}
@@ -172,9 +179,14 @@ def scrub_objects(app: Any, *, content: bool = True) -> tuple[dict[str, Any], li
                 return cache[rec_id]
 
             for m in rec.media:
+                if m.store in down:
+                    continue
                 checked += 1
                 try:
                     f = check_object(app, rec.id, m, content=content, data_key=data_key)
+                except StoreFailure as exc:
+                    down.add(m.store)
+                    f = _store_down(m.store, exc)
                 except CallFortError as exc:
                     f = Finding(rule="scrub.object-changed", severity=Severity.CRITICAL,
                                 summary=f"media object of recording {rec.id} ({m.channel}) cannot be verified: "
@@ -182,7 +194,7 @@ def scrub_objects(app: Any, *, content: bool = True) -> tuple[dict[str, Any], li
                                 evidence=_object_ev(rec.id, m))
                 if f is not None:
                     findings.append(f)
-    return {"checked": checked, "content": content, "problems": len(findings)}, findings
+    return {"checked": checked, "content": content, "problems": len(findings), "stores_down": sorted(down)}, findings
 
 
 def _in_flight(key: str, now: Any) -> bool:
@@ -207,10 +219,14 @@ def scrub_orphans(app: Any) -> tuple[dict[str, Any], list[Finding]]:
         with app.catalog.session() as s:
             known = set(s.scalars(select(MediaObject.key).where(MediaObject.store == name)))
         candidates = []
-        for key in store.keys():
-            listed += 1
-            if key not in known and not _in_flight(key, now):
-                candidates.append(key)
+        try:
+            for key in store.keys():
+                listed += 1
+                if key not in known and not _in_flight(key, now):
+                    candidates.append(key)
+        except StoreFailure as exc:
+            findings.append(_store_down(name, exc))
+            continue
         for i in range(0, len(candidates), _BATCH):
             chunk = candidates[i:i + _BATCH]
             with app.catalog.session() as s:
