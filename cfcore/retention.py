@@ -316,7 +316,7 @@ def parse_date(value: str) -> datetime:
 # ------------------------------------------------------------------------------------ extend / shorten
 
 
-def _precheck(app: Any, ctx: RequestContext | None, action: str, rec_id: str,
+def precheck(app: Any, ctx: RequestContext | None, action: str, rec_id: str,
               check: Callable[[Session, Recording], RetentionDecision]) -> AccessTarget:
     """Run a state check before the access check. A refusal because of a legal duty, a hold or the
     recording's state is an attempt to delete or alter a protected recording: it is audited
@@ -367,7 +367,7 @@ def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: st
     if not reason or not reason.strip():
         raise InputError("a reason is required")
     action = f"retention.{kind}"
-    target = _precheck(app, ctx, action, rec_id, lambda s, rec: check_change(app, s, rec, kind, until))
+    target = precheck(app, ctx, action, rec_id, lambda s, rec: check_change(app, s, rec, kind, until))
     _authorize(app, ctx, action, target)
     with app.catalog.session() as s:
         rec = _load(s, rec_id, lock=True)
@@ -390,6 +390,39 @@ def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: st
     problems = _lock_media(app, ctx, rec_id, keys, until=new_until) if kind == "extend" else []
     return {"recording_id": rec_id, "old_until": old, "new_until": new_until, "rule": detail["rule"],
             "lock_problems": problems}
+
+
+def request_change(app: Any, ctx: RequestContext, rec_id: str, kind: str, reason: str, *,
+                   until: str | None = None, years: int | None = None) -> str:
+    """File the four-eyes request to extend or shorten a recording's retention to ``until``
+    (a date) or to ``years`` after the call. What the rules forbid is refused (and audited) before
+    anyone is asked to approve. Returns the approval id."""
+    from .access import approvals
+
+    if not reason or not reason.strip():
+        raise InputError("a reason is required")
+    if (until is None) == (years is None):
+        raise InputError("give exactly one of --until DATE or --years N")
+    chosen: list[datetime] = []
+
+    def check(s: Session, rec: Recording) -> RetentionDecision:
+        chosen.append(parse_date(until) if until else add_years(rec.ended_at, int(years or 0)))
+        return check_change(app, s, rec, kind, chosen[-1])
+
+    precheck(app, ctx, f"retention.{kind}", rec_id, check)
+    return approvals.request(app, ctx, f"retention.{kind}", rec_id, reason,
+                             {"until": chosen[-1].isoformat(), "reason": reason})
+
+
+def request_erasure(app: Any, ctx: RequestContext, rec_id: str, reason: str) -> str:
+    """File the four-eyes request for Art. 17 erasure; refused (and audited) at once for a
+    recording under a legal duty or a legal hold. Returns the approval id."""
+    from .access import approvals
+
+    if not reason or not reason.strip():
+        raise InputError("a reason is required")
+    precheck(app, ctx, "recording.erase", rec_id, lambda s, rec: check_erasable(app, s, rec))
+    return approvals.request(app, ctx, "recording.erase", rec_id, reason, {"reason": reason})
 
 
 def _exec_extend(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -814,7 +847,7 @@ def check_erasable(app: Any, session: Session, rec: Recording) -> RetentionDecis
 def erase_recording(app: Any, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
     """Art. 17 erasure of one recording (four-eyes ``recording.erase``): a tombstone like the purge,
     reason ``art17-erasure``. Refused under a statutory duty or a legal hold."""
-    target = _precheck(app, ctx, "recording.erase", rec_id, lambda s, rec: check_erasable(app, s, rec))
+    target = precheck(app, ctx, "recording.erase", rec_id, lambda s, rec: check_erasable(app, s, rec))
     _authorize(app, ctx, "recording.erase", target)
     with app.catalog.session() as s:
         rec = _load(s, rec_id, lock=True)
@@ -910,6 +943,6 @@ _register_job()
 
 __all__ = [
     "CRASH_POINTS", "REASON_ERASURE", "REASON_EXPIRED", "PurgeReport", "RetentionDecision",
-    "apply_retention", "change_retention", "check_erasable", "compute_retention", "decide_retention",
+    "apply_retention", "change_retention", "check_erasable", "precheck", "request_change", "request_erasure", "compute_retention", "decide_retention",
     "erase_recording", "release_hold", "retention_settings", "run_purge", "set_hold",
 ]

@@ -90,22 +90,13 @@ def register(cli: click.Group) -> None:
 
     def _change(state: Any, kind: str, recording_id: str, until: str | None, years: int | None, reason: str,
                 as_json: bool) -> None:
-        from ..archive import get_recording
-        from ..defaults.retention_rules import add_years
-        from ..errors import InputError
-        from ..retention import check_change, parse_date
+        from ..retention import request_change
         from .context import cli_context
 
         app = state.app
         ctx = cli_context(app, f"cli:retention.{kind}")
-        with app.catalog.session() as s:
-            rec = get_recording(s, recording_id)
-            if (until is None) == (years is None):
-                raise InputError("give exactly one of --until DATE or --years N")
-            when = parse_date(until) if until else add_years(rec.ended_at, int(years or 0))
-            check_change(app, s, rec, kind, when)  # refuse before anyone is asked to approve
-        r = _request(app, ctx, f"retention.{kind}", recording_id, reason,
-                     {"until": when.isoformat(), "reason": reason})
+        approval_id = request_change(app, ctx, recording_id, kind, reason, until=until, years=years)
+        r = {"approval_id": approval_id, "action": f"retention.{kind}", "target": recording_id, "status": "requested"}
         emit(r, as_json, _requested_text(r))
 
     @retention.command("extend")
@@ -139,13 +130,11 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def erase(state: Any, recording_id: str, reason: str, as_json: bool) -> None:
         """Request Art. 17 erasure of a recording no law requires us to keep (four-eyes)."""
-        from ..archive import get_recording
-        from ..retention import check_erasable
+        from ..retention import request_erasure
         from .context import cli_context
 
         app = state.app
         ctx = cli_context(app, "cli:recording.erase")
-        with app.catalog.session() as s:
-            check_erasable(app, s, get_recording(s, recording_id))
-        r = _request(app, ctx, "recording.erase", recording_id, reason, {"reason": reason})
+        approval_id = request_erasure(app, ctx, recording_id, reason)
+        r = {"approval_id": approval_id, "action": "recording.erase", "target": recording_id, "status": "requested"}
         emit(r, as_json, _requested_text(r))

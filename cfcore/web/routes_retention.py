@@ -12,9 +12,8 @@ from hookspecs.types import RequestContext
 
 from ..access import approvals
 from ..archive import get_recording
-from ..defaults.retention_rules import add_years
-from ..errors import ConflictError, InputError
-from ..retention import check_change, check_erasable, list_holds, parse_date, retention_status, run_purge, set_hold
+from ..errors import ConflictError
+from ..retention import list_holds, request_change, request_erasure, retention_status, run_purge, set_hold
 from .deps import get_app, request_context
 
 router = APIRouter(prefix="/api/retention", tags=["retention"])
@@ -70,14 +69,7 @@ def release(recording_id: str, body: ReasonIn, request: Request,
 
 def _change(kind: str, recording_id: str, body: ChangeIn, request: Request, ctx: RequestContext) -> dict[str, Any]:
     app = get_app(request)
-    if (body.until is None) == (body.years is None):
-        raise InputError("give exactly one of until or years")
-    with app.catalog.session() as s:
-        rec = get_recording(s, recording_id)
-        when = parse_date(body.until) if body.until else add_years(rec.ended_at, int(body.years or 0))
-        check_change(app, s, rec, kind, when)
-    approval_id = approvals.request(app, ctx, f"retention.{kind}", recording_id, body.reason,
-                                    {"until": when.isoformat(), "reason": body.reason})
+    approval_id = request_change(app, ctx, recording_id, kind, body.reason, until=body.until, years=body.years)
     return _requested(app, ctx, approval_id)
 
 
@@ -98,7 +90,5 @@ def shorten(recording_id: str, body: ChangeIn, request: Request,
 def erase(recording_id: str, body: ReasonIn, request: Request,
           ctx: RequestContext = Depends(request_context("api.recording.erase"))) -> dict[str, Any]:
     app = get_app(request)
-    with app.catalog.session() as s:
-        check_erasable(app, s, get_recording(s, recording_id))
-    approval_id = approvals.request(app, ctx, "recording.erase", recording_id, body.reason, {"reason": body.reason})
+    approval_id = request_erasure(app, ctx, recording_id, body.reason)
     return _requested(app, ctx, approval_id)
