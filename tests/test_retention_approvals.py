@@ -168,6 +168,9 @@ def test_cli_four_eyes_flows(team, run_cf, deployment, tmp_path):
 
     refused = run_cf("retention", "erase", mifid, "--reason", "request", env=dora)
     assert refused.returncode == 9 and "MiFID II" in refused.stderr and "Art. 17(3)(b)" in refused.stderr
+    entry, detail = _last(app, "recording.erase")
+    assert (entry.outcome, entry.user, entry.target_id, entry.function) == ("refused", "dora", mifid,
+                                                                           "cli:recording.erase")
     req = run_cf("retention", "erase", adv, "--reason", "request 2026-11-28", env=dora, check=True)
     aid = _approval_id(req.stdout)
     run_cf("approve", aid, env=carla, check=True)
