@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -26,7 +25,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,16 +41,6 @@ from cfcore.testing import write_deployment  # noqa: E402
 from cfcore.wav import write_wav  # noqa: E402
 
 RATE = 8000
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn):  # type: ignore[no-untyped-def]

@@ -31,7 +31,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from typing import Any
+
+from machine import cpu_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,16 +56,6 @@ TARGET_CUSTOMER = "K-BENCH-4711"
 TARGET_NUMBER = "+49 30 4711000"
 USERS = [(f"user{i:02d}", role) for i, role in enumerate(
     ["supervisor"] * 10 + ["qa_reviewer"] * 10 + ["compliance"] * 5 + ["dpo"] * 2 + ["auditor"] * 3)]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def ts(at: datetime) -> str:

@@ -68,14 +68,10 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def machine() -> list[str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import cpu_model
+
+    cpu = cpu_model()
     import botocore
     import moto
 
