@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,16 @@ import attrs
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from hookspecs.types import Direction, RecordingInfo
+from hookspecs.types import Direction, RecordingInfo, StoreFailure
 
 from .clock import utc
 from .crypto import envelope
 from .crypto.keyring import unwrap_data_key
 from .db.models import DataKey, MediaObject, Recording
-from .errors import ConflictError, IntegrityError, NotFound
+from .errors import ConflictError, IntegrityError, NotFound, StoreError
 from .wav import interleave, wav_header
+
+log = logging.getLogger(__name__)
 
 CHANNELS = ("advisor", "customer")
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -170,6 +173,64 @@ def read_channel(app: Any, rec_id: str, channel: str) -> bytes:
     return plain
 
 
+class _FailoverReader:
+    """Random access to one channel's object, authenticated segment by segment, that moves on to
+    the next store's copy when a copy is missing, unreachable or fails authentication, and reports
+    the broken copy (the whole-object SHA-256 cannot be checked on a range)."""
+
+    def __init__(self, stores: Any, data_key: bytes, rec_id: str, ch: _Channel) -> None:
+        self._stores, self._key, self._rec_id, self._ch = stores, data_key, rec_id, ch
+        self._order = stores.read_order(ch.key)
+        self._pos = 0
+        self._reader: envelope.Reader | None = None
+        self._call(lambda r: None)
+
+    def _open(self, name: str) -> envelope.Reader:
+        def fetch(a: int, b: int) -> bytes:
+            return self._stores.get_from(name, self._ch.key, a, b)
+
+        reader = envelope.Reader(self._key, self._rec_id, self._ch.name, fetch, self._ch.size)
+        if reader.plain_size != self._ch.plain_size:
+            raise IntegrityError(f"{self._ch.name} object of {self._rec_id} in store {name} has a different size")
+        return reader
+
+    def _call(self, op: Callable[[envelope.Reader], Any]) -> Any:
+        missing: list[str] = []
+        damaged: list[str] = []
+        while self._pos < len(self._order):
+            name = self._order[self._pos]
+            try:
+                if self._reader is None:
+                    self._reader = self._open(name)
+                result = op(self._reader)
+            except KeyError:
+                missing.append(name)
+            except IntegrityError:
+                damaged.append(name)
+            except (StoreFailure, OSError) as exc:
+                log.warning("store %s failed to read %s: %s", name, self._ch.key, type(exc).__name__)
+            else:
+                if missing or damaged:
+                    self._stores.report_read(self._ch.key, missing=missing, damaged=damaged, healthy=name)
+                return result
+            self._reader = None
+            self._pos += 1
+        self._stores.report_read(self._ch.key, missing=[], damaged=damaged, healthy=None)
+        if damaged:
+            raise IntegrityError(f"{self._ch.name} audio of {self._rec_id} failed authentication in every store "
+                                 f"({', '.join(damaged)})", hint="possible manipulation: inform the DPO")
+        if missing and len(missing) == len(self._order):
+            raise NotFound(f"stored object {self._ch.key} is missing from every store")
+        raise StoreError(f"cannot read {self._ch.key} from any store")
+
+    @property
+    def plain_size(self) -> int:
+        return self._ch.plain_size
+
+    def read(self, start: int, end: int) -> bytes:
+        return self._call(lambda r: r.read(start, end))
+
+
 class WavView:
     """A PCM16 WAV (1 or 2 channels) of a recording with random access: ``read(start, end)``
     decrypts only the segments that hold the requested bytes (for HTTP Range streaming)."""
@@ -179,16 +240,7 @@ class WavView:
         self.recording_id = rec_id
         self.sample_rate = loaded.sample_rate
         self._channels = loaded.channels
-        self._readers = []
-        stores = app.stores
-        for ch in loaded.channels:
-            def fetch(a: int, b: int, key: str = ch.key) -> bytes:
-                return stores.get(key, a, b)
-
-            reader = envelope.Reader(loaded.data_key, rec_id, ch.name, fetch, ch.size)
-            if reader.plain_size != ch.plain_size:
-                raise IntegrityError(f"{ch.name} object of {rec_id} has a different size than catalogued")
-            self._readers.append(reader)
+        self._readers = [_FailoverReader(app.stores, loaded.data_key, rec_id, ch) for ch in loaded.channels]
         self.channels = len(self._readers)
         self.frames = self._channels[0].plain_size // 2
         self.data_size = self.frames * 2 * self.channels

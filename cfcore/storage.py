@@ -192,6 +192,20 @@ class StoreSet:
             except Exception:  # reporting must not turn a successful fallback read into a failure
                 log.exception("reporting the %s copy of %s in store %s failed", problem, key, name)
 
+    def read_order(self, key: str) -> list[str]:
+        """Store names in the order reads try them: stores known to hold a broken copy last."""
+        known_broken = self._broken.get(key, {})
+        return sorted(self.stores, key=lambda name: name in known_broken)
+
+    def get_from(self, name: str, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes of ``key`` from one named store (KeyError when it has none): for callers that
+        verify what they read themselves, e.g. segment by segment while streaming."""
+        return self.stores[name].get(key, start, end)
+
+    def report_read(self, key: str, *, missing: list[str], damaged: list[str], healthy: str | None) -> None:
+        """Report copies that a caller's own verification found missing or damaged."""
+        self._report_broken(key, missing, damaged, healthy=healthy)
+
     def healed(self, key: str, store: str) -> None:
         """Forget that ``store`` held a broken copy of ``key`` (after a repair)."""
         self._broken.get(key, {}).pop(store, None)

@@ -314,3 +314,28 @@ def test_fis_scrub_reports_a_down_store_once_and_checks_the_others(deployment, m
     assert summary["stores_down"] == ["cloud"] and summary["checked"] == 5  # 4 local + the first cloud try
     _, orphan_findings = scrub_orphans(app)
     assert [f.rule for f in orphan_findings] == ["scrub.store-unavailable"]
+
+
+def test_streaming_by_ranges_falls_back_from_a_damaged_first_copy(three, deployment, make_app, tmp_path):
+    from cfcore.wav import interleave
+
+    import os
+
+    app = make_app(deployment)
+    chans = [os.urandom(160000), os.urandom(160000)]  # 10 s per channel: three 64 KiB segments each
+    write_wav(tmp_path / "long.wav", chans, 8000)
+    rid = ingest_wav(app, tmp_path / "long.wav", advisor_id="A1", customer_ids=["K1"], consent_at=0.0)
+    key = keys_of(app, rid)["advisor"]
+    path = local_file(deployment, key)
+    path.write_bytes(flip_byte(path.read_bytes(), at=len(path.read_bytes()) - 50))  # primary: last segment
+    view = WavView(app, rid)                                   # the header still reads fine from primary
+    expected = view.header + interleave(chans)
+    middle = view.read(1000, 5000)                             # a range in an intact segment of primary
+    assert middle == expected[1000:5000]
+    assert audit(app, "store.copy_broken") == []
+    tail = view.read(view.size - 4000, view.size)              # the damaged segment: served by cloud_a
+    assert tail == expected[-4000:]
+    (entry,) = audit(app, "store.copy_broken")
+    assert (entry.detail["store"], entry.detail["problem"], entry.detail["healthy"]) == ("primary", "damaged",
+                                                                                       ["cloud_a"])
+    assert view.read(0, view.size) == expected                 # and the rest of the stream keeps to cloud_a
