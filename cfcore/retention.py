@@ -752,12 +752,26 @@ def _consider(app: Any, ctx: RequestContext | None, rec_id: str, now: datetime, 
     return True
 
 
+def count_due(app: Any) -> int:
+    """How many recordings a purge run would look at now (expired by their catalogued date, plus
+    interrupted purges): the length of a progress bar."""
+    from sqlalchemy import func, or_
+
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Recording).where(or_(
+            Recording.state == "purging",
+            Recording.state.in_(LIVE_STATES) & (Recording.retention_until <= now)))) or 0)
+
+
 def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = False, limit: int | None = None,
-              batch: int = 200) -> PurgeReport:
+              batch: int = 200, progress: Callable[[int], None] | None = None) -> PurgeReport:
     """Purge every expired recording that is not held or vetoed; finish interrupted purges.
 
     ``ctx`` is the operator running ``cf retention run`` (None: the scheduled job, the system).
+    ``progress(n)`` is told of every recording looked at.
     """
+    tick = progress or (lambda n: None)
     now = app.clock.now()
     report = PurgeReport(now=now, dry_run=dry_run)
     settings = retention_settings(app)
@@ -775,6 +789,7 @@ def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = Fa
         report.assigned = _assign_missing(app, ctx)
         for rec_id in resume:
             _finish(app, ctx, rec_id, report)
+            tick(1)
 
     after = ""
     count = 0
@@ -786,6 +801,7 @@ def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = Fa
         for rec_id in ids:
             if limit is not None and count >= limit:
                 break
+            tick(1)
             if not _consider(app, ctx, rec_id, now, settings, report, dry_run):
                 continue
             count += 1
@@ -943,6 +959,6 @@ _register_job()
 
 __all__ = [
     "CRASH_POINTS", "REASON_ERASURE", "REASON_EXPIRED", "PurgeReport", "RetentionDecision",
-    "apply_retention", "change_retention", "check_erasable", "precheck", "request_change", "request_erasure", "compute_retention", "decide_retention",
+    "apply_retention", "change_retention", "check_erasable", "count_due", "precheck", "request_change", "request_erasure", "compute_retention", "decide_retention",
     "erase_recording", "release_hold", "retention_settings", "run_purge", "set_hold",
 ]

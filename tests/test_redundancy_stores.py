@@ -317,9 +317,9 @@ def test_fis_scrub_reports_a_down_store_once_and_checks_the_others(deployment, m
 
 
 def test_streaming_by_ranges_falls_back_from_a_damaged_first_copy(three, deployment, make_app, tmp_path):
-    from cfcore.wav import interleave
-
     import os
+
+    from cfcore.wav import interleave
 
     app = make_app(deployment)
     chans = [os.urandom(160000), os.urandom(160000)]  # 10 s per channel: three 64 KiB segments each

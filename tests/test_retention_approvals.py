@@ -186,7 +186,9 @@ def test_cli_four_eyes_flows(team, run_cf, deployment, tmp_path):
     too_long = run_cf("retention", "extend", mifid, "--years", "8", "--reason", "x", env=carla)
     assert too_long.returncode == 2 and "at most 7 years" in too_long.stderr
 
-    denied = run_cf("retention", "run", env=login_env("adam"))
-    assert denied.returncode == 5
-    report = json.loads(run_cf("retention", "run", "--json", env=login_env("root"), check=True).stdout)
+    denied = run_cf("retention", "run", "--progress", env=login_env("adam"))
+    assert denied.returncode == 5 and "purging expired recordings" not in denied.stderr
+    ran = run_cf("retention", "run", "--json", "--progress", env=login_env("root"), check=True)
+    report = json.loads(ran.stdout)
     assert [p["id"] for p in report["purged"]] == [held]
+    assert "purging expired recordings" in ran.stderr  # the bar goes to stderr, never into the JSON

@@ -57,14 +57,24 @@ def register(cli: click.Group) -> None:
     @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
     @click.option("--limit", type=click.IntRange(min=1), help="Purge at most this many recordings.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
     @click.pass_obj
-    def run(state: Any, dry_run: bool, limit: int | None, as_json: bool) -> None:
+    def run(state: Any, dry_run: bool, limit: int | None, as_json: bool, progress: bool | None) -> None:
         """Delete every expired recording that is not on legal hold; finish interrupted purges."""
-        from ..retention import run_purge
+        from hookspecs.types import AccessTarget
+
+        from ..access.guard import authorize
+        from ..retention import count_due, run_purge
         from .context import cli_context
+        from .progress import progress as progress_bar
 
         app = state.app
-        report = run_purge(app, cli_context(app, "cli:retention.run"), dry_run=dry_run, limit=limit).as_dict()
+        ctx = cli_context(app, "cli:retention.run")
+        # the count is shown only to someone who may run the purge
+        authorize(app, ctx, "retention.run", AccessTarget(kind="retention", attributes={"dry_run": dry_run}))
+        total = count_due(app) if limit is None else min(limit, count_due(app))
+        with progress_bar(total, "purging expired recordings", progress) as update:
+            report = run_purge(app, ctx, dry_run=dry_run, limit=limit, progress=update).as_dict()
         emit(report, as_json, _purge_text(report))
 
     @retention.command("show")
