@@ -211,17 +211,21 @@ def test_cli_scan_alerts_and_breach_case(app, run_cf, tmp_path):
 
 
 def test_web_api_for_alerts_and_cases(app, frozen_clock):
-    from fastapi.testclient import TestClient
+    import httpx
+    from access_helpers import api_server
 
     from cfcore.access.users import create_token
-    from cfcore.web import create_app
 
     dpo = make_user(app, "dora", "dpo")
     adam = make_user(app, "adam", "advisor", advisor_id="A1")
     alerts = two_alerts(app)
     token = create_token(app, dpo, name="test").token
     adam_token = create_token(app, adam, name="test").token
-    client = TestClient(create_app(app))
+    with api_server(app) as server, httpx.Client(base_url=server.base, timeout=30) as client:
+        _alerts_and_cases_over_http(client, token, adam_token, alerts)
+
+
+def _alerts_and_cases_over_http(client, token, adam_token, alerts):
     auth = {"Authorization": f"Bearer {token}"}
     listed = client.get("/api/fis/alerts", headers=auth)
     assert listed.status_code == 200 and sorted(a["id"] for a in listed.json()) == sorted(alerts)
