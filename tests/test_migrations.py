@@ -36,3 +36,21 @@ def test_processes_opening_a_new_catalog_at_once_all_succeed(deployment):
              for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+def test_a_new_sqlite_catalog_is_private(tmp_path):
+    import stat
+
+    from cfcore.app import App
+    from cfcore.testing import write_deployment
+
+    cfg = write_deployment(tmp_path / "d", "sqlite:///catalog.db")
+    app = App.open(cfg)
+    with app.catalog.session() as s:
+        app.audit.append(s, None, "test.private", "thing", None)
+    app.close()
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        path = tmp_path / "d" / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+    assert (tmp_path / "d" / "catalog.db").exists()

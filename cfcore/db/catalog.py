@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+def _create_private(path: Path) -> None:
+    """A new SQLite catalog file is readable by its owner only (SQLite gives its -wal and -shm
+    files the same mode): it holds employees' and pseudonymised customers' metadata."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 class Catalog:
@@ -46,6 +59,8 @@ class Catalog:
             rel = url[len("sqlite:///"):]
             if rel and rel != ":memory:":
                 url = "sqlite:///" + str((base_dir / rel).resolve())
+        if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+            _create_private(Path(url[len("sqlite:///"):]))
         elif not (url.startswith("sqlite") or url.startswith("postgresql")):
             raise ConfigError(f"catalog.url must be sqlite:/// or postgresql+psycopg://, got {url.split(':')[0]}")
         return cls(url)
