@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 import struct
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ from sqlalchemy import select
 
 from cfcore.db.models import MediaObject
 from cfcore.wav import write_wav
-from hookspecs.types import Actor, RequestContext
+from hookspecs.types import RequestContext
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
@@ -67,18 +66,11 @@ def media_rows(app: Any, rec_id: str) -> dict[str, MediaObject]:
 def make_user(app: Any, username: str, roles: list[str], *, advisor_id: str | None = None) -> RequestContext:
     """Seed a user with roles straight into the catalog (test set-up; in production roles are
     granted four-eyes) and return a request context for API calls as that user."""
-    from cfcore.access.users import hash_password
-    from cfcore.db.models_access import User, UserRole
+    from access_helpers import ctx_for
+    from access_helpers import make_user as seed_user
 
-    uid = secrets.token_hex(16)
-    with app.catalog.session() as s:
-        user = User(id=uid, username=username, password_hash=hash_password(app, PASSWORD), advisor_id=advisor_id,
-                    disabled=False, failed_logins=0, created_at=app.clock.now(), created_by="test")
-        for role in roles:
-            user.roles.append(UserRole(role=role, granted_at=app.clock.now()))
-        s.add(user)
-    return RequestContext(actor=Actor(user_id=uid, username=username, roles=frozenset(roles), advisor_id=advisor_id),
-                          host="test-pc", ip="127.0.0.1", function="test")
+    seed_user(app, username, roles, advisor_id=advisor_id, password=PASSWORD)
+    return ctx_for(app, username, host="test-pc", ip="127.0.0.1", function="test")
 
 
 def login_env(username: str) -> dict[str, str]:

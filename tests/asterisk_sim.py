@@ -9,7 +9,6 @@ import asyncio
 import datetime as dt
 import ipaddress
 import math
-import secrets
 import ssl
 import struct
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cfcore.sim.asterisk import AsteriskSim, SimCall
-from hookspecs.types import Actor, RequestContext
+from hookspecs.types import RequestContext
 
 __all__ = ["ADVISORS", "AsteriskSim", "CaptureHarness", "SimCall", "leg_id"]
 
@@ -57,18 +56,11 @@ def plugin_toml(sim: AsteriskSim, spool: Path, secret_file: Path, **extra: Any) 
 
 def make_user(app: Any, username: str, roles: list[str], *, advisor_id: str | None = None) -> RequestContext:
     """Seed a user straight into the catalog (test set-up; production grants roles four-eyes)."""
-    from cfcore.access.users import hash_password
-    from cfcore.db.models_access import User, UserRole
+    from access_helpers import ctx_for
+    from access_helpers import make_user as seed_user
 
-    uid = secrets.token_hex(16)
-    with app.catalog.session() as s:
-        user = User(id=uid, username=username, password_hash=hash_password(app, PASSWORD), advisor_id=advisor_id,
-                    disabled=False, failed_logins=0, created_at=app.clock.now(), created_by="test")
-        for role in roles:
-            user.roles.append(UserRole(role=role, granted_at=app.clock.now()))
-        s.add(user)
-    return RequestContext(actor=Actor(user_id=uid, username=username, roles=frozenset(roles), advisor_id=advisor_id),
-                          host="advisor-pc", ip="10.0.0.7", function="test.calls")
+    seed_user(app, username, roles, advisor_id=advisor_id, password=PASSWORD)
+    return ctx_for(app, username, host="advisor-pc", ip="10.0.0.7", function="test.calls")
 
 
 def login_env(username: str) -> dict[str, str]:

@@ -42,20 +42,11 @@ def weekday_clock() -> FrozenClock:
 def make_user(app: Any, username: str, *roles: str, advisor_id: str | None = None) -> Any:
     """A user with roles written straight into the catalog (test set-up: in production roles come
     through four-eyes ``roles.change``). Returns the user's RequestContext."""
-    from cfcore.access.users import actor_for, hash_password
-    from cfcore.db.models_access import User, UserRole
-    from hookspecs.types import RequestContext
+    from access_helpers import ctx_for
+    from access_helpers import make_user as seed_user
 
-    now = app.clock.now()
-    with app.catalog.session() as s:
-        user = User(id=secrets.token_hex(16), username=username, password_hash=hash_password(app, PASSWORD),
-                    advisor_id=advisor_id, disabled=False, failed_logins=0, created_at=now, created_by="test")
-        for role in roles:
-            user.roles.append(UserRole(role=role, granted_at=now))
-        s.add(user)
-        s.flush()
-        actor = actor_for(user)
-    return RequestContext(actor=actor, host="pc-test", ip="10.0.0.7", function=f"test:{username}")
+    seed_user(app, username, roles, advisor_id=advisor_id, password=PASSWORD)
+    return ctx_for(app, username, host="pc-test", ip="10.0.0.7", function=f"test:{username}")
 
 
 def login_env(username: str, **extra: str) -> dict[str, str]:
