@@ -14,7 +14,11 @@ from typing import Any, TypeVar
 
 import attrs
 
+from hookspecs.options import Secret
+
 from .errors import ConfigError
+
+__all__ = ["CONFIG_NAME", "Config", "Secret", "load_config", "validate"]
 
 T = TypeVar("T")
 
@@ -27,13 +31,6 @@ KNOWN_SECTIONS = frozenset(
         "fis", "notify", "server", "capture", "sync", "crm", "dsar",
     }
 )
-
-
-class Secret(str):
-    """A resolved secret: repr hides it so that it never reaches a log by accident."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from hookspecs.types import (
     ChannelRole,
     Consent,
+    ConsentMethod,
     Direction,
     FinishedCall,
     ModeSegment,
@@ -44,6 +45,7 @@ from .archive import (
     recording_info,
     row_digest,
 )
+from .consent import enforce_consent
 from .crypto import envelope
 from .crypto.keyring import wrap_data_key
 from .db.models import ConsentRow, DataKey, MediaObject, ModeSegmentRow, Recording, RecordingSubject
@@ -229,8 +231,14 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     all_consents = list(consents or ())
     if consent_at is not None:
         by = ctx.actor.username if ctx else "system"
+        method = source if source in {m.value for m in ConsentMethod} else ConsentMethod.API
         all_consents.append(Consent(given_at=started_at + timedelta(seconds=consent_at), offset=consent_at,
-                                    by_user=by, method=source if source in ("cli", "web", "api", "cti", "dtmf") else "api"))
+                                    by_user=by, method=method))
+    # The core, not the source, decides what customer audio is kept: no BOTH before a consent.
+    plan, refused = enforce_consent(plan, all_consents)
+    if refused:
+        log.warning("source %s claimed two-sided audio without consent for %.3f s; the customer channel is "
+                    "silenced there", source, sum(r.seconds for r in refused))
     advisor_pcm, customer_pcm = apply_modes(audio, plan)
 
     rec_id = new_recording_id(now)
@@ -266,7 +274,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
             two_sided=two_sided, state="archived",
             retention_class="", legal_hold=False, created_at=now,  # class chosen by apply_retention
             segments=[ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value) for i, s in enumerate(plan)],
-            consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method)
+            consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method.value)
                       for c in all_consents],
             subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
             media=media_rows,
@@ -281,6 +289,12 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
                 "stores": sorted({m.store for m in media_rows}),
             })
+            if refused:
+                app.audit.append(s, ctx, "recording.consent_refused", "recording", rec_id, "refused", {
+                    "source": source, "pbx_call_id": pbx_call_id,
+                    "stretches": [[round(r.start, 3), round(r.end, 3)] for r in refused],
+                    "seconds": round(sum(r.seconds for r in refused), 3),
+                    "reason": "two-sided audio claimed before any consent; customer channel silenced"})
             _crash_point("before-commit")
     except Exception:
         # nothing of a failed ingest stays visible, and nothing of it stays in the stores either
@@ -295,12 +309,11 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
     lock_recording_media(app, rec, ctx)
     info = recording_info(rec)
-    try:
-        app.pm.hook.cf_recording_archived(recording=info)
-    except Exception as exc:  # a plugin's failure never undoes the archive; it is logged and audited
-        log.exception("cf_recording_archived failed for %s", rec_id)
+    # Every listener is called; a failing one never undoes the archive nor silences the others. The
+    # failure is audited by plugin name (``plugin.hook_failed``, and here against the recording).
+    for failure in app.pm.recording_archived(info):
         app.audit.record(None, "recording.archived_hook", "recording", rec_id, "error",
-                         {"error": f"{type(exc).__name__}: {exc}"[:500]})
+                         {"plugin": failure.plugin, "error": failure.error})
     return rec_id
 
 

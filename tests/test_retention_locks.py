@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from retention_helpers import files_of, ingest, media_keys, state
+from retention_helpers import files_of, four_eyes, ingest, make_user, media_keys, state
 from s3_helpers import s3_toml
 
 from cfcore.archive import read_channel
 from cfcore.errors import ConflictError
-from cfcore.retention import change_retention, erase_recording, run_purge
+from cfcore.retention import run_purge
 
 
 def _with_cloud(deployment, moto_s3, s3_bucket, extra=""):
@@ -42,7 +42,8 @@ def test_store_hold_defers_purge_and_pending_erasure_is_retried(deployment, make
     cloud.lock_until(ekey, None, legal_hold=True)
 
     # the erasure meets the store's hold: key destroyed at once, media deletion pending
-    result = erase_recording(app, None, erased, "request 2026-11")
+    dpo, compliance = make_user(app, "dora", "dpo"), make_user(app, "carla", "compliance")
+    result = four_eyes(app, dpo, compliance, "recording.erase", erased, {"reason": "request 2026-11"})
     assert result["state"] == "purging" and "locked" in result["pending"]
     st = state(app, erased)
     assert st["state"] == "purging" and st["tombstone"] is None and st["key_wrapped"] is False
@@ -74,7 +75,8 @@ def test_erasure_under_object_lock_shreds_at_once(s3app, deployment, moto_s3, s3
     (key,) = media_keys(app, rec)
     # ingest locked the cloud copy until the end of the retention (COMPLIANCE mode)
     assert app.stores.stores["cloud"].stat(key).retain_until == datetime(2026, 12, 20, 10, 0, 2, tzinfo=UTC)
-    result = erase_recording(app, None, rec, "request 2026-12")
+    dpo, compliance = make_user(app, "dora", "dpo"), make_user(app, "carla", "compliance")
+    result = four_eyes(app, dpo, compliance, "recording.erase", rec, {"reason": "request 2026-12"})
     assert result["state"] == "purging"
     st = state(app, rec)
     assert st["key_wrapped"] is False and st["key_destroyed_at"] is not None and st["tombstone"] is None
@@ -88,7 +90,9 @@ def test_extension_extends_the_store_lock(s3app, tmp_path):
     app = s3app
     rec = ingest(app, tmp_path, "2024-03-01T10:00:00+00:00", customer="K-6")
     until = datetime(2031, 3, 1, tzinfo=UTC)  # at most 7 years after the call
-    result = change_retention(app, None, rec, "extend", until, "BaFin request 2026/4")
+    dpo, compliance = make_user(app, "dora", "dpo"), make_user(app, "carla", "compliance")
+    result = four_eyes(app, dpo, compliance, "retention.extend", rec,
+                       {"until": until.isoformat(), "reason": "BaFin request 2026/4"})
     assert result["new_until"] == until and result["lock_problems"] == []
     for key in media_keys(app, rec):
         assert app.stores.stores["cloud"].stat(key).retain_until == until

@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from retention_helpers import files_of, ingest, state, use_two_stores
+from retention_helpers import files_of, ingest, make_user, state, use_two_stores
 from sqlalchemy import func, select
 
 from cfcore.archive import read_channel
@@ -35,7 +35,7 @@ def test_purge_deletes_expired_and_keeps_the_rest(rapp, dep, tmp_path):
     expired_adv = ingest(app, tmp_path, "2026-09-01T10:00:00+00:00", two_sided=False, customer="K-2")
     fresh_adv = ingest(app, tmp_path, "2026-11-20T10:00:00+00:00", two_sided=False, customer="K-2")
     held = ingest(app, tmp_path, "2019-03-01T10:00:00+00:00", customer="K-3")
-    set_hold(app, None, held, "litigation 2026/17")
+    set_hold(app, make_user(app, "cora", "compliance"), held, "litigation 2026/17")
 
     # the default rules: MiFID 5 years for two-sided calls, 30 days for advisor-only calls
     with app.catalog.session() as s:

@@ -46,6 +46,7 @@ from hookspecs.types import AccessTarget, Decision, RequestContext
 from ..db.models import Recording
 from ..db.models_access import Approval, ApprovalVote
 from ..errors import AccessDenied, CallFortError, ConflictError, InputError, NotFound
+from ..states import OPEN_APPROVAL_STATES, ApprovalState
 from .guard import decide
 
 Executor = Callable[[Any, RequestContext, str, dict[str, Any]], dict[str, Any]]
@@ -68,8 +69,8 @@ DEFAULT_TARGET_KINDS = {
     "roles": "user", "users": "user", "keys": "keys", "audit": "audit", "dsar": "subject",
 }
 
-STATES = ("requested", "approved", "rejected", "expired", "executed")
-OPEN_STATES = ("requested", "approved")
+STATES = tuple(ApprovalState)
+OPEN_STATES = OPEN_APPROVAL_STATES
 
 #: The approval whose executor runs in this thread/task (lets the executor authorize more than once).
 _running: contextvars.ContextVar[tuple[ApprovalView, str] | None] = contextvars.ContextVar(

@@ -102,7 +102,7 @@ def _register_plugin_commands(argv: list[str]) -> None:
         config = load_config(path)
         pm = get_plugin_manager(config)
         _PRELOADED[str(config.path)] = pm
-        pm.hook.cf_cli_commands(cli=cli)
+        pm.add_cli_commands(cli)
     except CallFortError:
         return  # the command itself reports the config problem when it opens the deployment
 

@@ -15,7 +15,7 @@ from .keyring import rewrap_all
 KEYS_TARGET = AccessTarget(kind="keys")
 
 
-def rotate_keys(app: Any, ctx: RequestContext | None, *, rewrap: bool = False) -> dict[str, Any]:
+def rotate_keys(app: Any, ctx: RequestContext, *, rewrap: bool = False) -> dict[str, Any]:
     from ..access.guard import authorize
 
     authorize(app, ctx, "keys.rotate", KEYS_TARGET)

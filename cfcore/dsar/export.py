@@ -25,9 +25,10 @@ from hookspecs.types import RequestContext
 from ..access import approvals
 from ..db.models import Recording, RecordingSubject
 from ..errors import ConflictError, InputError, NotFound
+from ..states import LIVE_RECORDING_STATES
 from .collect import subject_pseudonyms, subject_target
 
-LIVE_STATES = ("archived", "incomplete")
+LIVE_STATES = LIVE_RECORDING_STATES
 
 
 def request_export(app: Any, ctx: RequestContext, *, customer_ids: Iterable[str] = (), numbers: Iterable[str] = (),

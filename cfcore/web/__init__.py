@@ -120,7 +120,6 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
             continue
         fa.include_router(router)
 
-    for result in app.pm.hook.cf_web_apps(ctx=app.plugin_context("web", section="server")):
-        for web_app in result or []:
-            fa.mount(web_app.path, web_app.app, name=web_app.name or None)
+    for web_app in app.pm.web_apps(app.plugin_context("web")):
+        fa.mount(web_app.path, web_app.app, name=web_app.name or None)
     return fa
