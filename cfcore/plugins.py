@@ -57,6 +57,8 @@ DEFAULT_PLUGINS = (
     "cfcore.defaults.access_policy",
     "cfcore.defaults.retention_rules",
     "cfcore.defaults.fis_rules",
+    "cfcore.defaults.jobs",
+    "cfcore.defaults.approval_actions",
 )
 
 

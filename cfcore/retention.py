@@ -907,14 +907,6 @@ APPROVAL_ACTIONS = {
 }
 
 
-def _register_actions() -> None:
-    from .access import approvals
-
-    for name, executor in APPROVAL_ACTIONS.items():
-        approvals.register_action(name, executor)
-
-
-_register_actions()
 
 
 #: How often the ``cf serve`` job looks whether a purge is due (``[retention] purge_interval_seconds``).
@@ -934,14 +926,6 @@ def purge_job(app: Any) -> PurgeReport | None:
         return None
     return run_purge(app, None)
 
-
-def _register_job() -> None:
-    from .web.jobs import register_job
-
-    register_job("retention.purge", JOB_POLL_SECONDS, purge_job)
-
-
-_register_job()
 
 __all__ = [
     "CRASH_POINTS", "REASON_ERASURE", "REASON_EXPIRED", "PurgeReport", "RetentionDecision",

@@ -186,20 +186,20 @@ def test_rules_changed_since_archive_and_missing_dates(rapp, dep, tmp_path):
 
 
 def test_serve_job_purges_when_due(rapp, dep, tmp_path, frozen_clock):
+    from cfcore.jobs import registered_jobs
     from cfcore.retention import purge_job
-    from cfcore.web.jobs import registered_jobs
 
-    job = registered_jobs()["retention.purge"]
-    assert job.func is purge_job and job.interval_seconds == 900
+    job = registered_jobs(rapp)["retention.purge"]
+    assert job.run is purge_job and job.interval_seconds == 900
     app = rapp
     first = ingest(app, tmp_path, "2026-08-01T10:00:00+00:00", two_sided=False, name="first")
-    report = job.func(app)  # no disposal entry yet: due at once, runs as the system
+    report = job.run(app)  # no disposal entry yet: due at once, runs as the system
     assert [p["id"] for p in report.purged] == [first]
     second = ingest(app, tmp_path, "2026-08-02T10:00:00+00:00", two_sided=False, name="second")
     frozen_clock.advance(timedelta(hours=23))
-    assert job.func(app) is None  # purge_interval_seconds (a day) has not passed
+    assert job.run(app) is None  # purge_interval_seconds (a day) has not passed
     frozen_clock.advance(timedelta(hours=1))
-    assert [p["id"] for p in job.func(app).purged] == [second]
+    assert [p["id"] for p in job.run(app).purged] == [second]
     with app.catalog.session() as s:
         users = {e.user for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "retention.disposal"))}
     assert users == {"system"}

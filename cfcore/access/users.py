@@ -541,8 +541,6 @@ def _execute_role_change(app: Any, ctx: RequestContext, target_id: str, params: 
     return {"user": target_id, "roles": after, "advisor_id": user.advisor_id}
 
 
-approvals.register_action("roles.change", _execute_role_change, target_kind="user",
-                          description="change a user's roles or advisor id")
 
 __all__ = [
     "AccessDenied", "IssuedToken", "UserView", "actor_for", "add_user", "authenticate_password",

@@ -32,11 +32,3 @@ def _exec_rotate(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     return rotate_keys(app, ctx, rewrap=bool(params.get("rewrap", False)))
 
 
-def _register_actions() -> None:
-    from ..access import approvals
-
-    approvals.register_action("keys.rotate", _exec_rotate, target_kind="keys",
-                              description="create a new key-encryption key (params: rewrap=true re-wraps data keys)")
-
-
-_register_actions()

@@ -103,5 +103,3 @@ def export_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[st
     return {"out": str(path), "recordings": summary["recordings"], "sha256": summary["sha256"]}
 
 
-approvals.register_action("dsar.export", export_copies, target_kind="subject",
-                          description="copies of a person's recordings for the person (MiFID II Art. 16(7))")

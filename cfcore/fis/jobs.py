@@ -42,13 +42,3 @@ def run_scheduled(app: Any) -> dict[str, Any]:
     return {"scanned": True, "scrub": scrub, "new_alerts": len(report.new_alerts),
             "deliveries": len(report.deliveries)}
 
-
-def _register() -> None:
-    try:
-        from ..web.jobs import register_job
-    except ImportError:  # a build without the web layer: no scheduler to join
-        return
-    register_job(JOB_NAME, TICK_SECONDS, run_scheduled)
-
-
-_register()

@@ -66,7 +66,7 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
     async def lifespan(fa: FastAPI) -> Any:
         runner = None
         if run_jobs:
-            from .jobs import JobRunner
+            from ..jobs import JobRunner
 
             runner = JobRunner(app)
             fa.state.cf_jobs = runner

@@ -1,0 +1,25 @@
+"""In-tree default plugin: the background jobs of the core's own areas (``cf_background_jobs``)."""
+
+from __future__ import annotations
+
+from hookspecs import hookimpl
+from hookspecs.types import BackgroundJob
+
+
+@hookimpl
+def cf_background_jobs() -> list[BackgroundJob]:
+    from cfcore.access.approvals import expire_job
+    from cfcore.capture.jobs import run_capture
+    from cfcore.fis.jobs import JOB_NAME, TICK_SECONDS, run_scheduled
+    from cfcore.retention import JOB_POLL_SECONDS, purge_job
+
+    return [
+        BackgroundJob(name="approvals.expire", interval_seconds=60, run=expire_job,
+                      description="marks four-eyes requests past their expiry as expired"),
+        BackgroundJob(name="retention.purge", interval_seconds=JOB_POLL_SECONDS, run=purge_job,
+                      description="deletes recordings whose retention ended (crypto-shredding)"),
+        BackgroundJob(name=JOB_NAME, interval_seconds=TICK_SECONDS, run=run_scheduled,
+                      description="FIS rules and scrubs when due; retries alert deliveries"),
+        BackgroundJob(name="capture", interval_seconds=0, run=run_capture,
+                      description="runs the configured capture sources"),
+    ]
