@@ -16,7 +16,7 @@ def cf_capture_sources() -> list[CaptureSourceType]:
         class); ``create`` returns the sources to run, or ``[]`` when the plugin is installed but
         not configured. All results are collected; duplicate names are an error.
 
-    Changed in 1.1 (1.0: ``cf_capture_sources(ctx)`` returned the sources). Example::
+    Added in 1.0; changed in 1.1 (1.0: ``cf_capture_sources(ctx)`` returned the sources). Example::
 
         @attrs.frozen(kw_only=True)
         class AcmeOptions:
