@@ -45,7 +45,7 @@ from ..db.models import Recording
 from ..db.models_access import Approval, ApprovalVote
 from ..errors import AccessDenied, CallFortError, ConflictError, InputError, NotFound
 from ..states import OPEN_APPROVAL_STATES, ApprovalState
-from .guard import decide
+from .policy import decide
 
 Executor = Callable[[Any, RequestContext, str, dict[str, Any]], dict[str, Any]]
 

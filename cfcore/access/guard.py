@@ -11,18 +11,9 @@ from hookspecs.types import AccessDecision, AccessTarget, Decision, RequestConte
 
 from ..authority import SYSTEM_RIGHTS, is_system
 from ..errors import AccessDenied, ApprovalRequired
+from .policy import decide
 
-
-def decide(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> AccessDecision:
-    """Combine all policy answers: any DENY wins, then NEEDS_APPROVAL, then ALLOW; no ALLOW = DENY.
-
-    Only asks; neither audits nor consumes an approval."""
-    answers = app.pm.access_decisions(ctx.actor, action, target, ctx)
-    for wanted in (Decision.DENY, Decision.NEEDS_APPROVAL, Decision.ALLOW):
-        hit = next((a for a in answers if a.decision is wanted), None)
-        if hit is not None:
-            return hit
-    return AccessDecision(decision=Decision.DENY, reason="no policy allows this", by="default")
+__all__ = ["authorize", "decide", "list_scope"]
 
 
 def authorize(app: Any, ctx: RequestContext, action: str, target: AccessTarget, *,

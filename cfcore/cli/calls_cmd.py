@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _call_line(c: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def register(cli: click.Group) -> None:

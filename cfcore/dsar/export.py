@@ -93,7 +93,7 @@ def build_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str
 def export_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """The registered executor of ``dsar.export`` (CLI: ``cf execute``): writes the zip to the
     requested ``out`` file (mode 0600), default ``<data_dir>/exports/dsar-<approval>.zip``."""
-    from . import write_private
+    from .files import write_private
 
     out = Path(str(params.get("out") or app.data_dir / "exports" / f"dsar-{ctx.approval_id}.zip"))
     if out.exists():  # refuse before any audio is decrypted

@@ -26,7 +26,7 @@ from hookspecs.types import Notifier
 
 from ..db.models_fis import FisAlert, FisDelivery
 from ..errors import ConfigError
-from .alerts import to_alert
+from .views import to_alert
 
 log = logging.getLogger(__name__)
 
