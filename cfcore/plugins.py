@@ -72,8 +72,13 @@ class PluginStatus:
     builtin: bool = False
     error: str | None = None
 
+    @property
+    def provisional(self) -> tuple[str, ...]:
+        """The hooks this plugin implements whose shape may still change (``hookspecs.PROVISIONAL``)."""
+        return tuple(h for h in self.hooks if h in hookspecs.PROVISIONAL)
+
     def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {**attrs.asdict(self), "provisional": list(self.provisional)}
 
 
 @attrs.frozen(kw_only=True)

@@ -27,7 +27,7 @@ def register(cli: click.Group) -> None:
         rows = [s for s in mgr.statuses if show_all or not s.builtin]
         lines = []
         for s in rows:
-            hooks = ", ".join(s.hooks) or "-"
+            hooks = ", ".join(f"{h} (provisional)" if h in s.provisional else h for h in s.hooks) or "-"
             extra = f" ({s.error})" if s.error else ""
             lines.append(f"{s.name:<16} {s.distribution:<22} {s.version:<10} {s.status:<13} {hooks}{extra}")
         emit([s.as_dict() for s in rows], as_json, "\n".join(lines) or "no plugins installed")
