@@ -36,6 +36,7 @@ from hookspecs.types import (
 )
 
 from ..access.guard import authorize, list_scope
+from ..authority import system_context
 from ..db.models_capture import CallConsent, CaptureRunnerRow, LiveCall, ModeRequest
 from ..errors import CallFortError, ConflictError, InputError, NotFound
 from ..states import ACTIVE_CALL_STATES, CallState, RequestStatus
@@ -180,7 +181,7 @@ def archive_call(app: Any, call: FinishedCall) -> str:
         log.warning("call %s: %d consent(s) claimed by source %s ignored; only the core's own count",
                     call.call_id, len(call.consents), call.source)
     rec_id = ingest_call(app, attrs.evolve(call, consents=tuple(consents), customer_numbers=tuple(numbers)),  # type: ignore[arg-type]
-                         ctx=None)
+                         ctx=system_context(f"capture.{call.source}"[:64]))
     now = app.clock.now()
     with app.catalog.session() as s:
         row = s.get(LiveCall, call.call_id, with_for_update=True)
