@@ -52,11 +52,13 @@ class App:
     def open(cls, config_path: str | Path | None = None, **kwargs: Any) -> App:
         return cls(load_config(config_path), **kwargs)
 
-    def plugin_context(self, name: str, *, plugin: str | None = None) -> PluginContext:
+    def plugin_context(self, name: str, *, plugin: str | None = None, section: str | None = None) -> PluginContext:
         """The context handed to a plugin: its own ``[plugins.<plugin>]`` section, the clock and a
         data directory. ``name`` is what is being built (a store instance, a notifier) and names
-        the data directory; ``plugin`` the registering plugin (default: ``name``)."""
-        cfg = self.config.section(f"plugins.{plugin or name}")
+        the data directory; ``plugin`` the registering plugin (default: ``name``). ``section`` is
+        the 1.0 way (another section as ``ctx.config``), kept for callers not yet moved to typed
+        options; new code passes the instance section through ``plugin_options`` instead."""
+        cfg = self.config.section(section or f"plugins.{plugin or name}")
         return PluginContext(name=name, config=cfg, clock=self.clock.now, data_dir=self.data_dir / "plugins" / name)
 
     def plugin_options(self, registration: Any, section: Mapping[str, Any], where: str) -> Any:
