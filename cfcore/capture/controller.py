@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 ACTIONS = ("record_both", "pause", "resume")
 METHODS = tuple(m.value for m in ConsentMethod)
 ACTIVE = ACTIVE_CALL_STATES
+#: How long the hand-over of a finished call waits for a mode request of the call being applied.
+CONSENT_WAIT_SECONDS = 20.0
 #: A runner that has not written a heartbeat for this long is considered gone.
 RUNNER_STALE_SECONDS = 15.0
 
@@ -157,10 +159,21 @@ def archive_call(app: Any, call: FinishedCall) -> str:
     """Hand a finished leg to ingest with the consents recorded here; returns the recording id.
 
     Safe to call again for the same leg (after a crash): ingest returns the existing recording.
+    A source may hand the call over the moment ``set_mode(BOTH)`` returned, before the runner wrote
+    the consent: requests of this call still being applied are waited for (up to
+    ``CONSENT_WAIT_SECONDS``), so that the consent that backs the BOTH segment is seen.
     """
     from ..ingest import ingest_call
     from ..subjects import normalise_number
 
+    deadline = time.monotonic() + CONSENT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with app.catalog.session() as s:
+            applying = s.scalars(select(ModeRequest.id).where(
+                ModeRequest.call_id == call.call_id, ModeRequest.status == RequestStatus.APPLYING).limit(1)).first()
+        if applying is None:
+            break
+        time.sleep(0.05)
     with app.catalog.session() as s:
         consents = [Consent(given_at=c.given_at, offset=max(0.0, (c.given_at - call.started_at).total_seconds()),
                             by_user=c.by_user, method=c.method)
