@@ -8,10 +8,10 @@ not created behind the admin's back; once the backup returns, everything is read
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from archive_helpers import login_env, make_user, make_wav
