@@ -60,7 +60,7 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from .. import __version__
-    from ..errors import AuthenticationFailed, CallFortError
+    from ..errors import AuthenticationFailed, CallFortError, TooManyRequests
 
     @asynccontextmanager
     async def lifespan(fa: FastAPI) -> Any:
@@ -88,7 +88,9 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
 
     @fa.exception_handler(CallFortError)
     async def _cf_error(request: Request, exc: CallFortError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else None
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse({"error": str(exc)}, status_code=exc.http_status, headers=headers)
 
     @fa.exception_handler(RequestValidationError)
