@@ -67,13 +67,19 @@ def test_administrator_cannot_mint_a_token_for_another_user_over_the_api(fast_ap
     assert owners == {users.get_user(app, "root").id}
 
 
-def test_cli_token_and_password_act_on_oneself_only(fast_app, run_cf, deployment):
+def test_cli_token_and_password_act_on_oneself_only(fast_app, run_cf, frozen_clock):
     app = fast_app
     _staff(app)
     tok = run_cf("users", "token", "alice", env=login_env("root"))
     assert tok.returncode == 5 and "only the user themself" in tok.stderr and "Traceback" not in tok.stderr
     pw = run_cf("users", "password", "alice", "--password-stdin", env=login_env("root"), input=NEW + "\n")
     assert pw.returncode == 5 and "cf users reset" in pw.stderr
+    assert _pw(app, "alice").username == "alice"
+    # a copied token is not enough to take an account over by changing its password
+    stolen = users.create_token(app, ctx_for(app, "alice"), days=30, origin_token=None).token
+    own = run_cf("users", "password", "--password-stdin", input=NEW + "\n",
+                 env={"CF_TOKEN": stolen, "CF_NOW": frozen_clock.now().isoformat()})
+    assert own.returncode == 5 and "current password" in own.stderr
     assert _pw(app, "alice").username == "alice"
 
 

@@ -2,8 +2,8 @@
 
 A person logs in for each command with ``--user NAME`` (or ``CF_USER``) and ``CF_PASSWORD``
 (prompted for when unset and the terminal is interactive), or with an API token in ``CF_TOKEN``.
-A failed login raises ``AuthenticationFailed`` and is audited; repeated failures lock the account
-(``[access] max_failed_logins``).
+A failed login raises ``AuthenticationFailed`` and is audited; repeated failures delay the next
+attempt, they never lock the account (``cfcore.access.throttle``).
 
 The only way around the login is ``system_cli_context``: for the system and bootstrap paths
 (``cf init``, ``cf users add --bootstrap``, ``cf serve``). It grants no role, so the access policy

@@ -182,10 +182,14 @@ def register(cli: click.Group) -> None:
     def password(state: Any, username: str | None, password_stdin: bool) -> None:
         """Set your own password (ends all your sessions and tokens). Another user's: cf users reset."""
         from ..access import users
-        from .context import cli_context
+        from ..errors import AuthenticationFailed
+        from .context import cli_context, cli_origin_token
 
         app = state.app
         ctx = cli_context(app, "cli.users.password")
+        if cli_origin_token() is not None:  # a copied token must not be enough to take the account over
+            raise AuthenticationFailed("changing your password needs your current password, not a token",
+                                       hint="log in with CF_USER and CF_PASSWORD")
         new = _new_password(password_stdin, required=True)
         users.set_password(app, ctx, username or ctx.actor.username, new or "")
         click.echo(f"password set for {username or ctx.actor.username}")

@@ -18,8 +18,9 @@ from .base import Base, UTCDateTime
 class User(Base):
     """A person who logs in. ``advisor_id`` is the PBX/agent id when the user is an advisor.
 
-    Lock-out state lives on the row: ``failed_logins`` counts consecutive failures and
-    ``locked_until`` is set when the count reaches ``[access] max_failed_logins``.
+    ``failed_logins`` counts consecutive failures (for the audit; wrong passwords delay, they do
+    not lock: ``cfcore.access.throttle``). ``locked_until`` is only cleared now (older versions
+    set it; ``cf users unlock``).
     """
 
     __tablename__ = "users"
