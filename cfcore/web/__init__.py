@@ -76,6 +76,9 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
         finally:
             if runner is not None:
                 await runner.stop()
+            pool = app.__dict__.pop("_cf_login_pool", None)  # routes_auth: Argon2 threads of this server
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     fa = FastAPI(title="CallFort API", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
                  docs_url=f"{API_PREFIX}/docs", redoc_url=None, lifespan=lifespan,
