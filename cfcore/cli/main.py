@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-import json
-import logging
-import os
-import pkgutil
-import sys
-from typing import Any
+import time
+
+_STARTED = time.monotonic()  # first thing: when the person pressed Enter, near enough
+
+import importlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import pkgutil  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 import click
 
@@ -40,9 +44,10 @@ class CfGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, user: str | None, verbose: int) -> None:
     """CallFort: compliant recording and archiving of advisory calls."""
+    # force: the plugin commands were registered (with a WARNING set-up) before -v was parsed
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="cf: %(levelname)s: %(message)s" if not verbose
-                        else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        else "%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     ctx.obj = CliState(config_path, user)
 
 
@@ -64,6 +69,11 @@ class CliState:
             pm = _PRELOADED.get(str(config.path))
             self._app = App(config, pm=pm)
         return self._app
+
+
+def seconds_since_start() -> float:
+    """Seconds since this ``cf`` process began (the advisor's action time for ``cf calls``)."""
+    return time.monotonic() - _STARTED
 
 
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:
