@@ -17,12 +17,12 @@ from hookspecs.types import PluginContext
 from tests.asterisk_sim import (
     AsteriskSim,
     CaptureHarness,
+    assert_segments,
     channel,
     has_tone,
     is_silent,
     leg_id,
     make_user,
-    segments_of,
     self_signed,
     server_ssl,
 )
@@ -251,7 +251,7 @@ async def test_malformed_frames_and_oversized_messages_mid_call(harness, frozen_
         frozen_clock.advance(4)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 4.0, "advisor_only"), (4.0, 8.0, "both")]
+    assert_segments(h.app, rec_id, [(0.0, 4.0, "advisor_only"), (4.0, 8.0, "both")])
     cus = channel(h.app, rec_id, "customer")
     assert is_silent(cus, 0, 4) and has_tone(cus, 4, 8)
     # Neither the AMI secret nor a caller number in clear ever reached the log.
@@ -272,5 +272,5 @@ async def test_tls_and_md5_through_the_plugin_config(harness, tmp_path, frozen_c
         frozen_clock.advance(3)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 3.0, "advisor_only")]
+    assert_segments(h.app, rec_id, [(0.0, 3.0, "advisor_only")])
     assert channel(h.app, rec_id, "customer") is None

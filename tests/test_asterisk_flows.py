@@ -17,7 +17,6 @@ from cfcore.errors import AccessDenied, ConflictError
 from tests.asterisk_sim import (
     CaptureHarness,
     assert_segments,
-    mixmonitors,
     audit_entries,
     channel,
     has_tone,
@@ -25,9 +24,9 @@ from tests.asterisk_sim import (
     leg_id,
     live_call,
     make_user,
+    mixmonitors,
     mode_requests,
     recording,
-    segments_of,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]

@@ -24,11 +24,10 @@ def _call_line(c: dict[str, Any]) -> str:
 
 
 def _control(state: Any, call_id: str, action: str, timeout: float, as_json: bool) -> None:
-    from ..capture import controller
-    from .context import cli_context
-
     from datetime import timedelta
 
+    from ..capture import controller
+    from .context import cli_context
     from .main import seconds_since_start
 
     app = state.app

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import sys
 import time
-
-_STARTED = time.monotonic()  # first thing: when the person pressed Enter, near enough
-
-import importlib  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import pkgutil  # noqa: E402
-import sys  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any
 
 import click
 
 from .. import __version__
 from ..errors import CallFortError
+
+#: When this process got here: the advisor pressed Enter a few milliseconds before (the slow
+#: part, opening the deployment and logging in, comes later).
+_STARTED = time.monotonic()
 
 
 class CfGroup(click.Group):
