@@ -77,7 +77,8 @@ class CaptureHarness:
     capture runner on the test's event loop."""
 
     def __init__(self, *, tmp_path: Path, deployment: Path, make_app: Callable[..., Any], clock: Any,
-                 sim_kwargs: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None) -> None:
+                 sim_kwargs: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None,
+                 wait_connected: bool = True) -> None:
         self.tmp_path = tmp_path
         self.deployment = deployment
         self.make_app = make_app
@@ -85,6 +86,7 @@ class CaptureHarness:
         self.spool = tmp_path / "pbx-spool"
         self.sim = AsteriskSim(monitor_root=self.spool, clock=clock, **(sim_kwargs or {}))
         self.plugin = plugin or {}
+        self.wait_connected = wait_connected
         self.app: Any = None
         self.runner: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +115,9 @@ class CaptureHarness:
 
         self.runner = CaptureRunner(self.app, poll_interval=0.02)
         self._task = asyncio.create_task(self.runner.run())
+        if not self.wait_connected:
+            await self.runner.started.wait()
+            return
         await self.sim.wait_for(lambda: self.source.client.connected.is_set() and self.source.resyncs > 0,
                                 what="the plugin logged in and resynchronised")
 
