@@ -34,10 +34,12 @@ def leg_id(call: SimCall) -> str:
 
 def plugin_toml(sim: AsteriskSim, spool: Path, secret_file: Path, **extra: Any) -> str:
     """``[plugins.pbx_asterisk]`` for this simulator; the secret comes from a file (as in production)."""
+    secret_env = extra.pop("secret_env", None)
     secret_file.write_text(sim.secret + "\n")
     secret_file.chmod(0o600)
+    secret = f'{{ env = "{secret_env}" }}' if secret_env else f'{{ file = "{secret_file}" }}'
     lines = ["[plugins.pbx_asterisk]", 'host = "127.0.0.1"', f"port = {sim.port}", f'username = "{sim.username}"',
-             f'secret = {{ file = "{secret_file}" }}', f'monitor_dir = "{spool}"',
+             f"secret = {secret}", f'monitor_dir = "{spool}"',
              "settle_seconds = 0", "pickup_timeout = 5", "retry_seconds = 0.2", "reconnect_min = 0.05",
              "reconnect_max = 0.5", "ping_interval = 5", "action_timeout = 5",
              # the simulator's write buffer (as an integrator who checked their PBX would set it)
