@@ -117,7 +117,9 @@ async def test_outbound_without_consent_keeps_advisor_only(harness, frozen_clock
         call = h.sim.outbound_call("PJSIP/101", "+4940555777")
         await h.settle()
         cid = leg_id(call)
+        # The trunk's Newchannel carries no number (Exten=s): it arrives by NewCallerid.
         assert live_call(h.app, cid).direction == "out"
+        assert live_call(h.app, cid).customer_hint == "+49******77"
         await h.answered(call)
         frozen_clock.advance(15)
         h.sim.hangup(call, by="advisor")
@@ -125,6 +127,7 @@ async def test_outbound_without_consent_keeps_advisor_only(harness, frozen_clock
     assert_segments(h.app, rec_id, [(0.0, 15.0, "advisor_only")])
     rec = recording(h.app, rec_id)
     assert rec.direction == "out" and rec.advisor_id == "A101" and not rec.consents
+    assert len(rec.subjects) == 1 and not rec.two_sided and rec.retention_class == "advisor-only"
     assert_customer_silent_before(h.app, rec_id, None)
     assert has_tone(channel(h.app, rec_id, "advisor"), 0, 15)
 
