@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -194,8 +195,9 @@ async def test_rest_api_through_cf_serve(tmp_path, deployment, make_app, free_po
             r = await asyncio.to_thread(httpx.post, f"{base}/calls/nope/record-both", headers=anna, timeout=20)
             assert r.status_code == 404
             await asyncio.sleep(0.3)
+            clicked = datetime.now(UTC) - timedelta(seconds=2)  # the CTI client's queue, say
             r = await asyncio.to_thread(httpx.post, f"{base}/calls/{cid}/record-both", headers=anna,
-                                        json={"method": "web"}, timeout=20)
+                                        json={"method": "web", "acted_at": clicked.isoformat()}, timeout=20)
             assert r.status_code == 200 and (r.json()["status"], r.json()["mode"]) == ("applied", "both")
             await asyncio.sleep(0.3)
             sim.hangup(call)
@@ -206,7 +208,9 @@ async def test_rest_api_through_cf_serve(tmp_path, deployment, make_app, free_po
         finally:
             stop(proc)
         check_archive(app, rec_id)
-        assert recording(app, rec_id).consents[0].method == "web"
+        consent = recording(app, rec_id).consents[0]
+        assert consent.method == "web" and abs((consent.given_at - clicked).total_seconds()) < 1e-3
+        assert consent.applied_at > clicked + timedelta(seconds=2)
         denied = [e for e in audit_entries(app, "call.record_both", cid) if e.outcome == "denied"]
         assert [(e.user, e.host, e.function) for e in denied] == [("bert", "bert-pc", "api.calls.record_both")]
 

@@ -231,3 +231,31 @@ def test_two_sided_segments_past_the_files_are_a_warning_not_a_reclassification(
         "two-sided segment 1.000-2.500 s cut", "two-sided segment 3.000-4.000 s dropped"]
     scan_rules(app)
     assert len(alerts_of(app, "capture-loss")) == 1
+
+
+def test_window_without_a_size_falls_back_to_the_clock_and_a_pause_reaches_back(tmp_path):
+    """No size could be read (SFTP down): the upper end comes from the clock (a file never holds
+    more audio than time passed), the lower end is the previous boundary. A pause whose window
+    starts before the last boundary wins over what it overlaps."""
+    from datetime import UTC, datetime, timedelta
+
+    from cf_pbx_asterisk.config import AsteriskSettings
+    from cf_pbx_asterisk.source import AsteriskSource, Leg
+
+    from hookspecs.types import Direction, RecordingMode
+
+    t0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    settings = AsteriskSettings.from_mapping({"host": "pbx", "username": "u", "secret": "s",
+                                              "recordings_dir": str(tmp_path), "write_buffer": 4096})
+    src = AsteriskSource(settings, clock=lambda: t0, data_dir=tmp_path / "data")
+    leg = Leg(call_id="c", advisor_id="A1", adv_uniqueid="1.1", adv_channel="PJSIP/100-1", pbx_call_id="1.0",
+              direction=Direction.INBOUND, customer_number=None, customer_uniqueid=None, reported_at=t0,
+              rec_started_at=t0, monitor_at=t0 - timedelta(seconds=2), mode_since=3.0)
+    assert src._window(leg, None, None, t0 + timedelta(seconds=10)) == (3.0, 12.02)
+    # With sizes: [before, after + buffer + one frame], capped by the clock.
+    assert src._window(leg, 5.0, 5.1, t0 + timedelta(seconds=10)) == (5.0, round(5.1 + (4096 + 320) / 16000, 6))
+    assert src._window(leg, 5.0, 5.1, t0 - timedelta(seconds=1.95)) == (5.0, 5.0)  # cap below: never < lo
+    leg.switch(RecordingMode.BOTH, 6.0, (5.8, 6.0))
+    leg.switch(RecordingMode.PAUSED, 5.9, (5.9, 6.1))  # a pause in the same window: it wins
+    leg.close()
+    assert leg.segments == [(3.0, 5.9, "advisor_only", None), (5.9, None, "paused", (5.9, 6.1))]
