@@ -15,6 +15,7 @@ import pytest
 from cfcore.capture.controller import CaptureUnavailable
 from cfcore.errors import AccessDenied, ConflictError
 from tests.asterisk_sim import (
+    SLACK,
     CaptureHarness,
     assert_segments,
     audit_entries,
@@ -474,3 +475,37 @@ async def test_attended_transfer(harness, frozen_clock):
     assert has_tone(channel(h.app, rec2, "customer"), 3, 7)
     r1, r2 = recording(h.app, rec1), recording(h.app, rec2)
     assert r1.pbx_call_id == r2.pbx_call_id == call.linkedid and r2.direction == "in"
+
+
+async def test_runner_restart_while_ringing_keeps_the_armed_monitor(harness, frozen_clock):
+    """The process stops while the phone rings (MixMonitor armed and muted) and the call is
+    answered meanwhile: the restarted runner finds the leg in its journal and the channel bridged,
+    records it without a second MixMonitor, and dates the recording from the audio already
+    written. A second call that rang and ended during the outage leaves nothing behind."""
+    async with harness() as h:
+        anna = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        call = h.sim.inbound_call(CUSTOMER, "PJSIP/100")
+        missed = h.sim.inbound_call("+4989111222", "PJSIP/101")
+        await h.settle()
+        cid = leg_id(call)
+        answered_at = frozen_clock.now()
+        await h.stop_runner()
+        h.sim.answer(call)  # while no CallFort process runs: the monitor was armed, the mute is on
+        frozen_clock.advance(3)
+        h.sim.hangup(missed)
+        await h.start_runner()
+        await h.wait_state(cid, ("recording",))
+        frozen_clock.advance(2)
+        await h.trigger(anna, cid, "record_both")
+        frozen_clock.advance(4)
+        h.sim.hangup(call)
+        rec_id = await h.archived(cid)
+        await h.sim.wait_for(lambda: not h.source._pickups, what="the missed call's files removed")
+        assert len(mixmonitors(h.sim)) == 2  # one per call, none again after the restart
+        assert sorted(p.name for p in h.spool.iterdir()) == []
+    rec = recording(h.app, rec_id)
+    # (estimated from the size the PBX had flushed: at most its write buffer late)
+    assert rec.duration == 9.0 and 0 <= (rec.started_at - answered_at).total_seconds() <= SLACK
+    assert_segments(h.app, rec_id, [(0.0, 5.0, "advisor_only"), (5.0, 9.0, "both")])
+    assert_customer_silent_before(h.app, rec_id, 5.0)
+    assert live_call(h.app, leg_id(missed)).state == "ended"

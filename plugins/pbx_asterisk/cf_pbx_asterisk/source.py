@@ -35,7 +35,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -546,7 +546,10 @@ class AsteriskSource:
             if leg.monitor_at is None and not await self._arm(leg, adv):
                 return
             now = self.clock()
-            leg.rec_started_at = now
+            # Normally nothing is written yet (the bridge just formed). A leg armed before this
+            # process restarted may have been bridged meanwhile: its audio began that much earlier.
+            written = await self._written(leg) or 0.0
+            leg.rec_started_at = now - timedelta(seconds=written)
             leg.state, leg.mode, leg.mode_since, leg.mode_bounds, leg.segments = (
                 "recording", RecordingMode.ADVISOR_ONLY, 0.0, None, [])
             await self._save(leg)
