@@ -1,7 +1,7 @@
 """capture positions: segment windows, consent times (advisor acted / PBX applied)
 
-Revision ID: 0002_asterisk
-Revises: 0001
+Revision ID: 0003_asterisk
+Revises: 0002_sec_auth
 Create Date: 2026-12-02 04:30:00
 """
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import cfcore.db.base
 
 
-revision = '0002_asterisk'
-down_revision = '0001'
+revision = '0003_asterisk'
+down_revision = '0002_sec_auth'
 branch_labels = None
 depends_on = None
 
