@@ -13,8 +13,10 @@ import click
 from .. import __version__
 from ..errors import CallFortError
 from .output import emit
+from .started import seconds_since_start
 
-__all__ = ["COMMAND_MODULES", "CliState", "cli", "emit", "main"]
+__all__ = ["COMMAND_MODULES", "CliState", "cli", "emit", "main", "seconds_since_start"]
+
 
 
 class CfGroup(click.Group):
@@ -41,9 +43,10 @@ class CfGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, user: str | None, verbose: int) -> None:
     """CallFort: compliant recording and archiving of advisory calls."""
+    # force: the plugin commands were registered (with a WARNING set-up) before -v was parsed
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="cf: %(levelname)s: %(message)s" if not verbose
-                        else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        else "%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     ctx.obj = CliState(config_path, user)
     ctx.call_on_close(ctx.obj.close)
 

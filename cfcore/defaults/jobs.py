@@ -10,7 +10,7 @@ from hookspecs.types import BackgroundJob
 def cf_background_jobs() -> list[BackgroundJob]:
     from cfcore.access.approvals import expire_job
     from cfcore.capture.jobs import run_capture
-    from cfcore.fis.jobs import JOB_NAME, TICK_SECONDS, run_scheduled
+    from cfcore.fis.jobs import ANCHOR_JOB, JOB_NAME, TICK_SECONDS, run_anchor, run_scheduled
     from cfcore.retention import JOB_POLL_SECONDS, purge_job
 
     return [
@@ -20,6 +20,8 @@ def cf_background_jobs() -> list[BackgroundJob]:
                       description="deletes recordings whose retention ended (crypto-shredding)"),
         BackgroundJob(name=JOB_NAME, interval_seconds=TICK_SECONDS, run=run_scheduled,
                       description="FIS rules and scrubs when due; retries alert deliveries"),
+        BackgroundJob(name=ANCHOR_JOB, interval_seconds=TICK_SECONDS, run=run_anchor,
+                      description="anchors the audit trail outside the database when due"),
         BackgroundJob(name="capture", interval_seconds=0, run=run_capture,
                       description="runs the configured capture sources"),
     ]
