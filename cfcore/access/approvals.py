@@ -90,7 +90,7 @@ def _spec(app: Any, action: str) -> ApprovalAction:
 
 
 def _fold_user(name: str) -> str:
-    from .users import fold_username
+    from .names import fold_username
 
     return fold_username(name)
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +46,7 @@ from ..db.models_access import ApiToken, DeploymentFlag, PasswordReset, User, Us
 from ..errors import AccessDenied, AuthenticationFailed, ConflictError, InputError, NotFound
 from . import approvals
 from .guard import authorize, decide
+from .names import fold_username
 from .roles import check_roles
 from .throttle import throttle_for
 
@@ -92,13 +92,6 @@ def _dummy_hash(app: Any) -> str:
         h = _hasher(app).hash(secrets.token_hex(16))
         app.__dict__["_cf_dummy_hash"] = h
     return h
-
-
-def fold_username(name: str) -> str:
-    """A user name as people read it: Unicode compatibility form (NFKC: full-width letters become
-    ASCII), case-folded, surrounding whitespace removed. Every place that stores or compares a
-    user name goes through this (or ``normalise_username``, which also checks the result)."""
-    return unicodedata.normalize("NFKC", name or "").casefold().strip()
 
 
 def normalise_username(name: str) -> str:
