@@ -149,3 +149,119 @@ def channel(app: Any, rec_id: str, name: str) -> bytes | None:
         return read_channel(app, rec_id, name)
     except NotFound:
         return None
+
+
+# ---------------------------------------------------------------------- SIPREC with sipp
+
+RFC_NS = "urn:ietf:params:xml:ns:recording:1"
+
+
+def rfc_metadata(advisor_aor: str = "sip:100@pbx.example", customer_aor: str = "sip:+4930123456@carrier.example",
+                 labels: tuple[str, str] = ("1", "2"), extra: str = "", mode: str = "complete") -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns='{RFC_NS}'>
+  <datamode>{mode}</datamode>
+  <session session_id="hVpd7YQgRW2nD22h7q60JQ=="><sipSessionID>ab30317f1a784dc48ff8;remote=47755a9de7</sipSessionID></session>
+  <participant participant_id="P-adv"><nameID aor="{advisor_aor}"><name>Advisor</name></nameID></participant>
+  <participant participant_id="P-cus"><nameID aor="{customer_aor}"/></participant>
+  <stream stream_id="S-a" session_id="hVpd7YQgRW2nD22h7q60JQ=="><label>{labels[0]}</label></stream>
+  <stream stream_id="S-c" session_id="hVpd7YQgRW2nD22h7q60JQ=="><label>{labels[1]}</label></stream>
+  <participantstreamassoc participant_id="P-adv"><send>S-a</send><recv>S-c</recv></participantstreamassoc>
+  <participantstreamassoc participant_id="P-cus"><send>S-c</send><recv>S-a</recv></participantstreamassoc>
+  {extra}
+</recording>"""
+
+
+def sdp_offer(labels: tuple[str, ...] = ("1", "2"), direction: str = "sendonly", proto: str = "RTP/AVP",
+              fmts: str = "0 101", extra: str = "", zero_addr: bool = False) -> str:
+    ip = "0.0.0.0" if zero_addr else "[media_ip]"
+    lines = ["v=0", "o=SRC 1 [cseq] IN IP4 [local_ip]", "s=-", f"c=IN IP4 {ip}", "t=0 0"]
+    for n, label in enumerate(labels):
+        lines.append(f"m=audio [media_port{'+' + str(2 * n) if n else ''}] {proto} {fmts}")
+        lines += ["a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000",
+                  f"a=label:{label}", f"a={direction}"]
+        if extra:
+            lines.append(extra)
+    return "\n".join(lines) + "\n"
+
+
+def multipart(sdp: str | None, xml: str | None, *, xml_first: bool = False, extra_part: bool = False,
+              xml_type: str = "application/rs-metadata+xml") -> tuple[str, str]:
+    """``(content type header value, body)``."""
+    parts = []
+    if sdp is not None:
+        parts.append(f"Content-Type: application/sdp\n\n{sdp}")
+    if xml is not None:
+        parts.append(f"Content-Type: {xml_type}\nContent-Disposition: recording-session\n\n{xml}")
+    if xml_first:
+        parts.reverse()
+    if extra_part:
+        parts.insert(1, "Content-Type: application/x-cisco-metadata\n\n<cisco><x/></cisco>")
+    if len(parts) == 1:
+        ctype, _, body = parts[0].partition("\n\n")
+        return ctype.split(":", 1)[1].strip(), body
+    body = "".join(f"--uniqueBoundary\n{p}\n" for p in parts) + "--uniqueBoundary--\n"
+    return "multipart/mixed;boundary=uniqueBoundary", body
+
+
+def request(method: str, ctype: str | None = None, body: str = "", *, cseq: int = 1, extra_headers: str = "",
+            in_dialog: bool = False, require: str = "siprec", contact_param: str = "+sip.src") -> str:
+    to = "<sip:srs@[remote_ip]:[remote_port]>" + ("[peer_tag_param]" if in_dialog else "")
+    head = [f"{method} sip:srs@[remote_ip]:[remote_port] SIP/2.0",
+            "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+            "From: <sip:src@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
+            f"To: {to}", "Call-ID: [call_id]", f"CSeq: {cseq} {method}",
+            f"Contact: <sip:src@[local_ip]:[local_port];transport=[transport]>;{contact_param}",
+            "Max-Forwards: 70"]
+    if require and method == "INVITE" and not in_dialog:
+        head.append(f"Require: {require}")
+    if extra_headers:
+        head += extra_headers.strip().split("\n")
+    if ctype:
+        head.append(f"Content-Type: {ctype}")
+    head.append("Content-Length: [len]")
+    return "\n".join(head) + "\n\n" + body
+
+
+def scenario(steps: list[str]) -> str:
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="callfort">\n'
+            + "\n".join(steps) + "\n</scenario>\n")
+
+
+def send(msg: str, retrans: bool = True) -> str:
+    attr = ' retrans="500"' if retrans else ""
+    return f"<send{attr}><![CDATA[\n{msg}\n]]></send>"
+
+
+def recv(status: str | int, optional: bool = False, rrs: bool = False, extra: str = "") -> str:
+    opt = ' optional="true"' if optional else ""
+    rr = ' rrs="true"' if rrs else ""
+    return f'<recv response="{status}"{opt}{rr}>{extra}</recv>'
+
+
+ACK = ("ACK sip:srs@[remote_ip]:[remote_port] SIP/2.0\n"
+       "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+       "From: <sip:src@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+       "To: <sip:srs@[remote_ip]:[remote_port]>[peer_tag_param]\n"
+       "Call-ID: [call_id]\nCSeq: {cseq} ACK\nMax-Forwards: 70\nContent-Length: 0\n")
+
+
+def ack(cseq: int = 1) -> str:
+    return send(ACK.replace("{cseq}", str(cseq)), retrans=False)
+
+
+def play(pcap: Path) -> str:
+    return f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>'
+
+
+def pause(ms: int) -> str:
+    return f'<pause milliseconds="{ms}"/>'
+
+
+def invite_answered(ctype: str, body: str, **kw: Any) -> list[str]:
+    return [send(request("INVITE", ctype, body, **kw)), recv(100, optional=True),
+            recv(200, rrs=True), ack()]
+
+
+def bye(cseq: int = 2) -> list[str]:
+    return [send(request("BYE", cseq=cseq, in_dialog=True)), recv(200)]

@@ -140,6 +140,7 @@ class LiveRecording:
                                                segment_size, sample_rate)}
         self.mode = RecordingMode.ADVISOR_ONLY
         self.mode_before_hold: RecordingMode | None = None
+        self.resume_pending: RecordingMode | None = None
         self.customer_from: float | None = None  # media offset from which customer frames may be kept
         self.media_end = 0.0
         self.dropped_customer = 0
@@ -170,6 +171,13 @@ class LiveRecording:
         if end - self.media_end > MAX_GAP_SECONDS:
             log.warning("call %s: frame %.1f s ahead dropped", self.call_id, end - self.media_end)
             return
+        if self.resume_pending is not None:  # the first frame after the SRC's hold ends it
+            prev, self.resume_pending = self.resume_pending, None
+            at = max(frame.timestamp, self.media_end)
+            self.mode = prev
+            if prev is RecordingMode.BOTH:
+                self.customer_from = at
+            self.log("mode", mode=prev.value, at=round(at, 4), reason="src-resume")
         self.media_end = max(self.media_end, end)
         if self.mode is RecordingMode.PAUSED:
             return
@@ -221,15 +229,14 @@ class LiveRecording:
 
     def hold(self, held: bool) -> None:
         """The SRC paused the recording (``a=inactive``): stored as a PAUSED interval."""
-        if held and self.mode is not RecordingMode.PAUSED:
+        if held and self.resume_pending is not None:
+            self.mode_before_hold, self.resume_pending = self.resume_pending, None
+        elif held and self.mode is not RecordingMode.PAUSED:
             self.mode_before_hold = self.mode
             self.set_mode(RecordingMode.PAUSED, reason="src-hold")
         elif not held and self.mode_before_hold is not None:
-            prev, self.mode_before_hold = self.mode_before_hold, None
-            self.mode = prev
-            if prev is RecordingMode.BOTH:
-                self.customer_from = self.media_end
-            self.log("mode", mode=prev.value, at=round(self.media_end, 4), reason="src-resume")
+            # no media flowed during the hold: the pause ends where the media starts again
+            self.resume_pending, self.mode_before_hold = self.mode_before_hold, None
 
     def close(self) -> None:
         if self.closed:
