@@ -89,7 +89,9 @@ def pcaps(tmp_path_factory):
     adv, cus = ulaw(tone(440, 6.0)), ulaw(tone(880, 6.0))
     two = d / "two-6s.pcap"
     write_pcap(two, [(7000, 6000, adv), (7002, 6002, cus)], dtmf=[(0, 1.0, "5")])
-    return {"two": two}
+    long = d / "two-14s.pcap"
+    write_pcap(long, [(7000, 6000, ulaw(tone(440, 14.0))), (7002, 6002, ulaw(tone(880, 14.0)))])
+    return {"two": two, "long": long}
 
 
 class Srs:
@@ -116,6 +118,7 @@ addresses = ["127.0.0.1/32"]
 "4711" = "A4711"
 """)
         self.app = make_app(deployment)
+        self.deployment = deployment
         self.runner = None
         self.task = None
 
