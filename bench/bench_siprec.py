@@ -167,11 +167,8 @@ async def run_load(calls: int, seconds: float, sip_port: int, app, ctx) -> dict:
             consented = True
 
             def consent_all() -> int:
-                ok = 0
-                for _n, cid, _to, _p in sessions:
-                    if controller.trigger(app, ctx, cid, "record_both", "api", 30.0).status == "applied":
-                        ok += 1
-                return ok
+                reqs = [controller.request_mode(app, ctx, cid, "record_both", "api") for _n, cid, _t, _p in sessions]
+                return sum(controller.wait_request(app, r.id, 30.0).status == "applied" for r in reqs)
             consent_task = asyncio.ensure_future(asyncio.to_thread(consent_all))
     late = time.perf_counter() - start - frames * PTIME
     for n, cid, to, _ports in sessions:
@@ -234,6 +231,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--catalog", default=None, help="catalog URL (default: SQLite in the temp directory)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop",
+                    help="the recorder's event loop (capture.event_loop)")
     args = ap.parse_args()
     from access_helpers import ctx_for, make_user
 
@@ -246,6 +245,9 @@ def main() -> None:
         sip_port = free_port()
         rtp_lo = 40000
         cfg = write_deployment(d, args.catalog or f"sqlite:///{Path(tmp) / 'catalog.db'}", f"""
+[capture]
+event_loop = "{args.loop}"
+
 [plugins.pbx_siprec]
 listen = "127.0.0.1"
 sip_port = {sip_port}
@@ -291,6 +293,7 @@ addresses = ["127.0.0.1/32"]
         finally:
             proc.terminate()
             err = proc.communicate(timeout=60)[1].decode(errors="replace")
+            Path("/tmp/siprec-bench-stderr.txt").write_text(err)
         with app.catalog.session() as s:
             rows = list(s.scalars(select(LiveCall).where(LiveCall.state == "archived")))
         lost = received = 0
@@ -304,8 +307,11 @@ addresses = ["127.0.0.1/32"]
                     lost += v.get("lost", 0)
                     received += v.get("packets", 0)
             a = read_channel(app, r.recording_id, "advisor")
+            # the advisor's audio from its first to its last sample (the lead is the time until the
+            # stream's first packet; the tail pads to the call's end)
             lead = len(a) - len(a.lstrip(b"\0"))
-            archived = (len(a) - lead) / 2 / RATE
+            tail = len(a) - len(a.rstrip(b"\0"))
+            archived = (len(a) - lead - tail) / 2 / RATE
             diff = abs(archived - load["frames"] * PTIME)
             worst = max(worst, diff)
             off += diff > 0.040
@@ -319,6 +325,7 @@ addresses = ["127.0.0.1/32"]
     loss = 1 - received / load["sent"] if load["sent"] else 0
     lines = [
         f"machine: {cpu_model()}, {os.cpu_count()} cores (shared)",
+        f"recorder: cf capture run, event loop {args.loop}",
         f"calls: {args.calls} concurrent two-stream G.711 sessions x {args.seconds:.0f} s, UDP, encryption on, "
         f"consent for {load['consents']} calls after 1 s ({two_sided} archived two-sided)",
         f"archived: {len(rows)}/{args.calls}; recorder CPU {cpu:.2f} s over {wall:.1f} s wall",

@@ -150,6 +150,8 @@ class LiveRecording:
     # ---------------------------------------------------------------- journal
 
     def log(self, kind: str, **data: Any) -> None:
+        if self._journal.closed:
+            return
         self._journal.write(json.dumps({"k": kind, **data}) + "\n")
 
     # ---------------------------------------------------------------- frames
@@ -204,6 +206,8 @@ class LiveRecording:
     def set_mode(self, mode: RecordingMode, *, consent_offset: float | None = None, reason: str = "request") -> None:
         """Switch from the current media position; ``BOTH`` needs ``consent_offset`` (a consent the
         controller recorded, as seconds from the call start), else the customer stays off."""
+        if self.closed:
+            return
         at = self.media_end
         if mode is RecordingMode.BOTH:
             if consent_offset is None:
@@ -328,6 +332,8 @@ class LiveCapture:
         if mode is RecordingMode.BOTH:
             offset = await asyncio.to_thread(consent_offset, self.app, call_id,
                                              datetime.fromisoformat(rec.meta["started_at"]))
+            if rec.closed:  # the call ended while the consent was read
+                return False
             was_paused = rec.mode is RecordingMode.PAUSED
             rec.set_mode(mode, consent_offset=offset)
             if was_paused:

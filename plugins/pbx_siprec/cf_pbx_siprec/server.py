@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 SUPPORTED_EXT = {"siprec", "timer", "100rel", "replaces", "norefersub"}
 T1 = 0.5
+BYE_GRACE = 0.1
 METADATA_TYPES = ("application/rs-metadata+xml", "application/rs-metadata")
 
 
@@ -367,6 +368,7 @@ class SiprecSource:
             return
         if method == "BYE":
             self._send(msg, reply, response(msg, 200, "OK"))
+            await asyncio.sleep(BYE_GRACE)  # RTP sent just before the BYE may still be in flight
             await self.end(sess, "BYE from the recording client")
         elif method in ("INVITE", "UPDATE"):
             await self._modify(sess, msg, reply)
@@ -579,9 +581,12 @@ class SiprecSource:
                     log.warning("call %s: no ports for new streams: %s", sess.call_id, exc)
             all_inactive = all(m.inactive for i, m in enumerate(new_offer.media) if i in sess.streams)
             for i, st in sess.streams.items():
+                was = st.active
                 st.active = not new_offer.media[i].inactive
-                if not st.active:
+                if was and not st.active:
                     st.drain()
+                elif st.active and not was:
+                    st.reanchor()
             if all_inactive and not sess.held:
                 sess.held = True
                 if sess.started:
