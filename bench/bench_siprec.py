@@ -302,7 +302,7 @@ addresses = ["127.0.0.1/32"]
         two_sided = 0
         for r in rows:
             st = stats_of(app, r.recording_id)
-            for name, v in (st.get("streams") or {}).items():
+            for v in (st.get("streams") or {}).values():
                 if isinstance(v, dict):
                     lost += v.get("lost", 0)
                     received += v.get("packets", 0)
