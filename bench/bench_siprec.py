@@ -192,9 +192,11 @@ class P(asyncio.DatagramProtocol):
         P.count += 1
 async def main():
     loop = asyncio.get_running_loop()
+    ports = []
     for i in range(2 * n):
-        await loop.create_datagram_endpoint(P, local_addr=("127.0.0.1", base + 2 * i))
-    print("ready", flush=True)
+        t, _ = await loop.create_datagram_endpoint(P, local_addr=("127.0.0.1", 0))
+        ports.append(t.get_extra_info("sockname")[1])
+    print(" ".join(map(str, ports)), flush=True)
     await asyncio.sleep(seconds + 1.0)
     print(P.count, flush=True)
 asyncio.run(main())
@@ -206,7 +208,7 @@ async def baseline(calls: int, seconds: float) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", BASELINE, str(calls), str(seconds), str(base)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    proc.stdout.readline()
+    ports = [int(p) for p in proc.stdout.readline().split()]
     c0 = cpu_of(proc.pid)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -217,8 +219,8 @@ async def baseline(calls: int, seconds: float) -> dict:
         delay = start + i * PTIME - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        for s in range(2 * calls):
-            sock.sendto(pkt, ("127.0.0.1", base + 2 * s))
+        for port in ports:
+            sock.sendto(pkt, ("127.0.0.1", port))
     c1 = cpu_of(proc.pid)
     got = int(proc.stdout.readline())
     proc.wait()
@@ -243,7 +245,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "deploy"
         sip_port = free_port()
-        rtp_lo = 40000
+        rtp_lo = 50000
         cfg = write_deployment(d, args.catalog or f"sqlite:///{Path(tmp) / 'catalog.db'}", f"""
 [capture]
 event_loop = "{args.loop}"
@@ -252,7 +254,7 @@ event_loop = "{args.loop}"
 listen = "127.0.0.1"
 sip_port = {sip_port}
 transports = ["udp"]
-rtp_ports = [{rtp_lo}, {rtp_lo + 4 * args.calls + 99}]
+rtp_ports = [{rtp_lo}, {rtp_lo + 8 * args.calls + 199}]
 [[plugins.pbx_siprec.src]]
 name = "bench"
 addresses = ["127.0.0.1/32"]

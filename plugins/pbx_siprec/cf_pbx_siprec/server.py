@@ -632,7 +632,9 @@ class SiprecSource:
             await sess.start_done.wait()  # the catalog sees the start before the end
             stats = sess.stats()
             stats["metadata_updates"] = sess.metadata_updates
-            stats["dtmf"] = [{**e, "stream": i} for i, st in sess.streams.items() for e in st.events]
+            # time and duration only: the digits can be card numbers (PCI) and never go to the log
+            stats["dtmf"] = [{"at": e["at"], "duration": e["duration"], "stream": i}
+                             for i, st in sess.streams.items() for e in st.events]
             await self._event(sess, CallEventKind.ENDED, reason=reason, media_stats=json.dumps(stats))
 
 
