@@ -298,7 +298,7 @@ addresses = ["127.0.0.1/32"]
             Path("/tmp/siprec-bench-stderr.txt").write_text(err)
         with app.catalog.session() as s:
             rows = list(s.scalars(select(LiveCall).where(LiveCall.state == "archived")))
-        lost = received = 0
+        lost = received = resyncs = late = 0
         worst = 0.0
         off = 0
         two_sided = 0
@@ -308,6 +308,8 @@ addresses = ["127.0.0.1/32"]
                 if isinstance(v, dict):
                     lost += v.get("lost", 0)
                     received += v.get("packets", 0)
+                    resyncs += v.get("resyncs", 0)
+                    late += v.get("late", 0)
             a = read_channel(app, r.recording_id, "advisor")
             # the advisor's audio from its first to its last sample (the lead is the time until the
             # stream's first packet; the tail pads to the call's end)
@@ -315,6 +317,8 @@ addresses = ["127.0.0.1/32"]
             tail = len(a) - len(a.rstrip(b"\0"))
             archived = (len(a) - lead - tail) / 2 / RATE
             diff = abs(archived - load["frames"] * PTIME)
+            if diff > 0.040 and os.environ.get("CF_BENCH_DEBUG"):
+                print("off", r.recording_id, round(archived, 3), round(lead / 16000, 3), round(tail / 16000, 3), st)
             worst = max(worst, diff)
             off += diff > 0.040
             from cfcore.db.models import Recording
@@ -333,7 +337,7 @@ addresses = ["127.0.0.1/32"]
         f"archived: {len(rows)}/{args.calls}; recorder CPU {cpu:.2f} s over {wall:.1f} s wall",
         f"recorder CPU per call: {1000 * cpu / max(len(rows), 1) / (load['frames'] * PTIME):.2f} ms per call-second",
         f"CALLS PER CORE (call-seconds recorded per CPU-second): {per_core:.0f}   (goal 400, Verint sizing 193)",
-        f"packets: sent {load['sent']}, received {received}, loss {100 * loss:.3f} %, recorder-counted lost {lost}, "
+        f"packets: sent {load['sent']}, received {received}, loss {100 * loss:.3f} %, recorder-counted lost {lost}, late {late}, re-anchored {resyncs}, "
         f"generator send errors {load['send_errors']}, generator late by {load['late'] * 1000:.0f} ms",
         f"archived vs sent duration: worst {worst * 1000:.1f} ms, calls off by more than 40 ms: {off}",
         f"raw baseline (bare asyncio UDP receive, same packets, no work): {base_per_core:.0f} calls per core "
