@@ -430,12 +430,23 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
     if "customer" in blobs and not any(sg.mode is RecordingMode.BOTH for sg in plan):
         del blobs["customer"], plains["customer"]  # nothing of it may be kept
     with app.catalog.session() as s:
-        consents = [Consent(given_at=c.given_at, offset=max(0.0, (c.given_at - started_at).total_seconds()),
-                            by_user=c.by_user, method=c.method if c.method in ("web", "api", "cli", "cti", "dtmf")
-                            else "api")
-                    for c in s.scalars(select(CallConsent).where(CallConsent.call_id == meta["call_id"])
-                                       .order_by(CallConsent.given_at))]
-    for sg in plan:  # never a two-sided stretch without a consent at or before its start
+        rows = list(s.scalars(select(CallConsent).where(CallConsent.call_id == meta["call_id"])
+                              .order_by(CallConsent.applied_at, CallConsent.id)))
+    # A consent's offset is where the customer's voice began to be kept in the audio as written
+    # (the start of the two-sided stretch it opened, a media position), as for file pickup.
+    starts: list[float] = []
+    before = RecordingMode.ADVISOR_ONLY
+    for sg in plan:
+        if sg.mode is RecordingMode.BOTH and before is not RecordingMode.BOTH:
+            starts.append(sg.start)
+        if sg.mode is not RecordingMode.PAUSED:
+            before = sg.mode
+    consents = [Consent(given_at=c.given_at,
+                        offset=starts[i] if i < len(starts) else max(0.0, (c.applied_at - started_at).total_seconds()),
+                        by_user=c.by_user, method=c.method if c.method in ("web", "api", "cli", "cti", "dtmf") else "api",
+                        applied_at=c.applied_at)
+                for i, c in enumerate(rows)]
+    for sg in plan:  # never a two-sided stretch without a consent the controller recorded before it
         if sg.mode is RecordingMode.BOTH and not any(c.offset <= sg.start + 1e-6 for c in consents):
             raise RuntimeError(f"live recording {rec_id}: two-sided stretch at {sg.start:.3f} s without consent")
     cc = app.config.get("deployment.country_code", str, "49")
@@ -476,8 +487,8 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
         sample_rate=rate, codec="pcm_s16le", two_sided=two_sided, state=state, retention_class="",
         legal_hold=False, created_at=now,
         segments=[ModeSegmentRow(idx=i, start=sg.start, end=sg.end, mode=sg.mode.value) for i, sg in enumerate(plan)],
-        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method)
-                  for c in consents],
+        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method,
+                             applied_at=c.applied_at) for c in consents],
         subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
         media=media_rows)
     try:
