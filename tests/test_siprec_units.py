@@ -223,19 +223,19 @@ def test_settings_errors():
     assert s.advisor_for("<sip:100@PBX.example;user=phone>") == "A100" and s.advisor_for("sip:4711@cm") == "A4711"
 
 
-def test_a_busy_recorder_does_not_move_audio_but_a_stopped_sender_clock_does():
+def test_a_busy_recorder_does_not_move_audio_but_a_jump_of_the_sender_clock_does():
     st, out, clock = _stream()
     for i in range(10):
         clock.t = 100.0 + i * 0.02
         st.packet(rtp_packet(i, i * 160, 9, b"\x11" * 160), ("127.0.0.1", 7000))
-    clock.t = 101.2  # the loop was blocked for a second: ten packets arrive at once
+    clock.t = 104.0  # the loop was blocked for almost 4 s: ten packets arrive at once
     for i in range(10, 20):
         st.packet(rtp_packet(i, i * 160, 9, b"\x11" * 160), ("127.0.0.1", 7000))
-    clock.t = 110.0  # the sender stopped its RTP clock for ~9 s (a hold without re-INVITE)
-    st.packet(rtp_packet(20, 20 * 160, 9, b"\x22" * 160), ("127.0.0.1", 7000))
+    clock.t = 104.5  # the sender's RTP clock jumps by an hour
+    st.packet(rtp_packet(20, 20 * 160 + 3600 * 8000, 9, b"\x22" * 160), ("127.0.0.1", 7000))
     st.drain()
     placed = {round(t, 3): len(d) for t, d in out}
     assert st.stats["resyncs"] == 1
     assert round(sum(placed.values()) / 8000, 3) == 0.42
-    assert 0.0 in placed and 10.0 in placed  # the first 20 packets by the RTP clock, the last by arrival
-    assert max(t for t in placed if t < 10) + placed[max(t for t in placed if t < 10)] / 8000 == pytest.approx(0.4)
+    assert 0.0 in placed and 4.5 in placed  # the first 20 packets by the RTP clock, the jump by arrival
+    assert max(t for t in placed if t < 4) + placed[max(t for t in placed if t < 4)] / 8000 == pytest.approx(0.4)

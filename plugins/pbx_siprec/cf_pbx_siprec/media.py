@@ -13,11 +13,9 @@ from typing import Any
 
 REORDER_DEPTH = 5
 BATCH_BYTES = 1600  # 200 ms of G.711
-#: the RTP clock is trusted (receive delays of a busy recorder do not move audio) unless the
-#: packets arrive this much later than their timestamps say (a sender that stopped its clock during
-#: a pause) or earlier (a jump of the sender's clock)
-RESYNC_LAG = 2.0
-RESYNC_AHEAD = 2.0
+#: seconds by which the RTP timestamp may run ahead of (or back behind) what the sequence numbers
+#: explain before the stream is re-anchored on the arrival time (a jump of the sender's clock)
+RESYNC_JUMP = 5.0
 _HDR = struct.Struct("!BBHII")
 _FAST = struct.Struct("!HII")
 
@@ -58,6 +56,7 @@ class RtpStream:
         self.anchor_ts: int | None = None
         self.ts_cycles = 0
         self.last_ts = 0
+        self._prev: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- packets
 
@@ -74,6 +73,7 @@ class RtpStream:
                 self.max_seq = seq
                 self.next_ext = self.cycles + seq + 1
                 self.last_ts = ts
+                self._prev = (self.next_ext - 1, self.ts_cycles + ts)
                 payload = data[12:]
                 self._last_len = len(payload)
                 self._batch += payload
@@ -133,13 +133,17 @@ class RtpStream:
         ets = self._extend_ts(ts)
         if self.anchor_ts is None:
             self.anchor_ts, self.anchor_t = ets, now
-        else:
-            expected = self.anchor_t + (ets - self.anchor_ts) / 8000
-            if now - expected > RESYNC_LAG or expected - now > RESYNC_AHEAD:
-                # hold, a jump of the sender's clock, or a restarted sender: follow the arrival time
+        elif self._prev is not None and ext > self._prev[0]:
+            # The RTP clock places the audio (receive delays of a busy recorder move nothing);
+            # only a jump of the sender's clock that the sequence numbers do not explain
+            # (a restarted or misbehaving sender) re-anchors on the arrival time.
+            ts_gap = (ets - self._prev[1]) / 8000
+            if ts_gap > RESYNC_JUMP + 0.02 * (ext - self._prev[0]) or ts_gap < -RESYNC_JUMP:
                 self.stats["resyncs"] += 1
                 self.drain()
                 self.anchor_ts, self.anchor_t = ets, now
+        if self._prev is None or ext > self._prev[0]:
+            self._prev = (ext, ets)
         if self.next_ext is None:
             self.next_ext = ext
         if ext < self.next_ext:
