@@ -71,6 +71,8 @@ async def live_call_id(h: Srs, timeout: float = 10.0) -> str:
 async def test_cf_capture_run_records_a_sipp_call_with_cli_consent(tmp_path, deployment, make_app, pcaps,  # noqa: F811
                                                                    run_cf):
     h = Srs(tmp_path, deployment, make_app)
+    with open(deployment, "a", encoding="utf-8") as f:
+        f.write('\n[capture]\nevent_loop = "uvloop"\n')  # the recorder as the bench runs it
     make_user(h.app, "anna", ["advisor"], advisor_id="A100")
     proc = await start_recorder(h)
     try:
@@ -119,3 +121,12 @@ async def test_recorder_killed_mid_call_is_finalised_incomplete(tmp_path, deploy
     a = channel(h.app, done[0], "advisor")
     assert dominant(a, 0.3, rec.duration - 0.1) == 440 and level(a, 0.3, rec.duration - 0.1) > 4000
     assert [e.action for e in h.app.audit.entries(action="recording.incomplete", target_id=done[0])]
+
+
+def test_unknown_event_loop_is_one_clear_line(tmp_path, deployment, make_app, run_cf):
+    Srs(tmp_path, deployment, make_app)
+    with open(deployment, "a", encoding="utf-8") as f:
+        f.write('\n[capture]\nevent_loop = "tokio"\n')
+    r = run_cf("capture", "run", "--for", "1")
+    assert r.returncode != 0
+    assert "capture.event_loop 'tokio' is unknown" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
