@@ -100,13 +100,24 @@ async def test_consent_switches_customer_on_frame_by_frame(app, frozen_clock):
     assert oct((spool / "meta.json").stat().st_mode & 0o777) == "0o600"
     assert b"+4930123456" not in (spool / "meta.json").read_bytes()
     frozen_clock.advance(3)
+    async def spool_mode(mode):
+        # the runner tells the spool right after it wrote the outcome the requester waits for
+        for _ in range(500):
+            if runner.live.calls[("live-test", "c1")].mode is mode:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the spool never switched to {mode}")
+
     req = await asyncio.to_thread(controller.trigger, app, adv, "c1", "record_both", "api", 10.0)
     assert req.status == "applied"
+    await spool_mode(RecordingMode.BOTH)
     await feed(sink, "c1", 3.0, 2.0)
     req = await asyncio.to_thread(controller.trigger, app, adv, "c1", "pause", "api", 10.0)
+    await spool_mode(RecordingMode.PAUSED)
     await feed(sink, "c1", 5.0, 1.0)  # paused: neither voice is written
     req = await asyncio.to_thread(controller.trigger, app, adv, "c1", "resume", "api", 10.0)
     assert req.mode == "both"
+    await spool_mode(RecordingMode.BOTH)
     await feed(sink, "c1", 6.0, 1.0)
     await sink.call_event(event(CallEventKind.ENDED, "c1", frozen_clock,
                                 detail={"media_stats": '{"advisor": {"lost": 0}}'}))
