@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import shutil
 import socket
 
@@ -432,3 +433,24 @@ async def test_malformed_or_unsupported_sessions_get_4xx_and_the_recorder_lives_
     assert "root:" not in msgs  # the external entity was never resolved
     if case == "unknown-require":
         assert "Unsupported: foo-ext" in msgs
+
+
+async def test_session_timer_refresh_by_reinvite_without_sdp(srs, pcaps):
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    timer = "Supported: timer\nSession-Expires: 120;refresher=uac"
+    steps = (invite_answered(ctype, body, extra_headers=timer) + [play(pcaps["two"]), pause(2000)]
+             + [send(request("INVITE", None, "", cseq=2, in_dialog=True, extra_headers=timer)),
+                recv(100, optional=True), recv(200), ack(2), pause(4300)] + bye(3))
+    async with srs(session_expires=600) as h:
+        await h.sipp(steps)
+        row = await h.archived()
+    msgs = h.messages()
+    assert msgs.count("Session-Expires: 120;refresher=uac") >= 4  # both INVITEs and both answers
+    assert "Require: siprec, timer" in msgs
+    # the refresh without SDP was answered with the current SDP (same ports, labels echoed)
+    answers = [m for m in msgs.split("SIP/2.0 200 OK")[1:] if "CSeq: 1 INVITE" in m or "CSeq: 2 INVITE" in m]
+    ports = [sorted(set(re.findall(r"m=audio (\d+)", a))) for a in answers]
+    assert len(ports) >= 2 and all(p == ports[0] for p in ports) and ports[0]
+    rec = recording(h.app, row.recording_id)
+    a = channel(h.app, row.recording_id, "advisor")
+    assert rec.state == "archived" and dominant(a, 0.3, 5.5) == 440 and level(a, 0.3, 5.5) > 4000
