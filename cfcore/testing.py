@@ -118,12 +118,17 @@ def app(deployment: Path, make_app: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
-def run_cf(deployment: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``cf`` as a separate process against the test deployment."""
+def run_cf(deployment: Path, frozen_clock: FrozenClock) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``cf`` as a separate process against the test deployment.
+
+    The process runs on the test's clock: ``CF_NOW`` is the ``frozen_clock``'s time at the call
+    (the in-process app and the subprocess must never disagree about the date; a test may pass its
+    own ``CF_NOW``)."""
 
     def run(*args: str, env: dict[str, str] | None = None, check: bool = False, input: str | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "CF_CONFIG": str(deployment), **(env or {})}
+        full_env = {**os.environ, "CF_CONFIG": str(deployment), "CF_NOW": frozen_clock.now().isoformat(),
+                    **(env or {})}
         proc = subprocess.run([sys.executable, "-m", "cfcore", *args], capture_output=True, text=True,
                               env=full_env, input=input, timeout=timeout)
         if check and proc.returncode != 0:
