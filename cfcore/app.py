@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hookspecs.types import PluginContext
 
 from .audit import AuditTrail
-from .clock import Clock, clock_from_env
+from .clock import Clock, clock_from_plugins
 from .config import Config, load_config
 from .db.catalog import Catalog
 from .plugins import CorePluginManager, get_plugin_manager
@@ -27,8 +27,8 @@ class App:
     def __init__(self, config: Config, *, clock: Clock | None = None,
                  pm: CorePluginManager | None = None, upgrade: bool = True) -> None:
         self.config = config
-        self.clock = clock or clock_from_env()
         self.pm = pm or get_plugin_manager(config)
+        self.clock = clock or clock_from_plugins(self.pm)
         self.data_dir = config.data_dir
         self.keys_dir = config.resolve_path(config.get("keys.dir", str, "keys"))
         url = config.get("catalog.url", str, "sqlite:///catalog.db")
@@ -58,6 +58,10 @@ class App:
         from .storage import open_stores
 
         return open_stores(self)
+
+    def crash_point(self, name: str, exit_code: int) -> None:
+        """A named crash point: only a test-only plugin (``cf_test_crash_point``) acts on it."""
+        self.pm.hook.cf_test_crash_point(name=name, exit_code=exit_code)
 
     def close(self) -> None:
         self.catalog.dispose()

@@ -8,8 +8,9 @@ wrapped data key, audit entry ``recording.archive``) → ``cf_recording_archived
 Crash safety: objects are written before the transaction; a crash before the commit leaves only
 objects that no catalog row names (invisible; ``sweep_orphans`` deletes them after an hour).
 
-Test hook: the environment variable ``CF_TEST_CRASH_AT`` (``after-store`` or ``before-commit``)
-makes the process ``os._exit(86)`` at that point, so tests can kill an ingest mid-way.
+Crash points ``after-store`` and ``before-commit`` (exit code 86) for tests: only the test-only
+plugin (``cf_test_crash_point``; the test kit's ``CF_TEST_CRASH_AT``) acts on them, so tests can
+kill an ingest mid-way; a production install has no such plugin.
 """
 
 from __future__ import annotations
@@ -55,14 +56,13 @@ from .wav import Audio, read_wav
 
 log = logging.getLogger(__name__)
 
-CRASH_ENV = "CF_TEST_CRASH_AT"
+CRASH_EXIT_CODE = 86
 ORPHAN_AGE = timedelta(hours=1)
 
 
-def _crash_point(name: str) -> None:
-    """Test hook (see module docstring): die here without cleaning up, like a killed process."""
-    if os.environ.get(CRASH_ENV) == name:
-        os._exit(86)
+def _crash_point(app: Any, name: str) -> None:
+    """Crash point (see module docstring): a test-only plugin may end the process here."""
+    app.crash_point(name, CRASH_EXIT_CODE)
 
 
 # ---------------------------------------------------------------------- segments
@@ -255,7 +255,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 media_rows.append(MediaObject(channel=channel, store=store, key=key, size=len(blob), sha256=sha,
                                               plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
             media_sha[channel] = sha
-            _crash_point("after-store")
+            _crash_point(app, "after-store")
         del data_key
 
         two_sided = customer_pcm is not None
@@ -281,7 +281,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
                 "stores": sorted({m.store for m in media_rows}),
             })
-            _crash_point("before-commit")
+            _crash_point(app, "before-commit")
     except Exception:
         # nothing of a failed ingest stays visible, and nothing of it stays in the stores either
         # (the objects are not locked yet); a crash instead of an exception leaves orphans for

@@ -95,6 +95,17 @@ def deployment(tmp_path: Path, catalog_url: str) -> Path:
     return write_deployment(tmp_path / "deploy", catalog_url)
 
 
+def open_test_app(config_path: Path, **kwargs: Any) -> Any:
+    """An ``App`` for a test process: its clock is passed in, so the test-only plugin (the test
+    kit, for ``cf`` subprocesses) is not loaded into it and the FIS does not report it."""
+    from .app import App
+    from .config import load_config
+    from .plugins import get_plugin_manager
+
+    config = load_config(config_path)
+    return App(config, pm=get_plugin_manager(config, load_test_only=False), **kwargs)
+
+
 @pytest.fixture
 def make_app(frozen_clock: FrozenClock) -> Iterator[Callable[..., Any]]:
     from .app import App
@@ -103,7 +114,7 @@ def make_app(frozen_clock: FrozenClock) -> Iterator[Callable[..., Any]]:
 
     def make(config_path: Path, **kwargs: Any) -> App:
         kwargs.setdefault("clock", frozen_clock)
-        app = App.open(config_path, **kwargs)
+        app = App.open(config_path, **kwargs) if "pm" in kwargs else open_test_app(config_path, **kwargs)
         opened.append(app)
         return app
 

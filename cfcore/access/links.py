@@ -104,8 +104,12 @@ def check(app: Any, token: str, *, recording_id: str, user_id: str | None, clien
     claims = parse(app, token)
     if claims is None:
         return None, "bad signature or malformed"
-    if claims.expires_at <= app.clock.now():
+    now = app.clock.now()
+    if claims.expires_at <= now:
         return None, "expired"
+    if (claims.expires_at - now).total_seconds() > _ttl(app, None):
+        # minted for longer than a link may live (a clock set ahead when it was signed)
+        return None, "lifetime beyond link_ttl_seconds"
     if not hmac.compare_digest(claims.recording_id, recording_id):
         return None, "another recording's link"
     if require_user and (user_id is None or not hmac.compare_digest(claims.user_id, user_id)):
@@ -118,9 +122,14 @@ def check(app: Any, token: str, *, recording_id: str, user_id: str | None, clien
 
 
 def _ttl(app: Any, ttl_seconds: int | None) -> int:
-    ttl = app.config.get("access.link_ttl_seconds", int, 300) if ttl_seconds is None else ttl_seconds
-    if not 1 <= ttl <= 3600:
+    """The configured lifetime, or a shorter one asked for; a link never lives longer than
+    ``[access] link_ttl_seconds`` (checked again when it is used)."""
+    configured = app.config.get("access.link_ttl_seconds", int, 300)
+    ttl = configured if ttl_seconds is None else ttl_seconds
+    if not 1 <= ttl <= 3600 or not 1 <= configured <= 3600:
         raise InputError("a streaming link lives 1 to 3600 seconds")
+    if ttl > configured:
+        raise InputError(f"a streaming link lives at most link_ttl_seconds ({configured} s)")
     return ttl
 
 
