@@ -64,4 +64,7 @@ class App:
         self.pm.hook.cf_test_crash_point(name=name, exit_code=exit_code)
 
     def close(self) -> None:
+        failures = self.__dict__.get("_cf_auth_failures")
+        if failures is not None:
+            failures.flush(self)
         self.catalog.dispose()

@@ -145,6 +145,24 @@ def _as_datetime(value: datetime | str | None, default: datetime) -> datetime:
     return value
 
 
+#: A call may end at most this far after the server's clock (PBX clocks drift a little).
+FUTURE_SKEW = timedelta(hours=1)
+
+
+def _check_start(app: Any, started_at: datetime, duration: float, now: datetime) -> None:
+    """A call starts in a sane window: not before ``[archive] max_call_age_days`` (default ten
+    years: migrations of old archives) and not ending after now (plus ``FUTURE_SKEW``). A start in
+    1970 would be purgeable at once; one in 9999 would break the retention arithmetic."""
+    max_age = app.config.get("archive.max_call_age_days", int, 3660)
+    earliest = now - timedelta(days=max_age)
+    latest_start = now + FUTURE_SKEW - timedelta(seconds=duration)
+    if started_at < earliest or started_at > latest_start:
+        raise InputError(f"start time {started_at.isoformat()} lies outside {earliest:%Y-%m-%d} .. now: "
+                         "a call cannot end in the future nor be older than max_call_age_days",
+                         hint="check --started (and this server's clock); older archives: "
+                              "[archive] max_call_age_days")
+
+
 def _check_text(name: str, value: str | None, limit: int, required: bool = True) -> None:
     if value is None or value == "":
         if required:
@@ -212,7 +230,10 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     seg_size = app.config.get("archive.segment_size", int, envelope.DEFAULT_SEGMENT_SIZE)
     now = app.clock.now()
     duration = audio.duration
+    if duration <= 0 or not any(audio.channels):
+        raise InputError("the recording has no audio (0 samples): nothing to archive")
     started_at = _as_datetime(started, now - timedelta(seconds=duration))
+    _check_start(app, started_at, duration, now)
     site = site or app.config.site
     _check_text("advisor id", advisor_id, 64)
     _check_text("site", site, 64)

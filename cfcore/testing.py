@@ -23,6 +23,9 @@ import pytest
 
 from .clock import FrozenClock
 
+#: In the warning every command logs while a test-only plugin is loaded (cfcore.plugins).
+TEST_ONLY_MARK = "TEST-ONLY plugin"
+
 PG_ADMIN_URL = os.environ.get("CF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -134,14 +137,18 @@ def run_cf(deployment: Path, frozen_clock: FrozenClock) -> Callable[..., subproc
 
     The process runs on the test's clock: ``CF_NOW`` is the ``frozen_clock``'s time at the call
     (the in-process app and the subprocess must never disagree about the date; a test may pass its
-    own ``CF_NOW``)."""
+    own ``CF_NOW``), honoured through the test-only plugin ``testkit/``. That plugin's warning line
+    is removed from ``stderr`` unless ``raw_stderr=True``."""
 
     def run(*args: str, env: dict[str, str] | None = None, check: bool = False, input: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+            timeout: float = 120, raw_stderr: bool = False) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "CF_CONFIG": str(deployment), "CF_NOW": frozen_clock.now().isoformat(),
                     **(env or {})}
         proc = subprocess.run([sys.executable, "-m", "cfcore", *args], capture_output=True, text=True,
                               env=full_env, input=input, timeout=timeout)
+        if not raw_stderr:  # the test kit's own warning line, printed by every command it is loaded in
+            proc.stderr = "".join(line for line in proc.stderr.splitlines(keepends=True)
+                                  if TEST_ONLY_MARK not in line)
         if check and proc.returncode != 0:
             raise AssertionError(f"cf {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc

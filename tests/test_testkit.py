@@ -42,7 +42,7 @@ def test_cf_now_does_not_move_a_production_clock(deployment, make_app, run_cf, t
     years_ahead = (now + timedelta(days=20 * 365)).isoformat()
 
     set_testkit(deployment, loaded=False)
-    r = run_cf("retention", "run", "--json", env=login_env("ops", CF_NOW=years_ahead))
+    r = run_cf("retention", "run", "--json", env=login_env("ops", CF_NOW=years_ahead), raw_stderr=True)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     ran_at = datetime.fromisoformat(report["now"])
@@ -54,7 +54,7 @@ def test_cf_now_does_not_move_a_production_clock(deployment, make_app, run_cf, t
 
     # the same command with the test plugin installed does move the clock (so the check above can fail)
     set_testkit(deployment, loaded=True)
-    r = run_cf("retention", "run", "--json", env=login_env("ops", CF_NOW=years_ahead))
+    r = run_cf("retention", "run", "--json", env=login_env("ops", CF_NOW=years_ahead), raw_stderr=True)
     assert r.returncode == 0, r.stderr
     assert [p["id"] for p in json.loads(r.stdout)["purged"]] == [rec] and WARNING in r.stderr
 
@@ -71,16 +71,16 @@ def test_crash_points_need_the_test_plugin(app, deployment, run_cf, tmp_path):
 
 
 def test_the_test_plugin_is_listed_and_warned_loudly(app, deployment, run_cf):
-    listing = run_cf("plugins", check=True)
+    listing = run_cf("plugins", check=True, raw_stderr=True)
     assert f"WARNING: {WARNING}" in listing.stdout and WARNING in listing.stderr
     rows = json.loads(run_cf("plugins", "--json", check=True).stdout)
     assert {r["name"]: r["test_only"] for r in rows}["testkit"] is True
     assert not any(r["test_only"] for r in rows if r["name"] != "testkit")
     make_user(app, "aud", "auditor")
-    verify = run_cf("audit", "verify", env=login_env("aud"))
+    verify = run_cf("audit", "verify", env=login_env("aud"), raw_stderr=True)
     assert WARNING in verify.stderr  # every command that opens the deployment
     set_testkit(deployment, loaded=False)
-    quiet = run_cf("plugins", check=True)
+    quiet = run_cf("plugins", check=True, raw_stderr=True)
     assert "WARNING" not in quiet.stdout and WARNING not in quiet.stderr
     assert "testkit" in quiet.stdout and "disabled" in quiet.stdout
 

@@ -183,15 +183,9 @@ def create_link(app: Any, ctx: RequestContext, recording_id: str, *, bind_ip: bo
     return issue(app, ctx, recording_id, purpose="play", bind_ip=bind_ip)
 
 
-def _flag(value: Any) -> bool | None:
-    if value is None or value == "":
-        return None
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def _exec_play(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Approved playback of another advisor's call: a link for the requester."""
-    return create_link(app, ctx, target_id, bind_ip=_flag(params.get("bind_ip")))
+    return create_link(app, ctx, target_id, bind_ip=approvals.param_flag(params, "bind_ip", None))
 
 
 def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -200,13 +194,13 @@ def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     target = _recording_target(app, target_id)
     authorize(app, ctx, "recording.export", target, detail={"function": "link.create"})
     _check_live(app, target_id)
-    return issue(app, ctx, target_id, purpose="export", bind_ip=_flag(params.get("bind_ip")))
+    return issue(app, ctx, target_id, purpose="export", bind_ip=approvals.param_flag(params, "bind_ip", None))
 
 
 approvals.register_default_action("recording.play", _exec_play, target_kind="recording",
-                                  description="a streaming link to another advisor's call")
+                                  description="a streaming link to another advisor's call", flags=("bind_ip",))
 approvals.register_default_action("recording.export", _exec_export, target_kind="recording",
-                                  description="a download link for an approved export")
+                                  description="a download link for an approved export", flags=("bind_ip",))
 
 #: Executors the API uses instead of the registered ones: over HTTP an approved export is a
 #: short-lived download link, never a file written on the server.

@@ -37,6 +37,7 @@ from hookspecs.types import AccessTarget, Actor, RequestContext
 from ..db.models_access import ApiToken, User, UserRole
 from ..errors import AccessDenied, AuthenticationFailed, ConflictError, InputError, NotFound
 from . import approvals
+from .authflood import aggregator
 from .guard import authorize
 from .roles import check_roles
 
@@ -258,9 +259,9 @@ def authenticate_token(app: Any, token: str, *, host: str, ip: str, function: st
             reason = "expired"
         elif user.disabled:
             reason = "disabled"
-        if reason:
-            app.audit.append(s, ctx, "auth.login", "user", user.username if user else None, "failed",
-                             {"method": row.kind if row else "token", "reason": reason})
+        if reason:  # audited, a flood of bad tokens as counts (cfcore.access.authflood)
+            aggregator(app).note(app, s, ctx, user.username if user else None, row.kind if row else "token",
+                                 reason)
         else:
             assert row is not None and user is not None
             if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
