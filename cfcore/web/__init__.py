@@ -25,11 +25,16 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
 
-_LINK_TOKEN = re.compile(r"([?&]t=)[^&\s\"]+")
+#: query parameters whose values never reach a log: link tokens (credentials) and personal data
+#: (refused by the routes anyway: a client that still sends them must not put them into the log)
+REDACTED_PARAMS = ("t", "customer_id", "customer_number", "customer", "number", "numbers", "customer_ids",
+                   "password", "token")
+_LINK_TOKEN = re.compile(r"([?&](?:" + "|".join(REDACTED_PARAMS) + r")=)[^&\s\"]+", re.IGNORECASE)
 
 
 class RedactLinkTokens(logging.Filter):
-    """Streaming-link tokens are credentials: keep them out of access logs (``?t=…`` → ``?t=***``)."""
+    """Streaming-link tokens and personal query parameters stay out of access logs
+    (``?t=…`` → ``?t=***``, ``?customer_number=…`` → ``?customer_number=***``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -60,7 +65,7 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from .. import __version__
-    from ..errors import AuthenticationFailed, CallFortError
+    from ..errors import AuthenticationFailed, CallFortError, TooManyRequests
 
     @asynccontextmanager
     async def lifespan(fa: FastAPI) -> Any:
@@ -76,6 +81,9 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
         finally:
             if runner is not None:
                 await runner.stop()
+            pool = app.__dict__.pop("_cf_login_pool", None)  # routes_auth: Argon2 threads of this server
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     fa = FastAPI(title="CallFort API", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
                  docs_url=f"{API_PREFIX}/docs", redoc_url=None, lifespan=lifespan,
@@ -88,7 +96,9 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
 
     @fa.exception_handler(CallFortError)
     async def _cf_error(request: Request, exc: CallFortError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else None
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse({"error": str(exc)}, status_code=exc.http_status, headers=headers)
 
     @fa.exception_handler(RequestValidationError)
