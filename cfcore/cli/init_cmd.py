@@ -20,8 +20,8 @@ def register(cli: click.Group) -> None:
         from ..app import App
         from ..clock import clock_from_plugins
         from ..config import load_config
-        from ..plugins import get_plugin_manager
         from ..errors import ConflictError
+        from ..plugins import get_plugin_manager
         from ..secrets import create_secrets
 
         target = Path(directory)
