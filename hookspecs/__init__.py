@@ -14,7 +14,7 @@ HOOKSPEC_VERSION = "1.1"
 
 #: Parts of the contract the core does not use yet: their shape may still change when the issue
 #: that needs them lands (``cf plugins`` marks a plugin that implements one).
-PROVISIONAL = frozenset({"cf_sync_targets", "cf_transcribe", "CaptureSink.audio_frame"})
+PROVISIONAL = frozenset({"cf_sync_targets", "cf_transcribe"})
 
 #: The spec modules, one per concern, in the order the manager registers them.
 SPEC_MODULES = (
@@ -29,6 +29,7 @@ SPEC_MODULES = (
     "hookspecs.sync",
     "hookspecs.transcription",
     "hookspecs.integration",
+    "hookspecs.testing",
 )
 
 __all__ = ["HOOKSPEC_VERSION", "PROJECT_NAME", "PROVISIONAL", "SPEC_MODULES", "OptionsError", "Secret",

@@ -233,11 +233,8 @@ class CaptureSink(Protocol):
         """
 
     async def audio_frame(self, frame: AudioFrame) -> None:
-        """Hand over live audio; encrypted into the spool segment by segment.
-
-        Provisional (1.0): the core refuses frames with a clear error until live capture (the
-        SIPREC issue) lands; customer frames will be kept only inside consented ``BOTH`` stretches.
-        """
+        """Hand over live audio; encrypted into the spool segment by segment. The core keeps the
+        customer's frames only after the consent it recorded."""
 
 
 @runtime_checkable
@@ -673,3 +670,6 @@ class ApprovalAction:
     target_kind: str | None = None
     description: str = ""
     fallback: bool = False
+    #: yes/no parameters, checked strictly when the request is filed ("rewrap=flase" is refused
+    #: then, not after two people approved it). Added in 1.1.
+    flags: tuple[str, ...] = attrs.field(default=(), converter=_strs)

@@ -194,6 +194,27 @@ def _required(app: Any) -> int:
 # --------------------------------------------------------------------------- request
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def param_flag(params: dict[str, Any], key: str, default: bool | None = False) -> bool | None:
+    """A yes/no parameter of a request, parsed strictly: ``true``/``false`` (``yes``/``no``,
+    ``on``/``off``, ``1``/``0``) or a JSON boolean; missing or empty gives ``default``; anything
+    else is an error (``bool("false")`` is ``True``, so never ``bool()`` a parameter)."""
+    value = params.get(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text_ = str(value).strip().lower()
+    if text_ in _TRUE:
+        return True
+    if text_ in _FALSE:
+        return False
+    raise InputError(f"parameter {key}={str(value)[:40]!r} is not true or false")
+
+
 def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
     params = dict(params or {})
     for k, v in params.items():
@@ -218,6 +239,9 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
     if target_id is not None and (not str(target_id).strip() or len(str(target_id)) > 128):
         raise InputError("target must be 1 to 128 characters")
     params = _check_params(params)
+    spec = registered_actions(app).get(action)
+    for flag in spec.flags if spec else ():
+        param_flag(params, flag)  # "rewrap=flase" is refused now, not after two people approved it
     if target_id is not None and target_kind(app, action) == "user":
         target_id = _fold_user(target_id)  # stored as people read it: DORA, Dora, ｄｏｒａ are dora
     target = resolve_target(app, target_kind(app, action), target_id)

@@ -29,6 +29,8 @@ def rotate_keys(app: Any, ctx: RequestContext, *, rewrap: bool = False) -> dict[
 
 
 def _exec_rotate(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    return rotate_keys(app, ctx, rewrap=bool(params.get("rewrap", False)))
+    from ..access.approvals import param_flag
+
+    return rotate_keys(app, ctx, rewrap=bool(param_flag(params, "rewrap", False)))
 
 

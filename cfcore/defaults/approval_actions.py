@@ -20,7 +20,7 @@ def cf_approval_actions() -> list[ApprovalAction]:
     return [
         ApprovalAction(name="roles.change", execute=users._execute_role_change, target_kind="user",
                        description="change a user's roles or advisor id"),
-        ApprovalAction(name="keys.rotate", execute=rotation._exec_rotate, target_kind="keys",
+        ApprovalAction(name="keys.rotate", execute=rotation._exec_rotate, target_kind="keys", flags=("rewrap",),
                        description="create a new key-encryption key (params: rewrap=true re-wraps data keys)"),
         ApprovalAction(name="dsar.export", execute=export.export_copies, target_kind="subject",
                        description="copies of a person's recordings for the person (MiFID II Art. 16(7))"),
@@ -28,9 +28,9 @@ def cf_approval_actions() -> list[ApprovalAction]:
                        description="export a recording as a WAV file (params: out)"),
         *(ApprovalAction(name=name, execute=executor) for name, executor in retention.APPROVAL_ACTIONS.items()),
         ApprovalAction(name="recording.play", execute=links._exec_play, target_kind="recording", fallback=True,
-                       description="a streaming link to another advisor's call"),
+                       flags=("bind_ip",), description="a streaming link to another advisor's call"),
         ApprovalAction(name="recording.export", execute=links._exec_export, target_kind="recording", fallback=True,
-                       description="a download link for an approved export"),
+                       flags=("bind_ip",), description="a download link for an approved export"),
         ApprovalAction(name="audit.export", execute=auditlog._exec_export, target_kind="audit", fallback=True,
                        description="export audit entries (params since_seq, until_seq)"),
     ]
