@@ -275,7 +275,32 @@ def run_cli_inprocess(deployment: Path, clock: FrozenClock, username: str | None
     full_env = {"CF_CONFIG": str(deployment), "CF_NOW": clock.now().isoformat(), "CF_TOKEN": None,
                 "CF_USER": username, "CF_PASSWORD": PASSWORD if username else None, "CF_NEW_PASSWORD": None}
     full_env.update(env or {})
-    return CliRunner().invoke(cli, list(args), env=full_env, input=input, catch_exceptions=False)
+    return _WithoutTestKitWarning(CliRunner().invoke(cli, list(args), env=full_env, input=input,
+                                                     catch_exceptions=False))
+
+
+class _WithoutTestKitWarning:
+    """A click ``Result`` without the test kit's own warning line (as ``run_cf`` strips it)."""
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._result, name)
+
+    @staticmethod
+    def _strip(text: str) -> str:
+        from cfcore.testing import TEST_ONLY_MARK
+
+        return "".join(line for line in text.splitlines(keepends=True) if TEST_ONLY_MARK not in line)
+
+    @property
+    def output(self) -> str:
+        return self._strip(self._result.output)
+
+    @property
+    def stderr(self) -> str:
+        return self._strip(self._result.stderr)
 
 
 def cli_host_ip() -> tuple[str, str]:
