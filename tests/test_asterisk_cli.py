@@ -6,6 +6,7 @@ from other processes. Real clocks everywhere here, so audio checks use the recor
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -94,7 +95,10 @@ def check_archive(app, rec_id) -> None:
 
 async def test_cf_calls_against_cf_capture_run(tmp_path, deployment, make_app, run_cf):
     """Also: the AMI secret is needed only where the capture runs (the advisors' commands run
-    without it), and ``cf -v`` shows the plugin's connect and resync lines."""
+    without it), and ``cf -v`` shows the plugin's connect and resync lines.
+
+    The simulator and ``cf capture run`` run on the real clock, so do the app and every ``cf``."""
+    run_cf = functools.partial(run_cf, real_clock=True)
     spool = tmp_path / "pbx-spool"
     assert "CF_TEST_AMI_SECRET" not in os.environ
     async with AsteriskSim(monitor_root=spool, secret="ami-secret-xyz") as sim:
