@@ -75,19 +75,14 @@ def _time(name: str, value: str | None) -> datetime | None:
     return dt
 
 
-@router.get("", summary="List or search recordings (recording.list; advisors: own calls only)")
-def list_recordings(
-    request: Request,
-    advisor_id: str | None = Query(default=None, max_length=64),
-    since: str | None = Query(default=None, description="started at or after (ISO-8601)"),
-    until: str | None = Query(default=None, description="started before (ISO-8601)"),
-    customer_id: str | None = Query(default=None, max_length=128, description="CRM customer id (searched by pseudonym)"),
-    customer_number: str | None = Query(default=None, max_length=64, description="phone number (searched by pseudonym)"),
-    limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
-    ctx: RequestContext = Depends(request_context("api.recordings.list")),
-) -> dict[str, Any]:
-    app = get_app(request)
+def search_recordings(app: Any, ctx: RequestContext, *, advisor_id: str | None = None, since: str | None = None,
+                      until: str | None = None, customer_id: str | None = None, customer_number: str | None = None,
+                      site: str | None = None, source: str | None = None, mode: str | None = None,
+                      limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    """List or search recordings in the caller's scope (the API and the web UI). ``mode``:
+    ``both`` (two-sided) or ``advisor_only``. Customers are searched by pseudonym only."""
+    if mode not in (None, "", "both", "advisor_only"):
+        raise InputError(f"mode {mode!r} is unknown", hint="choose both or advisor_only")
     since_dt, until_dt = _time("since", since), _time("until", until)
     pseudonyms: list[str] = []
     if customer_id or customer_number:
@@ -98,8 +93,11 @@ def list_recordings(
         if customer_number:
             pseudonyms.append(pseudonym(app, "number", customer_number))
     search = bool(pseudonyms)
-    filters = {"advisor_id": advisor_id, "since": since, "until": until, "limit": limit, "offset": offset,
-               "customer_pseudonyms": pseudonyms}
+    filters: dict[str, Any] = {"advisor_id": advisor_id, "since": since, "until": until, "limit": limit,
+                               "offset": offset, "customer_pseudonyms": pseudonyms}
+    for key, value in (("site", site), ("source", source), ("mode", mode)):
+        if value:
+            filters[key] = value
     scope = list_scope(app, ctx, "recording.list", detail=filters)
     with app.catalog.session() as s:
         q = (select(Recording).where(Recording.state.in_(LIVE)).options(selectinload(Recording.subjects))
@@ -112,12 +110,38 @@ def list_recordings(
             q = q.where(Recording.started_at >= since_dt)
         if until_dt:
             q = q.where(Recording.started_at < until_dt)
+        if site:
+            q = q.where(Recording.site == site)
+        if source:
+            q = q.where(Recording.source == source)
+        if mode:
+            q = q.where(Recording.two_sided.is_(mode == "both"))
         for p in pseudonyms:
             q = q.where(Recording.id.in_(select(RecordingSubject.recording_id).where(RecordingSubject.pseudonym == p)))
         rows = [summary(r) for r in s.scalars(q)]
         app.audit.append(s, ctx, "recording.search" if search else "recording.list", "recording", None, "ok",
                          {**filters, "scope": scope or "all", "count": len(rows), "ids": [r["id"] for r in rows][:200]})
     return {"recordings": rows, "count": len(rows), "scope": "own" if scope else "all"}
+
+
+@router.get("", summary="List or search recordings (recording.list; advisors: own calls only)")
+def list_recordings(
+    request: Request,
+    advisor_id: str | None = Query(default=None, max_length=64),
+    since: str | None = Query(default=None, description="started at or after (ISO-8601)"),
+    until: str | None = Query(default=None, description="started before (ISO-8601)"),
+    customer_id: str | None = Query(default=None, max_length=128, description="CRM customer id (searched by pseudonym)"),
+    customer_number: str | None = Query(default=None, max_length=64, description="phone number (searched by pseudonym)"),
+    site: str | None = Query(default=None, max_length=64),
+    source: str | None = Query(default=None, max_length=64, description="the PBX / capture source"),
+    mode: str | None = Query(default=None, max_length=16, description="both or advisor_only"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    ctx: RequestContext = Depends(request_context("api.recordings.list")),
+) -> dict[str, Any]:
+    return search_recordings(get_app(request), ctx, advisor_id=advisor_id, since=since, until=until,
+                             customer_id=customer_id, customer_number=customer_number, site=site, source=source,
+                             mode=mode, limit=limit, offset=offset)
 
 
 def _target(app: Any, rec_id: str) -> Any:
