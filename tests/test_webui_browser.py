@@ -272,6 +272,51 @@ def test_compliance_requests_dpo_approves_compliance_plays(web, browser):
     cora.context.close()
 
 
+def test_compliance_hold_retention_erasure_and_export_through_four_eyes(web, browser):
+    from cfcore.access import approvals
+
+    cora = new_page(browser, "en-GB")
+    login(cora, web.base, "cora", PW)
+    cora.goto(f"{web.base}/ui/recordings/{web.rec_anna}")
+    cora.fill("#hold-reason", "litigation 2026-17")
+    cora.click("form[action$='/hold'] button")
+    cora.wait_for_selector("text=The legal hold is set.")
+    assert "legal hold" in cora.locator("dl.facts").inner_text()
+    # erasure of a recording on hold is refused at once (before anyone is asked)
+    cora.select_option("#ret-kind", "erase")
+    cora.fill("#ret-reason", "customer asked")
+    cora.click("form[action$='/retention'] button")
+    assert cora.locator("p.error").count() == 1 and "hold" in cora.locator("p.error").inner_text()
+    cora.go_back()
+    cora.select_option("#ret-kind", "extend")
+    cora.fill("#ret-until", "2033-01-31")
+    cora.fill("#ret-reason", "litigation 2026-17")
+    cora.click("form[action$='/retention'] button")
+    cora.wait_for_selector("text=Your request was filed")
+    # an export goes through four-eyes too, and only its approved link downloads
+    cora.select_option("#req-action", "recording.export")
+    cora.fill("#req-reason", "court order 17")
+    cora.click("form[action$='/request'] button")
+    cora.wait_for_selector("text=Your request was filed")
+    dora = ctx_for(web.app, "dora")
+    mine = {a.action: a for a in approvals.list_requests(web.app, dora, "requested", 100)
+            if a.requester == "cora" and a.target_id == web.rec_anna}
+    assert set(mine) == {"retention.extend", "recording.export"}
+    approvals.approve(web.app, dora, mine["recording.export"].id)
+    cora.goto(f"{web.base}/ui/approvals")
+    cora.locator("tr[data-approval]", has_text="recording.export").locator("button.primary").click()
+    link = cora.locator("a.button.primary")
+    href = link.get_attribute("href")
+    assert "/api/stream/" in href
+    with cora.expect_download() as dl:
+        link.click()
+    assert dl.value.suggested_filename == f"{web.rec_anna}.wav"
+    assert open(dl.value.path(), "rb").read(4) == b"RIFF"
+    exported = audit(web.app, "recording.export", target_id=web.rec_anna, user="cora", outcome="ok")
+    assert exported and exported[-1].detail["purpose"] == "export"
+    cora.context.close()
+
+
 def test_dpo_opens_an_alert_and_a_breach_case_and_the_art15_report(web, browser):
     # five failed log-ins for one account: the login-failures rule raises an alert
     import time
