@@ -244,11 +244,12 @@ def home(request: Request, ctx: RequestContext = Depends(ui("ui.home"))) -> Resp
 @router.get("/ui/calls", response_class=HTMLResponse)
 def calls(request: Request, ctx: RequestContext = Depends(ui("ui.calls"))) -> Response:
     from ..capture import controller
-    from ..web.routes_recordings import search_recordings
+    from ..web.routes_recordings import find_recordings
 
     app = get_app(request)
     live = controller.list_calls(app, ctx, active_only=True, limit=20)
-    recent = search_recordings(app, ctx, limit=50)["recordings"]
+    recent = find_recordings(app, ctx, advisor_id=None, since=None, until=None, customer_ids=[], numbers=[],
+                             limit=50, offset=0)["recordings"]
     return render(request, "calls.html", live=[c.as_dict() for c in live], recordings=recent)
 
 
@@ -407,15 +408,15 @@ def search(request: Request, csrf: str = Form(max_length=100),
            until: str = Form(default="", max_length=40), site: str = Form(default="", max_length=64),
            source: str = Form(default="", max_length=64), mode: str = Form(default="", max_length=16),
            ctx: RequestContext = Depends(ui("ui.search"))) -> Response:
-    from ..web.routes_recordings import search_recordings
+    from ..web.routes_recordings import find_recordings
 
     check_csrf(request, csrf)
     form = {"advisor_id": advisor_id, "customer_id": customer_id, "customer_number": customer_number,
             "since": since, "until": until, "site": site, "source": source, "mode": mode}
-    result = search_recordings(get_app(request), ctx, advisor_id=advisor_id or None, since=since or None,
-                               until=until or None, customer_id=customer_id or None,
-                               customer_number=customer_number or None, site=site or None, source=source or None,
-                               mode=mode or None, limit=200)
+    result = find_recordings(get_app(request), ctx, advisor_id=advisor_id or None, since=since or None,
+                             until=until or None, customer_ids=[customer_id] if customer_id else [],
+                             numbers=[customer_number] if customer_number else [], site=site or None,
+                             source=source or None, mode=mode or None, limit=200, offset=0)
     return render(request, "search.html", results=result["recordings"], form=form)
 
 
@@ -538,7 +539,9 @@ def case_page(case_id: str, request: Request, ctx: RequestContext = Depends(ui("
     draft = breach.render_case(app, ctx, case_id, lang, "md")
     fields = [{"key": f.key, "label": f.de if lang == "de" else f.en, "article": f.article, "kind": f.kind,
                "required": f.required, "value": case["fields"].get(f.key)} for f in breach.FIELDS]
-    return render(request, "case.html", case=case, draft=draft, fields=fields)
+    labels = {f["key"]: f["label"] for f in fields}
+    return render(request, "case.html", case=case, draft=draft, fields=fields,
+                  missing=[labels.get(k, k) for k in case["missing"]])
 
 
 @router.post("/ui/dpo/breach/{case_id}")
