@@ -373,6 +373,7 @@ def test_dpo_opens_an_alert_and_a_breach_case_and_the_art15_report(web, browser)
     page.goto(f"{web.base}/ui/dpo")
     page.click("form[action='/ui/dpo/verify'] button")
     page.wait_for_selector("text=Geprüft: die Kette ist unversehrt.")
+    assert "Neuester Anker außerhalb der Datenbank: #" in page.locator("#anchor").inner_text()
     page.context.close()
 
 

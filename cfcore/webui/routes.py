@@ -465,13 +465,21 @@ def approval_step(approval_id: str, step: str, request: Request, csrf: str = For
 
 
 def _checkpoint(app: Any) -> dict[str, Any] | None:
+    """The newest signed checkpoint in the catalog and the newest anchor outside it."""
     from sqlalchemy import select
 
     from ..db.models import AuditCheckpoint
 
     with app.catalog.session() as s:
         cp = s.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)).first()
-        return {"seq": cp.seq, "at": cp.at.isoformat(), "key_id": cp.key_id} if cp else None
+        out: dict[str, Any] = {"seq": cp.seq, "at": cp.at.isoformat(), "key_id": cp.key_id} if cp else {}
+    newest = getattr(app.audit, "newest_anchor", None)
+    if newest is not None:
+        anchor, problem = newest()
+        out["anchor_seq"] = anchor.get("seq") if anchor else None
+        out["anchor_at"] = anchor.get("at") if anchor else None
+        out["anchor_problem"] = problem
+    return out
 
 
 @router.get("/ui/dpo", response_class=HTMLResponse)
