@@ -18,7 +18,7 @@ from hookspecs.types import RequestContext
 
 from ..access import approvals, links, users
 from ..errors import AccessDenied, ApprovalRequired, AuthenticationFailed, CallFortError, InputError
-from ..web.deps import SESSION_COOKIE, client_host, client_ip, get_app
+from ..web.deps import SESSION_COOKIE, client_host, client_ip, get_app, is_https
 from . import TEMPLATE_DIR
 from .i18n import LANGUAGES, Formats, negotiate, time_zone, translations
 
@@ -159,7 +159,7 @@ def _login_form(request: Request, error: str | None = None, status: int = 200, u
     nonce = secrets.token_urlsafe(24)
     response = render(request, "login.html", status=status, error=error, login_csrf=nonce, username=username)
     response.set_cookie(LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
+                        secure=is_https(request))
     return response
 
 
@@ -198,7 +198,7 @@ async def login(request: Request, username: str = Form(max_length=64), password:
     max_age = int((issued.expires_at - app.clock.now()).total_seconds()) if issued.expires_at else None
     response = RedirectResponse("/ui/", status_code=303)
     response.set_cookie(SESSION_COOKIE, issued.token, max_age=max_age, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/")
+                        secure=is_https(request), path="/")
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
 
