@@ -88,3 +88,29 @@ def test_idle_sessions_end_and_background_requests_do_not_keep_them_alive(app, f
     assert len(ended) == 1 and ended[0].target_id == "anna"
     with pytest.raises(AuthenticationFailed):  # revoked for good
         users.authenticate_token(app, issued.token, host="pc", ip="10.0.0.1", function="api.x")
+
+
+def test_search_filters_site_source_and_mode(app, tmp_path):
+    from cfcore.errors import InputError
+    from cfcore.web.routes_recordings import find_recordings
+
+    make_user(app, "cora", ["compliance"])
+    rec = ingest(app, tmp_path, "A1", customer="K-9")
+    cora = ctx_for(app, "cora")
+
+    def ids(**kw):
+        base = {"advisor_id": None, "since": None, "until": None, "customer_ids": [], "numbers": [], "limit": 50,
+                "offset": 0}
+        return [r["id"] for r in find_recordings(app, cora, **{**base, **kw})["recordings"]]
+
+    with app.catalog.session() as s:
+        from cfcore.archive import get_recording
+
+        r = get_recording(s, rec)
+        site, source = r.site, r.source
+    assert ids(site=site, source=source, mode="both", customer_ids=["K-9"]) == [rec]
+    assert ids(mode="advisor_only") == [] and ids(site="elsewhere") == [] and ids(source="avaya-1") == []
+    with pytest.raises(InputError):
+        ids(mode="everything")
+    search = [e for e in app.audit.entries(0, action="recording.search")][-1]
+    assert search.detail["site"] == site and "K-9" not in str(search.detail)
