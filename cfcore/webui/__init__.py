@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
 STATIC_DIR = Path(__file__).parent / "static"
-TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "

@@ -8,6 +8,7 @@ import hmac
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -18,11 +19,13 @@ from hookspecs.types import RequestContext
 
 from ..access import approvals, links, users
 from ..errors import AccessDenied, ApprovalRequired, AuthenticationFailed, CallFortError, InputError
+from ..states import ApprovalState
 from ..web.deps import SESSION_COOKIE, client_host, client_ip, get_app, is_https
-from . import TEMPLATE_DIR
 from .i18n import LANGUAGES, Formats, negotiate, time_zone, translations
 
 router = APIRouter(include_in_schema=False)
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 LOGIN_CSRF_COOKIE = "cf_login_csrf"
 STAFF = ("supervisor", "qa_reviewer", "compliance", "dpo", "auditor")
@@ -428,7 +431,7 @@ def approvals_page(request: Request, ctx: RequestContext = Depends(ui("ui.approv
     app = get_app(request)
     rows = [a.as_dict() for a in approvals.list_requests(app, ctx, None, 200)]
     mine = [a for a in rows if a["requester"] == ctx.actor.username]
-    inbox = [a for a in rows if a["requester"] != ctx.actor.username and a["state"] == "requested"]
+    inbox = [a for a in rows if a["requester"] != ctx.actor.username and a["state"] == ApprovalState.REQUESTED]
     return render(request, "approvals.html", mine=mine, inbox=inbox)
 
 
@@ -567,7 +570,7 @@ async def case_update(case_id: str, request: Request, ctx: RequestContext = Depe
     status = form.get("status")
     notified = form.get("notified_at")
     await asyncio.to_thread(breach.update_case, get_app(request), ctx, case_id, changes,
-                            status=status if status in ("open", "notified", "closed") else None,
+                            status=status if status in breach.STATUSES else None,
                             notified_at=notified if isinstance(notified, str) and notified else None)
     return _back(f"/ui/dpo/breach/{case_id}", "case_updated")
 
