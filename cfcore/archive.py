@@ -257,6 +257,15 @@ class WavView:
             raise IntegrityError(f"channels of {self.recording_id} have different lengths")
         return interleave(parts)
 
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self._channels)
+
+    def channel_frames(self, index: int, f0: int, f1: int) -> bytes:
+        """PCM16 samples ``[f0, f1)`` of one channel, decrypted in memory only."""
+        f1 = min(f1, self.frames)
+        return self._readers[index].read(2 * f0, 2 * f1) if f1 > f0 else b""
+
     def read(self, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of the WAV file (clamped to ``size``)."""
         end = self.size if end is None else min(end, self.size)

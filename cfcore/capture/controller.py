@@ -348,15 +348,33 @@ def list_calls(app: Any, ctx: RequestContext, *, active_only: bool = True, limit
     """Calls the actor may see: their own as an advisor; all for roles that list recordings."""
     own = list_scope(app, ctx, "recording.list", kind="call", detail={"function": "call.list"})
     with app.catalog.session() as s:
-        q = select(LiveCall).order_by(LiveCall.started_at.desc()).limit(limit)
-        if active_only:
-            q = q.where(LiveCall.state.in_(ACTIVE))
-        if own:
-            q = q.where(LiveCall.advisor_id == own)
-        rows = [_view(r) for r in s.scalars(q)]
+        rows = _calls(s, own, active_only, limit)
         app.audit.append(s, ctx, "call.list", "call", None, "ok",
                          {"count": len(rows), "scope": "own" if own else "all", "active_only": active_only})
     return rows
+
+
+def _calls(s: Any, own: str | None, active_only: bool, limit: int) -> list[CallView]:
+    q = select(LiveCall).order_by(LiveCall.started_at.desc()).limit(limit)
+    if active_only:
+        q = q.where(LiveCall.state.in_(ACTIVE))
+    if own:
+        q = q.where(LiveCall.advisor_id == own)
+    return [_view(r) for r in s.scalars(q)]
+
+
+def watch_scope(app: Any, ctx: RequestContext) -> str | None:
+    """The scope of a live-call feed (the web UI's pushed view), decided and audited once when the
+    feed opens: an advisor id (own calls only) or None (all)."""
+    own = list_scope(app, ctx, "recording.list", kind="call", detail={"function": "call.watch"})
+    app.audit.record(ctx, "call.watch", "call", None, "ok", {"scope": "own" if own else "all"})
+    return own
+
+
+def calls_in_scope(app: Any, own: str | None, *, limit: int = 50) -> list[CallView]:
+    """Active calls in a scope already decided by ``watch_scope`` (polled by the feed, not audited per poll)."""
+    with app.catalog.session() as s:
+        return _calls(s, own, True, limit)
 
 
 # --------------------------------------------------------------------------- the runner's side

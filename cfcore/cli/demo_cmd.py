@@ -74,6 +74,8 @@ def register(cli: click.Group) -> None:
         click.echo("\nLook at them as the supervisor (password in the demo directory) / als Teamleitung ansehen:")
         click.echo(f"  export CF_CONFIG={cfg.resolve()} CF_USER=sam CF_PASSWORD=\"$(cat {pw_path})\"")
         click.echo("  cf recordings list\n  cf recordings show ID\n  cf calls list --all")
+        click.echo("\nOr in the browser / oder im Browser (user anna or sam, the same password):")
+        click.echo(f"  cf --config {cfg.resolve()} serve    # then open http://127.0.0.1:8750/")
         del password
 
 
