@@ -144,7 +144,14 @@ def on_call_event(app: Any, event: CallEvent) -> None:
             row.state = "recording"
         elif kind is CallEventKind.TRANSFERRED:
             row.transferred_to = (event.detail.get("to") or "")[:64] or None
-        elif kind is CallEventKind.ENDED:
+        if event.detail.get("alert"):
+            # A source's irregularity (a dial-in with wrong PINs, a declined or unrecorded
+            # advisory call, a recording that failed): audited for the FIS (rules over capture.alert).
+            app.audit.append(s, None, "capture.alert", "call", event.call_id, "warning",
+                             {"source": event.source, "alert": str(event.detail["alert"])[:40],
+                              "summary": str(event.detail.get("summary") or "")[:200],
+                              "advisor_id": event.advisor_id, "pbx_call_id": event.pbx_call_id})
+        if kind is CallEventKind.ENDED:
             if row.state in ACTIVE:
                 row.state = "failed" if event.detail.get("error") else "ended"
                 row.ended_at = event.at
