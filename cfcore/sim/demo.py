@@ -119,7 +119,6 @@ async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pac
     from ..capture import controller
     from ..capture.runner import CaptureRunner
     from ..db.models_capture import LiveCall
-
     from .ari import AriSim
 
     spool = (directory / "pbx-spool").resolve()
