@@ -265,3 +265,34 @@ async def test_caller_supplied_data_never_reaches_ari_unchecked(app, tmp_path):
         await h.settle(0.3)
         assert not any(p == "/channels" and m == "POST" for m, p, _ in h.sim.requests)
         assert "number_refused" in [a["alert"] for a in alerts(app)]
+
+
+async def test_advisor_mobile_drops_mid_recording(app, tmp_path):
+    async with Harness(app, tmp_path) as h:
+        adv, cus = await h.dial_in_to_optin()
+        await h.sim.dtmf(cus, "1")
+        await h.wait(lambda: len(h.sim.live) == 2, "recording")
+        await asyncio.sleep(1.0)
+        await h.sim.hangup(adv)  # the mobile network drops the advisor
+        await h.wait(lambda: cus not in h.sim.channels, "customer leg ended by the application")
+        await h.wait(lambda: len(recordings(app)) == 1 and not h.source.sessions, "archived")
+        rec = recordings(app)[0]
+        assert rec.two_sided and rec.channels == 2 and rec.duration >= 0.9
+
+
+async def test_customer_not_reached_lets_the_advisor_key_again(app, tmp_path):
+    async with Harness(app, tmp_path) as h:
+        h.sim.callee["+4930123456"] = "busy"
+        adv = await h.sim.incoming(MOBILE)
+        await h.wait(lambda: any(m.endswith("enter-pin") for _, m in h.sim.plays), "PIN prompt")
+        await h.sim.dtmf(adv, "4711#")
+        await h.wait(lambda: any(m.endswith("enter-number") for _, m in h.sim.plays), "number prompt")
+        await h.sim.dtmf(adv, "030123456#")
+        await h.wait(lambda: any(m.startswith("digits:") for _, m in h.sim.plays), "read-back")
+        await h.sim.dtmf(adv, "1")
+        await h.wait(lambda: any(m.endswith("not-reached") for _, m in h.sim.plays), "not reached")
+        await h.wait(lambda: sum(m.endswith("enter-number") for _, m in h.sim.plays) == 2, "asked again")
+        assert adv in h.sim.channels and not recordings(app)
+        originate = [q for m, p, q in h.sim.requests if m == "POST" and p == "/channels"]
+        assert [q["endpoint"] for q in originate] == ["PJSIP/+4930123456@carrier"]
+        assert originate[0]["app"] == "callfort-mobile" and originate[0]["appArgs"].startswith("customer,")
