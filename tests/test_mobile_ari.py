@@ -30,19 +30,13 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         from cf_mobile_ons import cf_capture_sources
-        from cf_mobile_ons.pins import hash_pin
 
         from cfcore.capture.runner import CaptureRunner
         from hookspecs.types import PluginContext
 
         self.sim = AriSim(self.tmp_path / "ari-recordings")
         await self.sim.start()
-        config = {"ari_url": self.sim.url, "ari_username": self.sim.username, "ari_password": self.sim.password,
-                  "dial_endpoint": "PJSIP/{number}@carrier", "caller_id": "+4930999000",
-                  "announcement": {"id": "mobile-consent", "version": "3", "media": "sound:callfort/consent-v3",
-                                   "sha256": ANN_SHA},
-                  "advisors": {"A100": {"mobile": MOBILE, "pin_hash": hash_pin("4711")}},
-                  "input_timeout": 5, "optin_timeout": 1.0, "finish_timeout": 3, **self.plugin}
+        config = {**_config(self), **self.plugin}
         ctx = PluginContext(name="mobile_ons", config=config, clock=self.app.clock.now,
                             data_dir=self.tmp_path / "mobile-data")
         self.source = cf_capture_sources(ctx=ctx)[0]
@@ -296,3 +290,48 @@ async def test_customer_not_reached_lets_the_advisor_key_again(app, tmp_path):
         originate = [q for m, p, q in h.sim.requests if m == "POST" and p == "/channels"]
         assert [q["endpoint"] for q in originate] == ["PJSIP/+4930123456@carrier"]
         assert originate[0]["app"] == "callfort-mobile" and originate[0]["appArgs"].startswith("customer,")
+
+
+async def test_callfort_restart_mid_recording_still_archives_the_call(app, tmp_path):
+    from cfcore.archive import consent_proofs
+    from cfcore.capture.runner import CaptureRunner
+
+    async with Harness(app, tmp_path) as h:
+        adv, cus = await h.dial_in_to_optin()
+        await h.sim.dtmf(cus, "1")
+        await h.wait(lambda: len([r for r in h.sim.live.values() if r.state == "recording"]) == 2, "recording")
+        await asyncio.sleep(0.5)
+        # CallFort stops (the calls and recordings go on in Asterisk) and starts again
+        await h.runner.stop()
+        await asyncio.wait_for(h.task, 20)
+        journal = list((tmp_path / "mobile-data" / "sessions").glob("*.json"))
+        assert len(journal) == 1 and oct(journal[0].stat().st_mode & 0o777) == "0o600"
+        from cf_mobile_ons import cf_capture_sources
+
+        from hookspecs.types import PluginContext
+
+        ctx = PluginContext(name="mobile_ons", config=_config(h), clock=app.clock.now,
+                            data_dir=tmp_path / "mobile-data")
+        h.source = cf_capture_sources(ctx=ctx)[0]
+        h.runner = CaptureRunner(app, [h.source], poll_interval=0.05)
+        h.task = asyncio.create_task(h.runner.run())
+        await h.wait(lambda: h.source.client.connected.is_set() and h.source.sessions, "restarted with the session")
+        await asyncio.sleep(0.5)
+        await h.sim.hangup(cus)
+        await h.wait(lambda: len(recordings(app)) == 1 and not h.source.sessions, "archived after the restart")
+        rec = recordings(app)[0]
+        assert rec.two_sided and rec.duration >= 0.9
+        [c] = consent_proofs(app, None, rec.id)
+        assert c["proof"]["customer_leg_id"] == cus and c["proof"]["digit"] == "1"
+        assert not list((tmp_path / "mobile-data" / "sessions").glob("*.json"))
+
+
+def _config(h: Harness) -> dict[str, Any]:
+    from cf_mobile_ons.pins import hash_pin
+
+    return {"ari_url": h.sim.url, "ari_username": h.sim.username, "ari_password": h.sim.password,
+            "dial_endpoint": "PJSIP/{number}@carrier", "caller_id": "+4930999000",
+            "announcement": {"id": "mobile-consent", "version": "3", "media": "sound:callfort/consent-v3",
+                             "sha256": ANN_SHA},
+            "advisors": {"A100": {"mobile": MOBILE, "pin_hash": hash_pin("4711")}},
+            "input_timeout": 5, "optin_timeout": 1.0, "finish_timeout": 3}

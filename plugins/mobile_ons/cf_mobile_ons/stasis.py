@@ -159,6 +159,10 @@ class MobileSource:
         self.spool = self.data_dir / "spool"
         self.spool.mkdir(exist_ok=True, mode=0o700)
         self.counters = Counters(self.data_dir / "counters.json", clock)
+        #: sessions that are recording, journalled (0600) so that a restart of CallFort mid-call
+        #: still finishes them: their channels and recordings live on in Asterisk
+        self.journal = self.data_dir / "sessions"
+        self.journal.mkdir(exist_ok=True, mode=0o700)
         self.client = AriClient(settings.ari_url, settings.ari_username, settings.ari_password, settings.app,
                                 on_event=self._enqueue)
         self.sessions: dict[str, Session] = {}
@@ -179,6 +183,7 @@ class MobileSource:
     # ------------------------------------------------------------------ CaptureSource
     async def run(self, sink: CaptureSink) -> None:
         self._sink = sink
+        self._restore()
         self._stop.clear()
         tasks = [asyncio.create_task(self.client.run(), name=f"{self.name}-ari"),
                  asyncio.create_task(self._process(), name=f"{self.name}-events")]
@@ -289,6 +294,7 @@ class MobileSource:
                 sess, leg = self.sessions[ref[0]], ref[1]
                 if kind == "RecordingStarted":
                     sess.rec_started[leg] = self._event_time(m)
+                    await asyncio.to_thread(self._save, sess)
                 elif kind == "RecordingFinished":
                     sess.rec_done[leg] = "done"
                 else:
@@ -372,6 +378,11 @@ class MobileSource:
         elif isinstance(a, F.ConsentGiven):
             sess.consent_at, sess.consent_digit = self.clock(), a.digit
         elif isinstance(a, F.Record):
+            for leg in (F.Leg.ADVISOR, F.Leg.CUSTOMER):
+                name = f"cf-mobile-{sess.sid}-{leg.value}"
+                self._by_recording[name] = (sess.sid, leg)
+                sess.recordings[leg] = name
+            await asyncio.to_thread(self._save, sess)
             for leg, chan in ((F.Leg.ADVISOR, sess.adv_chan), (F.Leg.CUSTOMER, sess.cus_chan)):
                 snoop = f"cf-{sess.sid}-snoop-{leg.value}"
                 sess.snoops[leg] = snoop
@@ -413,9 +424,7 @@ class MobileSource:
             with contextlib.suppress(AriError, ConnectionError):
                 await self.client.request("DELETE", f"/channels/{seg(snoop)}")
             return
-        name = f"cf-mobile-{sess.sid}-{leg.value}"
-        self._by_recording[name] = (sess.sid, leg)
-        sess.recordings[leg] = name
+        name = sess.recordings[leg]
         try:
             await self.client.request("POST", f"/channels/{seg(snoop)}/record",
                                       {"name": name, "format": "wav", "ifExists": "fail", "terminateOn": "none",
@@ -473,6 +482,62 @@ class MobileSource:
             self._forget(sess)
             sess.finished.set()
 
+    # ------------------------------------------------------------------ journal
+    def _save(self, sess: Session) -> None:
+        m = sess.machine
+        rec = {"sid": sess.sid, "adv_chan": sess.adv_chan, "cus_chan": sess.cus_chan, "bridge": sess.bridge,
+               "advisor_id": m.advisor_id, "number": m.number, "consent_digit": sess.consent_digit,
+               "consent_at": _iso(sess.consent_at), "started": _iso(sess.started),
+               "snoops": {k.value: v for k, v in sess.snoops.items()},
+               "recordings": {k.value: v for k, v in sess.recordings.items()},
+               "rec_started": {k.value: _iso(v) for k, v in sess.rec_started.items()},
+               "announcement": {k: _iso(v) for k, v in sess.announcement_times.items()}}
+        path = self.journal / f"{sess.sid}.json"
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps(rec, sort_keys=True).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def _unjournal(self, sess: Session) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.journal / f"{sess.sid}.json").unlink()
+
+    def _restore(self) -> None:
+        """Sessions that were recording when CallFort stopped: back in ``RECORDING``, so that their
+        hang-up (or the reconcile after connecting, if they ended meanwhile) finishes them."""
+        for path in sorted(self.journal.glob("*.json")):
+            try:
+                r = json.loads(path.read_text())
+                sid = str(r["sid"])
+                if sid in self.sessions or not sid.isalnum():
+                    continue
+                machine = F.DialIn(self._policy([]))
+                machine.state, machine.recorded = F.State.RECORDING, True
+                machine.advisor_id, machine.number = r.get("advisor_id"), r.get("number")
+                machine.consent_digit = r.get("consent_digit")
+                sess = Session(sid, str(r["adv_chan"]), machine, _dt(r.get("started")) or self.clock())
+                sess.cus_chan, sess.bridge = r.get("cus_chan"), r.get("bridge")
+                sess.consent_digit, sess.consent_at = r.get("consent_digit"), _dt(r.get("consent_at"))
+                sess.snoops = {F.Leg(k): v for k, v in r.get("snoops", {}).items()}
+                sess.recordings = {F.Leg(k): v for k, v in r.get("recordings", {}).items()}
+                sess.rec_started = {F.Leg(k): t for k, v in r.get("rec_started", {}).items() if (t := _dt(v))}
+                sess.announcement_times = {k: t for k, v in r.get("announcement", {}).items() if (t := _dt(v))}
+                sess.reported = True
+            except (OSError, ValueError, KeyError, TypeError):
+                log.error("mobile session journal %s unreadable; left in place", path.name)
+                continue
+            self.sessions[sid] = sess
+            self._by_chan[sess.adv_chan] = (sid, F.Leg.ADVISOR)
+            if sess.cus_chan:
+                self._by_chan[sess.cus_chan] = (sid, F.Leg.CUSTOMER)
+            for leg, name in sess.recordings.items():
+                self._by_recording[name] = (sid, leg)
+            log.warning("mobile dial-in %s was recording when CallFort stopped; resumed", sid)
+
     def _forget(self, sess: Session) -> None:
         self.sessions.pop(sess.sid, None)
         for table in (self._by_chan, self._by_playback, self._by_recording):
@@ -497,6 +562,7 @@ class MobileSource:
             await self._report(sess, CallEventKind.ENDED, {"reason": "recording lost", "error": "no advisor file",
                                                            "alert": "recording_failed",
                                                            "summary": "mobile dial-in: the recording could not be fetched"})
+            await asyncio.to_thread(self._unjournal, sess)
             return
         t0 = min(sess.rec_started.get(leg, self.clock()) for leg in paths)
         for leg, path in paths.items():
@@ -539,6 +605,7 @@ class MobileSource:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         self.archived.append(rid)
+        await asyncio.to_thread(self._unjournal, sess)
         for name in sess.recordings.values():
             with contextlib.suppress(AriError, ConnectionError):
                 await self.client.request("DELETE", f"/recordings/stored/{seg(name)}")
@@ -562,6 +629,10 @@ class MobileSource:
                 if chan and chan not in present and sess.sid in self.sessions and chan in self._by_chan:
                     log.warning("session %s: the %s's channel ended while ARI was disconnected", sess.sid, leg.value)
                     await self._channel_gone(chan)
+
+
+def _dt(v: str | None) -> datetime | None:
+    return datetime.fromisoformat(v) if v else None
 
 
 def _iso(t: datetime | None) -> str:
