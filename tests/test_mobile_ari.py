@@ -119,6 +119,12 @@ async def test_opt_in_archives_two_channels_with_an_encrypted_consent_proof(app,
         await h.sim.dtmf(cus, "1")
         await h.wait(lambda: len(h.sim.live) == 2, "two recordings")
         assert all(h.sim.channels[cid].bridge for cid in (adv, cus))
+        from cfcore.db.models_capture import LiveCall
+
+        with app.catalog.session() as s:
+            live = s.scalars(select(LiveCall)).one()
+        assert (live.advisor_id, live.state, live.mode, live.source) == ("A100", "recording", "both", "mobile")
+        assert live.customer_hint == "+49******56"
         await asyncio.sleep(1.2)
         await h.sim.hangup(cus)
         await h.wait(lambda: len(recordings(app)) == 1 and h.source.archived, "archived")
@@ -211,6 +217,13 @@ async def test_three_wrong_pins_end_the_call_and_alert(app, tmp_path):
         await h.wait(lambda: adv3 not in h.sim.channels, "locked out")
         await h.settle(0.2)
         assert [a["alert"] for a in alerts(app)] == ["pin_failed", "pin_failed", "pin_locked"]
+        from cfcore.db.models_fis import FisAlert
+        from cfcore.fis.scan import scan
+
+        await asyncio.to_thread(scan, app)
+        with app.catalog.session() as s:
+            rules = [a.rule for a in s.scalars(select(FisAlert))]
+        assert rules.count("mobile-dialin-abuse") == 3
 
 
 async def test_ari_reconnect_reconciles_a_call_that_ended_meanwhile(app, tmp_path):

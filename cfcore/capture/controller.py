@@ -137,7 +137,10 @@ def on_call_event(app: Any, event: CallEvent) -> None:
         kind = event.kind
         if kind is CallEventKind.ANSWERED:
             row.state, row.answered_at = "recording", event.at
-            row.mode = RecordingMode.ADVISOR_ONLY.value
+            # A dial-in whose customer opted in at the PBX starts two-sided; everything else
+            # advisor-only (the works-council rule).
+            row.mode = (RecordingMode.BOTH.value if event.detail.get("mode") == RecordingMode.BOTH.value
+                        and event.detail.get("consent") else RecordingMode.ADVISOR_ONLY.value)
         elif kind is CallEventKind.HELD and row.state in ACTIVE:
             row.state = "held"
         elif kind is CallEventKind.RESUMED and row.state == "held":

@@ -390,7 +390,7 @@ class MobileSource:
                 await c.request("POST", f"/channels/{seg(chan or '')}/snoop",
                                 {"spy": "in", "whisper": "none", "app": self.s.app,
                                  "appArgs": f"snoop,{sess.sid},{leg.value}", "snoopId": snoop})
-            await self._report(sess, CallEventKind.ANSWERED, {"consent": "dtmf"})
+            await self._report(sess, CallEventKind.ANSWERED, {"consent": "dtmf", "mode": "both"})
         elif isinstance(a, F.StopRecording):
             await self._stop_recording(sess)
         elif isinstance(a, F.HangupLeg):
