@@ -448,8 +448,9 @@ class MobileSource:
             return
         m = sess.machine
         if kind is None:
-            # an alert: reported on the session's call (an ENDED event only closes it when it ends)
-            kind = CallEventKind.STARTED if not sess.reported else CallEventKind.RESUMED
+            # an alert: reported on the session's call with a STARTED event (it opens the live
+            # call if not yet open and changes nothing otherwise; HELD/RESUMED would mean hold)
+            kind = CallEventKind.STARTED
         if kind is CallEventKind.STARTED:
             sess.reported = True
         event = CallEvent(kind=kind, call_id=sess.call_id, source=self.name, at=self.clock(),
