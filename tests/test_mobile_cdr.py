@@ -62,3 +62,36 @@ def test_hash_pin_prints_an_argon2id_hash_the_plugin_accepts(run_cf):
     assert line.startswith("$argon2id$") and verify_pin(line, "4711") and not verify_pin(line, "4712")
     bad = run_cf("mobile", "hash-pin", input="12\n12\n")
     assert bad.returncode != 0 and "4 to 12 digits" in bad.stderr
+
+
+def test_recordings_show_consent_proof_for_the_owner_only_and_audited(deployment, make_app, run_cf, tmp_path):
+    from datetime import UTC, datetime
+
+    from cfcore.db.models import AuditEntry
+    from cfcore.ingest import ingest_call
+    from hookspecs.types import ChannelFile, ChannelRole, Consent, Direction, FinishedCall, ModeSegment, RecordingMode
+    from tests.archive_helpers import make_wav as mono_wav
+
+    app = make_app(deployment)
+    make_user(app, "dora", ["advisor"], advisor_id="A103")
+    make_user(app, "bert", ["advisor"], advisor_id="A101")
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    adv, _ = mono_wav(tmp_path / "adv.wav", 2.0, channels=1)
+    cus, _ = mono_wav(tmp_path / "cus.wav", 2.0, channels=1)
+    proof = {"announcement_id": "mobile-consent", "announcement_version": "3", "digit": "1",
+             "customer_leg_id": "cf-abc-cus"}
+    rec_id = ingest_call(app, FinishedCall(
+        call_id="mobile-abc", source="mobile", advisor_id="A103", started_at=at, direction=Direction.OUTBOUND,
+        files=[ChannelFile(role=ChannelRole.ADVISOR, path=adv), ChannelFile(role=ChannelRole.CUSTOMER, path=cus)],
+        segments=[ModeSegment(start=0.0, end=2.0, mode=RecordingMode.BOTH)],
+        consents=[Consent(given_at=at, offset=0.0, by_user="customer", method="dtmf", applied_at=at, proof=proof)],
+        customer_numbers=["+4930123456"]))
+    out = run_cf("recordings", "show", rec_id, "--consent-proof", "--json", env=login_env("dora"), check=True)
+    assert json.loads(out.stdout)["consent_proofs"] == [proof]
+    human = run_cf("recordings", "show", rec_id, "--consent-proof", env=login_env("dora"), check=True).stdout
+    assert "consent proof: " in human and "announcement_version=3" in human
+    denied = run_cf("recordings", "show", rec_id, "--consent-proof", env=login_env("bert"))
+    assert denied.returncode == 5 and "cf-abc-cus" not in denied.stdout + denied.stderr
+    with app.catalog.session() as s:
+        reads = s.scalars(select(AuditEntry).where(AuditEntry.action == "recording.consent_proof")).all()
+    assert [e.outcome for e in reads] == ["ok", "ok"]
