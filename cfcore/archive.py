@@ -357,16 +357,6 @@ def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> 
     return export_recording(app, ctx, target_id, out)
 
 
-def _register_actions() -> None:
-    from .access import approvals
-
-    approvals.register_action("recording.export", _exec_export, target_kind="recording",
-                              description="export a recording as a WAV file (params: out)")
-
-
-_register_actions()
-
-
 def consent_proofs(app: Any, ctx: Any, rec_id: str) -> list[dict[str, Any]]:
     """The recording's consents with their decrypted proofs (``Consent.proof``), for whoever may
     see the recording (``recording.show``); the read is audited (``recording.consent_proof``)."""

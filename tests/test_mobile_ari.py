@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cfcore.sim.ari import AriSim
+from hookspecs.types import Actor, RequestContext
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -23,6 +24,10 @@ ANN_SHA = hashlib.sha256(b"announcement v3").hexdigest()
 def anyio_backend():
     return "asyncio"
 
+
+#: Someone who may see any recording's details (``recording.show``), to read the consent proofs.
+COMPLIANCE = RequestContext(actor=Actor(user_id="u-carla", username="carla", roles=frozenset({"compliance"})),
+                            host="pc-7", ip="10.0.0.7", function="test.consent_proof")
 
 class Harness:
     def __init__(self, app: Any, tmp_path: Any, **plugin: Any) -> None:
@@ -39,7 +44,7 @@ class Harness:
         config = {**_config(self), **self.plugin}
         ctx = PluginContext(name="mobile_ons", config=config, clock=self.app.clock.now,
                             data_dir=self.tmp_path / "mobile-data")
-        self.source = cf_capture_sources(ctx=ctx)[0]
+        self.source = cf_capture_sources()[0].create(config, ctx)[0]
         self.source.client.backoff_min = 0.05
         self.runner = CaptureRunner(self.app, [self.source], poll_interval=0.05)
         self.task = asyncio.create_task(self.runner.run())
@@ -135,7 +140,15 @@ async def test_opt_in_archives_two_channels_with_an_encrypted_consent_proof(app,
         customer_pcm = read_channel(app, rec.id, "customer")
         assert tone_energy(advisor_pcm, 440) > 1000 > tone_energy(advisor_pcm, 660)
         assert tone_energy(customer_pcm, 660) > 1000 > tone_energy(customer_pcm, 440)
-        [c] = consent_proofs(app, None, rec.id)
+        [c] = consent_proofs(app, COMPLIANCE, rec.id)
+        # The opt-in the core recorded from the live ANSWERED event backs the customer audio from
+        # the start: nothing was refused, and the consent sits at the recording's start.
+        from cfcore.db.models import AuditEntry
+
+        with app.catalog.session() as s:
+            refused = s.scalars(select(AuditEntry).where(AuditEntry.action == "recording.consent_refused")).all()
+            recorded = s.scalars(select(AuditEntry).where(AuditEntry.action == "call.consent")).all()
+        assert not refused and len(recorded) == 1 and c["offset"] == 0.0
         p = c["proof"]
         assert c["method"] == "dtmf" and c["by_user"] == "customer"
         assert p["announcement_id"] == "mobile-consent" and p["announcement_version"] == "3"
@@ -325,7 +338,7 @@ async def test_callfort_restart_mid_recording_still_archives_the_call(app, tmp_p
 
         ctx = PluginContext(name="mobile_ons", config=_config(h), clock=app.clock.now,
                             data_dir=tmp_path / "mobile-data")
-        h.source = cf_capture_sources(ctx=ctx)[0]
+        h.source = cf_capture_sources()[0].create(_config(h), ctx)[0]
         h.runner = CaptureRunner(app, [h.source], poll_interval=0.05)
         h.task = asyncio.create_task(h.runner.run())
         await h.wait(lambda: h.source.client.connected.is_set() and h.source.sessions, "restarted with the session")
@@ -334,7 +347,7 @@ async def test_callfort_restart_mid_recording_still_archives_the_call(app, tmp_p
         await h.wait(lambda: len(recordings(app)) == 1 and not h.source.sessions, "archived after the restart")
         rec = recordings(app)[0]
         assert rec.two_sided and rec.duration >= 0.9
-        [c] = consent_proofs(app, None, rec.id)
+        [c] = consent_proofs(app, COMPLIANCE, rec.id)
         assert c["proof"]["customer_leg_id"] == cus and c["proof"]["digit"] == "1"
         assert not list((tmp_path / "mobile-data" / "sessions").glob("*.json"))
 

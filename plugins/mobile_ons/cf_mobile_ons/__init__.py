@@ -12,22 +12,32 @@ is installed but idle.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from hookspecs import hookimpl
-from hookspecs.types import CaptureSource, FisRule, PluginContext
+from hookspecs.types import CaptureSource, CaptureSourceType, FisRule, PluginContext
 
 from .config import MobileConfigError, MobileSettings
 from .fis import RULES
 
-__all__ = ["MobileConfigError", "MobileSettings", "cf_capture_sources", "cf_fis_rules"]
+__all__ = ["MobileConfigError", "MobileSettings", "cf_capture_sources", "cf_fis_rules", "create_sources"]
 
 
-@hookimpl
-def cf_capture_sources(ctx: PluginContext) -> list[CaptureSource]:
-    if not ctx.config.get("ari_url"):
+def create_sources(options: Mapping[str, Any], ctx: PluginContext) -> list[CaptureSource]:
+    """The dial-in source of ``[plugins.mobile_ons]`` (validated by ``MobileSettings``), or none
+    without ``ari_url``."""
+    if not options.get("ari_url"):
         return []
     from .stasis import MobileSource
 
-    return [MobileSource(MobileSettings.from_mapping(ctx.config), clock=ctx.clock, data_dir=ctx.data_dir)]
+    return [MobileSource(MobileSettings.from_mapping(options), clock=ctx.clock, data_dir=ctx.data_dir)]
+
+
+@hookimpl
+def cf_capture_sources() -> list[CaptureSourceType]:
+    return [CaptureSourceType(name="mobile_ons", create=create_sources,
+                              description="mobile advisors' dial-in recording through Asterisk ARI (Stasis)")]
 
 
 @hookimpl

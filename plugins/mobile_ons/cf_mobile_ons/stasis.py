@@ -390,7 +390,8 @@ class MobileSource:
                 await c.request("POST", f"/channels/{seg(chan or '')}/snoop",
                                 {"spy": "in", "whisper": "none", "app": self.s.app,
                                  "appArgs": f"snoop,{sess.sid},{leg.value}", "snoopId": snoop})
-            await self._report(sess, CallEventKind.ANSWERED, {"consent": "dtmf", "mode": "both"})
+            await self._report(sess, CallEventKind.ANSWERED, {"consent": "dtmf", "mode": "both",
+                                                              "consent_at": _iso(sess.consent_at) or ""})
         elif isinstance(a, F.StopRecording):
             await self._stop_recording(sess)
         elif isinstance(a, F.HangupLeg):
