@@ -366,3 +366,28 @@ def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> 
     return export_recording(app, ctx, target_id, out)
 
 
+def consent_proofs(app: Any, ctx: Any, rec_id: str) -> list[dict[str, Any]]:
+    """The recording's consents with their decrypted proofs (``Consent.proof``), for whoever may
+    see the recording (``recording.show``); the read is audited (``recording.consent_proof``)."""
+    from .access.guard import authorize
+    from .db.models import ConsentRow
+
+    with app.catalog.session() as s:
+        rec = get_recording(s, rec_id)
+        target = recording_target(rec)
+        rows = [(c.id, c.given_at, c.offset, c.by_user, c.method, c.applied_at, c.proof_enc)
+                for c in s.scalars(select(ConsentRow).where(ConsentRow.recording_id == rec_id).order_by(ConsentRow.id))]
+        dk = s.get(DataKey, rec_id)
+    authorize(app, ctx, "recording.show", target)
+    key = None
+    if any(r[6] for r in rows):
+        if dk is None or dk.wrapped is None or dk.kek_id is None:
+            raise ConflictError(f"the data key of recording {rec_id} was destroyed; its consent proofs are gone")
+        key = unwrap_data_key(app, rec_id, dk.kek_id, dk.wrapped)
+    out = []
+    for i, (_, given, offset, by_user, method, applied, enc) in enumerate(rows):
+        proof = json.loads(envelope.decrypt(key, rec_id, f"consent-{i}", enc)) if enc and key else {}
+        out.append({"given_at": _ts(given), "offset": offset, "by_user": by_user, "method": method,
+                    "applied_at": _ts(applied), "proof": proof})
+    app.audit.record(ctx, "recording.consent_proof", "recording", rec_id, "ok", {"consents": len(out)})
+    return out

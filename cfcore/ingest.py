@@ -16,6 +16,7 @@ kill an ingest mid-way; a production install has no such plugin.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -319,6 +320,11 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                               plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
             media_sha[channel] = sha
             _crash_point(app, "after-store")
+        # A consent's proof (a dial-in opt-in's announcement, digit, times) is kept encrypted
+        # under the recording's data key, like the audio: it goes with the key at purge.
+        proofs = [envelope.encrypt(data_key, rec_id, f"consent-{i}",
+                                   json.dumps(dict(c.proof), sort_keys=True).encode()) if c.proof else None
+                  for i, c in enumerate(all_consents)]
         del data_key
 
         # Two-sided (and kept as such, MiFID) follows the consent, not the audio that survived.
@@ -334,8 +340,8 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                      start_hi=s.start_bounds[1] if s.start_bounds else None)
                       for i, s in enumerate(plan)],
             consents=[ConsentRow(given_at=c.given_at, offset=min(c.offset, duration), by_user=c.by_user,
-                                 method=c.method.value, applied_at=c.applied_at)
-                      for c in all_consents],
+                                 method=c.method.value, applied_at=c.applied_at, proof_enc=proofs[i])
+                      for i, c in enumerate(all_consents)],
             subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
             media=media_rows,
         )

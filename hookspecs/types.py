@@ -150,6 +150,10 @@ class Consent:
     method: ConsentMethod = attrs.field(converter=ConsentMethod)
     #: When the PBX confirmed the switch (``given_at`` is when the advisor acted). Added in 1.0.
     applied_at: datetime | None = attrs.field(default=None, validator=_aware)
+    #: Evidence of the consent (e.g. a dial-in opt-in: announcement id, version and hash, the digit,
+    #: times, the customer leg's id). Strings only; the core stores it encrypted with the recording's
+    #: data key and shows it only through the access decision. Added in 1.0.
+    proof: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
 
 
 @attrs.frozen(kw_only=True)

@@ -234,16 +234,18 @@ def test_cf_demo_shows_recordings_arriving(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "cfcore", "recordings", "list", "--json"], env=env,
                             capture_output=True, text=True, timeout=60)
     recs = json.loads(listed.stdout)
-    assert len(recs) == 4
-    assert sorted(r["advisor_id"] for r in recs) == ["A100", "A101", "A101", "A102"]
-    assert sum(r["two_sided"] for r in recs) == 2
+    # four desk-phone legs and the mobile dial-in with opt-in (the declined one records nothing)
+    assert len(recs) == 5
+    assert sorted(r["advisor_id"] for r in recs) == ["A100", "A101", "A101", "A102", "A103"]
+    assert sum(r["two_sided"] for r in recs) == 3
+    assert "pressed 1" in run.stdout and "declined" in run.stdout
     assert not list((demo / "pbx-spool").glob("*.wav"))  # picked up and removed
     # A second run reuses the demo deployment.
     again = subprocess.run([sys.executable, "-m", "cfcore", "demo", "--pace", "0.3", "--json"], cwd=tmp_path,
                            env={k: v for k, v in env.items() if k not in ("CF_CONFIG",)},
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert len(json.loads(again.stdout)["recordings"]) == 4
+    assert len(json.loads(again.stdout)["recordings"]) == 5
     # A deployment cf demo did not create is refused.
     other = tmp_path / "prod"
     subprocess.run([sys.executable, "-m", "cfcore", "init", str(other)], env=env, check=True, capture_output=True)

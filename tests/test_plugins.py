@@ -162,8 +162,10 @@ def test_cf_plugins_json_lists_in_tree_plugins_with_true_status(run_cf):
                  "notify_smtp", "notify_webhook"):
         assert name in rows, name
         assert rows[name]["distribution"] == "callfort-" + name.replace("_", "-")
-    for empty in ("pbx_avaya", "mobile_ons", "crm_soap"):
+    for empty in ("pbx_avaya", "crm_soap"):
         assert rows[empty]["status"] == "no hooks yet" and rows[empty]["hooks"] == []
+    assert rows["mobile_ons"]["status"] == "ok"
+    assert {"cf_capture_sources", "cf_fis_rules"} <= set(rows["mobile_ons"]["hooks"])
     assert rows["store_local"]["status"] == "ok" and "cf_media_stores" in rows["store_local"]["hooks"]
     assert not any(r["builtin"] for r in rows.values())
     all_rows = {r["name"] for r in json.loads(run_cf("plugins", "--all", "--json", check=True).stdout)}

@@ -26,7 +26,7 @@ def register(cli: click.Group) -> None:
         """Run a simulated Asterisk with advisors making calls; recordings arrive in the archive."""
         from ..app import App
         from ..errors import ConflictError
-        from ..sim.demo import MARKER, PASSWORD_FILE, run_demo, seed_users
+        from ..sim.demo import MARKER, PASSWORD_FILE, USERS, run_demo, seed_users
 
         if state.config_path:
             cfg = Path(state.config_path)
@@ -64,7 +64,7 @@ def register(cli: click.Group) -> None:
         pw_path = (root / PASSWORD_FILE).resolve()
         if as_json:
             emit({"config": str(cfg.resolve()), "recordings": recs, "legs": result["legs"], "notes": result["notes"],
-                  "users": ["anna", "bert", "carla", "sam"], "password_file": str(pw_path)}, True)
+                  "users": [u[0] for u in USERS], "password_file": str(pw_path)}, True)
             return
         click.echo(f"\n{len(recs)} recordings archived / Aufnahmen archiviert:")
         for r in recs:
