@@ -579,6 +579,8 @@ def _delete_media(app: Any, keys: list[str]) -> None:
 
 def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | None:
     """Destroy the key, write the tombstone, drop the catalog rows: one transaction."""
+    from .transcripts import drop as drop_transcript
+
     with app.catalog.session() as s:
         rec = _load(s, rec_id, lock=True)
         task = s.get(PurgeTask, rec_id)
@@ -601,6 +603,7 @@ def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | Non
         rec.consents.clear()
         rec.subjects.clear()
         rec.media.clear()
+        drop_transcript(s, rec.id)  # its ciphertext is unreadable already: the key is gone
         for hold in s.scalars(select(LegalHold).where(LegalHold.recording_id == rec.id)):
             s.delete(hold)
         ov = s.get(RetentionOverride, rec.id)

@@ -571,11 +571,44 @@ class AudioClip:
 
 
 @attrs.frozen(kw_only=True)
+class TranscriptSegment:
+    """A word or phrase with its time in seconds from the start of the clip (or, once merged by
+    the core, of the recording) and whose voice it is (``None`` inside an engine's answer; the
+    core fills in the channel's role)."""
+
+    start: float = attrs.field(validator=v.ge(0.0))
+    end: float = attrs.field()
+    text: str = attrs.field(validator=v.instance_of(str))
+    role: ChannelRole | None = None
+    confidence: float | None = None
+
+    @end.validator
+    def _check_end(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value < self.start:
+            raise ValueError(f"transcript segment ends ({value}) before it starts ({self.start})")
+
+
+def _tsegments(value: Iterable[TranscriptSegment]) -> tuple[TranscriptSegment, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
 class Transcript:
+    """What an engine heard in one ``AudioClip``: the text and its timed words or phrases
+    (``segments``, seconds from the start of the clip). Added in 1.0; ``segments`` in 1.1."""
+
     recording_id: str
     language: str
     text: str
     engine: str
+    segments: tuple[TranscriptSegment, ...] = attrs.field(converter=_tsegments, factory=tuple)
+
+
+class TranscriptionUnavailable(Exception):
+    """An engine was asked for a language it is configured for but cannot serve now (e.g. the
+    operator's model path is missing). The message says what to install or configure; the core
+    records the refusal and does not try again until the configuration changes. Added in 1.1.
+    """
 
 
 @attrs.frozen(kw_only=True)

@@ -132,7 +132,7 @@ def test_transcribe_is_firstresult(tmp_path):
 
     mgr = get_plugin_manager(None, entry_points=[], extra=[("en", English()), ("no", Declines())])
     clip = AudioClip(recording_id="r1", role=ChannelRole.ADVISOR, pcm_s16le=b"\0\0")
-    result = mgr.hook.cf_transcribe(audio=clip, language="en")
+    result = mgr.hook.cf_transcribe(audio=clip, language="en", settings={})
     assert isinstance(result, Transcript) and result.text == "hello"
 
 

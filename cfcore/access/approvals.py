@@ -60,6 +60,7 @@ AREA_MODULES = (
     "cfcore.dsar",
     "cfcore.dsar.export",
     "cfcore.crypto.rotation",
+    "cfcore.transcripts",
 )
 
 #: What kind of target an action is about, when its registration does not say.

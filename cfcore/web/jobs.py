@@ -37,6 +37,8 @@ JOB_MODULES = (
     "cfcore.capture.jobs",
     "cfcore.sync",
     "cfcore.notify",
+    "cfcore.transcripts",
+    "cfcore.outbox",
 )
 
 
