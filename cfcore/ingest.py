@@ -281,6 +281,9 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
                 "stores": sorted({m.store for m in media_rows}),
             })
+            from .outbox import enqueue
+
+            events = enqueue(app, s, "cf_recording_archived", recording_info(rec))
             _crash_point("before-commit")
     except Exception:
         # nothing of a failed ingest stays visible, and nothing of it stays in the stores either
@@ -294,13 +297,15 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
         raise
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
     lock_recording_media(app, rec, ctx)
-    info = recording_info(rec)
-    try:
-        app.pm.hook.cf_recording_archived(recording=info)
-    except Exception as exc:  # a plugin's failure never undoes the archive; it is logged and audited
-        log.exception("cf_recording_archived failed for %s", rec_id)
-        app.audit.record(None, "recording.archived_hook", "recording", rec_id, "error",
-                         {"error": f"{type(exc).__name__}: {exc}"[:500]})
+    # first delivery of cf_recording_archived now; failures are audited and retried from the
+    # outbox by cf serve (cfcore.outbox), they never undo the archive
+    if events:
+        from .outbox import deliver
+
+        try:
+            deliver(app, events)
+        except Exception:  # noqa: BLE001 - the outbox job retries
+            log.exception("delivering cf_recording_archived for %s failed", rec_id)
     return rec_id
 
 

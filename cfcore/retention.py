@@ -579,6 +579,7 @@ def _delete_media(app: Any, keys: list[str]) -> None:
 
 def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | None:
     """Destroy the key, write the tombstone, drop the catalog rows: one transaction."""
+    from . import outbox
     from .transcripts import drop as drop_transcript
 
     with app.catalog.session() as s:
@@ -624,8 +625,9 @@ def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | Non
         tomb = Tombstone(recording_id=rec.id, started_at=rec.started_at, ended_at=rec.ended_at, deleted_at=now,
                          reason=task.reason, rule=task.rule, subject_pseudonyms=pseudonyms,
                          ciphertext_sha256=hashes)
-    try:
-        app.pm.hook.cf_after_purge(tombstone=tomb)
+        events = outbox.enqueue(app, s, "cf_after_purge", tomb)  # committed with the shred
+    try:  # first delivery now; failures are audited and retried by cf serve (cfcore.outbox)
+        outbox.deliver(app, events)
     except Exception:  # a broken listener must not undo or block the purge
         log.exception("a cf_after_purge implementation failed for %s", rec_id)
     return tomb

@@ -120,7 +120,10 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
             continue
         fa.include_router(router)
 
-    for result in app.pm.hook.cf_web_apps(ctx=app.plugin_context("web", section="server")):
+    from ..gateway import per_plugin
+
+    # each plugin gets its own section and the archive gateway acting for it (cfcore.gateway)
+    for _plugin, result in per_plugin(app, "cf_web_apps"):
         for web_app in result or []:
             fa.mount(web_app.path, web_app.app, name=web_app.name or None)
     return fa
