@@ -49,6 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     from datetime import UTC, datetime
 
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         dep = write_deployment(tmp / "deploy", f"sqlite:///{tmp / 'catalog.db'}")
@@ -81,8 +82,8 @@ def main() -> None:
         app.close()
 
     print(f"## Transcription\n\nMeasured {datetime.now(UTC):%Y-%m-%d} with `bench/bench_transcribe.py` "
-          f"(one process). Machine: `{' '.join(platform.uname())}`; CPU: {cpu_model()}; {os.cpu_count()} CPUs; "
-          f"load average before the run {' '.join(f'{x:.2f}' for x in os.getloadavg())}.\n")
+          f"(one process). Machine: `{' '.join(x for x in platform.uname() if x)}`; CPU: {cpu_model()}; {os.cpu_count()} CPUs; "
+          f"load average before the run {load_before} (other helpers' work inflates wall times).\n")
     print(f"{args.calls} two-sided calls of {args.seconds} s (espeak-ng English, both voices, consent at 0.2 s), "
           f"{audio:.0f} s of voice in all:\n")
     print("| engine | what | audio seconds | CPU seconds | audio seconds per CPU-second |")

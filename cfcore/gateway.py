@@ -108,6 +108,22 @@ class Gateway:
         if not isinstance(call_id, str) or not _ID.match(call_id):
             raise NotFound("malformed call id")
 
+    def audit_refusal(self, *, via: str, ip: str, function: str, reason: str) -> None:
+        """Audit a request the integration refused before it reached the archive (bad token,
+        replayed nonce, DTD, user not on the allow-list): ``crm.refused``, outcome ``denied``."""
+        from hookspecs.types import Actor
+
+        try:
+            from ipaddress import ip_address
+
+            ip = str(ip_address(ip))
+        except ValueError:
+            ip = "0.0.0.0"
+        ctx = RequestContext(actor=Actor(user_id=via[:64], username=via[:64]), host=via[:255] or "unknown",
+                             ip=ip, function=function)
+        self.app.audit.record(ctx, "integration.refused", "integration", self.plugin, "denied",
+                              {"reason": reason[:300], "via": via})
+
     # ------------------------------------------------------------------ ArchiveGateway
     def search_calls(self, caller: GatewayCaller, *, customer_id: str | None = None,
                      customer_number: str | None = None, since: datetime | None = None,

@@ -120,10 +120,14 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
             continue
         fa.include_router(router)
 
+    # each plugin gets its own section and the archive gateway acting for it (cfcore.gateway)
+    from starlette.routing import Route
+
     from ..gateway import per_plugin
 
-    # each plugin gets its own section and the archive gateway acting for it (cfcore.gateway)
     for _plugin, result in per_plugin(app, "cf_web_apps"):
         for web_app in result or []:
+            # the exact path (e.g. POST /soap/crm, GET /soap/crm?wsdl) and everything below it
+            fa.router.routes.append(Route(web_app.path, endpoint=web_app.app, name=web_app.name or None))
             fa.mount(web_app.path, web_app.app, name=web_app.name or None)
     return fa
