@@ -103,6 +103,14 @@ class Gateway:
         return set(s.scalars(select(TranscriptRow.recording_id).where(
             TranscriptRow.recording_id.in_(ids), TranscriptRow.state == "done")))
 
+    def _check_live(self, call_id: str) -> None:
+        from .db.models import Recording
+
+        with self.app.catalog.session() as s:
+            rec = s.get(Recording, call_id)
+            if rec is None or rec.state not in LIVE:
+                raise NotFound(UNKNOWN)
+
     @staticmethod
     def _check_id(call_id: str) -> None:
         if not isinstance(call_id, str) or not _ID.match(call_id):
@@ -192,6 +200,7 @@ class Gateway:
 
         def run(ctx: RequestContext) -> LinkGrant:
             self._check_id(call_id)
+            self._check_live(call_id)  # unknown or deleted: the same answer as forbidden
             if request_id:
                 a = approvals.get_request(self.app, ctx, request_id)
                 if a.target_id != call_id or a.action != PURPOSE_ACTIONS[purpose]:
@@ -226,6 +235,7 @@ class Gateway:
             if purpose not in PURPOSE_ACTIONS:
                 raise InputError(f"purpose must be one of: {', '.join(PURPOSE_ACTIONS)}")
             self._check_id(call_id)
+            self._check_live(call_id)
             aid = approvals.request(self.app, ctx, PURPOSE_ACTIONS[purpose], call_id, reason,
                                     {"via": self.plugin})
             return self._view(approvals.get_request(self.app, ctx, aid), purpose)
