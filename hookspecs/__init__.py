@@ -9,7 +9,7 @@ from ._markers import PROJECT_NAME, hookimpl
 from .types import *  # noqa: F403 - the value types are the public contract
 
 #: Bumped when a hook or value type changes; plugins may check it.
-HOOKSPEC_VERSION = "1.0"
+HOOKSPEC_VERSION = "1.1"
 
 #: The spec modules, one per concern, in the order the manager registers them.
 SPEC_MODULES = (

@@ -11,6 +11,7 @@ from .types import PluginContext, RecordingInfo, WebApp
 @hookspec
 def cf_recording_archived(recording: RecordingInfo, event_id: str, ctx: PluginContext) -> None:
     """Called once a recording is committed to the archive (CRM notification, replication).
+    Results are ignored.
 
     Delivered through the core's outbox (``cfcore.outbox``): the event is committed with the
     archive, then each implementing plugin is called alone; an exception is audited and the call
