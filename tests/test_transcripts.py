@@ -153,3 +153,31 @@ def test_cf_transcribe_run_needs_the_archive_operator(app, tmp_path, run_cf):
     [result] = json.loads(done.stdout)
     assert result["id"] == rec and result["state"] == "done"
     assert "help" not in done.stdout and "money" not in done.stdout  # no text on the terminal
+
+
+def test_cf_serve_runs_the_transcription_and_outbox_jobs(deployment, make_app, tmp_path):
+    import asyncio
+
+    from cfcore.web.jobs import JobRunner, registered_jobs
+
+    jobs = registered_jobs()
+    assert jobs["transcripts.run"].func is transcripts.job and "integration.outbox" in jobs
+    app = make_app(deployment)
+    rec = _call(app, tmp_path)
+
+    async def once():
+        runner = JobRunner(app, {"transcripts.run": jobs["transcripts.run"]})
+        await runner.start()
+        for _ in range(600):
+            if runner.status["transcripts.run"].runs:
+                break
+            await asyncio.sleep(0.1)
+        await runner.stop()
+        return runner.status["transcripts.run"]
+
+    status = asyncio.run(once())
+    assert status.runs == 1 and status.failures == 0
+    assert transcripts.status(app, rec).state == "done"
+    with open(deployment, "a") as f:
+        f.write("\n[transcription]\nenabled = false\n")
+    assert transcripts.job(make_app(deployment)) is None
