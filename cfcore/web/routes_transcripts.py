@@ -42,12 +42,14 @@ def _refused(app: Any, request: Request, ctx: RequestContext | None, rec_id: str
 @router.get("/api/transcripts/{rec_id}", summary="A transcript through a signed link (needs your own session)",
             responses={403: {"description": "link invalid or expired, or no such transcript"}})
 def read_transcript(rec_id: str, request: Request,
-                    t: str = Query(max_length=2048, description="the link token")) -> Any:
+                    t: str | None = Query(default=None, max_length=2048, description="the link token")) -> Any:
     from .. import transcripts
 
     app = get_app(request)
     ctx = authenticate(request, "api.transcripts")  # always: the user's own session
     assert ctx is not None
+    if not t:
+        return _refused(app, request, ctx, rec_id, "no link token")
     claims, reason = links.check(app, t, recording_id=rec_id, user_id=ctx.actor.user_id,
                                  client_ip=client_ip(request), require_user=True)
     if claims is None:
