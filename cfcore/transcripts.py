@@ -152,7 +152,8 @@ def transcribe_recording(app: Any, rec_id: str, language: str) -> _Outcome:
         rec = get_recording(s, rec_id)
         segments = [_Seg(seg.start, seg.end, seg.mode) for seg in rec.segments]
         duration, rate = float(rec.duration), int(rec.sample_rate)
-        roles = [ChannelRole.ADVISOR] + ([ChannelRole.CUSTOMER] if rec.two_sided else [])
+        # the customer channel exists only where consented audio was stored (not every two-sided call)
+        roles = [ChannelRole.ADVISOR] + ([ChannelRole.CUSTOMER] if int(rec.channels) > 1 else [])
     words: list[dict[str, Any]] = []
     engines: set[str] = set()
     seconds = 0.0

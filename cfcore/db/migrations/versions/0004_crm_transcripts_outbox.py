@@ -1,7 +1,7 @@
 """crm transcripts outbox
 
-Revision ID: 0002_crm
-Revises: 0001
+Revision ID: 0004_crm
+Revises: 0003_asterisk
 Create Date: 2026-12-02 04:09:25.691326
 """
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import cfcore.db.base
 
 
-revision = '0002_crm'
-down_revision = '0001'
+revision = '0004_crm'
+down_revision = '0003_asterisk'
 branch_labels = None
 depends_on = None
 
