@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -72,7 +72,7 @@ def settings(app: Any) -> Settings:
     cfg = app.config
     section = dict(cfg.section("transcription"))
     advisors = section.get("advisors", {})
-    if not isinstance(advisors, dict):
+    if not isinstance(advisors, Mapping):
         raise InputError(f"{cfg.path}: [transcription.advisors] must map advisor ids to languages")
     scope = str(section.get("scope", "consented"))
     if scope not in SCOPES:
