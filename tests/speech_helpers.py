@@ -2,7 +2,8 @@
 the advisor's and the customer's channel of a stereo WAV at given times.
 
 PocketSphinx's open-vocabulary accuracy on synthetic 8 kHz speech is poor; the phrases below were
-chosen because their keywords come out reliably (measured, see docs/transcription.md).
+chosen because their keywords come out reliably. sox runs with ``-R``: its dither is otherwise
+seeded randomly, the samples differ from run to run and so does what PocketSphinx hears.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def speech(text: str, tmp: Path, *, voice: str = "en-us+m3", speed: int = 150) -
     raw, out = tmp / "espeak.wav", tmp / "espeak-8k.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-g", "2", "-w", str(raw), text], check=True,
                    capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out)], check=True, capture_output=True)
+    # -R: the same dither on every run, so the same text always gives the same samples (sox seeds randomly)
+    subprocess.run(["sox", "-R", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out)], check=True, capture_output=True)
     with wave.open(str(out)) as w:
         return w.readframes(w.getnframes())
 

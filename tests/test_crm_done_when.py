@@ -34,7 +34,7 @@ def test_transcript_through_the_crm_four_eyes_and_purge(world):
     link = world.call("adam", "GetTranscriptLink", CallId=rec)
     with world.session("adam") as c:
         words = c.get(link.Url).json()["segments"]
-    assert any(w["text"] == "help" and w["role"] == "advisor" for w in words)
+    assert any(w["text"] == "help" and w["role"] == "advisor" for w in words), words
     assert any(w["text"] == "money" and w["role"] == "customer" for w in words)
 
     # 2. another advisor is refused until four-eyes approves
