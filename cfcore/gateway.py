@@ -256,32 +256,15 @@ class Gateway:
         return self._run(caller, run)
 
 
-def per_plugin(app: Any, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call ``hook_name`` once per implementing plugin, each with its own ``ctx`` (when the hook
-    takes one): ``[(plugin name, result)]``. Uses pluggy's public ``subset_hook_caller``."""
-    pm = app.pm.pm
-    caller = getattr(pm.hook, hook_name)
-    impls = caller.get_hookimpls()
-    out = []
-    for impl in impls:
-        others = [i.plugin for i in impls if i.plugin_name != impl.plugin_name]
-        one = pm.subset_hook_caller(hook_name, remove_plugins=others)
-        args = dict(kwargs)
-        if "ctx" in (caller.spec.argnames if caller.spec else ()):
-            args["ctx"] = plugin_context(app, impl.plugin_name)
-        for result in one(**args):
-            out.append((impl.plugin_name, result))
-    return out
-
-
-#: Config section of a plugin when it is not ``[plugins.<name>]``.
-PLUGIN_SECTIONS = {"crm_soap": "crm"}
-
-
 def plugin_context(app: Any, plugin: str) -> Any:
-    """The context an integration plugin's hooks get: its own config section, the clock, its data
-    directory, and ``extras["archive"]``, the gateway acting for it."""
-    return app.plugin_context(plugin, section=PLUGIN_SECTIONS.get(plugin), archive=Gateway(app, plugin))
+    """The context an integration plugin's hooks get: its own config section, the clock and its
+    data directory (the gateway acting for it is ``archive_for``)."""
+    return app.integration_context(plugin)
 
 
-__all__ = ["Gateway", "PLUGIN_SECTIONS", "plugin_context"]
+def archive_for(app: Any, plugin: str) -> Gateway:
+    """The ``ArchiveGateway`` acting for ``plugin`` (handed to its ``cf_web_apps``)."""
+    return Gateway(app, plugin)
+
+
+__all__ = ["Gateway", "archive_for", "plugin_context"]

@@ -62,7 +62,7 @@ def decode(hook: str, payload: dict[str, Any]) -> RecordingInfo | Tombstone:
 
 
 def _plugins(app: Any, hook: str) -> list[str]:
-    return [impl.plugin_name for impl in getattr(app.pm.pm.hook, hook).get_hookimpls()]
+    return app.pm.implementers(hook)  # type: ignore[no-any-return]
 
 
 def enqueue(app: Any, s: Session, hook: str, value: RecordingInfo | Tombstone) -> list[str]:
@@ -81,13 +81,8 @@ def enqueue(app: Any, s: Session, hook: str, value: RecordingInfo | Tombstone) -
 def _call(app: Any, row_hook: str, plugin: str, event_id: str, value: Any) -> None:
     from .gateway import plugin_context
 
-    pm = app.pm.pm
-    caller = getattr(pm.hook, row_hook)
-    impls = caller.get_hookimpls()
-    if not any(i.plugin_name == plugin for i in impls):
-        raise LookupError(f"plugin {plugin} no longer implements {row_hook}")
-    one = pm.subset_hook_caller(row_hook, remove_plugins=[i.plugin for i in impls if i.plugin_name != plugin])
-    one(**{HOOKS[row_hook][0]: value, "event_id": event_id, "ctx": plugin_context(app, plugin)})
+    app.pm.call_one(row_hook, plugin, **{HOOKS[row_hook][0]: value, "event_id": event_id,
+                                         "ctx": plugin_context(app, plugin)})
 
 
 def _max_attempts(app: Any) -> int:
@@ -148,14 +143,3 @@ def pending(app: Any) -> list[OutboxRow]:
 
 def job(app: Any) -> dict[str, int]:
     return deliver(app)
-
-
-def _register() -> None:
-    from .web.jobs import register_job
-
-    register_job("integration.outbox", 5, job)
-
-
-_register()
-
-__all__ = ["decode", "deliver", "encode", "enqueue", "pending"]

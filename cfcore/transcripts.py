@@ -124,7 +124,7 @@ def _stretches(segments: Iterable[Any], duration: float, role: ChannelRole) -> l
 
 
 def _engine_call(app: Any, clip: AudioClip, language: str) -> Transcript | None:
-    result = app.pm.hook.cf_transcribe(audio=clip, language=language, settings=app.config.section("transcription"))
+    result = app.pm.transcribe(clip, language, app.config.section("transcription"))
     if result is not None and not isinstance(result, Transcript):
         raise TypeError(f"a cf_transcribe implementation returned {type(result).__name__}, not Transcript")
     return result
@@ -315,17 +315,3 @@ def create_link(app: Any, ctx: RequestContext, rec_id: str, *, bind_ip: bool | N
 def _exec_read(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Approved reading of another advisor's transcript: a link for the requester."""
     return create_link(app, ctx, target_id)
-
-
-def _register() -> None:
-    from .access import approvals
-    from .web.jobs import register_job
-
-    approvals.register_action("transcript.read", _exec_read, target_kind="recording",
-                              description="a link to the transcript of another advisor's call")
-    register_job("transcripts.run", 60, job)
-
-
-_register()
-
-__all__ = ["create_link", "decrypt", "drop", "has_transcript", "language_for", "run", "settings", "status"]

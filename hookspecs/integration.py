@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._markers import hookspec
-from .types import PluginContext, RecordingInfo, WebApp
+from .types import ArchiveGateway, PluginContext, RecordingInfo, WebApp
 
 
 @hookspec
@@ -45,17 +45,18 @@ def cf_cli_commands(cli: Any) -> None:
 
 
 @hookspec
-def cf_web_apps(ctx: PluginContext) -> list[WebApp]:
+def cf_web_apps(ctx: PluginContext, archive: ArchiveGateway) -> list[WebApp]:
     """Return ASGI apps that ``cf serve`` mounts (e.g. the CRM SOAP endpoint at ``/soap/crm``).
 
-    Called once per implementing plugin with that plugin's own ``ctx``: its config section
-    (``[plugins.<name>]``; ``[crm]`` for ``crm_soap``), the clock, and ``ctx.extras["archive"]``,
-    an ``ArchiveGateway`` that acts as a named user through the access decisions and the audit
-    trail. All results are collected; each ``WebApp`` is mounted at its ``path``.
+    Called once per implementing plugin with that plugin's own ``ctx`` (its config section
+    ``[plugins.<name>]``; ``[crm]`` for ``crm_soap``; the clock) and ``archive``, an
+    ``ArchiveGateway`` acting for that plugin as a named user through the access decisions and the
+    audit trail. All results are collected; each ``WebApp`` is mounted at its ``path``.
+    Implementations may omit ``archive``.
 
-    Added in 1.0; per-plugin context and the gateway in 1.1. Example::
+    Added in 1.0; per-plugin context and ``archive`` in 1.1. Example::
 
         @hookimpl
-        def cf_web_apps(ctx):
-            return [WebApp(path="/soap/crm", app=make_soap_app(ctx.extras["archive"], ctx.config))]
+        def cf_web_apps(ctx, archive):
+            return [WebApp(path="/soap/crm", app=make_soap_app(archive, ctx.config))]
     """

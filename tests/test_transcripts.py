@@ -158,11 +158,12 @@ def test_cf_transcribe_run_needs_the_archive_operator(app, tmp_path, run_cf):
 def test_cf_serve_runs_the_transcription_and_outbox_jobs(deployment, make_app, tmp_path):
     import asyncio
 
-    from cfcore.web.jobs import JobRunner, registered_jobs
+    from cfcore import outbox
+    from cfcore.jobs import JobRunner, registered_jobs
 
-    jobs = registered_jobs()
-    assert jobs["transcripts.run"].func is transcripts.job and "integration.outbox" in jobs
     app = make_app(deployment)
+    jobs = registered_jobs(app)
+    assert jobs["transcripts.run"].run is transcripts.job and jobs["integration.outbox"].run is outbox.job
     rec = _call(app, tmp_path)
 
     async def once():

@@ -39,6 +39,7 @@ from sqlalchemy import select
 
 from hookspecs.types import AudioFrame, CallEvent, ChannelRole, Consent, Direction, ModeSegment, RecordingMode
 
+from .. import outbox
 from ..archive import new_recording_id, object_key, recording_info, row_digest
 from ..crypto import envelope
 from ..crypto.keyring import unwrap_data_key, wrap_data_key
@@ -487,7 +488,7 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
         sample_rate=rate, codec="pcm_s16le", two_sided=two_sided, state=state, retention_class="",
         legal_hold=False, created_at=now,
         segments=[ModeSegmentRow(idx=i, start=sg.start, end=sg.end, mode=sg.mode.value) for i, sg in enumerate(plan)],
-        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method,
+        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method.value,
                              applied_at=c.applied_at) for c in consents],
         subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
         media=media_rows)
@@ -512,6 +513,8 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
                 row.ended_at = row.ended_at or now
                 if incomplete:
                     row.end_reason = (reason or "capture stopped mid-call")[:200]
+            # cf_recording_archived goes through the outbox, committed with the archive
+            events = outbox.enqueue(app, s, "cf_recording_archived", recording_info(rec))
     except Exception:
         for okey in written:
             with contextlib.suppress(Exception):
@@ -519,10 +522,10 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
         raise
     shutil.rmtree(folder, ignore_errors=True)
     lock_recording_media(app, rec, None)
-    try:
-        app.pm.hook.cf_recording_archived(recording=recording_info(rec))
-    except Exception:
-        log.exception("cf_recording_archived failed for %s", rec_id)
+    try:  # first delivery now; failures are audited and retried by cf serve (cfcore.outbox)
+        outbox.deliver(app, events)
+    except Exception:  # noqa: BLE001 - the outbox job retries; never undoes the archive
+        log.exception("delivering cf_recording_archived for %s failed", rec_id)
     return str(rec_id)
 
 

@@ -13,13 +13,13 @@ Configuration in ``[crm]`` (``options.py``); see docs/crm.md.
 from __future__ import annotations
 
 from hookspecs import hookimpl
-from hookspecs.types import PluginContext, RecordingInfo, Tombstone, WebApp
+from hookspecs.types import ArchiveGateway, PluginContext, RecordingInfo, Tombstone, WebApp
 
 PATH = "/soap/crm"
 
 
 @hookimpl
-def cf_web_apps(ctx: PluginContext) -> list[WebApp]:
+def cf_web_apps(ctx: PluginContext, archive: ArchiveGateway) -> list[WebApp]:
     from spyne.server.wsgi import WsgiApplication
 
     from .gate import SoapGate
@@ -27,10 +27,7 @@ def cf_web_apps(ctx: PluginContext) -> list[WebApp]:
     from .service import application
 
     options = parse(ctx.config)
-    gateway = ctx.extras.get("archive")
-    if gateway is None:
-        raise RuntimeError("crm_soap needs the archive gateway in its context (CallFort 1.1 or later)")
-    gate = SoapGate(WsgiApplication(application()), options, gateway, ctx.clock)
+    gate = SoapGate(WsgiApplication(application()), options, archive, ctx.clock)
     return [WebApp(path=PATH, app=gate, name="crm_soap")]
 
 
