@@ -367,6 +367,9 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                  {"source": source, "pbx_call_id": pbx_call_id, "duration": round(duration, 3),
                                   "warnings": warnings[:20], "retention_class": rec.retention_class})
                 log.warning("recording %s: %s", rec_id, "; ".join(warnings[:3]))
+            from .outbox import enqueue
+
+            events = enqueue(app, s, "cf_recording_archived", recording_info(rec))
             _crash_point(app, "before-commit")
     except Exception:
         # nothing of a failed ingest stays visible, and nothing of it stays in the stores either
@@ -380,12 +383,15 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
         raise
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
     lock_recording_media(app, rec, ctx)
-    info = recording_info(rec)
-    # Every listener is called; a failing one never undoes the archive nor silences the others. The
-    # failure is audited by plugin name (``plugin.hook_failed``, and here against the recording).
-    for failure in app.pm.recording_archived(info):
-        app.audit.record(None, "recording.archived_hook", "recording", rec_id, "error",
-                         {"plugin": failure.plugin, "error": failure.error})
+    # first delivery of cf_recording_archived now; failures are audited and retried from the
+    # outbox by cf serve (cfcore.outbox), they never undo the archive
+    if events:
+        from .outbox import deliver
+
+        try:
+            deliver(app, events)
+        except Exception:  # noqa: BLE001 - the outbox job retries
+            log.exception("delivering cf_recording_archived for %s failed", rec_id)
     return rec_id
 
 

@@ -39,6 +39,7 @@ from sqlalchemy import select
 
 from hookspecs.types import AudioFrame, CallEvent, ChannelRole, Consent, Direction, ModeSegment, RecordingMode
 
+from .. import outbox
 from ..archive import new_recording_id, object_key, recording_info, row_digest
 from ..crypto import envelope
 from ..crypto.keyring import unwrap_data_key, wrap_data_key
@@ -512,6 +513,8 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
                 row.ended_at = row.ended_at or now
                 if incomplete:
                     row.end_reason = (reason or "capture stopped mid-call")[:200]
+            # cf_recording_archived goes through the outbox, committed with the archive
+            events = outbox.enqueue(app, s, "cf_recording_archived", recording_info(rec))
     except Exception:
         for okey in written:
             with contextlib.suppress(Exception):
@@ -519,10 +522,10 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
         raise
     shutil.rmtree(folder, ignore_errors=True)
     lock_recording_media(app, rec, None)
-    try:
-        app.pm.hook.cf_recording_archived(recording=recording_info(rec))
-    except Exception:
-        log.exception("cf_recording_archived failed for %s", rec_id)
+    try:  # first delivery now; failures are audited and retried by cf serve (cfcore.outbox)
+        outbox.deliver(app, events)
+    except Exception:  # noqa: BLE001 - the outbox job retries; never undoes the archive
+        log.exception("delivering cf_recording_archived for %s failed", rec_id)
     return str(rec_id)
 
 

@@ -8,6 +8,7 @@ from hookspecs.types import BackgroundJob
 
 @hookimpl
 def cf_background_jobs() -> list[BackgroundJob]:
+    from cfcore import outbox, transcripts
     from cfcore.access.approvals import expire_job
     from cfcore.access.authflood import flush_job
     from cfcore.capture.jobs import run_capture
@@ -27,4 +28,8 @@ def cf_background_jobs() -> list[BackgroundJob]:
                       description="anchors the audit trail outside the database when due"),
         BackgroundJob(name="capture", interval_seconds=0, run=run_capture,
                       description="runs the configured capture sources"),
+        BackgroundJob(name="transcripts.run", interval_seconds=60, run=transcripts.job,
+                      description="transcribes consented recordings when [transcription] is enabled"),
+        BackgroundJob(name="integration.outbox", interval_seconds=5, run=outbox.job,
+                      description="retries cf_recording_archived / cf_after_purge deliveries that failed"),
     ]

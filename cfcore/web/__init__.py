@@ -56,7 +56,7 @@ def redact_access_log() -> None:
 #: ``routes_*.py`` is here).
 ROUTE_MODULES = (
     "routes_approvals", "routes_audit", "routes_auth", "routes_calls", "routes_dsar", "routes_fis",
-    "routes_recordings", "routes_retention", "routes_stream", "routes_users",
+    "routes_recordings", "routes_retention", "routes_stream", "routes_transcripts", "routes_users",
 )
 
 
@@ -155,6 +155,13 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
 
     mount_ui(fa, app)
 
-    for web_app in app.pm.web_apps(app.plugin_context("web")):
+    # each plugin gets its own context and the archive gateway acting for it (cfcore.gateway)
+    from starlette.routing import Route
+
+    from ..gateway import archive_for, plugin_context
+
+    for web_app in app.pm.web_apps(lambda plugin: plugin_context(app, plugin), lambda plugin: archive_for(app, plugin)):
+        # the exact path (e.g. POST /soap/crm, GET /soap/crm?wsdl) and everything below it
+        fa.router.routes.append(Route(web_app.path, endpoint=web_app.app, name=web_app.name or None))
         fa.mount(web_app.path, web_app.app, name=web_app.name or None)
     return fa
