@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "cfcore.defaults.access_policy",
     "cfcore.defaults.retention_rules",
     "cfcore.defaults.fis_rules",
+    "cfcore.defaults.sync_rules",
 )
 
 

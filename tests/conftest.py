@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "conftest_s3",
+    "conftest_sync",
 ]

@@ -6,4 +6,5 @@ from . import (
     models_capture,  # noqa: F401
     models_fis,  # noqa: F401
     models_retention,  # noqa: F401
+    models_sync,  # noqa: F401
 )
