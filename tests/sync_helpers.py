@@ -21,11 +21,10 @@ from typing import Any
 
 import asyncssh
 import attrs
+from archive_helpers import make_wav
 
 from cfcore.crypto import archive_seal
 from cfcore.testing import free_tcp_port, write_deployment
-
-from archive_helpers import make_wav
 
 SITES = ("site-a", "site-b")
 
@@ -345,3 +344,24 @@ def receive(app: Any) -> Any:
     from cfcore.sync.receive import process_inbox
 
     return process_inbox(app, None)
+
+
+def cf(cfg: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``cf`` as its own process against the deployment ``cfg`` (clock pinned like the other
+    process tests)."""
+    import sys
+
+    from archive_helpers import NOW
+
+    full = {**os.environ, "CF_CONFIG": str(cfg), "CF_NOW": NOW.isoformat(), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cfcore", *args], capture_output=True, text=True, env=full,
+                          timeout=timeout)
+
+
+def stored_objects(app: Any) -> list[str]:
+    """Every object key in every store of a deployment."""
+    out = []
+    for store in app.stores.stores.values():
+        root = Path(getattr(store, "root", ""))
+        out += [str(p.relative_to(root)) for p in root.rglob("*.cfe")] if root.exists() else []
+    return sorted(out)

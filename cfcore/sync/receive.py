@@ -20,6 +20,8 @@ A problem with the data (signature, size, hash, authentication, a broken chain) 
 ``rejected`` receipt and moves the batch to ``<site>/rejected/``; a problem of the archive itself
 (a store full or down) leaves the batch where it is for the next run. Both are audited
 (``sync.import``, outcome ``rejected`` / ``error``) and raise FIS alerts.
+
+Test hook: ``CF_TEST_CRASH_AT`` = ``receive-after-store`` or ``receive-before-receipt``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ..crypto.keyring import wrap_data_key
 from ..db.models import ConsentRow, DataKey, MediaObject, ModeSegmentRow, Recording, RecordingSubject
 from ..db.models_sync import SyncImport
 from ..errors import CallFortError, InputError, IntegrityError, StoreError
+from ..ingest import _crash_point
 from ..retention import apply_retention
 from ..storage import lock_recording_media
 from . import manifest as mf
@@ -246,6 +249,7 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
             "recordings": {c.rec["id"]: sorted(o["sha256"] for o in c.rec["objects"]) for c in checked},
             "audit_to": body["audit"].get("to"), "audit_head_hash": body["audit"].get("head_hash"),
         })
+        _crash_point("receive-after-store")
         imported: list[Recording] = []
         with app.catalog.session() as s:
             for c in checked:
@@ -274,6 +278,7 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
         app.audit.record(ctx, "sync.import", "site", site, "error", {"batch": batch, "error": str(exc)[:500]})
         report.failed.append({"site": site, "batch": batch, "error": str(exc)})
         return
+    _crash_point("receive-before-receipt")
     for rec in imported:
         lock_recording_media(app, rec, ctx)
     _write_atomic(receipt_file, receipt)

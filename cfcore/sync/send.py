@@ -14,6 +14,9 @@ hands it over, ``cfcore.sync.handover``), then resumes or starts a batch:
 Killed anywhere, the next run finds the batch in state ``sending`` and continues; a cut connection
 raises ``SyncUnavailable`` and leaves the same state. Nothing is deleted on the site before the
 archive's signed receipt is verified.
+
+Test hook: ``CF_TEST_CRASH_AT`` = ``sync-mid-object``, ``sync-before-rename`` or
+``sync-after-rename`` kills the process there (see ``cfcore.ingest``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ..crypto.keyfiles import write_private
 from ..db.models import AuditEntry, AuditHead, Recording
 from ..db.models_sync import ArchiveWrap, SyncBatch
 from ..errors import CallFortError, ConfigError, IntegrityError, StoreError
+from ..ingest import _crash_point
 from . import manifest as mf
 from .settings import SiteSettings, site_settings
 
@@ -71,6 +75,7 @@ class SyncReport:
     objects_sent: int = 0
     objects_skipped: int = 0
     bytes_sent: int = 0
+    bytes_resumed: int = 0  # bytes already in the inbox from an interrupted run
     bytes_total: int = 0
     seconds: float = 0.0
     handed_over: list[dict[str, Any]] = attrs.field(factory=list)
@@ -164,6 +169,7 @@ def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext | None) 
         head_hash = entries[-1]["hash"] if entries else (head.hash if head else "0" * 64)
         body = {
             "format": mf.FORMAT, "site": settings.site, "batch": batch_id, "created_at": _iso(now),
+            "chunk_size": settings.chunk_size,
             "recordings": [_recording_entry(r, w) for r, w in recs],
             "audit": {"from": last_to + 1, "to": head_seq, "head_hash": head_hash, "entries": entries,
                       "anchor_signature": key.sign(mf.anchor_message(settings.site, head_seq, head_hash)).hex()},
@@ -213,20 +219,36 @@ class _Throttle:
             await asyncio.sleep(ahead)
 
 
-async def _upload_object(app: Any, conn: SyncConnection, path: str, obj: dict[str, Any], settings: SiteSettings,
+def resume_offset(have: int | None, size: int, chunk: int) -> int:
+    """Where to resume an object of which ``have`` bytes are in its ``.part`` file.
+
+    Each chunk is written with pipelined requests and awaited before the next one starts, so only
+    the last chunk can have holes after a cut: resume at the start of the chunk that holds the
+    file's last byte (chunks are aligned to multiples of ``chunk``)."""
+    if not have or have <= 0 or have > size:
+        return 0
+    return ((have - 1) // chunk) * chunk
+
+
+async def _upload_object(app: Any, conn: SyncConnection, path: str, obj: dict[str, Any], chunk: int,
                          throttle: _Throttle, report: SyncReport, progress: Progress | None) -> None:
+    """Upload one object to ``path.part`` and rename it to ``path`` once every write is
+    acknowledged: a file under its final name is always complete."""
     size = int(obj["size"])
-    have = await conn.size(path)
-    if have == size:
+    final_size = await conn.size(path)
+    if final_size == size:
         report.objects_skipped += 1
-        report.bytes_total += 0
         return
-    offset = have if have is not None and 0 < have < size else 0
-    f = await conn.open_write(path, offset)
+    if final_size is not None:  # not ours to trust: upload again
+        await conn.remove(path)
+    part = f"{path}.part"
+    offset = resume_offset(await conn.size(part), size, chunk)
+    report.bytes_resumed += offset
+    f = await conn.open_write(part, offset)
     try:
         pos = offset
         while pos < size:
-            end = min(size, pos + settings.chunk_size)
+            end = min(size, pos + chunk)
             data = await asyncio.to_thread(app.stores.get, obj["key"], pos, end)
             if len(data) != end - pos:
                 raise StoreError(f"store returned {len(data)} bytes for {obj['key']} [{pos}:{end}]")
@@ -234,10 +256,17 @@ async def _upload_object(app: Any, conn: SyncConnection, path: str, obj: dict[st
             await throttle(len(data))
             pos = end
             report.bytes_sent += len(data)
+            if report.objects_sent >= 1:
+                _crash_point("sync-mid-object")  # test hook: killed with half an object uploaded
             if progress:
-                progress(obj["name"], report.bytes_sent, report.bytes_total)
+                progress(obj["name"], report.bytes_sent + report.bytes_resumed, report.bytes_total)
     finally:
         await f.close()
+    stored = await conn.size(part)
+    if stored != size:  # e.g. a server that loses a failed flush on a full disk
+        await conn.remove(part)
+        raise SyncUnavailable(f"the archive stored {stored} of {size} bytes of {obj['name']} (inbox disk full?)")
+    await conn.rename(part, path)
     report.objects_sent += 1
 
 
@@ -255,15 +284,17 @@ async def upload_batch(app: Any, conn: SyncConnection, settings: SiteSettings, b
         throttle = _Throttle(settings.bandwidth_bytes_per_s)
         for rec in body["recordings"]:
             for obj in rec["objects"]:
-                await _upload_object(app, conn, f"{part}/objects/{obj['name']}", obj, settings, throttle, report,
-                                     progress)
+                await _upload_object(app, conn, f"{part}/objects/{obj['name']}", obj, int(body["chunk_size"]),
+                                     throttle, report, progress)
         for name, data in (("manifest.json", raw), ("manifest.sig", sig)):
             f = await conn.open_write(f"{part}/{name}", 0)
             try:
                 await f.write(data)
             finally:
                 await f.close()
+        _crash_point("sync-before-rename")
         await conn.rename(part, final)
+        _crash_point("sync-after-rename")
     with app.catalog.session() as s:
         row = s.get(SyncBatch, batch.id)
         assert row is not None
