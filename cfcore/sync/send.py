@@ -116,8 +116,8 @@ def _iso(dt: Any) -> str | None:
 
 def _recording_entry(rec: Recording, wrap: ArchiveWrap) -> dict[str, Any]:
     media: dict[str, Any] = {}
-    for m in rec.media:
-        media.setdefault(m.channel, m)
+    for row in rec.media:
+        media.setdefault(row.channel, row)
     objects = [{"channel": c, "name": mf.object_name(rec.id, c), "key": m.key, "size": m.size, "sha256": m.sha256,
                 "plain_size": m.plain_size, "plain_sha256": m.plain_sha256, "codec": m.codec}
                for c in CHANNELS if (m := media.get(c)) is not None]
