@@ -58,7 +58,8 @@ def test_resume_offset_restarts_at_the_chunk_that_may_have_holes():
 def test_cut_connection_mid_transfer_resumes_without_loss_or_duplicates(world, tmp_path):
     a = world.site("site-a")
     cfg = world.site_cfgs["site-a"]
-    cfg.write_text(cfg.read_text().replace("[sync]\n", "[sync]\nchunk_size = 32768\n", 1))
+    # one object at a time, so that the cut finds complete objects to skip and one to resume
+    cfg.write_text(cfg.read_text().replace("[sync]\n", "[sync]\nchunk_size = 32768\nparallel_objects = 1\n", 1))
     a = world.reopen("site-a")
     ids = record(a, tmp_path, 3, seconds=20.0)
     audio = {rid: read_channel(a, rid, "customer") for rid in ids}
@@ -96,6 +97,7 @@ def test_killed_site_process_resumes_the_same_batch(world, tmp_path, point):
     a = world.site("site-a")
     cfg = world.site_cfgs["site-a"]
     make_user(a, "admin", ["administrator"])
+    cfg.write_text(cfg.read_text().replace("[sync]\n", "[sync]\nchunk_size = 32768\n", 1))
     ids = record(a, tmp_path, 2, seconds=10.0)
     audio = {rid: read_channel(a, rid, "customer") for rid in ids}
     proc = cf(cfg, "sync", "--no-progress", env={**login_env("admin"), "CF_TEST_CRASH_AT": point})
@@ -106,6 +108,8 @@ def test_killed_site_process_resumes_the_same_batch(world, tmp_path, point):
     assert ok.returncode == 0, ok.stderr
     out = json.loads(ok.stdout)
     assert out["batch"] == batch.id and out["state"] == "sent"
+    if point == "sync-mid-object":
+        assert out["bytes_resumed"] > 0, "the half-uploaded object was resumed"
     got = receive(world.archive())
     assert [i["recordings"] for i in got.imported] == [2]
     _assert_archive_holds(world, a, ids, audio)

@@ -244,23 +244,33 @@ async def _upload_object(app: Any, conn: SyncConnection, path: str, obj: dict[st
     part = f"{path}.part"
     offset = resume_offset(await conn.size(part), size, chunk)
     report.bytes_resumed += offset
+    def read(pos: int) -> bytes:
+        end = min(size, pos + chunk)
+        data = app.stores.get(obj["key"], pos, end)
+        if len(data) != end - pos:
+            raise StoreError(f"store returned {len(data)} bytes for {obj['key']} [{pos}:{end}]")
+        return data
+
     f = await conn.open_write(part, offset)
+    ahead = asyncio.ensure_future(asyncio.to_thread(read, offset))
     try:
         pos = offset
         while pos < size:
-            end = min(size, pos + chunk)
-            data = await asyncio.to_thread(app.stores.get, obj["key"], pos, end)
-            if len(data) != end - pos:
-                raise StoreError(f"store returned {len(data)} bytes for {obj['key']} [{pos}:{end}]")
+            data = await ahead
+            end = pos + len(data)
+            if end < size:  # read the next chunk from the store while this one travels
+                ahead = asyncio.ensure_future(asyncio.to_thread(read, end))
             await f.write(data)
             await throttle(len(data))
             pos = end
             report.bytes_sent += len(data)
-            if report.objects_sent >= 1:
-                _crash_point("sync-mid-object")  # test hook: killed with half an object uploaded
+            if 2 * chunk <= pos < size:
+                _crash_point("sync-mid-object")  # test hook: killed with part of an object uploaded
             if progress:
                 progress(obj["name"], report.bytes_sent + report.bytes_resumed, report.bytes_total)
     finally:
+        if not ahead.done():
+            ahead.cancel()
         await f.close()
     stored = await conn.size(part)
     if stored != size:  # e.g. a server that loses a failed flush on a full disk
@@ -282,10 +292,22 @@ async def upload_batch(app: Any, conn: SyncConnection, settings: SiteSettings, b
     if await conn.size(f"{final}/manifest.sig") is None:
         await conn.makedirs(f"{part}/objects")
         throttle = _Throttle(settings.bandwidth_bytes_per_s)
-        for rec in body["recordings"]:
-            for obj in rec["objects"]:
+        # a few objects travel at once, so that the per-object round trips (stat, open, close,
+        # rename) overlap with the bytes of the others
+        gate = asyncio.Semaphore(settings.parallel_objects)
+
+        async def one(obj: dict[str, Any]) -> None:
+            async with gate:
                 await _upload_object(app, conn, f"{part}/objects/{obj['name']}", obj, int(body["chunk_size"]),
                                      throttle, report, progress)
+
+        tasks = [asyncio.ensure_future(one(obj)) for rec in body["recordings"] for obj in rec["objects"]]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         for name, data in (("manifest.json", raw), ("manifest.sig", sig)):
             f = await conn.open_write(f"{part}/{name}", 0)
             try:

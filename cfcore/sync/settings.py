@@ -55,6 +55,7 @@ class SiteSettings:
     window: tuple[time, time]
     timezone: str
     chunk_size: int
+    parallel_objects: int
 
 
 @attrs.frozen(kw_only=True)
@@ -103,7 +104,8 @@ def site_settings(config: Any) -> SiteSettings:
         archive_signing_key=config.get("sync.archive_signing_key", str),
         local_key=site_local_key(config), batch_recordings=batch, bandwidth_bytes_per_s=kbps * 1000 // 8,
         window=window, timezone=config.get("sync.timezone", str, "Europe/Berlin"),
-        chunk_size=config.get("sync.chunk_size", int, 256 * 1024))
+        chunk_size=config.get("sync.chunk_size", int, 4 * 1024 * 1024),
+        parallel_objects=max(1, config.get("sync.parallel_objects", int, 4)))
 
 
 def archive_settings(config: Any) -> ArchiveSettings:
