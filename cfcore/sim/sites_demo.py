@@ -82,7 +82,7 @@ async def run_sites_demo(root: Path, n_sites: int, say: Callable[[str], None], *
         allow_scp=False, password_auth=False, kbdint_auth=False)
     port = server.sockets[0].getsockname()[1]
     say(f"archive inbox {inbox} behind SFTP on 127.0.0.1:{port} (host key pinned, client keys only)")
-    archive_cfg = _write_config(root / "archive", "central", "archive", f'\n[sync]\ninbox = "inbox"\n' + "".join(
+    archive_cfg = _write_config(root / "archive", "central", "archive", '\n[sync]\ninbox = "inbox"\n' + "".join(
         f'\n[sync.sites.{n}]\nsigning_key = "{site_keys[n]}"\n' for n in names))
     host_line = host_key.export_public_key().decode().strip()
     apps: dict[str, Any] = {}
@@ -117,9 +117,9 @@ client_key = "keys/ssh_client_ed25519"
         archive = App.open(archive_cfg)
         apps["archive"] = archive
         got = await asyncio.to_thread(process_inbox, archive)
-        for i in got.imported:
-            say(f"archive: imported {i['site']}: {i['recordings']} recordings verified (size, SHA-256, GCM of every "
-                f"segment), {i['audit_entries']} audit entries; signed receipt written")
+        for imp in got.imported:
+            say(f"archive: imported {imp['site']}: {imp['recordings']} recordings verified (size, SHA-256, GCM of "
+                f"every segment), {imp['audit_entries']} audit entries; signed receipt written")
         for name in names:
             r = await run_sync(apps[name])
             for h in r.handed_over:
