@@ -110,6 +110,10 @@ def test_import_audits_each_recording_with_its_row_digest(world, tmp_path):
         from cfcore.archive import get_recording
 
         assert entries[0].detail["row_digest"] == row_digest(get_recording(s, rid))
+    from cfcore.fis.scan import scan
+
+    # the archive's scrub (objects, keys, row digests) finds the imported recording in order
+    assert [a["summary"] for a in scan(archive, None).new_alerts] == []
 
 
 def test_advisor_only_site_keeps_no_key_of_its_own(world, tmp_path):
@@ -120,6 +124,9 @@ def test_advisor_only_site_keeps_no_key_of_its_own(world, tmp_path):
     assert _count(b, DataKey) == 0 and _count(b, ArchiveWrap) == 1
     with pytest.raises(ConflictError, match="keeps no key"):
         read_channel(b, rid, "advisor")
+    from cfcore.fis.scan import scan
+
+    assert [a["summary"] for a in scan(b, None).new_alerts] == [], "no false 'has no data key' from the scrub"
     sync(b)
     archive = world.archive()
     receive(archive)
