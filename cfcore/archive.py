@@ -96,8 +96,12 @@ def canonical_row(rec: Recording) -> dict[str, Any]:
         "sample_rate": rec.sample_rate, "codec": rec.codec, "two_sided": bool(rec.two_sided), "state": rec.state,
         "retention_class": rec.retention_class, "retention_until": _ts(rec.retention_until),
         "retention_rule": rec.retention_rule, "legal_hold": bool(rec.legal_hold), "created_at": _ts(rec.created_at),
-        "segments": [[s.idx, float(s.start), float(s.end), s.mode] for s in sorted(rec.segments, key=lambda s: s.idx)],
-        "consents": sorted([[_ts(c.given_at), float(c.offset), c.by_user, c.method] for c in rec.consents],
+        # (fields added later appear only when set, so older rows keep their digest)
+        "segments": [[s.idx, float(s.start), float(s.end), s.mode]
+                     + ([float(s.start_lo), float(s.start_hi)] if s.start_lo is not None and s.start_hi is not None else [])
+                     for s in sorted(rec.segments, key=lambda s: s.idx)],
+        "consents": sorted([[_ts(c.given_at), float(c.offset), c.by_user, c.method]
+                            + ([_ts(c.applied_at)] if c.applied_at is not None else []) for c in rec.consents],
                            key=lambda c: (c[1], c[0], c[2], c[3])),
         "subjects": sorted([s.kind, s.pseudonym] for s in rec.subjects),
         "media": sorted([m.channel, m.store, m.key, m.size, m.sha256, m.plain_size, m.plain_sha256, m.codec]

@@ -1,14 +1,17 @@
 """The deployment config: one TOML file, per-plugin sections, secrets from env or files.
 
-A secret is written as ``{ env = "NAME" }`` or ``{ file = "path" }`` wherever a string is expected;
-it is resolved at load and never written back or logged. Errors name the file and the key.
+A secret is written as ``{ env = "NAME" }`` or ``{ file = "path" }`` wherever a string is expected.
+It is resolved when its value is read (``section()[key]``, ``get()``), not when the file is
+loaded: a command resolves only the secrets of what it starts (an advisor's ``cf calls
+record-both`` needs no AMI secret; the capture runner reads it when the Asterisk plugin starts).
+A secret is never written back or logged. Errors name the file and the key.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +40,59 @@ class Secret(str):
 
 
 @attrs.frozen
+class SecretRef:
+    """A secret not read yet: ``{ env = NAME }`` or ``{ file = path }`` at ``where``."""
+
+    env: str | None
+    file: Path | None
+    where: str
+    config_path: Path
+
+    def resolve(self) -> Secret:
+        if self.env is not None:
+            if self.env not in os.environ:
+                raise ConfigError(f"{self.config_path}: {self.where}: environment variable {self.env} is not set")
+            return Secret(os.environ[self.env])
+        assert self.file is not None
+        try:
+            return Secret(self.file.read_text().strip())
+        except OSError as exc:
+            raise ConfigError(f"{self.config_path}: {self.where}: cannot read secret file {self.file}: "
+                              f"{exc.strerror}") from None
+
+
+def _resolved(value: Any) -> Any:
+    if isinstance(value, SecretRef):
+        return value.resolve()
+    if isinstance(value, dict):
+        return Section(value)
+    if isinstance(value, list):
+        return [_resolved(v) for v in value]
+    return value
+
+
+class Section(Mapping[str, Any]):
+    """A config table whose secrets are read when a value is looked up."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return _resolved(self._data[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:  # never a secret (unread ones show as references)
+        return f"Section({sorted(self._data)!r})"
+
+
+@attrs.frozen
 class Config:
     path: Path
     data: Mapping[str, Any]
@@ -51,7 +107,7 @@ class Config:
             node = node.get(part, {}) if isinstance(node, Mapping) else {}
         if not isinstance(node, Mapping):
             raise ConfigError(f"{self.path}: [{dotted}] must be a table")
-        return node
+        return Section(node)
 
     def get(self, dotted: str, kind: type[T], default: T | None = None) -> T:
         parent, _, key = dotted.rpartition(".")
@@ -83,19 +139,17 @@ class Config:
 
 
 def _resolve_secrets(node: Any, where: str, path: Path) -> Any:
+    """Replace every ``{ env = ... }`` / ``{ file = ... }`` by a ``SecretRef`` (read on use)."""
     if isinstance(node, dict):
         if set(node) in ({"env"}, {"file"}):
+            value = node.get("env", node.get("file"))
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{path}: {where}: a secret's env / file must be a non-empty string")
             if "env" in node:
-                name = node["env"]
-                if name not in os.environ:
-                    raise ConfigError(f"{path}: {where}: environment variable {name} is not set")
-                return Secret(os.environ[name])
-            file = Path(node["file"])
-            file = file if file.is_absolute() else path.parent / file
-            try:
-                return Secret(file.read_text().strip())
-            except OSError as exc:
-                raise ConfigError(f"{path}: {where}: cannot read secret file {file}: {exc.strerror}") from None
+                return SecretRef(env=value, file=None, where=where, config_path=path)
+            file = Path(value)
+            return SecretRef(env=None, file=file if file.is_absolute() else path.parent / file, where=where,
+                             config_path=path)
         return {k: _resolve_secrets(v, f"{where}.{k}" if where else k, path) for k, v in node.items()}
     if isinstance(node, list):
         return [_resolve_secrets(v, f"{where}[{i}]", path) for i, v in enumerate(node)]

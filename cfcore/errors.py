@@ -77,3 +77,16 @@ class ConflictError(CallFortError):
 
     exit_code = 9
     http_status = 409
+
+
+class TooManyRequests(CallFortError):
+    """Too many attempts (e.g. log-ins) from this address or for this account: wait and retry.
+
+    ``retry_after`` is the number of seconds to wait (HTTP ``Retry-After``)."""
+
+    exit_code = 5
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, int(retry_after))

@@ -95,10 +95,31 @@ def plan_segments(duration: float, consent_at: float | None, segments: Sequence[
         if start > pos:
             out.append(ModeSegment(start=pos, end=start, mode=RecordingMode.ADVISOR_ONLY))
         if end > start:
-            out.append(ModeSegment(start=start, end=end, mode=seg.mode))
+            out.append(ModeSegment(start=start, end=end, mode=seg.mode,
+                                   start_bounds=seg.start_bounds if start == seg.start else None))
         pos = max(pos, end)
     if pos < duration:
         out.append(ModeSegment(start=pos, end=duration, mode=RecordingMode.ADVISOR_ONLY))
+    return out
+
+
+def capture_warnings(duration: float, rate: int, segments: Sequence[ModeSegment] | None,
+                     consents: Sequence[Consent], customer_kept: bool) -> list[str]:
+    """What a source handed over that the audio could not hold: ``BOTH`` segments cut or dropped
+    because they lie past the end of the files, and consents without any customer audio."""
+    out: list[str] = []
+    tolerance = 1.0 / rate
+    for seg in segments or ():
+        if seg.mode is not RecordingMode.BOTH:
+            continue
+        kept = max(0.0, min(seg.end, duration) - min(seg.start, duration))
+        lost = (seg.end - seg.start) - kept
+        if lost > tolerance:
+            what = "dropped" if kept <= tolerance else "cut"
+            out.append(f"two-sided segment {seg.start:.3f}-{seg.end:.3f} s {what}: {lost:.3f} s beyond the "
+                       f"end of the audio ({duration:.3f} s)")
+    if consents and not customer_kept:
+        out.append(f"{len(consents)} consent(s) but no customer audio kept; classified two-sided all the same")
     return out
 
 
@@ -233,6 +254,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
         all_consents.append(Consent(given_at=started_at + timedelta(seconds=consent_at), offset=consent_at,
                                     by_user=by, method=source if source in ("cli", "web", "api", "cti", "dtmf") else "api"))
     advisor_pcm, customer_pcm = apply_modes(audio, plan)
+    warnings = capture_warnings(duration, audio.sample_rate, segments, all_consents, customer_pcm is not None)
 
     rec_id = new_recording_id(now)
     data_key = envelope.new_data_key()
@@ -260,15 +282,20 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
             _crash_point("after-store")
         del data_key
 
-        two_sided = customer_pcm is not None
+        # Two-sided (and kept as such, MiFID) follows the consent, not the audio that survived.
+        two_sided = customer_pcm is not None or bool(all_consents)
         rec = Recording(
             id=rec_id, site=site, source=source, pbx_call_id=pbx_call_id, advisor_id=advisor_id,
             direction=direction.value, started_at=started_at, ended_at=started_at + timedelta(seconds=duration),
-            duration=duration, channels=2 if two_sided else 1, sample_rate=audio.sample_rate, codec="pcm_s16le",
-            two_sided=two_sided, state="archived",
+            duration=duration, channels=2 if customer_pcm is not None else 1, sample_rate=audio.sample_rate,
+            codec="pcm_s16le", two_sided=two_sided, state="archived",
             retention_class="", legal_hold=False, created_at=now,  # class chosen by apply_retention
-            segments=[ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value) for i, s in enumerate(plan)],
-            consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method)
+            segments=[ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value,
+                                     start_lo=s.start_bounds[0] if s.start_bounds else None,
+                                     start_hi=s.start_bounds[1] if s.start_bounds else None)
+                      for i, s in enumerate(plan)],
+            consents=[ConsentRow(given_at=c.given_at, offset=min(c.offset, duration), by_user=c.by_user,
+                                 method=c.method, applied_at=c.applied_at)
                       for c in all_consents],
             subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
             media=media_rows,
@@ -286,6 +313,12 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
                 "stores": sorted({m.store for m in media_rows}),
             })
+            if warnings:
+                # Consented audio that did not fit the files: never silent (FIS rule capture-loss).
+                app.audit.append(s, ctx, "recording.capture_warning", "recording", rec_id, "warning",
+                                 {"source": source, "pbx_call_id": pbx_call_id, "duration": round(duration, 3),
+                                  "warnings": warnings[:20], "retention_class": rec.retention_class})
+                log.warning("recording %s: %s", rec_id, "; ".join(warnings[:3]))
             _crash_point("before-commit")
     except Exception:
         # nothing of a failed ingest stays visible, and nothing of it stays in the stores either

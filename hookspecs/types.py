@@ -108,25 +108,37 @@ class ModeSegment:
     start: float = attrs.field(validator=v.ge(0.0))
     end: float = attrs.field()
     mode: RecordingMode = attrs.field(validator=v.instance_of(RecordingMode))
+    #: Where the switch into this mode could not be placed exactly: the PBX switched somewhere in
+    #: ``[lo, hi]`` seconds and ``start`` is the fail-safe end of that window (``hi`` for a mode
+    #: that keeps more, ``lo`` for one that keeps less). ``None``: exact. Added in 1.0.
+    start_bounds: tuple[float, float] | None = attrs.field(default=None)
 
     @end.validator
     def _check_end(self, attribute: attrs.Attribute[float], value: float) -> None:
         if value < self.start:
             raise ValueError(f"segment ends ({value}) before it starts ({self.start})")
 
+    @start_bounds.validator
+    def _check_bounds(self, attribute: attrs.Attribute[Any], value: tuple[float, float] | None) -> None:
+        if value is not None and not (len(value) == 2 and 0.0 <= value[0] <= value[1]):
+            raise ValueError(f"start_bounds must be (lo, hi) with 0 <= lo <= hi, got {value!r}")
+
 
 @attrs.frozen(kw_only=True)
 class Consent:
     """The customer was informed and two-sided recording started.
 
-    ``offset`` is seconds from the start of the recording; ``method`` how the advisor triggered it
-    (``web``, ``api``, ``cli``, ``cti``, ``dtmf``).
+    ``given_at`` is when the advisor acted (clicked, ran the command); ``offset`` is the position in
+    the recording, in seconds, from which the customer's voice is kept; ``method`` how the advisor
+    triggered it (``web``, ``api``, ``cli``, ``cti``, ``dtmf``).
     """
 
     given_at: datetime = attrs.field(validator=_aware)
     offset: float = attrs.field(validator=v.ge(0.0))
     by_user: str = attrs.field(validator=_nonempty)
     method: str = attrs.field(validator=_nonempty)
+    #: When the PBX confirmed the switch (``given_at`` is when the advisor acted). Added in 1.0.
+    applied_at: datetime | None = attrs.field(default=None, validator=_aware)
 
 
 @attrs.frozen(kw_only=True)

@@ -60,6 +60,28 @@ def make_user(app: Any, username: str, roles: list[str] | tuple[str, ...] = (), 
     return user_id
 
 
+class FakeMonotonic:
+    """A hand-moved monotonic clock for the log-in throttle (``advance(seconds)``)."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def fake_monotonic(app: Any) -> FakeMonotonic:
+    """Give ``app`` a fresh log-in throttle on a hand-moved clock; returns the clock."""
+    from cfcore.access.throttle import LoginThrottle, settings
+
+    clock = FakeMonotonic()
+    app.__dict__["_cf_login_throttle"] = LoginThrottle(settings(app), monotonic=clock)
+    return clock
+
+
 def login_env(username: str, password: str = PASSWORD) -> dict[str, str]:
     """Environment for ``run_cf`` to log in as ``username``."""
     return {"CF_USER": username, "CF_PASSWORD": password}

@@ -34,12 +34,16 @@ def leg_id(call: SimCall) -> str:
 
 def plugin_toml(sim: AsteriskSim, spool: Path, secret_file: Path, **extra: Any) -> str:
     """``[plugins.pbx_asterisk]`` for this simulator; the secret comes from a file (as in production)."""
+    secret_env = extra.pop("secret_env", None)
     secret_file.write_text(sim.secret + "\n")
     secret_file.chmod(0o600)
+    secret = f'{{ env = "{secret_env}" }}' if secret_env else f'{{ file = "{secret_file}" }}'
     lines = ["[plugins.pbx_asterisk]", 'host = "127.0.0.1"', f"port = {sim.port}", f'username = "{sim.username}"',
-             f'secret = {{ file = "{secret_file}" }}', f'monitor_dir = "{spool}"',
+             f"secret = {secret}", f'monitor_dir = "{spool}"',
              "settle_seconds = 0", "pickup_timeout = 5", "retry_seconds = 0.2", "reconnect_min = 0.05",
-             "reconnect_max = 0.5", "ping_interval = 5", "action_timeout = 5"]
+             "reconnect_max = 0.5", "ping_interval = 5", "action_timeout = 5",
+             # the simulator's write buffer (as an integrator who checked their PBX would set it)
+             f"write_buffer = {extra.pop('write_buffer', sim.write_buffer)}"]
     if "sftp_host" not in extra:
         lines.append(f'recordings_dir = "{spool}"')
     for k, v in extra.items():
@@ -75,7 +79,8 @@ class CaptureHarness:
     capture runner on the test's event loop."""
 
     def __init__(self, *, tmp_path: Path, deployment: Path, make_app: Callable[..., Any], clock: Any,
-                 sim_kwargs: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None) -> None:
+                 sim_kwargs: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None,
+                 wait_connected: bool = True) -> None:
         self.tmp_path = tmp_path
         self.deployment = deployment
         self.make_app = make_app
@@ -83,11 +88,23 @@ class CaptureHarness:
         self.spool = tmp_path / "pbx-spool"
         self.sim = AsteriskSim(monitor_root=self.spool, clock=clock, **(sim_kwargs or {}))
         self.plugin = plugin or {}
+        self.wait_connected = wait_connected
         self.app: Any = None
         self.runner: Any = None
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> CaptureHarness:
+        # A real MixMonitor writes continuously: whenever the test moves the clock, the simulated
+        # one writes the audio of that time (in the state that held meanwhile) before anyone looks.
+        advance = self.clock.advance
+
+        def advance_and_write(delta: Any) -> Any:
+            at = advance(delta)
+            self.sim.tick()
+            return at
+
+        self._advance = advance
+        self.clock.advance = advance_and_write
         await self.sim.start()
         with open(self.deployment, "a", encoding="utf-8") as f:
             f.write("\n" + plugin_toml(self.sim, self.spool, self.tmp_path / "ami.secret", **self.plugin))
@@ -100,6 +117,9 @@ class CaptureHarness:
 
         self.runner = CaptureRunner(self.app, poll_interval=0.02)
         self._task = asyncio.create_task(self.runner.run())
+        if not self.wait_connected:
+            await self.runner.started.wait()
+            return
         await self.sim.wait_for(lambda: self.source.client.connected.is_set() and self.source.resyncs > 0,
                                 what="the plugin logged in and resynchronised")
 
@@ -111,8 +131,11 @@ class CaptureHarness:
             self.runner = None
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop_runner()
-        await self.sim.stop()
+        try:
+            await self.stop_runner()
+            await self.sim.stop()
+        finally:
+            del self.clock.advance  # the instance attribute; the class's method again
 
     @property
     def source(self) -> Any:
@@ -205,6 +228,36 @@ def tone_level(pcm: bytes, start: float, end: float) -> float:
 
 def has_tone(pcm: bytes, start: float, end: float) -> bool:
     return tone_level(pcm, start, end) > 5000
+
+
+#: how far a boundary may lie from the true switch position: the simulator's write buffer plus
+#: one frame (the plugin's ``write_buffer`` is set to the simulator's in ``plugin_toml``)
+SLACK = (4096 + 320) / 2 / RATE
+
+
+def assert_segments(app: Any, rec_id: str, expected: list[tuple[float, float, str]], slack: float = SLACK) -> None:
+    """The archived segments are the expected ones, each boundary at most ``slack`` after the true
+    switch when the new mode keeps more, at most ``slack`` before it when it keeps less."""
+    actual = segments_of(app, rec_id)
+    assert [m for _, _, m in actual] == [m for _, _, m in expected], (actual, expected)
+    keep = {"paused": 0, "advisor_only": 1, "both": 2}
+    for i, ((a0, a1, m), (e0, e1, _)) in enumerate(zip(actual, expected, strict=True)):
+        if i == 0:
+            assert a0 == e0 == 0.0, (actual, expected)
+        else:
+            more = keep[m] > keep[actual[i - 1][2]]
+            assert (e0 - 1e-3 <= a0 <= e0 + slack) if more else (e0 - slack <= a0 <= e0 + 1e-3), (i, actual, expected)
+        if i == len(actual) - 1:
+            assert abs(a1 - e1) < 1e-3, ("the last segment ends with the file", actual, expected)
+
+
+def mixmonitors(sim: Any) -> list[dict[str, str]]:
+    """MixMonitor actions on real channels (not the plugin's permission probe)."""
+    return [f for a, f in sim.actions if a == "MixMonitor" and not f.get("Channel", "").startswith("CallFort/")]
+
+
+def seg_bounds(app: Any, rec_id: str) -> list[tuple[float, float] | None]:
+    return [None if s.start_lo is None else (s.start_lo, s.start_hi) for s in recording(app, rec_id).segments]
 
 
 def audit_entries(app: Any, action: str, target_id: str | None = None) -> list[Any]:

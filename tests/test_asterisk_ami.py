@@ -17,12 +17,12 @@ from hookspecs.types import PluginContext
 from tests.asterisk_sim import (
     AsteriskSim,
     CaptureHarness,
+    assert_segments,
     channel,
     has_tone,
     is_silent,
     leg_id,
     make_user,
-    segments_of,
     self_signed,
     server_ssl,
 )
@@ -251,7 +251,7 @@ async def test_malformed_frames_and_oversized_messages_mid_call(harness, frozen_
         frozen_clock.advance(4)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 4.0, "advisor_only"), (4.0, 8.0, "both")]
+    assert_segments(h.app, rec_id, [(0.0, 4.0, "advisor_only"), (4.0, 8.0, "both")])
     cus = channel(h.app, rec_id, "customer")
     assert is_silent(cus, 0, 4) and has_tone(cus, 4, 8)
     # Neither the AMI secret nor a caller number in clear ever reached the log.
@@ -272,5 +272,43 @@ async def test_tls_and_md5_through_the_plugin_config(harness, tmp_path, frozen_c
         frozen_clock.advance(3)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 3.0, "advisor_only")]
+    assert_segments(h.app, rec_id, [(0.0, 3.0, "advisor_only")])
     assert channel(h.app, rec_id, "customer") is None
+
+
+async def test_missing_write_permission_is_refused_with_one_clear_line(tmp_path, deployment, make_app, frozen_clock,
+                                                                       caplog):
+    """Measured: with ``write = call`` Asterisk answers MixMonitor with "Permission denied" and
+    nothing is ever recorded. The plugin probes at login (MixMonitor on a channel that cannot
+    exist, CoreShowChannels), says so in one line, does not report itself connected, and picks the
+    fix up by itself (it logs in again every reconnect_max)."""
+    caplog.set_level(logging.INFO, logger="cf_pbx_asterisk")
+    h = CaptureHarness(tmp_path=tmp_path, deployment=deployment, make_app=make_app, clock=frozen_clock,
+                       sim_kwargs={"write_perms": ("call",)}, wait_connected=False)
+    async with h:
+        await h.sim.wait_for(lambda: h.source.client.permission_error is not None, what="the permission check")
+        call = h.sim.inbound_call("+4930123456", "PJSIP/100")
+        h.sim.answer(call)
+        await h.sim.wait_for(lambda: h.sim.logins_ok >= 3, what="a few more logins")  # it keeps trying, quietly
+        st = h.source.status()
+        assert st["connected"] is False and st["ready"] is False
+        assert st["permission_error"] == (f"user 'callfort' on 127.0.0.1:{h.sim.port}: the AMI user may not send "
+                                          "MixMonitor (needs write = system in manager.conf); nothing is recorded")
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert [r.getMessage() for r in errors] == [f"AMI {st['permission_error']}"]  # one line, once
+        probes = [f for a, f in h.sim.actions if a == "MixMonitor"]
+        assert probes and all(f["Channel"].startswith("CallFort/permission-probe-") for f in probes)
+        assert h.sim.monitor_of(call) is None
+        await h.runner._heartbeat()
+        from cfcore.capture import controller
+
+        (row,) = controller.runners(h.app)
+        assert row["sources"][0]["permission_error"] == st["permission_error"] and not row["sources"][0]["ready"]
+        # The administrator fixes manager.conf: the plugin logs in again and records the call.
+        h.sim.write_perms.add("system")
+        await h.sim.wait_for(lambda: h.source.status()["ready"], what="ready after the fix")
+        await h.sim.wait_recording(call)
+        assert h.source.status()["permission_error"] is None
+        h.sim.hangup(call)
+        await h.archived(leg_id(call))
+

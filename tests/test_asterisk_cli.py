@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,7 @@ from tests.asterisk_sim import (
     live_call,
     login_env,
     make_user,
+    mode_requests,
     plugin_toml,
     recording,
 )
@@ -40,8 +42,8 @@ def anyio_backend():
     return "asyncio"
 
 
-def start_cf(deployment: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "CF_CONFIG": str(deployment)}
+def start_cf(deployment: Path, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "CF_CONFIG": str(deployment), **(env_extra or {})}
     env.pop("CF_USER", None)
     return subprocess.Popen([sys.executable, "-m", "cfcore", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -91,14 +93,22 @@ def check_archive(app, rec_id) -> None:
 
 
 async def test_cf_calls_against_cf_capture_run(tmp_path, deployment, make_app, run_cf):
+    """Also: the AMI secret is needed only where the capture runs (the advisors' commands run
+    without it), and ``cf -v`` shows the plugin's connect and resync lines."""
     spool = tmp_path / "pbx-spool"
+    assert "CF_TEST_AMI_SECRET" not in os.environ
     async with AsteriskSim(monitor_root=spool, secret="ami-secret-xyz") as sim:
         with open(deployment, "a") as f:
-            f.write(plugin_toml(sim, spool, tmp_path / "ami.secret", md5=True))
+            f.write(plugin_toml(sim, spool, tmp_path / "ami.secret", md5=True, secret_env="CF_TEST_AMI_SECRET"))
         app = make_app(deployment, clock=Clock())
         make_user(app, "anna", ["advisor"], advisor_id="A100")
         make_user(app, "bert", ["advisor"], advisor_id="A101")
-        proc = start_cf(deployment, "capture", "run")
+        # Without the secret the capture refuses to start, with one line naming the key ...
+        r = await asyncio.to_thread(run_cf, "capture", "run", "--for", "5")
+        assert r.returncode == 3 and r.stderr.count("\n") == 1
+        assert "plugins.pbx_asterisk.secret: environment variable CF_TEST_AMI_SECRET is not set" in r.stderr
+        # ... while the advisors' commands below never need it.
+        proc = start_cf(deployment, "-v", "capture", "run", env_extra={"CF_TEST_AMI_SECRET": sim.secret})
         try:
             await until(lambda: runner_connected(app), what="cf capture run connected to the PBX")
             r = await asyncio.to_thread(run_cf, "capture", "status")
@@ -131,6 +141,11 @@ async def test_cf_calls_against_cf_capture_run(tmp_path, deployment, make_app, r
             recs = json.loads(r.stdout)
             assert len(recs) == 1 and recs[0]["two_sided"] and recs[0]["advisor_id"] == "A100"
             check_archive(app, recs[0]["id"])
+            # The consent keeps when anna ran the command (before the CLI's start-up and login)
+            # and when the PBX confirmed it.
+            (rb,) = [r for r in mode_requests(app, cid) if r.action == "record_both" and r.status == "applied"]
+            (consent,) = recording(app, recs[0]["id"]).consents
+            assert consent.given_at == rb.acted_at < rb.requested_at <= consent.applied_at <= rb.decided_at
 
             # A second call, then the runner stops: a request nobody applies expires clearly.
             call2 = sim.inbound_call("+4930999888", "PJSIP/100")
@@ -141,6 +156,8 @@ async def test_cf_calls_against_cf_capture_run(tmp_path, deployment, make_app, r
         finally:
             err = stop(proc)
         assert "ami-secret-xyz" not in err and "4930123456" not in err
+        # cf -v: INFO lines of the plugin (they were swallowed before: logging was set up twice)
+        assert "AMI connected to 127.0.0.1" in err and "AMI resync:" in err and " INFO cf_pbx_asterisk" in err
         r = await asyncio.to_thread(run_cf, "calls", "record-both", cid2, "--timeout", "1", env=login_env("anna"))
         assert r.returncode == 10 and "cf capture run" in r.stderr
         denied = [e for e in audit_entries(app, "call.record_both", cid) if e.outcome == "denied"]
@@ -178,8 +195,9 @@ async def test_rest_api_through_cf_serve(tmp_path, deployment, make_app, free_po
             r = await asyncio.to_thread(httpx.post, f"{base}/calls/nope/record-both", headers=anna, timeout=20)
             assert r.status_code == 404
             await asyncio.sleep(0.3)
+            clicked = datetime.now(UTC) - timedelta(seconds=2)  # the CTI client's queue, say
             r = await asyncio.to_thread(httpx.post, f"{base}/calls/{cid}/record-both", headers=anna,
-                                        json={"method": "web"}, timeout=20)
+                                        json={"method": "web", "acted_at": clicked.isoformat()}, timeout=20)
             assert r.status_code == 200 and (r.json()["status"], r.json()["mode"]) == ("applied", "both")
             await asyncio.sleep(0.3)
             sim.hangup(call)
@@ -190,7 +208,9 @@ async def test_rest_api_through_cf_serve(tmp_path, deployment, make_app, free_po
         finally:
             stop(proc)
         check_archive(app, rec_id)
-        assert recording(app, rec_id).consents[0].method == "web"
+        consent = recording(app, rec_id).consents[0]
+        assert consent.method == "web" and abs((consent.given_at - clicked).total_seconds()) < 1e-3
+        assert consent.applied_at > clicked + timedelta(seconds=2)
         denied = [e for e in audit_entries(app, "call.record_both", cid) if e.outcome == "denied"]
         assert [(e.user, e.host, e.function) for e in denied] == [("bert", "bert-pc", "api.calls.record_both")]
 

@@ -15,7 +15,9 @@ import pytest
 from cfcore.capture.controller import CaptureUnavailable
 from cfcore.errors import AccessDenied, ConflictError
 from tests.asterisk_sim import (
+    SLACK,
     CaptureHarness,
+    assert_segments,
     audit_entries,
     channel,
     has_tone,
@@ -23,9 +25,9 @@ from tests.asterisk_sim import (
     leg_id,
     live_call,
     make_user,
+    mixmonitors,
     mode_requests,
     recording,
-    segments_of,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -65,6 +67,9 @@ async def test_inbound_consent_mid_call(harness, frozen_clock):
         row = live_call(h.app, cid)
         assert (row.state, row.mode, row.advisor_id, row.direction) == ("ringing", "advisor_only", "A100", "in")
         assert row.customer_hint == "+49******56"  # never the number in clear
+        # MixMonitor already runs while the phone rings, the customer muted, nothing written yet.
+        mon = h.sim.monitor_of(call)
+        assert mon is not None and mon.mute_write and mon.bridged_only and mon.written == 0
         assert await h.answered(call) == cid
         frozen_clock.advance(12)
         req = await h.trigger(adv, cid, "record_both")
@@ -76,11 +81,16 @@ async def test_inbound_consent_mid_call(harness, frozen_clock):
         rec_id = await h.archived(cid)
 
     app = h.app
-    assert segments_of(app, rec_id) == [(0.0, 12.0, "advisor_only"), (12.0, 20.0, "both")]
+    assert_segments(app, rec_id, [(0.0, 12.0, "advisor_only"), (12.0, 20.0, "both")])
     rec = recording(app, rec_id)
     assert rec.two_sided and rec.direction == "in" and rec.advisor_id == "A100" and rec.source == "asterisk"
     assert rec.pbx_call_id == call.linkedid
-    assert [(c.offset, c.by_user, c.method) for c in rec.consents] == [(12.0, "anna", "api")]
+    both = rec.segments[1]
+    assert [(c.offset, c.by_user, c.method) for c in rec.consents] == [(both.start, "anna", "api")]
+    # The switch happened at sample 96000 (12.0 s); the window the plugin measured holds it and the
+    # two-sided stretch starts at its upper end (fail-safe), here at most one frame later.
+    assert h.sim.monitor_of(call).mutes[-1] == ("write", False, 96000)
+    assert both.start_lo <= 12.0 <= both.start_hi == both.start <= 12.0 + 0.0201
     assert len(rec.subjects) == 1 and rec.subjects[0].kind == "number"
     adv_pcm, cus_pcm = channel(app, rec_id, "advisor"), channel(app, rec_id, "customer")
     assert len(adv_pcm) == len(cus_pcm) == 20 * 8000 * 2
@@ -94,10 +104,11 @@ async def test_inbound_consent_mid_call(harness, frozen_clock):
     assert not list(h.spool.glob("*.wav"))
     # MixMonitor was started on the advisor channel with separate r() and t() files, muted at once.
     names = [a for a, _ in h.sim.actions]
-    i = names.index("MixMonitor")
+    i = next(n for n, (a, f) in enumerate(h.sim.actions) if a == "MixMonitor" and f["Channel"] == call.advisor.name)
     assert names[i + 1] == "MixMonitorMute"
     mm = h.sim.actions[i][1]
-    assert mm["Channel"] == call.advisor.name and "r(" in mm["Options"] and "t(" in mm["Options"]
+    # b: MixMonitor writes only while bridged; it was started (and muted) while the phone rang.
+    assert mm["Options"].startswith("br(") and "t(" in mm["Options"]
     assert h.sim.actions[i + 1][1] == {"Action": "MixMonitorMute", "ActionID": h.sim.actions[i + 1][1]["ActionID"],
                                        "Channel": call.advisor.name, "Direction": "write", "State": "1"}
 
@@ -107,14 +118,17 @@ async def test_outbound_without_consent_keeps_advisor_only(harness, frozen_clock
         call = h.sim.outbound_call("PJSIP/101", "+4940555777")
         await h.settle()
         cid = leg_id(call)
+        # The trunk's Newchannel carries no number (Exten=s): it arrives by NewCallerid.
         assert live_call(h.app, cid).direction == "out"
+        assert live_call(h.app, cid).customer_hint == "+49******77"
         await h.answered(call)
         frozen_clock.advance(15)
         h.sim.hangup(call, by="advisor")
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 15.0, "advisor_only")]
+    assert_segments(h.app, rec_id, [(0.0, 15.0, "advisor_only")])
     rec = recording(h.app, rec_id)
     assert rec.direction == "out" and rec.advisor_id == "A101" and not rec.consents
+    assert len(rec.subjects) == 1 and not rec.two_sided and rec.retention_class == "advisor-only"
     assert_customer_silent_before(h.app, rec_id, None)
     assert has_tone(channel(h.app, rec_id, "advisor"), 0, 15)
 
@@ -135,10 +149,12 @@ async def test_hold_keeps_the_mode_and_is_reported(harness, frozen_clock):
         frozen_clock.advance(5)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 5.0, "advisor_only"), (5.0, 25.0, "both")]
+    # On hold nobody sends frames on the advisor's channel: MixMonitor wrote nothing for those
+    # 10 s (music on hold is not recorded), so the files hold 15 s of a 25 s call.
+    assert_segments(h.app, rec_id, [(0.0, 5.0, "advisor_only"), (5.0, 15.0, "both")])
     cus = channel(h.app, rec_id, "customer")
     assert_customer_silent_before(h.app, rec_id, 5.0)
-    assert has_tone(cus, 5, 10) and is_silent(cus, 10, 20) and has_tone(cus, 20, 25)  # music on hold is not recorded
+    assert has_tone(cus, 5.03, 15) and recording(h.app, rec_id).duration == 15.0
 
 
 async def test_pause_and_resume_for_card_data(harness, frozen_clock):
@@ -159,8 +175,8 @@ async def test_pause_and_resume_for_card_data(harness, frozen_clock):
         frozen_clock.advance(3)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 4.0, "advisor_only"), (4.0, 10.0, "both"), (10.0, 17.0, "paused"),
-                                          (17.0, 20.0, "both")]
+    assert_segments(h.app, rec_id, [(0.0, 4.0, "advisor_only"), (4.0, 10.0, "both"), (10.0, 17.0, "paused"),
+                                          (17.0, 20.0, "both")])
     adv_pcm, cus = channel(h.app, rec_id, "advisor"), channel(h.app, rec_id, "customer")
     assert_customer_silent_before(h.app, rec_id, 4.0)
     assert is_silent(adv_pcm, 10, 17) and is_silent(cus, 10, 17)
@@ -194,23 +210,32 @@ async def test_blind_transfer_gives_one_recording_per_advisor_leg(harness, froze
     r1, r2 = recording(h.app, rec1), recording(h.app, rec2)
     assert (r1.advisor_id, r2.advisor_id) == ("A100", "A101")
     assert r1.pbx_call_id == r2.pbx_call_id == call.linkedid
-    assert segments_of(h.app, rec1) == [(0.0, 6.0, "advisor_only"), (6.0, 10.0, "both")]
-    assert segments_of(h.app, rec2) == [(0.0, 9.0, "advisor_only")]
+    assert_segments(h.app, rec1, [(0.0, 6.0, "advisor_only"), (6.0, 10.0, "both")])
+    assert_segments(h.app, rec2, [(0.0, 9.0, "advisor_only")])
     assert_customer_silent_before(h.app, rec1, 6.0)
     assert_customer_silent_before(h.app, rec2, None)
     assert live_call(h.app, first).transferred_to == "101"
 
 
 async def test_hangup_before_answer_records_nothing(harness, frozen_clock):
+    """Measured on Asterisk 22: the caller gives up while the phone rings (cause 127, TechCause).
+    MixMonitor was armed while ringing but, bridged never, wrote nothing; its empty files are
+    removed and no recording is made."""
     async with harness() as h:
         call = h.sim.inbound_call(CUSTOMER, "PJSIP/102")
         await h.settle()
         cid = leg_id(call)
+        mon = h.sim.monitor_of(call)
+        assert mon is not None and mon.mute_write  # armed and muted before anything can flow
         frozen_clock.advance(7)
         h.sim.hangup(call)
         row = await h.wait_state(cid, ("ended",))
         assert row.answered_at is None and row.recording_id is None
-        assert "MixMonitor" not in [a for a, _ in h.sim.actions]
+        assert "cause 127" in row.end_reason
+        assert mon.written == 0
+        await h.sim.wait_for(lambda: not list(h.spool.glob("*.wav")), what="the empty files removed")
+        await h.sim.wait_for(lambda: not h.source._pickups, what="the clean-up finished")
+        assert h.source.journal.legs() == []
         from cfcore.db.models import Recording
 
         with h.app.catalog.session() as s:
@@ -233,7 +258,7 @@ async def test_hangup_while_consent_is_pending(harness, frozen_clock):
         await h.start_runner()  # reconnects, finds the call gone, finishes the leg
         rec_id = await h.archived(cid)
         assert [r.status for r in mode_requests(h.app, cid)] == ["failed"]
-    assert segments_of(h.app, rec_id) == [(0.0, 10.0, "advisor_only")]
+    assert_segments(h.app, rec_id, [(0.0, 10.0, "advisor_only")])
     assert not recording(h.app, rec_id).consents
     assert_customer_silent_before(h.app, rec_id, None)
 
@@ -255,7 +280,7 @@ async def test_hangup_while_the_pbx_applies_the_consent(harness, frozen_clock):
             await h.trigger(adv, cid, "record_both")
         rec_id = await h.archived(cid)
     assert [r.status for r in mode_requests(h.app, cid)] == ["failed"]
-    assert segments_of(h.app, rec_id) == [(0.0, 10.0, "advisor_only")]
+    assert_segments(h.app, rec_id, [(0.0, 10.0, "advisor_only")])
     assert not recording(h.app, rec_id).consents
     assert_customer_silent_before(h.app, rec_id, None)
     failed = [e for e in audit_entries(h.app, "call.record_both", cid) if e.outcome == "failed"]
@@ -283,7 +308,7 @@ async def test_record_both_by_another_user_is_refused_and_audited(harness, froze
     denied = [e for e in audit_entries(h.app, "call.record_both", cid) if e.outcome == "denied"]
     assert sorted(e.user for e in denied) == ["bert", "root", "sue"]
     assert all(e.host == "advisor-pc" and e.ip == "10.0.0.7" for e in denied)
-    assert segments_of(h.app, rec_id) == [(0.0, 10.0, "advisor_only"), (10.0, 15.0, "both")]
+    assert_segments(h.app, rec_id, [(0.0, 10.0, "advisor_only"), (10.0, 15.0, "both")])
     assert [c.by_user for c in recording(h.app, rec_id).consents] == ["anna"]
     assert_customer_silent_before(h.app, rec_id, 10.0)
 
@@ -345,14 +370,14 @@ async def test_ami_connection_lost_mid_call_and_restored(harness, frozen_clock):
         h.sim.hangup(call_c)
         rec_a, rec_c = await h.archived(a), await h.archived(c)
     # call A: one recording across the outage; Asterisk kept MixMonitor running meanwhile.
-    assert segments_of(h.app, rec_a) == [(0.0, 15.0, "advisor_only"), (15.0, 19.0, "both")]
+    assert_segments(h.app, rec_a, [(0.0, 15.0, "advisor_only"), (15.0, 19.0, "both")])
     assert_customer_silent_before(h.app, rec_a, 15.0)
     assert len(channel(h.app, rec_a, "advisor")) == 19 * 8000 * 2
     # call B ended during the outage: its files are complete (10 s), its segments clamped to them.
-    assert segments_of(h.app, rec_b) == [(0.0, 10.0, "advisor_only")]
+    assert_segments(h.app, rec_b, [(0.0, 10.0, "advisor_only")])
     assert_customer_silent_before(h.app, rec_b, None)
     # call C was found at the resync and recorded from then on.
-    assert segments_of(h.app, rec_c) == [(0.0, 6.0, "advisor_only")]
+    assert_segments(h.app, rec_c, [(0.0, 6.0, "advisor_only")])
     assert_customer_silent_before(h.app, rec_c, None)
 
 
@@ -375,9 +400,9 @@ async def test_runner_restart_mid_call_keeps_the_leg(harness, frozen_clock):
         frozen_clock.advance(1)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-        mixmonitors = [a for a, _ in h.sim.actions if a == "MixMonitor"]
-    assert len(mixmonitors) == 1
-    assert segments_of(h.app, rec_id) == [(0.0, 3.0, "advisor_only"), (3.0, 15.0, "both"), (15.0, 16.0, "paused")]
+        started = mixmonitors(h.sim)
+    assert len(started) == 1
+    assert_segments(h.app, rec_id, [(0.0, 3.0, "advisor_only"), (3.0, 15.0, "both"), (15.0, 16.0, "paused")])
     assert_customer_silent_before(h.app, rec_id, 3.0)
     from cfcore.db.models import Recording
 
@@ -409,7 +434,7 @@ async def test_one_runner_per_source_and_leftovers_are_reaped(harness, frozen_cl
         frozen_clock.advance(3)
         h.sim.hangup(call)
         rec_id = await h.archived(cid)
-    assert segments_of(h.app, rec_id) == [(0.0, 3.0, "advisor_only")]
+    assert_segments(h.app, rec_id, [(0.0, 3.0, "advisor_only")])
 
 
 async def test_attended_transfer(harness, frozen_clock):
@@ -438,14 +463,49 @@ async def test_attended_transfer(harness, frozen_clock):
         frozen_clock.advance(4)
         h.sim.hangup(new)
         rec1, rec2 = await h.archived(first), await h.archived(second)
-        assert len([a for a, _ in h.sim.actions if a == "MixMonitor"]) == 2  # the consult call is not recorded
+        assert len(mixmonitors(h.sim)) == 2  # the consult call is not recorded
     assert live_call(h.app, first).transferred_to == "A101"
-    assert segments_of(h.app, rec1) == [(0.0, 5.0, "advisor_only"), (5.0, 18.0, "both")]
-    assert segments_of(h.app, rec2) == [(0.0, 3.0, "advisor_only"), (3.0, 7.0, "both")]
+    assert_segments(h.app, rec1, [(0.0, 5.0, "advisor_only"), (5.0, 10.0, "both")])
+    assert_segments(h.app, rec2, [(0.0, 3.0, "advisor_only"), (3.0, 7.0, "both")])
     cus1 = channel(h.app, rec1, "customer")
     assert_customer_silent_before(h.app, rec1, 5.0)
-    assert has_tone(cus1, 5, 10) and is_silent(cus1, 10, 18)  # on hold while anna consulted
+    # on hold while anna consulted: no frames, nothing written (the file ends at 10 s)
+    assert has_tone(cus1, 5.03, 10) and recording(h.app, rec1).duration == 10.0
     assert_customer_silent_before(h.app, rec2, 3.0)
     assert has_tone(channel(h.app, rec2, "customer"), 3, 7)
     r1, r2 = recording(h.app, rec1), recording(h.app, rec2)
     assert r1.pbx_call_id == r2.pbx_call_id == call.linkedid and r2.direction == "in"
+
+
+async def test_runner_restart_while_ringing_keeps_the_armed_monitor(harness, frozen_clock):
+    """The process stops while the phone rings (MixMonitor armed and muted) and the call is
+    answered meanwhile: the restarted runner finds the leg in its journal and the channel bridged,
+    records it without a second MixMonitor, and dates the recording from the audio already
+    written. A second call that rang and ended during the outage leaves nothing behind."""
+    async with harness() as h:
+        anna = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        call = h.sim.inbound_call(CUSTOMER, "PJSIP/100")
+        missed = h.sim.inbound_call("+4989111222", "PJSIP/101")
+        await h.settle()
+        cid = leg_id(call)
+        answered_at = frozen_clock.now()
+        await h.stop_runner()
+        h.sim.answer(call)  # while no CallFort process runs: the monitor was armed, the mute is on
+        frozen_clock.advance(3)
+        h.sim.hangup(missed)
+        await h.start_runner()
+        await h.wait_state(cid, ("recording",))
+        frozen_clock.advance(2)
+        await h.trigger(anna, cid, "record_both")
+        frozen_clock.advance(4)
+        h.sim.hangup(call)
+        rec_id = await h.archived(cid)
+        await h.sim.wait_for(lambda: not h.source._pickups, what="the missed call's files removed")
+        assert len(mixmonitors(h.sim)) == 2  # one per call, none again after the restart
+        assert sorted(p.name for p in h.spool.iterdir()) == []
+    rec = recording(h.app, rec_id)
+    # (estimated from the size the PBX had flushed: at most its write buffer late)
+    assert rec.duration == 9.0 and 0 <= (rec.started_at - answered_at).total_seconds() <= SLACK
+    assert_segments(h.app, rec_id, [(0.0, 5.0, "advisor_only"), (5.0, 9.0, "both")])
+    assert_customer_silent_before(h.app, rec_id, 5.0)
+    assert live_call(h.app, leg_id(missed)).state == "ended"

@@ -15,12 +15,12 @@ from cfcore.db.models import Recording
 from tests.asterisk_sim import (
     CaptureHarness,
     SftpServer,
+    assert_segments,
     channel,
     has_tone,
     is_silent,
     make_user,
     recording,
-    segments_of,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -67,7 +67,7 @@ async def test_sftp_pickup_from_the_asterisk_host(harness, tmp_path, frozen_cloc
             journal = h.source.journal
             assert not list(journal.spool_dir.rglob("*")) and not list(journal.legs_dir.glob("*.json"))
             assert sftp.fail_gets == 0
-        assert segments_of(h.app, rec_id) == [(0.0, 3.0, "advisor_only"), (3.0, 60.0, "both")]
+        assert_segments(h.app, rec_id, [(0.0, 3.0, "advisor_only"), (3.0, 60.0, "both")])
         cus = channel(h.app, rec_id, "customer")
         assert len(cus) == 60 * 8000 * 2
         assert is_silent(cus, 0, 3) and has_tone(cus, 3, 60)
@@ -100,7 +100,7 @@ async def test_pbx_files_stay_until_the_archive_confirms(harness, frozen_clock, 
         await h.sim.wait_for(lambda: not h.source._pickups, what="pickup finished")
         assert not list(h.spool.glob("*.wav"))
     assert len(failures) == 2 and recordings_count(h.app) == 1
-    assert segments_of(h.app, rec_id) == [(0.0, 5.0, "advisor_only")]
+    assert_segments(h.app, rec_id, [(0.0, 5.0, "advisor_only")])
 
 
 async def test_interrupted_pickup_resumes_without_loss_or_duplicate(harness, frozen_clock, monkeypatch):
@@ -139,7 +139,7 @@ async def test_interrupted_pickup_resumes_without_loss_or_duplicate(harness, fro
         assert Journal(data_dir).load_leg(cid) is None
     assert rec_id == committed[0]
     assert recordings_count(h.app) == 1
-    assert segments_of(h.app, rec_id) == [(0.0, 2.0, "advisor_only"), (2.0, 4.0, "both")]
+    assert_segments(h.app, rec_id, [(0.0, 2.0, "advisor_only"), (2.0, 4.0, "both")])
     assert [c.by_user for c in recording(h.app, rec_id).consents] == ["anna"]
 
 

@@ -54,8 +54,13 @@ def test_secrets_from_env_and_file(tmp_path, monkeypatch):
 
 def test_missing_secret_env_names_key(tmp_path, monkeypatch):
     monkeypatch.delenv("CF_NOPE", raising=False)
+    # Resolved when read (the command that uses it), not when the file is loaded (issue 13).
+    cfg = load_config(write(tmp_path, "[notify.mail]\ntype='smtp'\nuser='x'\npassword={env='CF_NOPE'}\n"))
+    assert cfg.section("notify.mail")["user"] == "x"
     with pytest.raises(ConfigError, match=r"notify.mail.password: environment variable CF_NOPE is not set"):
-        load_config(write(tmp_path, "[notify.mail]\ntype='smtp'\npassword={env='CF_NOPE'}\n"))
+        cfg.section("notify.mail")["password"]
+    with pytest.raises(ConfigError, match=r"notify.mail.password: environment variable CF_NOPE is not set"):
+        dict(cfg.section("notify.mail"))
 
 
 def test_cli_prints_config_errors_as_one_line(run_cf, deployment):

@@ -219,8 +219,8 @@ def test_web_api_for_alerts_and_cases(app, frozen_clock):
     dpo = make_user(app, "dora", "dpo")
     adam = make_user(app, "adam", "advisor", advisor_id="A1")
     alerts = two_alerts(app)
-    token = create_token(app, dpo, name="test").token
-    adam_token = create_token(app, adam, name="test").token
+    token = create_token(app, dpo, name="test", origin_token=None).token
+    adam_token = create_token(app, adam, name="test", origin_token=None).token
     with api_server(app) as server, httpx.Client(base_url=server.base, timeout=30) as client:
         _alerts_and_cases_over_http(client, token, adam_token, alerts)
 

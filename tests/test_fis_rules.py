@@ -334,9 +334,9 @@ def test_key_and_role_changes_trigger(app):
 def test_key_and_role_changes_quiet_for_other_user_management(app):
     from cfcore.access.users import set_password
 
-    admin = make_user(app, "root", "administrator")
-    make_user(app, "jo")
-    set_password(app, admin, "jo", "another long passphrase 42")
+    make_user(app, "root", "administrator")
+    jo = make_user(app, "jo")
+    set_password(app, jo, "jo", "another long passphrase 42")  # nobody sets another user's password
     scan_rules(app)
     assert rules_hit(app, "key-role-change") == []
 

@@ -154,6 +154,12 @@ def _spec(action: str) -> ActionSpec:
 # --------------------------------------------------------------------------- targets
 
 
+def _fold_user(name: str) -> str:
+    from .users import fold_username
+
+    return fold_username(name)
+
+
 def resolve_target(app: Any, kind: str, target_id: str | None) -> AccessTarget:
     """The access target for a request: a recording with its owner advisor, or a plain target."""
     if kind == "recording" and target_id:
@@ -166,7 +172,7 @@ def resolve_target(app: Any, kind: str, target_id: str | None) -> AccessTarget:
         from ..db.models_access import User
 
         with app.catalog.session() as s:
-            found = s.scalars(select(User.id).where(User.username == target_id.strip().lower())).first()
+            found = s.scalars(select(User.id).where(User.username == _fold_user(target_id))).first()
         return AccessTarget(kind="user", id=target_id, attributes={"exists": found is not None})
     return AccessTarget(kind=kind, id=target_id)
 
@@ -277,6 +283,8 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
     if target_id is not None and (not str(target_id).strip() or len(str(target_id)) > 128):
         raise InputError("target must be 1 to 128 characters")
     params = _check_params(params)
+    if target_id is not None and target_kind(action) == "user":
+        target_id = _fold_user(target_id)  # stored as people read it: DORA, Dora, ｄｏｒａ are dora
     target = resolve_target(app, target_kind(action), target_id)
     decision = decide(app, ctx, action, target)
     if decision.decision is Decision.DENY:
@@ -369,7 +377,7 @@ def approve(app: Any, ctx: RequestContext, approval_id: str) -> VoteResult:
     _refuse_if_expired(app, ctx, a)
     if ctx.actor.user_id == _requester_id(app, a.id):
         _refuse(app, ctx, a, "approve", "nobody approves their own request")
-    if a.target_kind == "user" and a.target_id == ctx.actor.username:
+    if a.target_kind == "user" and _fold_user(a.target_id or "") == _fold_user(ctx.actor.username):
         _refuse(app, ctx, a, "approve", "nobody approves a change of their own roles")
     if not _may_approve(app, ctx, a):
         _refuse(app, ctx, a, "approve", f"no approving role for {a.action}")

@@ -1,18 +1,26 @@
-"""Users, passwords (Argon2), API tokens, web sessions and the lock-out after failed logins.
+"""Users, passwords (Argon2), API tokens, web sessions, password resets and bootstrap.
 
 Settings (``[access]`` in callfort.toml, all optional)::
 
-    max_failed_logins = 5        # consecutive failures before the account locks
-    lockout_minutes = 15         # how long it stays locked (cf users unlock ends it early)
     min_password_length = 12
     session_minutes = 480        # web sessions
-    token_days = 90              # default lifetime of an API token (at most 365)
+    token_days = 90              # default lifetime of an API token
+    token_max_days = 365         # longest API token; only with a fresh password (see create_token)
+    reset_hours = 24             # how long a password reset stays usable
+    login_*                      # throttling of wrong passwords (cfcore.access.throttle)
     argon2_time_cost, argon2_memory_kib, argon2_parallelism   # default: argon2-cffi's defaults
 
 A failed login is audited (``auth.login``, outcome ``failed`` / ``refused``) with the PC host
-name, IP and function; a lock-out is audited as ``auth.lockout``. The error shown to the person is
-the same whatever the cause (unknown user, wrong password, locked, disabled), so that it does not
-tell an attacker which accounts exist.
+name, IP and function. Wrong passwords never lock an account (that would let anyone lock out
+anyone); they delay the next attempt from that IP / for that account (HTTP 429). The error and
+the time taken are the same whatever the cause (unknown user, wrong password, disabled), so that
+they do not tell an attacker which accounts exist.
+
+Nobody obtains another user's credentials: tokens are minted only by their owner, nobody sets
+another user's password. A forgotten password is reset in two halves (``reset_password``): an
+administrator issues one, a second person with an approving role the other; the user sets their
+own password with both (``complete_reset``). A reset, a password change and disabling a user
+revoke all of that user's sessions and tokens; enabling again brings none of them back.
 
 Role changes are four-eyes: ``request_role_change`` files a ``roles.change`` request; the
 executor registered here applies it once a second person approved.
@@ -23,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,13 +41,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hookspecs.types import AccessTarget, Actor, RequestContext
+from hookspecs.types import AccessTarget, Actor, Decision, RequestContext
 
-from ..db.models_access import ApiToken, User, UserRole
+from ..db.models_access import ApiToken, DeploymentFlag, PasswordReset, User, UserRole
 from ..errors import AccessDenied, AuthenticationFailed, ConflictError, InputError, NotFound
 from . import approvals
-from .guard import authorize
+from .guard import authorize, decide
 from .roles import check_roles
+from .throttle import throttle_for
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LOGIN_FAILED = "login failed: wrong user name or password, or the account is locked or disabled"
@@ -84,8 +94,15 @@ def _dummy_hash(app: Any) -> str:
     return h
 
 
+def fold_username(name: str) -> str:
+    """A user name as people read it: Unicode compatibility form (NFKC: full-width letters become
+    ASCII), case-folded, surrounding whitespace removed. Every place that stores or compares a
+    user name goes through this (or ``normalise_username``, which also checks the result)."""
+    return unicodedata.normalize("NFKC", name or "").casefold().strip()
+
+
 def normalise_username(name: str) -> str:
-    value = (name or "").strip().lower()
+    value = fold_username(name)
     if not USERNAME_RE.match(value):
         raise InputError(f"user name {name!r} is not valid",
                          hint="use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -182,37 +199,53 @@ def _is_locked(user: User, now: datetime) -> bool:
 
 def authenticate_password(app: Any, username: str, password: str, *, host: str, ip: str, function: str,
                           audit_success: bool = False) -> Actor:
-    """Check a user name and password; return the actor or raise ``AuthenticationFailed``.
+    """Check a user name and password; return the actor or raise ``AuthenticationFailed``
+    (or ``TooManyRequests`` while this IP or account must wait, see ``cfcore.access.throttle``).
 
-    Consecutive failures lock the account (``[access] max_failed_logins``, ``lockout_minutes``).
-    Every failure is audited; success only when ``audit_success`` (web logins)."""
-    now = app.clock.now()
-    max_failed = _setting(app, "max_failed_logins", 5)
-    lock_minutes = _setting(app, "lockout_minutes", 15)
+    Every path costs one Argon2 verification (unknown, disabled or password-less users are checked
+    against a dummy hash) and one short write, so the answer time tells nothing about the account.
+    Argon2 runs outside any catalog transaction, on at most one thread per core. Wrong passwords
+    never lock the account; they delay the next attempt. Every failure is audited; success only
+    when ``audit_success`` (web logins)."""
+    throttle = throttle_for(app)
     try:
-        name = normalise_username(username)
+        name: str | None = normalise_username(username)
     except InputError:
         name = None
+    throttle.check(ip, name)
+    # 1. read what the check needs, without a lock and without holding the transaction open
+    user_id = stored = None
+    disabled = False
+    if name:
+        with app.catalog.session() as s:
+            row = s.execute(select(User.id, User.password_hash, User.disabled).where(User.username == name)).first()
+        if row is not None:
+            user_id, stored, disabled = row
+    # 2. Argon2, outside any transaction, on a bounded number of threads
+    with throttle.slots:
+        ok = _verify(app, stored or _dummy_hash(app), password)
+        rehash = (_hasher(app).hash(password) if ok and user_id and not disabled and stored
+                  and _hasher(app).check_needs_rehash(stored) else None)
+    ok = ok and user_id is not None and not disabled and bool(stored)
+    # 3. one short write: the outcome and its audit entry
+    now = app.clock.now()
     actor: Actor | None = None
     with app.catalog.session() as s:
-        user = None
-        if name:
-            user = s.scalars(select(User).where(User.username == name).with_for_update()).one_or_none()
+        user = s.scalars(select(User).where(User.id == user_id).with_for_update()).one_or_none() if user_id else None
         ctx = _auth_ctx(user, host, ip, function)
         if user is None:
-            _verify(app, _dummy_hash(app), password)  # same time as a real check
             app.audit.append(s, ctx, "auth.login", "user", None, "failed",
                              {"method": "password", "reason": "unknown user"})
-        elif user.disabled or _is_locked(user, now) or not user.password_hash:
-            reason = "disabled" if user.disabled else "locked" if _is_locked(user, now) else "no password set"
+        elif user.disabled or not user.password_hash:
+            reason = "disabled" if user.disabled else "no password set"
             app.audit.append(s, ctx, "auth.login", "user", user.username, "refused",
                              {"method": "password", "reason": reason})
-        elif _verify(app, user.password_hash, password):
+        elif ok and user.password_hash == stored:
             user.failed_logins = 0
             user.locked_until = None
             user.last_login_at = now
-            if _hasher(app).check_needs_rehash(user.password_hash):
-                user.password_hash = _hasher(app).hash(password)
+            if rehash:
+                user.password_hash = rehash
             actor = actor_for(user)
             if audit_success:
                 app.audit.append(s, ctx, "auth.login", "user", user.username, "ok", {"method": "password"})
@@ -221,13 +254,10 @@ def authenticate_password(app: Any, username: str, password: str, *, host: str, 
             user.last_failed_at = now
             app.audit.append(s, ctx, "auth.login", "user", user.username, "failed",
                              {"method": "password", "reason": "wrong password", "failed_logins": user.failed_logins})
-            if max_failed and user.failed_logins >= max_failed:
-                user.locked_until = now + timedelta(minutes=lock_minutes)
-                app.audit.append(s, ctx, "auth.lockout", "user", user.username, "locked",
-                                 {"failed_logins": user.failed_logins, "locked_until": user.locked_until.isoformat()})
-                user.failed_logins = 0
     if actor is None:
+        throttle.failed(ip, name)
         raise AuthenticationFailed(LOGIN_FAILED, hint=LOGIN_HINT)
+    throttle.succeeded(ip, actor.username)
     return actor
 
 
@@ -241,8 +271,7 @@ def _verify(app: Any, stored: str, password: str) -> bool:
 def authenticate_token(app: Any, token: str, *, host: str, ip: str, function: str) -> Actor:
     """Check an API token or web session token; return the actor or raise ``AuthenticationFailed``.
 
-    Tokens keep working while a password lock-out is in force (the lock-out stops password
-    guessing; a token is not guessable); a disabled user's tokens stop at once."""
+    A disabled user's tokens stop at once (and were revoked when the user was disabled)."""
     now = app.clock.now()
     actor: Actor | None = None
     with app.catalog.session() as s:
@@ -319,26 +348,72 @@ def end_session(app: Any, ctx: RequestContext, token: str) -> bool:
 
 def _may_manage(app: Any, ctx: RequestContext, username: str, action: str) -> None:
     """Acting on oneself needs no role; acting on someone else needs ``users.manage``."""
-    if normalise_username(username) != ctx.actor.username:
+    if normalise_username(username) != fold_username(ctx.actor.username):
         authorize(app, ctx, "users.manage", user_target(username), detail={"function": action})
 
 
+def _only_own(app: Any, ctx: RequestContext, username: str, action: str, what: str, hint: str) -> None:
+    """Credentials are obtained only by their owner: refuse (audited) acting on anyone else."""
+    if normalise_username(username) != fold_username(ctx.actor.username):
+        app.audit.record(ctx, action, "user", normalise_username(username), "denied",
+                         {"reason": f"nobody {what} for another user"})
+        raise AccessDenied(f"{ctx.actor.username} may not {what} for {username}: only the user themself", hint=hint)
+
+
+def _revoke_all(s: Session, app: Any, user: User) -> int:
+    """Revoke every live session and token of ``user``; returns how many."""
+    now = app.clock.now()
+    rows = s.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))).all()
+    for row in rows:
+        row.revoked_at = now
+    return len(rows)
+
+
+def _origin(s: Session, token: str) -> ApiToken | None:
+    return s.scalars(select(ApiToken).where(ApiToken.token_hash == _token_hash(token))).one_or_none()
+
+
 def create_token(app: Any, ctx: RequestContext, *, username: str | None = None, name: str = "api",
-                 days: int | None = None) -> IssuedToken:
-    """An API token (shown once, stored hashed). For oneself, or for another user with
-    ``users.manage``."""
+                 days: int | None = None, origin_token: str | None, password: str | None = None) -> IssuedToken:
+    """An API token (shown once, stored hashed), for oneself only.
+
+    Its life is capped by how the person proved who they are: ``origin_token`` is the session or
+    token the request was authenticated with (None: authenticated by password in this very
+    request, as the CLI does); a token minted from it lives no longer than it, unless
+    ``password`` is given again (fresh re-authentication), which allows up to ``[access]
+    token_max_days``."""
     username = normalise_username(username or ctx.actor.username)
-    days = _setting(app, "token_days", 90) if days is None else days
-    if not 1 <= days <= 365:
-        raise InputError("token lifetime must be 1 to 365 days")
-    _may_manage(app, ctx, username, "token.create")
+    _only_own(app, ctx, username, "token.create", "creates a token",
+              "each person creates their own token (cf users token / POST /api/auth/tokens)")
+    max_days = _setting(app, "token_max_days", 365)
+    days = min(_setting(app, "token_days", 90), max_days) if days is None else days
+    if not 1 <= days <= max_days:
+        raise InputError(f"token lifetime must be 1 to {max_days} days")
+    if origin_token is not None and password is not None:
+        actor = authenticate_password(app, username, password, host=ctx.host, ip=ctx.ip, function=ctx.function)
+        if actor.user_id != ctx.actor.user_id:
+            raise AuthenticationFailed(LOGIN_FAILED, hint=LOGIN_HINT)
+        origin_token = None
+    now = app.clock.now()
     with app.catalog.session() as s:
         user = _user(s, username)
         if user.disabled:
             raise ConflictError(f"user '{username}' is disabled")
-        issued = _issue(s, app, user, "token", name or "api", timedelta(days=days))
+        ttl = timedelta(days=days)
+        capped_by = None
+        if origin_token is not None:
+            origin = _origin(s, origin_token)
+            if origin is None or origin.user_id != user.id or origin.revoked_at is not None:
+                raise AuthenticationFailed("the session this request came with is not valid", hint="log in again")
+            if origin.expires_at is not None and now + ttl > origin.expires_at:
+                ttl = origin.expires_at - now
+                capped_by = origin.id
+                if ttl <= timedelta(0):
+                    raise AuthenticationFailed("the session this request came with has expired", hint="log in again")
+        issued = _issue(s, app, user, "token", name or "api", ttl)
         app.audit.append(s, ctx, "token.create", "user", username, "ok",
-                         {"token_id": issued.id, "name": name, "expires_at": issued.expires_at})
+                         {"token_id": issued.id, "name": name, "expires_at": issued.expires_at,
+                          "capped_by": capped_by, "fresh_password": origin_token is None})
     return issued
 
 
@@ -385,13 +460,14 @@ def any_administrator(s: Session) -> bool:
 def add_user(app: Any, ctx: RequestContext, username: str, *, password: str | None = None,
              display_name: str | None = None) -> UserView:
     """Create a user without roles (``users.manage``). Roles follow through ``request_role_change``
-    (four-eyes)."""
+    (four-eyes). A name that reads like an existing one (``Dora`` / ``dora`` / full-width
+    ``ｄｏｒａ``) is refused: names are stored in their folded form (``fold_username``)."""
     username = normalise_username(username)
     authorize(app, ctx, "users.manage", user_target(username), detail={"function": "user.add"})
     pw_hash = hash_password(app, password) if password is not None else None
     with app.catalog.session() as s:
         if s.scalars(select(User.id).where(User.username == username)).first():
-            raise ConflictError(f"user '{username}' exists already")
+            raise ConflictError(f"user '{username}' exists already (names are compared ignoring case and width)")
         user = User(id=_new_id(), username=username, display_name=display_name, password_hash=pw_hash,
                     disabled=False, failed_logins=0, created_at=app.clock.now(), created_by=ctx.actor.username)
         s.add(user)
@@ -411,11 +487,15 @@ def bootstrap_user(app: Any, ctx: RequestContext, username: str, password: str, 
         raise InputError(f"--bootstrap creates the first {', '.join(BOOTSTRAP_ROLES)} only, not {role}")
     username = normalise_username(username)
     pw_hash = hash_password(app, password)
+    why = f"a {role} exists"
     try:
         with app.catalog.session() as s:
             # The audit append locks the audit head: two bootstraps at once run one after the other
             # (a refusal rolls the entry back and records the refusal instead).
             app.audit.append(s, ctx, "user.bootstrap", "user", username, "ok", {"role": role})
+            if bootstrap_closed(s) or _set_up(s):
+                why = "bootstrap is closed"
+                raise _Refused
             if any_with_role(s, role):
                 raise _Refused
             if s.scalars(select(User.id).where(User.username == username)).first():
@@ -426,11 +506,44 @@ def bootstrap_user(app: Any, ctx: RequestContext, username: str, password: str, 
             user.roles.append(UserRole(role=role, granted_at=now))
             s.add(user)
             s.flush()
+            close_bootstrap_if_ready(s, app, ctx.actor.username)
             return _view(user)
     except _Refused:
-        app.audit.record(ctx, "user.bootstrap", "user", username, "refused", {"role": role, "reason": f"a {role} exists"})
+        with app.catalog.session() as s:  # e.g. an older deployment, set up before the flag existed
+            close_bootstrap_if_ready(s, app, ctx.actor.username)
+        app.audit.record(ctx, "user.bootstrap", "user", username, "refused", {"role": role, "reason": why})
+        if why == "bootstrap is closed":
+            raise ConflictError("bootstrap is closed for good: this deployment has had an administrator and an "
+                                "approver", hint="add users with 'cf users add' as an administrator; roles need "
+                                "four-eyes") from None
         raise ConflictError(f"a user with role {role} exists already; --bootstrap works only for the first one",
                             hint="add users with 'cf users add' as an administrator; roles need four-eyes") from None
+
+
+#: The roles that approve four-eyes requests in a new deployment (with an administrator, they end bootstrap).
+APPROVER_ROLES = ("dpo", "compliance")
+BOOTSTRAP_CLOSED = "bootstrap_closed"
+
+
+def bootstrap_closed(s: Session) -> bool:
+    """True once the deployment has had an administrator and an approver at the same time (a
+    persisted flag: removing the roles later does not reopen bootstrap)."""
+    return s.get(DeploymentFlag, BOOTSTRAP_CLOSED) is not None
+
+
+def _set_up(s: Session) -> bool:
+    return any_administrator(s) and any(any_with_role(s, r) for r in APPROVER_ROLES)
+
+
+def close_bootstrap_if_ready(s: Session, app: Any, by: str) -> bool:
+    """Set the ``bootstrap_closed`` flag when an administrator and an approver exist; True when set."""
+    if bootstrap_closed(s):
+        return True
+    if _set_up(s):
+        s.add(DeploymentFlag(name=BOOTSTRAP_CLOSED, set_at=app.clock.now(), set_by=by[:64]))
+        s.flush()
+        return True
+    return False
 
 
 class _Refused(Exception):
@@ -466,9 +579,13 @@ def set_disabled(app: Any, ctx: RequestContext, username: str, disabled: bool = 
     with app.catalog.session() as s:
         user = _user(s, username, lock=True)
         user.disabled = disabled
-        if not disabled:
+        revoked = 0
+        if disabled:
+            revoked = _revoke_all(s, app, user)  # enabling again brings none of them back
+        else:
             user.failed_logins, user.locked_until = 0, None
-        app.audit.append(s, ctx, "user.disable" if disabled else "user.enable", "user", username, "ok")
+        app.audit.append(s, ctx, "user.disable" if disabled else "user.enable", "user", username, "ok",
+                         {"revoked_tokens": revoked} if disabled else None)
         return _view(user)
 
 
@@ -479,19 +596,160 @@ def unlock(app: Any, ctx: RequestContext, username: str) -> UserView:
         user = _user(s, username, lock=True)
         user.failed_logins, user.locked_until = 0, None
         app.audit.append(s, ctx, "user.unlock", "user", username, "ok")
-        return _view(user)
+    throttle_for(app).forget_account(username)
+    return get_user(app, username)
 
 
 def set_password(app: Any, ctx: RequestContext, username: str, password: str) -> None:
-    """Set a password: one's own, or another user's with ``users.manage``."""
+    """Set one's own password (nobody sets another user's: see ``reset_password``). Revokes all
+    of the user's sessions and tokens."""
     username = normalise_username(username)
-    _may_manage(app, ctx, username, "user.password")
+    _only_own(app, ctx, username, "user.password", "sets a password",
+              "a forgotten password is reset in two halves: cf users reset NAME")
     pw_hash = hash_password(app, password)
     with app.catalog.session() as s:
         user = _user(s, username, lock=True)
         user.password_hash = pw_hash
         user.failed_logins, user.locked_until = 0, None
-        app.audit.append(s, ctx, "user.password", "user", username, "ok")
+        revoked = _revoke_all(s, app, user)
+        app.audit.append(s, ctx, "user.password", "user", username, "ok", {"revoked_tokens": revoked})
+
+
+# --------------------------------------------------------------------------- password reset (split knowledge)
+
+
+@attrs.frozen(kw_only=True)
+class ResetHalf:
+    """One half of a password reset code, shown once to the person who issued it."""
+
+    username: str
+    half: int  # 1: from the administrator, 2: from the approver
+    code: str
+    expires_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"username": self.username, "half": self.half, "code": self.code,
+                "expires_at": self.expires_at.isoformat()}
+
+
+def _may_confirm_reset(app: Any, ctx: RequestContext, username: str) -> bool:
+    target = AccessTarget(kind="approval", attributes={"action": "users.reset", "target_kind": "user",
+                                                        "target_id": username})
+    return decide(app, ctx, "approval.approve", target).decision is Decision.ALLOW
+
+
+def reset_password(app: Any, ctx: RequestContext, username: str) -> ResetHalf:
+    """Issue one half of a password reset for ``username`` (never oneself).
+
+    Half 1 comes from a person with ``users.manage`` (an administrator): it clears the password
+    and revokes every session and token of the user at once. Half 2 comes from a second, different
+    person whom the policy lets approve four-eyes requests (``approval.approve`` for
+    ``users.reset``: DPO or compliance by default). The user needs both halves to set their own
+    password (``complete_reset``), once, within ``[access] reset_hours``; neither person alone can.
+    Each half is audited ``user.reset``."""
+    username = normalise_username(username)
+    if username == fold_username(ctx.actor.username):
+        raise InputError("nobody resets their own password", hint="cf users password changes your own")
+    hours = _setting(app, "reset_hours", 24)
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        user = _user(s, username)
+        open_reset = s.scalars(select(PasswordReset).where(
+            PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None), PasswordReset.expires_at > now,
+            PasswordReset.half_b_hash.is_(None)).order_by(PasswordReset.created_at.desc())).first()
+        reset_id = open_reset.id if open_reset else None
+        first_by = open_reset.half_a_by_id if open_reset else None
+    if reset_id is None:
+        authorize(app, ctx, "users.manage", user_target(username), detail={"function": "user.reset"})
+    elif first_by == ctx.actor.user_id:
+        app.audit.record(ctx, "user.reset", "user", username, "denied",
+                         {"reason": "the second half must come from a second person", "reset_id": reset_id})
+        raise AccessDenied(f"{ctx.actor.username} issued the first half of this reset; the second half "
+                           "must come from a second person", hint="a DPO or compliance officer runs cf users reset NAME")
+    elif not _may_confirm_reset(app, ctx, username):
+        app.audit.record(ctx, "user.reset", "user", username, "denied",
+                         {"reason": "no approving role", "reset_id": reset_id})
+        raise AccessDenied(f"{ctx.actor.username} may not issue the second half of a password reset",
+                           hint="a DPO or compliance officer issues it")
+    code = secrets.token_urlsafe(12)
+    with app.catalog.session() as s:
+        user = _user(s, username, lock=True)
+        if reset_id is None:
+            for old in s.scalars(select(PasswordReset).where(PasswordReset.user_id == user.id,
+                                                              PasswordReset.used_at.is_(None))):
+                old.used_at = now  # only the newest reset counts
+            row = PasswordReset(id=_new_id(), user_id=user.id, half_a_hash=_token_hash(code),
+                                half_a_by_id=ctx.actor.user_id, half_a_by=ctx.actor.username[:64], created_at=now,
+                                expires_at=now + timedelta(hours=hours), used_at=None, failed_attempts=0)
+            s.add(row)
+            user.password_hash = None
+            user.failed_logins, user.locked_until = 0, None
+            half = 1
+        else:
+            found = s.get(PasswordReset, reset_id)
+            if found is None or found.half_b_hash is not None or found.used_at is not None:
+                raise ConflictError("the password reset changed meanwhile; try again")
+            row = found
+            row.half_b_hash = _token_hash(code)
+            row.half_b_by_id, row.half_b_by = ctx.actor.user_id, ctx.actor.username[:64]
+            half = 2
+        revoked = _revoke_all(s, app, user)
+        s.flush()
+        app.audit.append(s, ctx, "user.reset", "user", username, "issued",
+                         {"reset_id": row.id, "half": half, "expires_at": row.expires_at,
+                          "revoked_tokens": revoked})
+        return ResetHalf(username=username, half=half, code=code, expires_at=row.expires_at)
+
+
+def complete_reset(app: Any, username: str, code_1: str, code_2: str, new_password: str, *, host: str, ip: str,
+                   function: str) -> None:
+    """The user sets their own password with both halves of a reset (no login). Throttled like a
+    log-in; the reset is used up; every session and token of the user is revoked again."""
+    throttle = throttle_for(app)
+    try:
+        name: str | None = normalise_username(username)
+    except InputError:
+        name = None
+    throttle.check(ip, name)
+    check_password(app, new_password)
+    with throttle.slots:
+        pw_hash = _hasher(app).hash(new_password)
+    now = app.clock.now()
+    a, b = _token_hash((code_1 or "").strip()), _token_hash((code_2 or "").strip())
+    done = False
+    with app.catalog.session() as s:
+        user = s.scalars(select(User).where(User.username == name).with_for_update()).one_or_none() if name else None
+        ctx = _auth_ctx(user, host, ip, function)
+        row = None
+        if user is not None:
+            row = s.scalars(select(PasswordReset).where(
+                PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None),
+                PasswordReset.expires_at > now).order_by(PasswordReset.created_at.desc())).first()
+        reason: str | None
+        if user is None or row is None or row.half_b_hash is None:
+            reason = "no complete reset" if user is not None else "unknown user"
+        elif not (secrets.compare_digest(row.half_a_hash, a) and secrets.compare_digest(row.half_b_hash, b)):
+            row.failed_attempts += 1
+            reason = "wrong code"
+        elif user.disabled:
+            reason = "disabled"
+        else:
+            reason = None
+        if reason is None and user is not None and row is not None:
+            row.used_at = now
+            user.password_hash = pw_hash
+            user.failed_logins, user.locked_until = 0, None
+            revoked = _revoke_all(s, app, user)
+            app.audit.append(s, ctx, "user.password", "user", user.username, "ok",
+                             {"method": "reset", "reset_id": row.id, "revoked_tokens": revoked})
+            done = True
+        else:
+            app.audit.append(s, ctx, "user.password", "user", user.username if user else None, "failed",
+                             {"method": "reset", "reason": reason})
+    if not done:
+        throttle.failed(ip, name)
+        raise AuthenticationFailed("password reset failed: wrong user name or codes, or the reset expired",
+                                   hint="ask for a new reset (an administrator and a DPO or compliance officer)")
 
 
 # --------------------------------------------------------------------------- roles (four-eyes)
@@ -535,6 +793,7 @@ def _execute_role_change(app: Any, ctx: RequestContext, target_id: str, params: 
         after = sorted(user.role_names)
         if "administrator" in before and "administrator" not in after and not any_administrator(s):
             raise ConflictError("this would remove the last administrator")
+        close_bootstrap_if_ready(s, app, ctx.actor.username)
         app.audit.append(s, ctx, "roles.change", "user", user.username, "ok",
                          {"before": before, "after": after, "advisor_id_before": before_advisor,
                           "advisor_id_after": user.advisor_id})
@@ -545,8 +804,9 @@ approvals.register_action("roles.change", _execute_role_change, target_kind="use
                           description="change a user's roles or advisor id")
 
 __all__ = [
-    "AccessDenied", "IssuedToken", "UserView", "actor_for", "add_user", "authenticate_password",
-    "authenticate_token", "bootstrap_administrator", "bootstrap_user", "create_token", "end_session", "get_user", "list_tokens",
-    "list_users", "normalise_username", "show_user", "request_role_change", "revoke_token", "set_disabled", "set_password",
+    "AccessDenied", "IssuedToken", "ResetHalf", "UserView", "actor_for", "add_user", "authenticate_password",
+    "authenticate_token", "bootstrap_administrator", "bootstrap_closed", "bootstrap_user", "complete_reset",
+    "create_token", "end_session", "fold_username", "get_user", "list_tokens", "list_users", "normalise_username",
+    "reset_password", "show_user", "request_role_change", "revoke_token", "set_disabled", "set_password",
     "start_session", "unlock",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -45,6 +45,9 @@ METHODS = ("web", "api", "cli", "cti", "dtmf", "demo")
 ACTIVE = ("ringing", "recording", "held")
 #: A runner that has not written a heartbeat for this long is considered gone.
 RUNNER_STALE_SECONDS = 15.0
+#: How long before the request the advisor's action may lie (a command's start-up, a password
+#: prompt, a CTI client's queue); an older or a future time is brought into this range.
+MAX_ACTED_BEFORE = timedelta(seconds=120)
 
 
 class CaptureUnavailable(CallFortError):
@@ -159,10 +162,17 @@ def archive_call(app: Any, call: FinishedCall) -> str:
     from ..subjects import normalise_number
 
     with app.catalog.session() as s:
-        consents = [Consent(given_at=c.given_at, offset=max(0.0, (c.given_at - call.started_at).total_seconds()),
-                            by_user=c.by_user, method=c.method if c.method in METHODS[:5] else "api")
-                    for c in s.scalars(select(CallConsent).where(CallConsent.call_id == call.call_id)
-                                       .order_by(CallConsent.given_at))]
+        rows = list(s.scalars(select(CallConsent).where(CallConsent.call_id == call.call_id)
+                              .order_by(CallConsent.applied_at, CallConsent.id)))
+    # The consent's offset is where the PBX began keeping the customer's voice in the audio as
+    # written (the start of the two-sided stretch it opened), never a clock difference: the files
+    # can be shorter than the call (no frames while nobody sends audio).
+    starts = consent_positions(call)
+    consents = []
+    for i, c in enumerate(rows):
+        offset = starts[i] if i < len(starts) else max(0.0, (c.applied_at - call.started_at).total_seconds())
+        consents.append(Consent(given_at=c.given_at, offset=offset, by_user=c.by_user,
+                                method=c.method if c.method in METHODS[:5] else "api", applied_at=c.applied_at))
     cc = app.config.get("deployment.country_code", str, "49")
     numbers = []
     for n in call.customer_numbers:
@@ -202,8 +212,25 @@ def get_call(app: Any, call_id: str) -> LiveCall:
         return row
 
 
-def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, method: str = "api") -> RequestView:
-    """File a record-both / pause / resume request for a call (the call's advisor only)."""
+def consent_positions(call: FinishedCall) -> list[float]:
+    """Where each consent took effect: the start of every two-sided stretch that does not merely
+    resume one a pause interrupted."""
+    out: list[float] = []
+    before = RecordingMode.ADVISOR_ONLY
+    for seg in sorted(call.segments, key=lambda s: (s.start, s.end)):
+        if seg.mode is RecordingMode.BOTH and before is not RecordingMode.BOTH:
+            out.append(seg.start)
+        if seg.mode is not RecordingMode.PAUSED:
+            before = seg.mode
+    return out
+
+
+def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, method: str = "api",
+                 acted_at: datetime | None = None) -> RequestView:
+    """File a record-both / pause / resume request for a call (the call's advisor only).
+
+    ``acted_at`` is when the advisor acted (the click, the start of the command); it is kept
+    with the consent next to the time the PBX applied it."""
     if action not in ACTIONS:
         raise InputError(f"unknown call action {action!r}", hint="choose one of: " + ", ".join(ACTIONS))
     if method not in METHODS:
@@ -211,6 +238,7 @@ def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, metho
     row = get_call(app, call_id)
     authorize(app, ctx, "call.record_both", _target(row), detail={"function": f"call.{action}"})
     now = app.clock.now()
+    acted = now if acted_at is None or acted_at.tzinfo is None else min(max(acted_at, now - MAX_ACTED_BEFORE), now)
     with app.catalog.session() as s:
         row = s.get(LiveCall, call_id, with_for_update=True)
         assert row is not None
@@ -225,7 +253,7 @@ def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, metho
             app.audit.append(s, ctx, f"call.{action}", "call", call_id, "refused", {"reason": problem})
         else:
             req = ModeRequest(id=secrets.token_hex(16), call_id=call_id, source=row.source, action=action,
-                              method=method, requested_at=now, user_id=ctx.actor.user_id,
+                              method=method, requested_at=now, acted_at=acted, user_id=ctx.actor.user_id,
                               username=ctx.actor.username, host=ctx.host, ip=ctx.ip, function=ctx.function,
                               status="pending")
             if (action == "record_both" and row.mode == RecordingMode.BOTH.value) or (
@@ -270,9 +298,9 @@ def wait_request(app: Any, request_id: str, timeout: float = 15.0, poll: float =
 
 
 def trigger(app: Any, ctx: RequestContext, call_id: str, action: str, method: str = "api",
-            timeout: float = 15.0) -> RequestView:
+            timeout: float = 15.0, acted_at: datetime | None = None) -> RequestView:
     """Request and wait; raises ``CaptureUnavailable`` / ``ConflictError`` unless applied."""
-    req = request_mode(app, ctx, call_id, action, method)
+    req = request_mode(app, ctx, call_id, action, method, acted_at)
     if req.status == "pending":
         req = wait_request(app, req.id, timeout)
     if req.status == "failed":
@@ -344,9 +372,11 @@ def target_mode(app: Any, req: ModeRequest) -> tuple[RecordingMode | None, str |
 
 
 def finish_request(app: Any, req: ModeRequest, mode: RecordingMode | None, ok: bool, message: str | None,
-                   unreachable: bool = False) -> None:
-    """Write the outcome of a claimed request, the new mode and (for record-both) the consent."""
+                   unreachable: bool = False, applied_at: datetime | None = None) -> None:
+    """Write the outcome of a claimed request, the new mode and (for record-both) the consent:
+    the time the advisor acted and ``applied_at``, when the PBX confirmed."""
     now = app.clock.now()
+    applied = applied_at or now
     ctx = _requester(req)
     status = "applied" if ok else "unavailable" if unreachable else "failed"
     with app.catalog.session() as s:
@@ -362,9 +392,11 @@ def finish_request(app: Any, req: ModeRequest, mode: RecordingMode | None, ok: b
                 row.mode_before_pause = row.mode
             row.mode, row.updated_at = mode.value, now
             if req.action == "record_both":
-                s.add(CallConsent(call_id=row.call_id, given_at=req.requested_at, applied_at=now, by_user=req.username,
+                acted = req.acted_at or req.requested_at
+                s.add(CallConsent(call_id=row.call_id, given_at=acted, applied_at=applied, by_user=req.username,
                                   user_id=req.user_id, method=req.method, request_id=req.id))
-                detail["consent_given_at"] = req.requested_at.isoformat()
+                detail["consent_given_at"] = acted.isoformat()
+                detail["consent_applied_at"] = applied.isoformat()
         if message:
             detail["message"] = message[:200]
         app.audit.append(s, ctx, f"call.{req.action}", "call", req.call_id, "ok" if ok else "failed", detail)

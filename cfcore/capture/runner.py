@@ -94,7 +94,8 @@ class CaptureRunner:
             if callable(fn):
                 with contextlib.suppress(Exception):
                     st.update({k: v for k, v in fn().items() if k in
-                               ("connected", "last_error", "connects", "auth_failures", "handed_over")})
+                               ("connected", "ready", "permission_error", "last_error", "connects",
+                                "auth_failures", "handed_over")})
                     st["active_legs"] = len(fn().get("active_legs", []))
             task = self._tasks.get(name)
             if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
@@ -175,10 +176,12 @@ class CaptureRunner:
     async def apply(self, req: Any) -> None:
         mode, problem = await asyncio.to_thread(controller.target_mode, self.app, req)
         ok, message, unreachable = False, problem, False
+        applied_at = None
         if mode is not None:
             src = self.sources[req.source]
             try:
                 ok = await src.set_mode(req.call_id, mode)
+                applied_at = self.app.clock.now()  # the PBX has confirmed
                 if not ok:
                     message = "the PBX no longer knows the call (it has ended)"
             except (ConnectionError, TimeoutError) as exc:
@@ -188,6 +191,6 @@ class CaptureRunner:
                 log.warning("set_mode %s on %s failed: %s", mode.value, req.call_id, exc)
                 message = f"the PBX refused: {type(exc).__name__}: {str(exc)[:150]}"
         await asyncio.to_thread(controller.finish_request, self.app, req, mode if ok else None, ok, message,
-                                unreachable)
+                                unreachable, applied_at)
         if ok:
             log.info("call %s: %s applied (%s)", req.call_id, req.action, mode.value if mode else "-")

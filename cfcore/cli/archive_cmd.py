@@ -32,9 +32,12 @@ def _detail(rec: Any) -> dict[str, Any]:
         "ended_at": rec.ended_at.isoformat(), "pbx_call_id": rec.pbx_call_id, "channels": rec.channels,
         "sample_rate": rec.sample_rate, "codec": rec.codec, "retention_class": rec.retention_class,
         "retention_rule": rec.retention_rule, "created_at": rec.created_at.isoformat(),
-        "segments": [{"start": s.start, "end": s.end, "mode": s.mode} for s in rec.segments],
+        "segments": [{"start": s.start, "end": s.end, "mode": s.mode,
+                      "start_window": [s.start_lo, s.start_hi] if s.start_lo is not None else None}
+                     for s in rec.segments],
         "consents": [{"given_at": c.given_at.isoformat(), "offset": c.offset, "by_user": c.by_user,
-                      "method": c.method} for c in rec.consents],
+                      "method": c.method, "applied_at": c.applied_at.isoformat() if c.applied_at else None}
+                     for c in rec.consents],
         "media": [{"channel": m.channel, "store": m.store, "key": m.key, "size": m.size, "sha256": m.sha256,
                    "plain_size": m.plain_size, "codec": m.codec} for m in sorted(rec.media, key=lambda m: (m.channel, m.store))],
         "row_digest": row_digest(rec),
@@ -155,8 +158,11 @@ def register(cli: click.Group) -> None:
             data = _detail(rec)
             app.audit.append(s, ctx, "recording.show", "recording", rec_id, "ok", {"row_digest": data["row_digest"]})
         lines = [f"{k}: {v}" for k, v in data.items() if k not in ("segments", "consents", "subjects", "media")]
-        lines += [f"segment: {x['start']:.3f}-{x['end']:.3f} s {x['mode']}" for x in data["segments"]]
-        lines += [f"consent: at {x['offset']:.3f} s ({x['given_at']}) by {x['by_user']} via {x['method']}" for x in data["consents"]]
+        lines += [f"segment: {x['start']:.3f}-{x['end']:.3f} s {x['mode']}"
+                  + (f" (switch within {x['start_window'][0]:.3f}-{x['start_window'][1]:.3f} s)" if x["start_window"] else "")
+                  for x in data["segments"]]
+        lines += [f"consent: at {x['offset']:.3f} s ({x['given_at']}) by {x['by_user']} via {x['method']}"
+                  + (f", applied by the PBX {x['applied_at']}" if x["applied_at"] else "") for x in data["consents"]]
         lines += [f"subject: {x['kind']} {x['pseudonym'][:16]}…" for x in data["subjects"]]
         lines += [f"media: {x['channel']} in {x['store']}: {x['key']} ({x['size']} bytes, sha256 {x['sha256'][:16]}…)"
                   for x in data["media"]]

@@ -24,12 +24,18 @@ def _call_line(c: dict[str, Any]) -> str:
 
 
 def _control(state: Any, call_id: str, action: str, timeout: float, as_json: bool) -> None:
+    from datetime import timedelta
+
     from ..capture import controller
     from .context import cli_context
+    from .main import seconds_since_start
 
     app = state.app
     ctx = cli_context(app, f"cli.calls.{action.replace('_', '-')}")
-    req = controller.trigger(app, ctx, call_id, action, method="cli", timeout=timeout)
+    # The advisor acted when the command started, not when (after start-up and login) the
+    # request row is written.
+    acted_at = app.clock.now() - timedelta(seconds=seconds_since_start())
+    req = controller.trigger(app, ctx, call_id, action, method="cli", timeout=timeout, acted_at=acted_at)
     texts = {
         "record_both": ("recording both sides of call {id} (consent recorded)",
                         "beide Seiten von Gespräch {id} werden aufgezeichnet (Einwilligung vermerkt)"),

@@ -2,8 +2,8 @@
 
 A person logs in for each command with ``--user NAME`` (or ``CF_USER``) and ``CF_PASSWORD``
 (prompted for when unset and the terminal is interactive), or with an API token in ``CF_TOKEN``.
-A failed login raises ``AuthenticationFailed`` and is audited; repeated failures lock the account
-(``[access] max_failed_logins``).
+A failed login raises ``AuthenticationFailed`` and is audited; repeated failures delay the next
+attempt, they never lock the account (``cfcore.access.throttle``).
 
 The only way around the login is ``system_cli_context``: for the system and bootstrap paths
 (``cf init``, ``cf users add --bootstrap``, ``cf serve``). It grants no role, so the access policy
@@ -65,7 +65,7 @@ def _password(user: str) -> str:
 
 def authenticate_cli(app: Any, function: str) -> Actor:
     """Log in the person at the terminal (cached for the rest of the command)."""
-    from ..access.users import authenticate_password, authenticate_token
+    from ..access.users import authenticate_password, authenticate_token, fold_username
 
     state = _state()
     user = cli_user()
@@ -79,7 +79,7 @@ def authenticate_cli(app: Any, function: str) -> Actor:
         actor = authenticate_password(app, user, _password(user), host=host, ip=ip, function=function)
     elif token:
         actor = authenticate_token(app, token, host=host, ip=ip, function=function)
-        if user and actor.username != user.strip().lower():
+        if user and actor.username != fold_username(user):
             raise AuthenticationFailed(f"CF_TOKEN belongs to another user than {user}")
     else:
         raise AuthenticationFailed("not logged in",
@@ -94,6 +94,16 @@ def authenticate_cli(app: Any, function: str) -> Actor:
         if cache is not None:
             cache[key] = actor
     return actor
+
+
+def cli_origin_token() -> str | None:
+    """The API token this command logged in with, or None when it logged in with a password
+    (a token minted by the command then lives no longer than this one: see ``create_token``)."""
+    user = cli_user()
+    token = os.environ.get("CF_TOKEN") or None
+    if user and (os.environ.get("CF_PASSWORD") is not None or not token):
+        return None
+    return token
 
 
 def cli_context(app: Any, function: str) -> RequestContext:

@@ -8,12 +8,17 @@ import logging
 import os
 import pkgutil
 import sys
+import time
 from typing import Any
 
 import click
 
 from .. import __version__
 from ..errors import CallFortError
+
+#: When this process got here: the advisor pressed Enter a few milliseconds before (the slow
+#: part, opening the deployment and logging in, comes later).
+_STARTED = time.monotonic()
 
 
 class CfGroup(click.Group):
@@ -40,9 +45,10 @@ class CfGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, user: str | None, verbose: int) -> None:
     """CallFort: compliant recording and archiving of advisory calls."""
+    # force: the plugin commands were registered (with a WARNING set-up) before -v was parsed
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="cf: %(levelname)s: %(message)s" if not verbose
-                        else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        else "%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     ctx.obj = CliState(config_path, user)
 
 
@@ -64,6 +70,11 @@ class CliState:
             pm = _PRELOADED.get(str(config.path))
             self._app = App(config, pm=pm)
         return self._app
+
+
+def seconds_since_start() -> float:
+    """Seconds since this ``cf`` process began (the advisor's action time for ``cf calls``)."""
+    return time.monotonic() - _STARTED
 
 
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:

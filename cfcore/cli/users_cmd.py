@@ -1,10 +1,16 @@
-"""``cf users add|list|show|disable|enable|unlock|roles|password|token|tokens|revoke``.
+"""``cf users add|list|show|disable|enable|unlock|roles|password|reset|reset-password|token|tokens|revoke``.
 
 Roles are never granted directly: ``cf users add NAME --role R`` and ``cf users roles NAME --add R``
 file a four-eyes ``roles.change`` request that a second person (DPO or compliance) approves and the
 requester then runs with ``cf execute ID``. The one exception is setting up a new deployment:
 ``cf users add NAME --role administrator --bootstrap`` creates the first administrator (and
-``--role dpo`` / ``--role compliance`` the first approver), each refused once a user holds that role.
+``--role dpo`` / ``--role compliance`` the first approver), each refused once a user holds that role,
+and all refused for good once the deployment has had an administrator and an approver.
+
+Nobody obtains another user's credentials: ``cf users token`` and ``cf users password`` act on
+yourself only. A forgotten password: an administrator runs ``cf users reset NAME`` (half 1 of the
+code; the user's password, sessions and tokens end at once), a DPO or compliance officer runs the
+same command (half 2); each hands their half to the user, who runs ``cf users reset-password NAME``.
 
 New passwords come from ``--password-stdin`` (one line), ``$CF_NEW_PASSWORD``, or a prompt.
 """
@@ -174,15 +180,64 @@ def register(cli: click.Group) -> None:
     @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
     @click.pass_obj
     def password(state: Any, username: str | None, password_stdin: bool) -> None:
-        """Set your password, or another user's (users.manage)."""
+        """Set your own password (ends all your sessions and tokens). Another user's: cf users reset."""
+        from ..access import users
+        from ..errors import AuthenticationFailed
+        from .context import cli_context, cli_origin_token
+
+        app = state.app
+        ctx = cli_context(app, "cli.users.password")
+        if cli_origin_token() is not None:  # a copied token must not be enough to take the account over
+            raise AuthenticationFailed("changing your password needs your current password, not a token",
+                                       hint="log in with CF_USER and CF_PASSWORD")
+        new = _new_password(password_stdin, required=True)
+        users.set_password(app, ctx, username or ctx.actor.username, new or "")
+        click.echo(f"password set for {username or ctx.actor.username}")
+
+    @users_group.command("reset")
+    @click.argument("username")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def reset(state: Any, username: str, as_json: bool) -> None:
+        """Issue one half of a password reset: first an administrator, then a DPO or compliance officer.
+
+        The code is printed once; hand it to the user yourself (not through the other person)."""
         from ..access import users
         from .context import cli_context
 
         app = state.app
-        ctx = cli_context(app, "cli.users.password")
-        new = _new_password(password_stdin, required=True)
-        users.set_password(app, ctx, username or ctx.actor.username, new or "")
-        click.echo(f"password set for {username or ctx.actor.username}")
+        half = users.reset_password(app, cli_context(app, "cli.users.reset"), username)
+        nxt = ("a DPO or compliance officer now runs cf users reset " + half.username if half.half == 1
+               else f"{half.username} runs cf users reset-password {half.username} with both halves")
+        emit(half.as_dict(), as_json, f"half {half.half} of the reset code for {half.username}: {half.code}\n"
+                                      f"valid until {half.expires_at.isoformat()[:19]}; {nxt}")
+
+    @users_group.command("reset-password")
+    @click.argument("username")
+    @click.option("--stdin", "from_stdin", is_flag=True,
+                  help="Read three lines from standard input: half 1, half 2, the new password.")
+    @click.pass_obj
+    def reset_password(state: Any, username: str, from_stdin: bool) -> None:
+        """Set your own password with both halves of a reset (no login needed)."""
+        from ..access import users
+        from ..errors import InputError
+        from .context import local_host_and_ip
+
+        app = state.app
+        if from_stdin:
+            lines = [sys.stdin.readline().rstrip("\r\n") for _ in range(3)]
+        elif sys.stdin is not None and sys.stdin.isatty():
+            lines = [str(click.prompt("half 1 (from the administrator)", hide_input=True, err=True)),
+                     str(click.prompt("half 2 (from the DPO or compliance)", hide_input=True, err=True)),
+                     str(click.prompt("new password", hide_input=True, confirmation_prompt=True, err=True))]
+        else:
+            raise InputError("the codes and the new password are needed", hint="--stdin or a terminal")
+        if not all(lines):
+            raise InputError("give half 1, half 2 and the new password, one a line")
+        host, ip = local_host_and_ip()
+        users.complete_reset(app, username, lines[0], lines[1], lines[2], host=host, ip=ip,
+                             function="cli.users.reset-password")
+        click.echo(f"password set for {users.normalise_username(username)}; log in with it")
 
     @users_group.command("token")
     @click.argument("username", required=False)
@@ -191,12 +246,15 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_obj
     def token(state: Any, username: str | None, name: str, days: int | None, as_json: bool) -> None:
-        """Create an API token (printed once; use it as CF_TOKEN or Authorization: Bearer)."""
+        """Create your own API token (printed once; use it as CF_TOKEN or Authorization: Bearer).
+
+        Logged in with CF_TOKEN, the new token lives no longer than that one."""
         from ..access import users
-        from .context import cli_context
+        from .context import cli_context, cli_origin_token
 
         app = state.app
-        issued = users.create_token(app, cli_context(app, "cli.users.token"), username=username, name=name, days=days)
+        issued = users.create_token(app, cli_context(app, "cli.users.token"), username=username, name=name, days=days,
+                                    origin_token=cli_origin_token())
         emit(issued.as_dict(), as_json, issued.token)
 
     @users_group.command("tokens")

@@ -57,6 +57,9 @@ class ModeSegmentRow(Base):
     start: Mapped[float] = mapped_column(Float)
     end: Mapped[float] = mapped_column(Float)
     mode: Mapped[str] = mapped_column(String(16))
+    #: the window in which the PBX switched into this mode, when the position is not exact
+    start_lo: Mapped[float | None] = mapped_column(Float, nullable=True)
+    start_hi: Mapped[float | None] = mapped_column(Float, nullable=True)
     recording: Mapped[Recording] = relationship(back_populates="segments")
 
 
@@ -65,10 +68,12 @@ class ConsentRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
-    given_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the advisor acted
     offset: Mapped[float] = mapped_column(Float)
     by_user: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(16))
+    #: when the PBX confirmed the switch (None for consents from before 2026-12)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     recording: Mapped[Recording] = relationship(back_populates="consents")
 
 

@@ -18,8 +18,9 @@ from .base import Base, UTCDateTime
 class User(Base):
     """A person who logs in. ``advisor_id`` is the PBX/agent id when the user is an advisor.
 
-    Lock-out state lives on the row: ``failed_logins`` counts consecutive failures and
-    ``locked_until`` is set when the count reaches ``[access] max_failed_logins``.
+    ``failed_logins`` counts consecutive failures (for the audit; wrong passwords delay, they do
+    not lock: ``cfcore.access.throttle``). ``locked_until`` is only cleared now (older versions
+    set it; ``cf users unlock``).
     """
 
     __tablename__ = "users"
@@ -127,3 +128,37 @@ class ApprovalVote(Base):
     host: Mapped[str] = mapped_column(String(255))
     ip: Mapped[str] = mapped_column(String(64))
     approval: Mapped[Approval] = relationship(back_populates="votes")
+
+
+class PasswordReset(Base):
+    """A password reset in two halves (split knowledge, issue 11 item 3).
+
+    An administrator issues half A, a second person with an approving role (DPO, compliance)
+    half B; the user needs both to set their own password, once, before ``expires_at``. Neither
+    person alone holds a credential of the user. Only SHA-256 of each half is stored."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    half_a_hash: Mapped[str] = mapped_column(String(64))
+    half_a_by_id: Mapped[str] = mapped_column(String(32))
+    half_a_by: Mapped[str] = mapped_column(String(64))
+    half_b_hash: Mapped[str | None] = mapped_column(String(64))
+    half_b_by_id: Mapped[str | None] = mapped_column(String(32))
+    half_b_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DeploymentFlag(Base):
+    """A one-way switch of the deployment, e.g. ``bootstrap_closed``: once set, never cleared by
+    CallFort itself (clearing it needs write access to the database, which the audit trail shows)."""
+
+    __tablename__ = "deployment_flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    set_by: Mapped[str] = mapped_column(String(64))

@@ -52,8 +52,8 @@ class CallConsent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("capture_calls.call_id", ondelete="CASCADE"), index=True)
-    given_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the advisor acted
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the PBX confirmed
     by_user: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(16))
@@ -70,6 +70,8 @@ class ModeRequest(Base):
     mode: Mapped[str | None] = mapped_column(String(16))  # the mode applied
     method: Mapped[str] = mapped_column(String(16))  # web | api | cli | cti | dtmf
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: when the advisor acted (clicked, started the command); the request row is written later
+    acted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     user_id: Mapped[str] = mapped_column(String(64))
     username: Mapped[str] = mapped_column(String(64))
     host: Mapped[str] = mapped_column(String(255))

@@ -271,6 +271,19 @@ def broken_copy(entries: tuple[AuditView, ...], now: datetime, options: Mapping[
                    _ev([e]) + ((f"object:{key}",) if key else ()))
 
 
+def capture_loss(entries: tuple[AuditView, ...], now: datetime, options: Mapping[str, Any]) -> Iterator[Finding]:
+    """A recording was archived with less consented customer audio than the capture source
+    reported (segments past the end of the files, a consent without customer audio)."""
+    actions = list(options["actions"])
+    for e in entries:
+        if _matches(e.action, actions) and e.outcome == "warning":
+            warnings = e.detail.get("warnings") or []
+            first = str(warnings[0]) if isinstance(warnings, list) and warnings else "see the audit entry"
+            yield (Severity.WARNING,
+                   f"recording {e.target_id or ''} from source '{e.detail.get('source', '?')}' lost consented "
+                   f"audio at archiving: {first}", _ev([e]) + ((f"recording:{e.target_id}",) if e.target_id else ()))
+
+
 RULES = (
     FisRule(
         name="mass-access", check=mass_access,
@@ -326,6 +339,10 @@ RULES = (
         name="broken-copy", check=broken_copy,
         description="a store held a missing or damaged copy of a media object",
         default_options={"actions": ["store.copy_broken"]}),
+    FisRule(
+        name="capture-loss", check=capture_loss,
+        description="consented customer audio did not fit the recording's files (clamped or dropped)",
+        default_options={"actions": ["recording.capture_warning"]}),
     FisRule(
         name="audit-gaps", check=audit_gaps,
         description="missing entries or time going backwards in the audit trail",

@@ -60,7 +60,7 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from .. import __version__
-    from ..errors import AuthenticationFailed, CallFortError
+    from ..errors import AuthenticationFailed, CallFortError, TooManyRequests
 
     @asynccontextmanager
     async def lifespan(fa: FastAPI) -> Any:
@@ -76,6 +76,9 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
         finally:
             if runner is not None:
                 await runner.stop()
+            pool = app.__dict__.pop("_cf_login_pool", None)  # routes_auth: Argon2 threads of this server
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     fa = FastAPI(title="CallFort API", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
                  docs_url=f"{API_PREFIX}/docs", redoc_url=None, lifespan=lifespan,
@@ -88,7 +91,9 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
 
     @fa.exception_handler(CallFortError)
     async def _cf_error(request: Request, exc: CallFortError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else None
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse({"error": str(exc)}, status_code=exc.http_status, headers=headers)
 
     @fa.exception_handler(RequestValidationError)

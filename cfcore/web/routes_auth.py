@@ -1,7 +1,14 @@
-"""Log-in, log-out, who am I, API tokens."""
+"""Log-in, log-out, who am I, API tokens, completing a password reset.
+
+Log-ins are throttled (``cfcore.access.throttle``): an attempt that comes too early, or while
+the server already has a full queue of log-ins, is answered 429 with ``Retry-After`` at once.
+The Argon2 check runs on a small pool of its own (one thread per core), never on the pool that
+serves the other requests, so a flood of log-ins leaves ``/api/me`` and ingest responsive."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,6 +17,8 @@ from pydantic import BaseModel, Field
 from hookspecs.types import RequestContext
 
 from ..access import users
+from ..access.throttle import throttle_for
+from ..errors import InputError
 from .deps import SESSION_COOKIE, client_host, client_ip, get_app, request_context
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -22,8 +31,37 @@ class LoginIn(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = Field(default="api", max_length=64)
-    days: int | None = Field(default=None, ge=1, le=365, description="lifetime (default [access] token_days)")
-    username: str | None = Field(default=None, description="another user's token (needs users.manage)")
+    days: int | None = Field(default=None, ge=1, le=3650,
+                             description="lifetime (default [access] token_days); without password at most "
+                                         "until the session used for this request ends")
+    username: str | None = Field(default=None, description="must be yourself: nobody mints another user's token")
+    password: str | None = Field(default=None, max_length=1024,
+                                 description="your password again: allows a life up to [access] token_max_days")
+
+
+class ResetIn(BaseModel):
+    username: str = Field(max_length=64)
+    code_1: str = Field(max_length=64, description="the half from the administrator")
+    code_2: str = Field(max_length=64, description="the half from the DPO or compliance officer")
+    new_password: str = Field(max_length=1024)
+
+
+def _login_pool(app: Any) -> ThreadPoolExecutor:
+    pool = app.__dict__.get("_cf_login_pool")
+    if pool is None:
+        pool = ThreadPoolExecutor(max_workers=throttle_for(app).slots_total, thread_name_prefix="cf-login")
+        app.__dict__["_cf_login_pool"] = pool
+    return pool
+
+
+async def _throttled(app: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` on the log-in pool, unless this attempt must wait or the queue is full (429)."""
+    throttle = throttle_for(app)
+    throttle.enter()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_login_pool(app), lambda: fn(*args, **kwargs))
+    finally:
+        throttle.leave()
 
 
 def _me(ctx: RequestContext) -> dict[str, Any]:
@@ -32,14 +70,24 @@ def _me(ctx: RequestContext) -> dict[str, Any]:
             "host": ctx.host, "ip": ctx.ip}
 
 
-@router.post("/login", summary="Log in with user name and password; starts a web session")
-def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
+@router.post("/login", summary="Log in with user name and password; starts a web session",
+             responses={429: {"description": "too many attempts: wait Retry-After seconds"}})
+async def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
     app = get_app(request)
     host, ip = client_host(request), client_ip(request)
-    actor = users.authenticate_password(app, body.username, body.password, host=host, ip=ip,
-                                        function="api.auth.login", audit_success=True)
-    ctx = RequestContext(actor=actor, host=host, ip=ip, function="api.auth.login")
-    issued = users.start_session(app, ctx)
+    try:
+        name: str | None = users.normalise_username(body.username)
+    except InputError:
+        name = None
+    throttle_for(app).check(ip, name)  # before queueing: a throttled attempt costs nothing
+
+    def run() -> tuple[RequestContext, users.IssuedToken]:
+        actor = users.authenticate_password(app, body.username, body.password, host=host, ip=ip,
+                                            function="api.auth.login", audit_success=True)
+        ctx = RequestContext(actor=actor, host=host, ip=ip, function="api.auth.login")
+        return ctx, users.start_session(app, ctx)
+
+    ctx, issued = await _throttled(app, run)
     max_age = int((issued.expires_at - app.clock.now()).total_seconds()) if issued.expires_at else None
     response.set_cookie(SESSION_COOKIE, issued.token, max_age=max_age, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")
@@ -63,8 +111,19 @@ def me(ctx: RequestContext = Depends(request_context("api.auth.me"))) -> dict[st
 @router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
 def create_token(body: TokenIn, request: Request,
                  ctx: RequestContext = Depends(request_context("api.auth.tokens.create"))) -> dict[str, Any]:
-    issued = users.create_token(get_app(request), ctx, username=body.username, name=body.name, days=body.days)
+    issued = users.create_token(get_app(request), ctx, username=body.username, name=body.name, days=body.days,
+                                origin_token=request.state.cf_token, password=body.password)
     return issued.as_dict()
+
+
+@router.post("/reset", summary="Set your own password with both halves of a password reset (no login)",
+             responses={429: {"description": "too many attempts: wait Retry-After seconds"}})
+async def complete_reset(body: ResetIn, request: Request) -> dict[str, Any]:
+    app = get_app(request)
+    host, ip = client_host(request), client_ip(request)
+    await _throttled(app, users.complete_reset, app, body.username, body.code_1, body.code_2,
+                     body.new_password, host=host, ip=ip, function="api.auth.reset")
+    return {"password_set": True, "username": users.normalise_username(body.username)}
 
 
 @router.get("/tokens", summary="List tokens and sessions (no secrets)")

@@ -8,6 +8,7 @@ switch at the PBX (503 when no runner answers, 409 when the call has ended).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -23,6 +24,8 @@ router = APIRouter(prefix="/api/calls", tags=["calls"])
 class ControlIn(BaseModel):
     method: str = Field(default="web", description="how the advisor triggered it: web, api, cti or dtmf")
     timeout: float = Field(default=15.0, ge=0.5, le=60.0, description="seconds to wait for the PBX")
+    acted_at: datetime | None = Field(default=None, description="when the advisor clicked (ISO-8601 with time "
+                                      "zone); kept with the consent; at most 120 s before the request, default now")
 
 
 def _control(app: Any, ctx: RequestContext, call_id: str, action: str, body: ControlIn | None) -> dict[str, Any]:
@@ -30,7 +33,8 @@ def _control(app: Any, ctx: RequestContext, call_id: str, action: str, body: Con
 
     body = body or ControlIn()
     method = body.method if body.method in ("web", "api", "cti", "dtmf") else "api"
-    return controller.trigger(app, ctx, call_id, action, method=method, timeout=body.timeout).as_dict()
+    return controller.trigger(app, ctx, call_id, action, method=method, timeout=body.timeout,
+                              acted_at=body.acted_at).as_dict()
 
 
 @router.get("", summary="Calls in progress (advisors: their own)")

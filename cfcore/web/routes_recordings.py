@@ -50,9 +50,12 @@ def details(rec: Recording) -> dict[str, Any]:
     d.update({
         "pbx_call_id": rec.pbx_call_id, "channels": rec.channels, "sample_rate": rec.sample_rate,
         "codec": rec.codec, "retention_rule": rec.retention_rule, "created_at": rec.created_at.isoformat(),
-        "segments": [{"start": s.start, "end": s.end, "mode": s.mode} for s in rec.segments],
+        "segments": [{"start": s.start, "end": s.end, "mode": s.mode,
+                      "start_window": [s.start_lo, s.start_hi] if s.start_lo is not None else None}
+                     for s in rec.segments],
         "consents": [{"given_at": c.given_at.isoformat(), "offset": c.offset, "by_user": c.by_user,
-                      "method": c.method} for c in rec.consents],
+                      "method": c.method, "applied_at": c.applied_at.isoformat() if c.applied_at else None}
+                     for c in rec.consents],
         "row_digest": row_digest(rec),
     })
     return d

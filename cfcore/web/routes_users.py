@@ -1,4 +1,4 @@
-"""User management: list, add, disable/enable/unlock, request role changes (four-eyes)."""
+"""User management: list, add, disable/enable/unlock, password reset halves, request role changes (four-eyes)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,12 @@ def enable(username: str, request: Request,
 def unlock(username: str, request: Request,
            ctx: RequestContext = Depends(request_context("api.users.unlock"))) -> dict[str, Any]:
     return users.unlock(get_app(request), ctx, username).as_dict()
+
+
+@router.post("/{username}/reset", summary="Issue one half of a password reset (administrator, then DPO/compliance)")
+def reset(username: str, request: Request,
+          ctx: RequestContext = Depends(request_context("api.users.reset"))) -> dict[str, Any]:
+    return users.reset_password(get_app(request), ctx, username).as_dict()
 
 
 @router.post("/{username}/roles", status_code=202, summary="Request a role change (four-eyes roles.change)")

@@ -49,6 +49,39 @@ class AmiAuthError(AmiError):
     """Login was refused: wrong username or secret, or the user may not log in from here."""
 
 
+class AmiPermissionError(AmiError):
+    """The AMI user lacks a write class CallFort needs (``system`` for MixMonitor)."""
+
+
+#: What CallFort sends and the write classes Asterisk accepts for it (any one of them).
+NEEDED_PERMISSIONS = {"MixMonitor": "system", "CoreShowChannels": "system or reporting"}
+
+
+async def check_permissions(conn: AmiConnection) -> None:
+    """Probe, harmlessly, that the user may send what recording needs: ``MixMonitor`` on a
+    channel that cannot exist (Asterisk checks the write class first and answers ``Permission
+    denied``; a permitted user gets ``No such channel`` and nothing happens) and
+    ``CoreShowChannels`` (read-only)."""
+    import secrets as _secrets
+
+    probe = f"CallFort/permission-probe-{_secrets.token_hex(4)}"
+    for action, fields in (("MixMonitor", {"Channel": probe, "Options": ""}), ("CoreShowChannels", {})):
+        try:
+            if action == "CoreShowChannels":
+                await conn.send_list(action, fields)
+            else:
+                await conn.send(action, fields)
+        except AmiError as exc:
+            text = exc.message.lower()
+            if "permission denied" in text:
+                raise AmiPermissionError(action, f"the AMI user may not send {action} (needs write = "
+                                                 f"{NEEDED_PERMISSIONS[action]} in manager.conf)") from None
+            if "invalid/unknown command" in text:
+                raise AmiPermissionError(action, f"Asterisk does not know the action {action} "
+                                                 "(is app_mixmonitor loaded?)") from None
+            # "No such channel" and the like: the action is permitted.
+
+
 class AmiProtocolError(Exception):
     """The peer does not speak AMI (wrong banner) or broke the framing beyond repair."""
 
@@ -408,6 +441,9 @@ class AmiClient:
         self.last_error: str | None = None
         self.connects = 0
         self.auth_failures = 0
+        #: set while the user lacks a permission recording needs (the client does not report itself
+        #: connected then; it logs in again every ``backoff_max`` so that a fix is picked up)
+        self.permission_error: str | None = None
         self._stopping = False
 
     def __repr__(self) -> str:  # never the secret
@@ -450,9 +486,26 @@ class AmiClient:
                 await self._sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
+            try:
+                await check_permissions(conn)
+            except AmiPermissionError as exc:
+                text = f"user {self.username!r} on {self.host}:{self.port}: {exc.message}; nothing is recorded"
+                if self.permission_error != text:
+                    log.error("AMI %s", text)  # once, not at every retry
+                self.permission_error = self.last_error = text
+                await conn.close()
+                await self._sleep(self.backoff_max)
+                continue
+            except (AmiNotConnected, AmiError, TimeoutError, OSError) as exc:
+                self.last_error = f"permission check failed: {_describe(exc)}"
+                log.warning("AMI %s; retrying in %.1fs", self.last_error, delay)
+                await conn.close()
+                await self._sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
             self.conn = conn
             self.connects += 1
-            self.last_error = None
+            self.last_error = self.permission_error = None
             delay = self.backoff_min
             log.info("AMI connected to %s:%s (%s)", self.host, self.port, conn.banner)
             self.connected.set()

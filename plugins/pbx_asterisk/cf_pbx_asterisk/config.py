@@ -83,6 +83,7 @@ class AsteriskSettings:
     reconnect_max: float
     retry_seconds: float
     max_message: int
+    write_buffer: int
     site: str | None
 
     @classmethod
@@ -149,6 +150,7 @@ class AsteriskSettings:
             reconnect_max=_get(cfg, "reconnect_max", float, 30.0),
             retry_seconds=_get(cfg, "retry_seconds", float, 10.0),
             max_message=_get(cfg, "max_message", int, 64 * 1024),
+            write_buffer=_write_buffer(cfg),
             site=_get(cfg, "site", str),
         )
 
@@ -168,6 +170,15 @@ class AsteriskSettings:
             return self.advisors[endpoint]
         resource = endpoint.split("/", 1)[-1]
         return self.advisors.get(resource)
+
+
+def _write_buffer(cfg: Mapping[str, Any]) -> int:
+    """Bytes Asterisk may hold unflushed per file (its stdio buffer): glibc uses the file system's
+    block size up to BUFSIZ = 8192, musl 1024. The default covers both."""
+    value = _get(cfg, "write_buffer", int, 8192)
+    if not 0 <= value <= 1 << 20:
+        raise AsteriskConfigError("plugins.pbx_asterisk.write_buffer must be between 0 and 1048576 bytes")
+    return int(value)
 
 
 def endpoint_of(channel_name: str) -> str:

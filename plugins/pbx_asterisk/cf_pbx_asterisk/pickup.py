@@ -107,10 +107,16 @@ class LocalPickup:
         return self.directory / name
 
     async def size(self, name: str) -> int | None:
+        # open + fstat rather than stat: on an NFS mount the open revalidates the attributes
+        # (close-to-open consistency), so the size is the server's, not a cached one.
         try:
-            return self._path(name).stat().st_size
+            fd = os.open(self._path(name), os.O_RDONLY)
         except FileNotFoundError:
             return None
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     async def head(self, name: str, n: int) -> bytes:
         with open(self._path(name), "rb") as f:

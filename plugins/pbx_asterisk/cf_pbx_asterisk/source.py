@@ -1,14 +1,26 @@
 """The Asterisk capture source: tracks calls from AMI events and steers MixMonitor.
 
 One recording per advisor leg. A leg starts when an advisor's channel (mapped by endpoint in
-the config) dials or is dialled by a customer, and its recording starts when that channel is up
-and bridged with the customer: ``MixMonitor`` on the advisor's channel with ``r(<adv>)t(<cus>)``
-(advisor's voice, customer's voice, separate and aligned files), immediately followed by
-``MixMonitorMute Direction=write State=1`` so the customer's file holds silence until consent.
-``set_mode`` switches the mute flags; the leg keeps the mode segments on the clock it is given.
+the config) dials or is dialled by a customer. At once, while the phone still rings, the plugin
+starts ``MixMonitor`` on the advisor's channel with ``b`` (write only while bridged) and
+``r(<adv>)t(<cus>)`` (advisor's voice, customer's voice, separate and aligned files), followed by
+``MixMonitorMute Direction=write State=1``: by the time the call is bridged and audio can flow,
+the customer's side is already muted. The recording starts when the channel is up and bridged
+with the customer.
+
+Mode boundaries are **positions in the audio as written**, never clock offsets: MixMonitor writes
+only while frames flow (hold, silence suppression), so the files can be shorter than the call.
+``set_mode`` reads the advisor file's size right before the ``MixMonitorMute`` and right after
+Asterisk confirmed it; the switch happened between the two positions (plus Asterisk's unflushed
+write buffer and one frame, ``write_buffer``). A mode that keeps more starts at the upper end of
+that window, one that keeps less at the lower end, and the window is handed over with the segment
+(``ModeSegment.start_bounds``). Without a size (SFTP down) the clock gives an upper bound (a file
+never holds more audio than time passed) and the previous boundary a lower one.
+
 The leg ends when the advisor's channel leaves the bridge (transfer) or hangs up; then the files
 are picked up, handed to the core's sink and removed on the PBX once the archive confirmed them.
-A transfer to another advisor starts a new leg with its own recording, again advisor-only.
+A leg that never got bridged has only empty files; they are removed. A transfer to another
+advisor starts a new leg with its own recording, again advisor-only.
 
 After every (re)connect the source asks Asterisk for the current channels (``CoreShowChannels``)
 so that a call that ended while the connection was down is finished, and a call that goes on is
@@ -23,7 +35,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +61,9 @@ from .pickup import Pickup, copy_for_repair, make_pickup, wait_ready, wav_durati
 log = logging.getLogger(__name__)
 
 UP = 6  # ChannelState of an answered channel
+RATE = 8000  # MixMonitor's WAV files: 8 kHz mono PCM16
+WAV_HEADER = 44  # the header Asterisk's format_wav writes
+FRAME_BYTES = 320  # one 20 ms frame that may be in flight between the mute and the write
 _SAFE = re.compile(r"[^A-Za-z0-9.]")
 _NO_NUMBER = {"", "<unknown>", "unknown", "anonymous", "<anonymous>"}
 
@@ -85,12 +100,17 @@ class Leg:
     customer_number: str | None
     customer_uniqueid: str | None
     reported_at: datetime
-    state: str = "ringing"  # ringing | recording | finished | archived
+    state: str = "ringing"  # ringing | recording | finished | archived | discard
     rec_started_at: datetime | None = None
     ended_at: datetime | None = None
     mode: RecordingMode = RecordingMode.ADVISOR_ONLY
     mode_since: float = 0.0
-    segments: list[tuple[float, float, str]] = attrs.Factory(list)
+    #: the window in which the current mode began, when not exact
+    mode_bounds: tuple[float, float] | None = None
+    #: (start, end or None = the end of the file, mode, bounds of start or None)
+    segments: list[tuple[float, float | None, str, tuple[float, float] | None]] = attrs.Factory(list)
+    #: when MixMonitor was asked to start (the file cannot hold more audio than time since then)
+    monitor_at: datetime | None = None
     files: tuple[str, str] | None = None
     recording_id: str | None = None
     lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
@@ -105,7 +125,10 @@ class Leg:
             "rec_started_at": self.rec_started_at.isoformat() if self.rec_started_at else None,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "mode": self.mode.value, "mode_since": self.mode_since,
-            "segments": [list(s) for s in self.segments], "files": list(self.files) if self.files else None,
+            "mode_bounds": list(self.mode_bounds) if self.mode_bounds else None,
+            "segments": [[a, b, m, list(bd) if bd else None] for a, b, m, bd in self.segments],
+            "files": list(self.files) if self.files else None,
+            "monitor_at": self.monitor_at.isoformat() if self.monitor_at else None,
             "recording_id": self.recording_id,
         }
 
@@ -121,25 +144,48 @@ class Leg:
             reported_at=datetime.fromisoformat(r["reported_at"]), state=r["state"],
             rec_started_at=dt(r.get("rec_started_at")), ended_at=dt(r.get("ended_at")),
             mode=RecordingMode(r["mode"]), mode_since=float(r.get("mode_since", 0.0)),
-            segments=[tuple(s) for s in r.get("segments", [])],  # type: ignore[misc]
+            mode_bounds=_bounds(r.get("mode_bounds")),
+            segments=[(float(sg[0]), None if sg[1] is None else float(sg[1]), str(sg[2]),
+                       _bounds(sg[3] if len(sg) > 3 else None)) for sg in r.get("segments", [])],
             files=tuple(r["files"]) if r.get("files") else None,  # type: ignore[arg-type]
+            monitor_at=dt(r.get("monitor_at")),
             recording_id=r.get("recording_id"),
         )
 
-    def offset(self, at: datetime) -> float:
-        assert self.rec_started_at is not None
-        return max((at - self.rec_started_at).total_seconds(), self.mode_since, 0.0)
+    def switch(self, mode: RecordingMode, at: float, bounds: tuple[float, float] | None = None) -> None:
+        """The new mode starts at position ``at`` (seconds of audio written)."""
+        if at < self.mode_since:
+            # A mode that keeps less reaches back before the last boundary (two switches within
+            # one uncertainty window): it wins over what it overlaps.
+            while self.segments and self.segments[-1][0] >= at:
+                self.segments.pop()
+            if self.segments:
+                a, _, m, bd = self.segments[-1]
+                self.segments[-1] = (a, at, m, bd)
+            self.mode_since, self.mode_bounds, self.mode = at, bounds, mode
+            return
+        if at > self.mode_since:
+            self.segments.append((self.mode_since, at, self.mode.value, self.mode_bounds))
+            self.mode_since, self.mode_bounds = at, bounds
+        elif bounds is not None:
+            # A zero-length stretch of the old mode leaves no segment; the windows merge.
+            old = self.mode_bounds or (self.mode_since, self.mode_since)
+            self.mode_bounds = (min(old[0], bounds[0]), max(old[1], bounds[1]))
+        self.mode = mode
 
-    def switch(self, mode: RecordingMode, at_offset: float) -> None:
-        if at_offset > self.mode_since:
-            self.segments.append((self.mode_since, at_offset, self.mode.value))
-            self.mode_since = at_offset
-        self.mode = mode  # a zero-length stretch of the old mode leaves no segment
+    def close(self) -> None:
+        """The last mode lasts to the end of the files (known only when they are picked up)."""
+        self.segments.append((self.mode_since, None, self.mode.value, self.mode_bounds))
 
-    def close(self, at_offset: float) -> None:
-        if at_offset > self.mode_since or not self.segments:
-            self.segments.append((self.mode_since, max(at_offset, self.mode_since), self.mode.value))
-        self.mode_since = at_offset
+
+def _bounds(value: Any) -> tuple[float, float] | None:
+    return (float(value[0]), float(value[1])) if value else None
+
+
+def _keeps_more(new: RecordingMode, old: RecordingMode) -> bool:
+    """True when ``new`` keeps audio that ``old`` did not (its start must not be early)."""
+    keep = {RecordingMode.PAUSED: 0, RecordingMode.ADVISOR_ONLY: 1, RecordingMode.BOTH: 2}
+    return keep.get(new, 0) > keep.get(old, 0)
 
 
 class AsteriskSource:
@@ -220,17 +266,19 @@ class AsteriskSource:
                 return True
             if mode is leg.mode:
                 return True
-            before = self.clock()
+            lo_pos = await self._written(leg)
             await self._apply_flags(leg, _FLAGS[leg.mode], _FLAGS[mode])
-            after = self.clock()
+            confirmed = self.clock()
+            hi_pos = await self._written(leg)
             if leg.state != "recording":
                 return False
-            # A mode that keeps more starts when Asterisk confirmed it, one that keeps less when
-            # we asked: the few milliseconds in between are never counted as consented audio.
-            at = after if mode is RecordingMode.BOTH else before
-            leg.switch(mode, leg.offset(at))
+            lo, hi = self._window(leg, lo_pos, hi_pos, confirmed)
+            # A mode that keeps more starts at the latest position the switch can have happened,
+            # one that keeps less at the earliest: no audio is kept that was not meant to be.
+            at = hi if _keeps_more(mode, leg.mode) else lo
+            leg.switch(mode, at, (lo, hi) if hi > lo else None)
             await self._save(leg)
-            log.info("leg %s: mode %s", call_id, mode.value)
+            log.info("leg %s: mode %s at %.3f s of audio (window %.3f-%.3f s)", call_id, mode.value, at, lo, hi)
             return True
 
     # ------------------------------------------------------------------ status
@@ -238,6 +286,8 @@ class AsteriskSource:
         return {
             "name": self.name, "connected": self.client.connected.is_set(), "last_error": self.client.last_error,
             "connects": self.client.connects, "auth_failures": self.client.auth_failures,
+            "ready": self.client.connected.is_set() and not self.client.permission_error,
+            "permission_error": self.client.permission_error,
             "active_legs": sorted(self.legs), "pending_pickups": sorted(self._pickups),
             "handed_over": self.handed_over,
         }
@@ -319,7 +369,12 @@ class AsteriskSource:
             if adv.advisor_id and adv.uniqueid not in self._leg_of_chan:
                 if other.advisor_id and not self.settings.record_internal:
                     continue
-                await self._open_leg(adv, other)
+                leg = await self._open_leg(adv, other)
+                # Start MixMonitor now, while the phone rings: with ``b`` it writes nothing until
+                # the call is bridged, and by then the customer's side is muted.
+                async with leg.lock:
+                    if leg.state == "ringing" and leg.monitor_at is None:
+                        await self._arm(leg, adv)
 
     async def _ev_bridgeenter(self, m: AmiMessage) -> None:
         chan = self._chan_from(m)
@@ -485,39 +540,88 @@ class AsteriskSource:
         else:
             leg.customer_uniqueid = party.uniqueid
             leg.customer_number = leg.customer_number or self._customer_number(adv, party)
-        await self._start_monitor(leg, adv)
+        async with leg.lock:
+            if leg.state != "ringing":
+                return
+            if leg.monitor_at is None and not await self._arm(leg, adv):
+                return
+            now = self.clock()
+            # Normally nothing is written yet (the bridge just formed). A leg armed before this
+            # process restarted may have been bridged meanwhile: its audio began that much earlier.
+            written = await self._written(leg) or 0.0
+            leg.rec_started_at = now - timedelta(seconds=written)
+            leg.state, leg.mode, leg.mode_since, leg.mode_bounds, leg.segments = (
+                "recording", RecordingMode.ADVISOR_ONLY, 0.0, None, [])
+            await self._save(leg)
+        await self._report(leg, CallEventKind.ANSWERED, {"channel": adv.name})
 
-    async def _start_monitor(self, leg: Leg, adv: Chan) -> None:
+    async def _arm(self, leg: Leg, adv: Chan) -> bool:
+        """MixMonitor (``b``: only while bridged) and the customer's mute; called with the leg's lock.
+        False when the recording could not be started (the leg is closed then)."""
         s = self.settings
         base = leg.call_id
         adv_file, cus_file = f"{base}-adv.wav", f"{base}-cus.wav"
-        fields = {"Channel": adv.name, "Options": f"r({s.monitor_dir}/{adv_file})t({s.monitor_dir}/{cus_file})"}
+        fields = {"Channel": adv.name, "Options": f"br({s.monitor_dir}/{adv_file})t({s.monitor_dir}/{cus_file})"}
         if s.done_marker:
             fields["Command"] = f"touch '{s.monitor_dir}/{base}.done'"
-        async with leg.lock:
-            leg.rec_started_at = self.clock()
-            leg.state, leg.mode, leg.mode_since, leg.segments = "recording", RecordingMode.ADVISOR_ONLY, 0.0, []
-            leg.files = (adv_file, cus_file)
-            # Journal first: after a crash we still know which files belong to this leg.
-            await self._save(leg)
-            try:
-                await self.client.action("MixMonitor", fields)
-            except (AmiError, AmiNotConnected, TimeoutError) as exc:
-                log.error("leg %s: MixMonitor failed: %s", leg.call_id, exc)
-                leg.state = "ringing"
-                await asyncio.to_thread(self.journal.remove_leg, leg.call_id)
-                await self._report(leg, CallEventKind.ENDED, {"reason": "recording could not start", "error": str(exc)[:200]})
-                self._forget(leg)
-                return
-            try:
-                await self.client.action("MixMonitorMute", {"Channel": adv.name, "Direction": "write", "State": "1"})
-            except (AmiError, AmiNotConnected, TimeoutError) as exc:
-                # The core drops customer audio outside BOTH segments anyway; stop here so the
-                # PBX does not keep writing the customer's voice.
-                log.error("leg %s: muting the customer failed (%s); stopping the recording", leg.call_id, exc)
-                await self._finish_leg_locked(leg, "customer side could not be muted")
-                return
-        await self._report(leg, CallEventKind.ANSWERED, {"channel": adv.name})
+        leg.monitor_at = self.clock()
+        leg.files = (adv_file, cus_file)
+        # Journal first: after a crash we still know which files belong to this leg.
+        await self._save(leg)
+        try:
+            await self.client.action("MixMonitor", fields)
+        except (AmiError, AmiNotConnected, TimeoutError) as exc:
+            log.error("leg %s: MixMonitor failed: %s", leg.call_id, exc)
+            leg.monitor_at, leg.files = None, None
+            await asyncio.to_thread(self.journal.remove_leg, leg.call_id)
+            if leg.state == "ringing" and self.channels.get(leg.adv_uniqueid) is not None \
+                    and self.channels[leg.adv_uniqueid].bridge is None:
+                return False  # not bridged yet: tried again when it is
+            await self._report(leg, CallEventKind.ENDED, {"reason": "recording could not start", "error": str(exc)[:200]})
+            leg.state = "finished"
+            self._forget(leg)
+            return False
+        try:
+            await self.client.action("MixMonitorMute", {"Channel": adv.name, "Direction": "write", "State": "1"})
+        except (AmiError, AmiNotConnected, TimeoutError) as exc:
+            # The core drops customer audio outside BOTH segments anyway; stop here so the
+            # PBX does not keep writing the customer's voice.
+            log.error("leg %s: muting the customer failed (%s); stopping the recording", leg.call_id, exc)
+            with contextlib.suppress(AmiError, AmiNotConnected, TimeoutError):
+                await self.client.action("StopMixMonitor", {"Channel": adv.name})
+            await self._finish_leg_locked(leg, "customer side could not be muted", channel_alive=False)
+            return False
+        return True
+
+    async def _written(self, leg: Leg) -> float | None:
+        """Seconds of audio the PBX has flushed to the advisor's file now (None: unknown)."""
+        if not leg.files:
+            return None
+        try:
+            size = await self.pickup.size(leg.files[0])
+        except Exception as exc:  # the position is then bounded by the clock (fail-safe)
+            log.warning("leg %s: cannot read the recording's size (%s)", leg.call_id, type(exc).__name__)
+            return None
+        if size is None:
+            return None
+        return max(0, size - WAV_HEADER) // 2 / RATE
+
+    def _window(self, leg: Leg, lo_pos: float | None, hi_pos: float | None, confirmed: datetime) -> tuple[float, float]:
+        """The positions between which the PBX switched: from the file's size before the action
+        to its size after the confirmation plus what Asterisk may still hold unflushed."""
+        frame = FRAME_BYTES / 2 / RATE
+        slack = (self.settings.write_buffer + FRAME_BYTES) / 2 / RATE
+        since = leg.monitor_at or leg.rec_started_at
+        # A file never holds more audio than time has passed since MixMonitor started.
+        cap = max(0.0, (confirmed - since).total_seconds()) + frame if since is not None else None
+        lo = leg.mode_since if lo_pos is None else lo_pos
+        hi = hi_pos + slack if hi_pos is not None else cap
+        if hi is None:
+            hi = lo + slack
+        elif cap is not None:
+            hi = min(hi, cap)
+        hi = max(hi, lo)
+        return round(lo, 6), round(hi, 6)
 
     async def _apply_flags(self, leg: Leg, old: tuple[bool, bool], new: tuple[bool, bool]) -> None:
         changes = [(d, n) for d, o, n in (("read", old[0], new[0]), ("write", old[1], new[1])) if o != n]
@@ -537,12 +641,21 @@ class AsteriskSource:
         if leg.state == "ringing":
             leg.state = "finished"
             self._forget(leg)
+            if leg.monitor_at is not None and leg.files:
+                # MixMonitor ran while the phone rang but wrote nothing (never bridged): its empty
+                # files are removed once Asterisk closed them.
+                leg.state = "discard"
+                await self._save(leg)
+                if channel_alive and leg.adv_uniqueid in self.channels:
+                    with contextlib.suppress(AmiError, AmiNotConnected, TimeoutError):
+                        await self.client.action("StopMixMonitor", {"Channel": leg.adv_channel})
+                self._schedule_pickup(leg.call_id)
             await self._report(leg, CallEventKind.ENDED, {"reason": reason, "answered": "no"})
             return
         if leg.state != "recording":
             return
         now = self.clock()
-        leg.close(leg.offset(now))
+        leg.close()
         leg.ended_at, leg.state = now, "finished"
         await self._save(leg)
         self._forget(leg)
@@ -582,10 +695,10 @@ class AsteriskSource:
             except (KeyError, ValueError, TypeError):
                 log.error("journal entry %s unreadable; left in place", rec.get("call_id"))
                 continue
-            if leg.state == "recording":
+            if leg.state in ("recording", "ringing"):
                 self.legs[leg.call_id] = leg
                 self._leg_of_chan[leg.adv_uniqueid] = leg.call_id
-            elif leg.state in ("finished", "archived"):
+            elif leg.state in ("finished", "archived", "discard"):
                 self._schedule_pickup(leg.call_id)
 
     def _schedule_pickup(self, call_id: str) -> None:
@@ -613,12 +726,20 @@ class AsteriskSource:
 
     async def _pickup_once(self, call_id: str) -> bool:
         rec = await asyncio.to_thread(self.journal.load_leg, call_id)
-        if rec is None or rec.get("state") not in ("finished", "archived"):
+        if rec is None or rec.get("state") not in ("finished", "archived", "discard"):
             return True
         leg = Leg.from_record(rec)
         assert leg.files is not None
         names = list(leg.files)
         marker = f"{call_id}.done" if self.settings.done_marker else None
+        if leg.state == "discard":
+            await wait_ready(self.pickup, names, marker=marker, settle=self.settings.settle_seconds,
+                             timeout=self.settings.pickup_timeout, stop=self._stop)
+            for name in names + ([marker] if marker else []):
+                await self.pickup.remove(name)
+            await asyncio.to_thread(self.journal.remove_leg, call_id)
+            log.info("leg %s was never answered; its empty MixMonitor files were removed", call_id)
+            return True
         rid = leg.recording_id or await asyncio.to_thread(self.journal.handed_over, call_id)
         if rid is None:
             rid = await self._hand_over(leg, names, marker)
@@ -656,7 +777,7 @@ class AsteriskSource:
                 path = await asyncio.to_thread(copy_for_repair, path, spool)
             paths[role] = path
         duration = wav_duration(paths[ChannelRole.ADVISOR]) if ChannelRole.ADVISOR in paths else None
-        segments = _clamp(leg.segments, duration)
+        segments = _segments(leg.segments, duration)
         # (a dict: mypy's attrs plugin mis-types the tuple converters of FinishedCall)
         fields: dict[str, Any] = {
             "call_id": leg.call_id, "source": self.name, "advisor_id": leg.advisor_id,
@@ -671,17 +792,12 @@ class AsteriskSource:
         return rid
 
 
-def _clamp(segments: list[tuple[float, float, str]], duration: float | None) -> list[ModeSegment]:
+def _segments(segments: list[tuple[float, float | None, str, tuple[float, float] | None]],
+              duration: float | None) -> list[ModeSegment]:
+    """The leg's segments as positions in the files; the last one ends with the file. Nothing is
+    clamped or dropped here: the core compares them with the audio and reports what does not fit."""
     out: list[ModeSegment] = []
-    for start, end, mode in segments:
-        if duration is not None:
-            if start >= duration and out:
-                continue
-            end = min(end, duration) if end > duration else end
-            start = min(start, end)
-        out.append(ModeSegment(start=start, end=end, mode=RecordingMode(mode)))
-    if duration is not None and out and out[-1].end < duration:
-        # Asterisk wrote a little more than we timed (it stopped after our clock read).
-        last = out[-1]
-        out[-1] = ModeSegment(start=last.start, end=duration, mode=last.mode)
+    for start, end, mode, bounds in segments:
+        stop = (duration if duration is not None else start) if end is None else end
+        out.append(ModeSegment(start=start, end=max(stop, start), mode=RecordingMode(mode), start_bounds=bounds))
     return out

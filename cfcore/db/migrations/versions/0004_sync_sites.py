@@ -1,7 +1,7 @@
 """sync sites
 
-Revision ID: 0002_sync
-Revises: 0001
+Revision ID: 0004_sync
+Revises: 0003_asterisk
 Create Date: 2026-12-02 04:08:33.530632
 """
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import cfcore.db.base
 
 
-revision = '0002_sync'
-down_revision = '0001'
+revision = '0004_sync'
+down_revision = '0003_asterisk'
 branch_labels = None
 depends_on = None
 
