@@ -26,16 +26,22 @@ if TYPE_CHECKING:
 class App:
     def __init__(self, config: Config, *, clock: Clock | None = None,
                  pm: CorePluginManager | None = None, upgrade: bool = True) -> None:
+        from .secrets import check_secrets
+
         self.config = config
         self.clock = clock or clock_from_env()
         self.pm = pm or get_plugin_manager(config)
         self.data_dir = config.data_dir
         self.keys_dir = config.resolve_path(config.get("keys.dir", str, "keys"))
+        # every secret first: a deployment with a missing key refuses to start (never recreated)
+        check_secrets(self)
         url = config.get("catalog.url", str, "sqlite:///catalog.db")
         self.catalog = Catalog.from_url(url, config.base_dir)
         if upgrade:
             self.catalog.upgrade()
-        self.audit = AuditTrail(self.catalog, self.clock, self.keys_dir / "audit-signing.key")
+        self.audit = AuditTrail(self.catalog, self.clock, self.keys_dir / "audit-signing.key",
+                                mac_key_path=self.keys_dir / "audit-mac.key", config=config)
+        self.audit.anchor_stores = self._anchor_stores
 
     @classmethod
     def open(cls, config_path: str | Path | None = None, **kwargs: Any) -> App:
@@ -58,6 +64,19 @@ class App:
         from .storage import open_stores
 
         return open_stores(self)
+
+    def _anchor_stores(self) -> dict[str, Any]:
+        """The stores that keep the audit anchors: ``[audit] anchor_stores`` (default: every
+        archive store)."""
+        from .errors import ConfigError
+
+        stores = self.stores.stores
+        names = self.config.get("audit.anchor_stores", list, list(stores))
+        missing = [n for n in names if n not in stores]
+        if missing:
+            raise ConfigError(f"{self.config.path}: audit.anchor_stores names unknown store(s) {', '.join(missing)}",
+                              hint="choose from: " + ", ".join(stores))
+        return {n: stores[n] for n in names}
 
     def close(self) -> None:
         self.catalog.dispose()

@@ -1,35 +1,62 @@
 """The tamper-evident audit trail.
 
-Each entry is chained: ``hash = SHA-256(prev_hash + canonical JSON of the entry)``. Appends lock the
-single ``audit_head`` row, which serialises concurrent writers (PostgreSQL ``FOR UPDATE``; SQLite's
-``BEGIN IMMEDIATE``) and lets ``verify`` notice a removed tail. Signed checkpoints (Ed25519) pin the
-chain so that a rewrite of the whole chain by someone with database access is still detected.
+Each entry is chained and keyed: ``hash = HMAC-SHA256(audit MAC key, prev_hash + canonical JSON
+of the entry)``. The MAC key lives in the key directory (``audit-mac.key``, 0600), never in the
+database, so someone with write access to the database can neither re-hash an edited chain nor
+forge an entry. Appends lock the single ``audit_head`` row, which serialises concurrent writers
+(PostgreSQL ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE``).
+
+*Anchors* pin the chain outside the database: a signed (Ed25519, ``audit-signing.key``) JSON
+``{seq, hash, at, mac_key_id, signing_key_id}`` written to the anchor stores (``[audit]
+anchor_stores``, default every archive store; with Object Lock on S3, ``anchor_retain_days``)
+under ``audit-anchors/<seq>.json`` — automatically every ``anchor_every`` entries (after the
+commit that reaches the multiple) and by ``cf serve`` every ``anchor_interval_seconds``.
+``verify`` checks the database against the newest anchor: a removed tail (also with ``audit_head``
+moved back and the in-database checkpoints deleted), a re-hashed chain, a swapped MAC or signing
+key are all reported. What an attacker can still do without the keys and the anchor store is
+bounded: remove entries written after the newest anchor (at most ``anchor_every`` entries or
+``anchor_interval_seconds`` of them). In-database checkpoints (``cf audit checkpoint``) are kept
+and also written as anchors.
+
+``verify`` never creates a key: a missing key is a ``ConfigError``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hookspecs.types import AuditView, RequestContext
 
 from .clock import Clock
-from .crypto.keyfiles import load_or_create_secret
+from .crypto.keyfiles import load_secret
 from .db.catalog import Catalog
 from .db.models import AuditCheckpoint, AuditEntry, AuditHead
 
+log = logging.getLogger(__name__)
+
 GENESIS = "0" * 64
+ANCHOR_PREFIX = "audit-anchors/"
+ANCHOR_FORMAT = 1
+_ANCHOR_KEY = re.compile(r"^audit-anchors/(\d{12})\.json$")
+#: defaults of ``[audit]``
+ANCHOR_EVERY = 1000
+ANCHOR_INTERVAL_SECONDS = 300
+ANCHOR_RETAIN_DAYS = 3650
 
 
 def canonical(entry: Any) -> bytes:
@@ -52,8 +79,27 @@ def canonical(entry: Any) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def chain_hash(prev_hash: str, entry: Any) -> str:
-    return hashlib.sha256(prev_hash.encode() + canonical(entry)).hexdigest()
+def chain_hash(mac_key: bytes, prev_hash: str, entry: Any) -> str:
+    """The keyed hash of ``entry`` after ``prev_hash``."""
+    return hmac.new(mac_key, prev_hash.encode() + canonical(entry), hashlib.sha256).hexdigest()
+
+
+def key_id(kind: str, material: bytes) -> str:
+    """A public fingerprint of a key (never the key): 16 hex characters."""
+    return hashlib.sha256(f"callfort-{kind}-id:".encode() + material).hexdigest()[:16]
+
+
+def anchor_key(seq: int) -> str:
+    return f"{ANCHOR_PREFIX}{seq:012d}.json"
+
+
+def is_anchor_key(key: str) -> bool:
+    return key.startswith(ANCHOR_PREFIX)
+
+
+def _anchor_body(a: Mapping[str, Any]) -> bytes:
+    body = {k: a[k] for k in ("format", "seq", "hash", "at", "mac_key_id", "signing_key_id")}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def canonical_detail(detail: Mapping[str, Any] | None) -> str:
@@ -68,6 +114,8 @@ class VerifyResult:
     checkpoints: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    #: the newest anchor found outside the database (None: none yet)
+    anchor_seq: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -78,10 +126,37 @@ SYSTEM_USER = "system"
 
 
 class AuditTrail:
-    def __init__(self, catalog: Catalog, clock: Clock, signing_key_path: Path) -> None:
+    def __init__(self, catalog: Catalog, clock: Clock, signing_key_path: Path, *, mac_key_path: Path,
+                 config: Any = None) -> None:
         self.catalog = catalog
         self.clock = clock
         self.signing_key_path = signing_key_path
+        self.mac_key_path = mac_key_path
+        self.config = config
+        self._mac_key: bytes | None = None
+        #: returns ``{name: MediaStore}`` of the anchor stores; set by ``App``
+        self.anchor_stores: Callable[[], Mapping[str, Any]] | None = None
+        #: when the ``audit.anchor`` job of this process last anchored
+        self.last_periodic_anchor: datetime | None = None
+
+    def _cfg(self, key: str, default: int) -> int:
+        return int(self.config.get(f"audit.{key}", int, default)) if self.config is not None else default
+
+    @property
+    def anchor_every(self) -> int:
+        return max(1, self._cfg("anchor_every", ANCHOR_EVERY))
+
+    # ------------------------------------------------------------------ keys (never created here)
+    def mac_key(self) -> bytes:
+        if self._mac_key is None:
+            self._mac_key = load_secret(self.mac_key_path, 32)
+        return self._mac_key
+
+    def _signing_key(self) -> tuple[str, Ed25519PrivateKey]:
+        seed = load_secret(self.signing_key_path, 32)
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+        pub = key.public_key().public_bytes_raw()
+        return hashlib.sha256(pub).hexdigest()[:16], key
 
     # ------------------------------------------------------------------ writing
     def append(self, session: Session, ctx: RequestContext | None, action: str, target_kind: str,
@@ -89,6 +164,7 @@ class AuditTrail:
                ) -> int:
         """Append one entry in ``session``'s transaction (so the entry and the change it records
         commit together). ``ctx=None`` records the system itself. Returns the entry's seq."""
+        mac_key = self.mac_key()
         head = self._lock_head(session)
         entry = AuditEntry(
             seq=head.seq + 1,
@@ -106,12 +182,23 @@ class AuditTrail:
             prev_hash=head.hash,
             hash="",
         )
-        entry.hash = chain_hash(head.hash, entry)
+        entry.hash = chain_hash(mac_key, head.hash, entry)
         session.add(entry)
         head.seq, head.hash = entry.seq, entry.hash
+        if entry.seq % self.anchor_every == 0 and not session.info.get("cf_audit_anchor_due"):
+            # anchored after the commit (the anchor must name a committed entry)
+            session.info["cf_audit_anchor_due"] = True
+            event.listen(session, "after_commit", self._anchor_after_commit, once=True)
         # no flush here: the entry and the head are written with the transaction's next flush or
         # its commit, so many appends in one transaction become one batched insert
         return entry.seq
+
+    def _anchor_after_commit(self, session: Session) -> None:
+        session.info.pop("cf_audit_anchor_due", None)
+        try:
+            self.anchor()
+        except Exception as exc:  # the change is committed; the periodic job anchors later
+            log.warning("audit anchor not written: %s: %s", type(exc).__name__, exc)
 
     def record(self, ctx: RequestContext | None, action: str, target_kind: str, target_id: str | None,
                outcome: str = "ok", detail: Mapping[str, Any] | None = None) -> int:
@@ -140,36 +227,125 @@ class AuditTrail:
         session.info["cf_audit_head"] = (tx, head)
         return head
 
-    # ------------------------------------------------------------------ checkpoints
-    def _signing_key(self) -> tuple[str, Ed25519PrivateKey]:
-        seed = load_or_create_secret(self.signing_key_path, 32)
-        key = Ed25519PrivateKey.from_private_bytes(seed)
-        pub = key.public_key().public_bytes_raw()
-        return hashlib.sha256(pub).hexdigest()[:16], key
-
+    # ------------------------------------------------------------------ checkpoints and anchors
     def checkpoint(self) -> AuditCheckpoint | None:
-        """Sign the current head. Returns None when the trail is empty."""
-        key_id, key = self._signing_key()
+        """Sign the current head into the database and anchor it outside. None when empty."""
+        kid, key = self._signing_key()
         with self.catalog.session() as s:
             head = self._lock_head(s)
             if head.seq == 0:
                 return None
             sig = key.sign(f"{head.seq}:{head.hash}".encode()).hex()
-            cp = AuditCheckpoint(seq=head.seq, hash=head.hash, at=self.clock.now(), key_id=key_id, signature=sig)
+            cp = AuditCheckpoint(seq=head.seq, hash=head.hash, at=self.clock.now(), key_id=kid, signature=sig)
             s.add(cp)
-            return cp
+        self.anchor()
+        return cp
+
+    def _stores(self) -> Mapping[str, Any]:
+        if self.anchor_stores is None:
+            return {}
+        return self.anchor_stores()
+
+    def anchor(self) -> dict[str, Any] | None:
+        """Write a signed anchor of the current head to every anchor store (skipped where one
+        exists for that entry). Returns the anchor, None when the trail is empty. A store that
+        fails raises after the others were written."""
+        kid, key = self._signing_key()
+        mac_key = self.mac_key()
+        with self.catalog.session() as s:
+            head = s.get(AuditHead, 1)
+            if head is None or head.seq == 0:
+                return None
+            seq, hash_ = head.seq, head.hash
+        now = self.clock.now().astimezone(UTC)
+        a: dict[str, Any] = {"format": ANCHOR_FORMAT, "seq": seq, "hash": hash_,
+                             "at": now.isoformat(timespec="microseconds"),
+                             "mac_key_id": key_id("audit-mac", mac_key), "signing_key_id": kid}
+        a["signature"] = key.sign(_anchor_body(a)).hex()
+        data = json.dumps(a, sort_keys=True, indent=1).encode() + b"\n"
+        until = now + timedelta(days=self._cfg("anchor_retain_days", ANCHOR_RETAIN_DAYS))
+        errors: list[str] = []
+        for name, store in self._stores().items():
+            k = anchor_key(seq)
+            try:
+                if store.exists(k):
+                    continue
+                store.put(k, data, retain_until=until)
+            except FileExistsError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - one store down must not stop the others
+                errors.append(f"{name}: {type(exc).__name__}")
+        if errors:
+            from .errors import StoreError
+
+            raise StoreError("audit anchor not written to " + ", ".join(errors))
+        return a
+
+    def newest_anchor(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The newest anchor over all anchor stores, or a problem (unreadable, malformed)."""
+        best: tuple[int, str, Any] | None = None
+        try:
+            stores = self._stores()
+        except Exception as exc:  # noqa: BLE001 - reported as a problem of verify
+            return None, f"anchor stores cannot be opened ({type(exc).__name__}: {exc})"
+        for name, store in stores.items():
+            try:
+                for k in store.keys(ANCHOR_PREFIX):
+                    m = _ANCHOR_KEY.match(k)
+                    if m is None:
+                        continue
+                    seq = int(m.group(1))
+                    if best is None or seq > best[0]:
+                        best = (seq, k, store)
+            except Exception as exc:  # noqa: BLE001 - reported as a problem of verify
+                return None, f"anchor store '{name}' cannot be listed ({type(exc).__name__})"
+        if best is None:
+            return None, None
+        seq, k, store = best
+        try:
+            a = json.loads(store.get(k))
+            if not isinstance(a, dict) or a.get("format") != ANCHOR_FORMAT or a.get("seq") != seq:
+                raise ValueError("not an anchor")
+            _anchor_body(a)
+            bytes.fromhex(str(a["signature"]))
+        except Exception as exc:  # noqa: BLE001
+            return None, f"anchor {k} is unreadable or malformed ({type(exc).__name__})"
+        return a, None
 
     # ------------------------------------------------------------------ verifying
     def verify(self, batch: int = 5000, progress: Callable[[int], None] | None = None) -> VerifyResult:
         """Walk the whole chain; report the first entry that was changed, removed, inserted or
-        reordered, a removed tail, or a checkpoint that does not match."""
-        key_id, key = self._signing_key()
+        reordered, a removed tail, a checkpoint or anchor that does not match, or a swapped key.
+        Raises ``ConfigError`` when a key is missing (never creates one)."""
+        kid, key = self._signing_key()
+        mac_key = self.mac_key()
         pub = key.public_key()
+        anchor, anchor_problem = self.newest_anchor()
+        anchor_seq = anchor["seq"] if anchor else None
+
+        def bad(checked: int, ncp: int, seq: int | None, problem: str) -> VerifyResult:
+            return VerifyResult(ok=False, checked=checked, checkpoints=ncp, first_bad_seq=seq, problem=problem,
+                                anchor_seq=anchor_seq)
+
+        if anchor_problem:
+            return bad(0, 0, None, anchor_problem)
+        if anchor is not None:
+            if anchor.get("signing_key_id") != kid:
+                return bad(0, 0, anchor_seq, f"anchor at entry {anchor_seq} was signed by key {anchor.get('signing_key_id')}, "
+                                             f"not by this deployment's key {kid} (signing key swapped?)")
+            try:
+                pub.verify(bytes.fromhex(anchor["signature"]), _anchor_body(anchor))
+            except (InvalidSignature, ValueError):
+                return bad(0, 0, anchor_seq, f"anchor at entry {anchor_seq} has a bad signature")
+            if anchor.get("mac_key_id") != key_id("audit-mac", mac_key):
+                return bad(0, 0, anchor_seq, f"the audit MAC key is not the one anchored at entry {anchor_seq} "
+                                             "(key swapped?)")
         with self.catalog.session() as s:
             if not self.catalog.is_sqlite:
                 # one snapshot for the whole walk: entries appended meanwhile are not "inserted"
                 s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             cp_list = list(s.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq, AuditCheckpoint.id)))
+            ncp = len(cp_list)
             checkpoints: dict[int, list[AuditCheckpoint]] = {}
             for c in cp_list:
                 checkpoints.setdefault(c.seq, []).append(c)
@@ -189,44 +365,44 @@ class AuditTrail:
                     progress(len(rows))
                 for e in rows:
                     if e.seq < expected_seq:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                            first_bad_seq=e.seq,
-                                            problem=f"entry {e.seq} was inserted before the start of the chain")
+                        return bad(checked, ncp, e.seq, f"entry {e.seq} was inserted before the start of the chain")
                     if e.seq != expected_seq:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                            first_bad_seq=expected_seq,
-                                            problem=f"entry {expected_seq} is missing (next present is {e.seq})")
+                        return bad(checked, ncp, expected_seq, f"entry {expected_seq} is missing (next present is {e.seq})")
                     if e.prev_hash != prev_hash:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                            first_bad_seq=e.seq, problem=f"entry {e.seq} does not follow entry {e.seq - 1} (removed, inserted or reordered)")
-                    if chain_hash(prev_hash, e) != e.hash:
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                            first_bad_seq=e.seq, problem=f"entry {e.seq} was changed after it was written")
+                        return bad(checked, ncp, e.seq,
+                                   f"entry {e.seq} does not follow entry {e.seq - 1} (removed, inserted or reordered)")
+                    if not hmac.compare_digest(chain_hash(mac_key, prev_hash, e), e.hash):
+                        return bad(checked, ncp, e.seq,
+                                   f"entry {e.seq} was changed, forged or re-hashed after it was written "
+                                   "(its keyed hash does not match)")
                     if any(cp.hash != e.hash for cp in checkpoints.get(e.seq, ())):
-                        return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                            first_bad_seq=e.seq, problem=f"checkpoint at entry {e.seq} does not match the chain")
+                        return bad(checked, ncp, e.seq, f"checkpoint at entry {e.seq} does not match the chain")
+                    if anchor is not None and e.seq == anchor_seq and e.hash != anchor["hash"]:
+                        return bad(checked, ncp, e.seq, f"entry {e.seq} differs from the anchor written outside the "
+                                                        "database (chain rewritten)")
                     prev_hash, expected_seq, last = e.hash, e.seq + 1, e.seq
                     checked += 1
             for cp in cp_list:
-                if cp.key_id != key_id:
-                    return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                        first_bad_seq=cp.seq, problem=f"checkpoint at {cp.seq} signed by unknown key {cp.key_id}")
+                if cp.key_id != kid:
+                    return bad(checked, ncp, cp.seq, f"checkpoint at {cp.seq} signed by unknown key {cp.key_id}")
                 try:
                     pub.verify(bytes.fromhex(cp.signature), f"{cp.seq}:{cp.hash}".encode())
                 except (InvalidSignature, ValueError):
-                    return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                        first_bad_seq=cp.seq, problem=f"checkpoint at entry {cp.seq} has a bad signature")
+                    return bad(checked, ncp, cp.seq, f"checkpoint at entry {cp.seq} has a bad signature")
                 if cp.seq > last:
-                    return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                        first_bad_seq=last + 1, problem=f"entries after {last} were removed (checkpoint at {cp.seq})")
+                    return bad(checked, ncp, last + 1, f"entries after {last} were removed (checkpoint at {cp.seq})")
+            if anchor_seq is not None and anchor_seq > last:
+                return bad(checked, ncp, last + 1, f"entries after {last} were removed: the anchor outside the database "
+                                                   f"names entry {anchor_seq}")
+            if anchor is None and last >= self.anchor_every and self._stores():
+                return bad(checked, ncp, None, f"no anchor outside the database although the trail has {last} entries "
+                                               f"(anchors are written every {self.anchor_every}; removed?)")
             if head is None and last:
-                return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list), first_bad_seq=last,
-                                    problem="the chain head row was removed")
+                return bad(checked, ncp, last, "the chain head row was removed")
             if head is not None and (head.seq != last or head.hash != prev_hash):
-                return VerifyResult(ok=False, checked=checked, checkpoints=len(cp_list),
-                                    first_bad_seq=last + 1 if head.seq > last else head.seq,
-                                    problem=f"the chain ends at entry {last} but its head says {head.seq}")
-            return VerifyResult(ok=True, checked=checked, checkpoints=len(cp_list))
+                return bad(checked, ncp, last + 1 if head.seq > last else head.seq,
+                           f"the chain ends at entry {last} but its head says {head.seq}")
+            return VerifyResult(ok=True, checked=checked, checkpoints=ncp, anchor_seq=anchor_seq)
 
     # ------------------------------------------------------------------ reading
     def entries(self, since_seq: int = 0, *, limit: int | None = None, action: str | None = None,

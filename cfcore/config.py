@@ -27,7 +27,7 @@ CONFIG_NAME = "callfort.toml"
 KNOWN_SECTIONS = frozenset(
     {
         "deployment", "catalog", "keys", "archive", "stores", "plugins", "access", "retention",
-        "fis", "notify", "server", "capture", "sync", "crm", "dsar",
+        "fis", "notify", "server", "capture", "sync", "crm", "dsar", "audit",
     }
 )
 

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from .crypto.keyfiles import load_or_create_secret
+from .crypto.keyfiles import load_secret
 from .errors import InputError
 
 KINDS = ("customer_id", "number")
@@ -71,7 +71,7 @@ def normalise_customer_id(value: Any) -> str:
 
 
 def _secret(app: Any) -> bytes:
-    return load_or_create_secret(app.keys_dir / PSEUDONYM_KEY_FILE, 32)
+    return load_secret(app.keys_dir / PSEUDONYM_KEY_FILE, 32)
 
 
 def _normalise(app: Any, kind: str, value: Any) -> str:

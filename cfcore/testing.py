@@ -77,7 +77,7 @@ def catalog_url(tmp_path: Path) -> Iterator[str]:
 
 
 def write_deployment(directory: Path, catalog_url: str, extra: str = "") -> Path:
-    """Write a deployment like ``cf init`` does, with ``catalog_url`` and extra TOML appended."""
+    """Write a deployment like ``cf init`` does (secrets included), with ``catalog_url`` and extra TOML appended."""
     from .deployment import DEFAULT_CONFIG
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -86,6 +86,9 @@ def write_deployment(directory: Path, catalog_url: str, extra: str = "") -> Path
         'url = "sqlite:///catalog.db"', f'url = "{catalog_url}"')
     path = directory / "callfort.toml"
     path.write_text(text_ + "\n" + extra, encoding="utf-8")
+    from .secrets import create_secrets
+
+    create_secrets(directory / "keys", lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
     return path
 
 

@@ -8,8 +8,16 @@ import pytest
 from archive_helpers import login_env, make_user
 from sqlalchemy import select, text
 
-from cfcore.audit import chain_hash
+from cfcore.audit import canonical, chain_hash
 from cfcore.db.models import AuditCheckpoint, AuditEntry, AuditHead
+
+
+def forger_hash(prev, e):
+    """What a forger with database access but without the audit MAC key can compute: the
+    documented canonical form, hashed without the key (or with any key they guess)."""
+    import hashlib
+
+    return hashlib.sha256(prev.encode() + canonical(e)).hexdigest()
 
 
 def _fill(app, n=10):
@@ -46,9 +54,9 @@ def test_edited_entry_with_recomputed_hash_is_named(app):
     with app.catalog.session() as s:
         e = s.get(AuditEntry, 4)
         e.outcome = "denied"
-        e.hash = chain_hash(e.prev_hash, e)  # the forger recomputes this entry's hash...
+        e.hash = forger_hash(e.prev_hash, e)  # the forger recomputes this entry's hash...
     res = _bad(app)
-    assert res.first_bad_seq == 5  # ...but the next entry no longer follows it
+    assert res.first_bad_seq == 4 and "keyed hash" in res.problem  # ...but cannot without the key
 
 
 def test_deleted_entry_is_named(app):
@@ -96,10 +104,10 @@ def test_inserted_entry_is_named(app):
         forged = AuditEntry(seq=6, at=prev.at, user="mallory", host="h", ip="1.2.3.4", function="f",
                             action="recording.export", target_kind="recording", target_id="x", outcome="ok",
                             approval_id=None, detail="{}", prev_hash=prev.hash, hash="")
-        forged.hash = chain_hash(prev.hash, forged)
+        forged.hash = forger_hash(prev.hash, forged)
         s.add(forged)
     res = _bad(app)
-    assert res.first_bad_seq == 7  # the original entry 6, now at 7, does not follow the forged one
+    assert res.first_bad_seq == 6  # the forged entry's keyed hash does not match
 
 
 def test_entry_inserted_before_the_start_is_named(app):
@@ -141,21 +149,25 @@ def test_forged_or_moved_checkpoint_is_found(app):
     assert res.first_bad_seq == 5 and "signature" in res.problem
 
 
-def test_whole_chain_rewrite_is_found_by_the_checkpoint(app):
+def test_whole_chain_rewrite_with_the_stolen_key_is_found_by_the_anchor(app):
+    """Even a forger who also read the MAC key from the key directory is caught: the anchor
+    outside the database names the old hash (the checkpoints in the database were deleted)."""
     _fill(app)
     app.audit.checkpoint()
+    key = app.audit.mac_key()
     with app.catalog.session() as s:
+        s.execute(text("DELETE FROM audit_checkpoints"))
         prev = "0" * 64
         for e in s.scalars(select(AuditEntry).order_by(AuditEntry.seq)):
             if e.seq == 2:
                 e.outcome = "denied"
             e.prev_hash = prev
-            e.hash = chain_hash(prev, e)
+            e.hash = chain_hash(key, prev, e)
             prev = e.hash
         head = s.get(AuditHead, 1)
         head.hash = prev
     res = _bad(app)
-    assert "checkpoint" in res.problem
+    assert res.first_bad_seq == 10 and "anchor" in res.problem
 
 
 def test_removed_head_row_is_found(app):

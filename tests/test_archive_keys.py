@@ -103,14 +103,15 @@ def test_rotation_from_another_process_is_seen(app):
     assert set(app.keys.key_ids()) == {first, new}
 
 
-def test_concurrent_first_use_agrees_on_one_ring(tmp_path, frozen_clock):
+def test_concurrent_creation_agrees_on_one_ring(tmp_path, frozen_clock):
     d = tmp_path / "keys"
     rings = [KeyRing(d, frozen_clock.now) for _ in range(8)]
-    ids = []
-    threads = [threading.Thread(target=lambda r=r: ids.append(r.current_kek_id())) for r in rings]
+    created = []
+    threads = [threading.Thread(target=lambda r=r: created.append(r.create())) for r in rings]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(set(ids)) == 1
+    assert created.count(True) == 1  # one creates, the others find it and never replace it
+    assert len({r.current_kek_id() for r in rings}) == 1
     assert not [p for p in d.iterdir() if p.name.endswith(".tmp")]

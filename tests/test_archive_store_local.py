@@ -129,3 +129,15 @@ def test_store_set_uses_the_configured_root_and_falls_back(app, tmp_path):
     both.delete("x.cfe")
     both.delete("x.cfe")  # idempotent
     assert not a.exists("x.cfe") and not b.exists("x.cfe")
+
+
+def test_keys_under_a_prefix_walk_only_that_directory(store, tmp_path):
+    store.put("audit-anchors/000000000005.json", b"{}")
+    store.put("2026/11/a.advisor.cfe", b"x")
+    assert list(store.keys("audit-anchors/")) == ["audit-anchors/000000000005.json"]
+    assert list(store.keys("nosuch/")) == []
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.json").write_bytes(b"{}")
+    os.symlink(outside, store.root / "linked")
+    assert list(store.keys("linked/")) == []  # a symlinked directory is never followed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 
@@ -14,8 +15,8 @@ from cfcore.archive import read_channel
 from cfcore.db.models import AuditEntry
 from cfcore.db.models_access import Approval
 from cfcore.dsar import produce_report
-from cfcore.dsar.export import export_copies, request_export
-from cfcore.errors import AccessDenied, ApprovalRequired
+from cfcore.dsar.export import build_copies, export_copies, request_export
+from cfcore.errors import AccessDenied, ApprovalRequired, InputError
 from cfcore.retention import run_purge
 from cfcore.subjects import pseudonym
 from cfcore.wav import read_wav
@@ -29,23 +30,27 @@ def test_export_zip_after_approval(app, tmp_path):
     other = ingest(app, tmp_path, "2025-06-06T10:00:00+00:00", customer="K-2", name="other")
     assert [p["id"] for p in run_purge(app).purged] == [gone]
 
-    out = tmp_path / "copies.zip"
     with pytest.raises(AccessDenied):
-        request_export(app, carla, customer_ids=["K-1"], reason="client asks", out=str(out))
+        request_export(app, carla, customer_ids=["K-1"], reason="client asks")
     approval_id = request_export(app, dora, customer_ids=["K-1"], numbers=["+49 40 777777"],
-                                 reason="client letter 2026-11-27", out=str(out))
+                                 reason="client letter 2026-11-27")
     with app.catalog.session() as s:
         a = s.get(Approval, approval_id)
         stored = json.dumps([a.target_id, a.params, a.reason])
     assert "K-1" not in stored and "777777" not in stored  # the request holds pseudonyms only
-    with pytest.raises(ApprovalRequired):  # the executor without approval
-        export_copies(app, dora, a.target_id, a.params)
+    with pytest.raises(ApprovalRequired):  # building the copies without approval
+        build_copies(app, dora, a.target_id, a.params)
     approvals.approve(app, carla, approval_id)
-    result = approvals.execute(app, dora, approval_id)
-    assert result["recordings"] == 2 and result["out"] == str(out)
-    assert out.stat().st_mode & 0o777 == 0o600
+    held = {}
 
-    with zipfile.ZipFile(out) as zf:
+    def executor(app_, actx, target_id, params):  # what the API route does: the zip stays in memory
+        held["zip"], summary = build_copies(app_, actx, target_id, params)
+        return summary
+
+    result = approvals.execute(app, dora, approval_id, executor=executor)
+    assert result["recordings"] == 2
+
+    with zipfile.ZipFile(io.BytesIO(held["zip"])) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         ids = [m["recording_id"] for m in manifest["recordings"]]
         assert ids == [mine2, mine1]  # in call order; the deleted and the other person's are absent
@@ -70,19 +75,22 @@ def test_export_zip_after_approval(app, tmp_path):
     assert "Kopie für Sie erstellt" in accesses[mine2] and "Kopie für Sie erstellt" in accesses[mine1]
 
 
-def test_cli_requests_export(app, run_cf, tmp_path):
+def test_cli_requests_export_but_never_writes_it(app, run_cf, tmp_path):
     from retention_helpers import login_env
 
     make_user(app, "dora", "dpo")
     make_user(app, "carla", "compliance")
     ingest(app, tmp_path, "2025-05-05T10:00:00+00:00", customer="K-9")
-    out = tmp_path / "k9.zip"
-    req = json.loads(run_cf("dsar-export", "--customer", "K-9", "--reason", "letter 12", "--out", str(out), "--json",
+    req = json.loads(run_cf("dsar-export", "--customer", "K-9", "--reason", "letter 12", "--json",
                             env=login_env("dora"), check=True).stdout)
     run_cf("approve", req["approval_id"], env=login_env("carla"), check=True)
-    run_cf("execute", req["approval_id"], env=login_env("dora"), check=True)
-    with zipfile.ZipFile(out) as zf:
-        assert len([n for n in zf.namelist() if n.endswith(".wav")]) == 1
+    p = run_cf("execute", req["approval_id"], env=login_env("dora"))
+    assert p.returncode == 2 and "never written to a file" in p.stderr and "Traceback" not in p.stderr
+    with app.catalog.session() as s:
+        assert s.get(Approval, req["approval_id"]).state == "approved"  # not used up: download it instead
+    # the registered executor refuses too, whoever calls it
+    with pytest.raises(InputError, match="never written to a file"):
+        export_copies(app, make_user(app, "dora2", "dpo"), "x", {})
 
 
 def test_four_eyes_helper_roundtrip(app, tmp_path):
@@ -90,5 +98,5 @@ def test_four_eyes_helper_roundtrip(app, tmp_path):
     carla, dora = make_user(app, "carla", "compliance"), make_user(app, "dora", "dpo")
     ingest(app, tmp_path, "2025-05-05T10:00:00+00:00", customer="K-5")
     p = pseudonym(app, "customer_id", "K-5")
-    result = four_eyes(app, dora, carla, "dsar.export", p, {"pseudonyms": p, "out": str(tmp_path / "x.zip")})
-    assert result["recordings"] == 1
+    with pytest.raises(InputError, match="never written to a file"):
+        four_eyes(app, dora, carla, "dsar.export", p, {"pseudonyms": p})

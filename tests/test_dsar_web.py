@@ -88,3 +88,47 @@ def test_retention_over_http(served):
         assert r.status_code == 200 and r.json()["dry_run"] is True
     with client(server, login(server, "adam")) as c:
         assert c.post("/api/retention/run").status_code == 403
+
+
+def _files_with_audio(root):
+    """Every file under ``root`` that is a zip or a WAV (by name or by magic bytes)."""
+    found = []
+    for p in root.rglob("*"):
+        if p.is_file():
+            head = p.read_bytes()[:4]
+            if p.suffix in (".zip", ".wav") or head in (b"PK\x03\x04", b"RIFF"):
+                found.append(p)
+    return found
+
+
+def test_dsar_export_via_approvals_execute_is_a_download_never_a_file(served, deployment, tmp_path, run_cf):
+    """Issue 11 item 7: the generic execute route used to write a zip of clear WAVs into the
+    deployment folder. Now it answers with the zip, to the requester only, and nothing with audio
+    in clear is left on the server; ``cf execute`` refuses without using the approval up."""
+    from retention_helpers import login_env
+
+    app, server, recs = served
+    before = set(_files_with_audio(deployment.parent))
+    assert run_cf("dsar-export", "--customer", "K-1", "--reason", "x", "--out", str(tmp_path / "x.zip"),
+                  env=login_env("dora")).returncode == 2  # the option is gone
+    dora, carla = login(server, "dora"), login(server, "carla")
+    with client(server, dora) as c:
+        approval_id = c.post("/api/dsar/exports", json={"customer_ids": ["K-1"], "reason": "letter 9"}).json()["id"]
+    with client(server, carla) as c:
+        assert c.post(f"/api/approvals/{approval_id}/approve").status_code == 200
+        assert c.post(f"/api/approvals/{approval_id}/execute").status_code == 403  # not the requester
+    cli = run_cf("execute", approval_id, env=login_env("dora"))
+    assert cli.returncode == 2 and "never written to a file" in cli.stderr and f"/api/dsar/exports/{approval_id}" in cli.stderr
+    with client(server, dora) as c:
+        r = c.post(f"/api/approvals/{approval_id}/execute")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/zip", r.text
+        assert r.headers["cache-control"] == "no-store"
+        with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+            wavs = [n for n in zf.namelist() if n.endswith(".wav")]
+            assert all(zf.read(n)[:4] == b"RIFF" for n in wavs)
+        assert sorted(m["recording_id"] for m in manifest["recordings"]) == sorted([recs["live"], recs["adv"]])
+        assert len(wavs) == 2
+        assert c.post(f"/api/approvals/{approval_id}/execute").status_code == 409  # runs once
+    assert set(_files_with_audio(deployment.parent)) == before == set()
+    assert not (deployment.parent / "exports").exists()

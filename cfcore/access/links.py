@@ -29,7 +29,7 @@ import attrs
 
 from hookspecs.types import RequestContext
 
-from ..crypto.keyfiles import load_or_create_secret
+from ..crypto.keyfiles import load_secret
 from ..errors import ConflictError, InputError, NotFound
 from . import approvals
 from .guard import authorize
@@ -61,7 +61,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _secret(app: Any) -> bytes:
-    return load_or_create_secret(app.keys_dir / SECRET_FILE, 32)
+    return load_secret(app.keys_dir / SECRET_FILE, 32)
 
 
 def _mac(app: Any, payload: str) -> bytes:

@@ -87,7 +87,15 @@ def _do_execute(state: Any, approval_id: str, out: str | None, as_json: bool) ->
     from .context import cli_context
 
     app = state.app
-    result = approvals.execute(app, cli_context(app, "cli.execute"), approval_id)
+    ctx = cli_context(app, "cli.execute")
+    if approvals.get_request(app, ctx, approval_id).action == "dsar.export":
+        from ..dsar.export import DOWNLOAD_HINT
+        from ..errors import InputError
+
+        # refused before the approval is used up: a copy for a person is never a file at rest
+        raise InputError("copies of a person's recordings are never written to a file",
+                         hint=DOWNLOAD_HINT.replace("{id}", approval_id))
+    result = approvals.execute(app, ctx, approval_id)
     if out:
         path = Path(out)
         if path.exists():

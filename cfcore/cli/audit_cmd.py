@@ -22,7 +22,8 @@ def register(cli: click.Group) -> None:
     @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
     @click.pass_obj
     def verify(state: Any, as_json: bool, progress: bool | None) -> None:
-        """Check the whole chain and the signed checkpoints; exit 0 when intact, 7 naming the first bad entry."""
+        """Check the keyed chain, the signed checkpoints and the newest anchor outside the database;
+        exit 0 when intact, 7 naming the first bad entry, 3 when an audit key is missing."""
         from hookspecs.types import AccessTarget
 
         from ..access.guard import authorize
@@ -43,7 +44,8 @@ def register(cli: click.Group) -> None:
         # recorded after the walk, so the verification itself is part of the trail
         app.audit.record(ctx, "audit.verify", "audit", None, "ok" if result.ok else "failed", result.as_dict())
         if result.ok:
-            emit(result.as_dict(), as_json, f"audit trail intact: {result.checked} entries, {result.checkpoints} checkpoints")
+            emit(result.as_dict(), as_json, f"audit trail intact: {result.checked} entries, {result.checkpoints} checkpoints, "
+                 + (f"newest anchor at entry {result.anchor_seq}" if result.anchor_seq else "no anchor yet"))
             return
         if as_json:
             emit(result.as_dict(), True)

@@ -41,18 +41,19 @@ def register(cli: click.Group) -> None:
     @click.option("--customer", "customers", multiple=True, help="The person's customer id (repeatable).")
     @click.option("--number", "numbers", multiple=True, help="The person's phone number (repeatable).")
     @click.option("--reason", required=True, help="The request's reference (not the person's name).")
-    @click.option("--out", type=click.Path(dir_okay=False), help="Zip file the approved export writes.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @click.pass_obj
-    def dsar_export(state: Any, customers: tuple[str, ...], numbers: tuple[str, ...], reason: str, out: str | None,
+    def dsar_export(state: Any, customers: tuple[str, ...], numbers: tuple[str, ...], reason: str,
                     as_json: bool) -> None:
-        """Request copies of a person's recordings for the person (four-eyes: dsar.export)."""
+        """Request copies of a person's recordings for the person (four-eyes: dsar.export). Once
+        approved, the requester downloads the zip over the API (POST /api/dsar/exports/ID); it is
+        never written to a file on the server."""
         from ..dsar.export import request_export
         from .context import cli_context
         from .retention_cmd import _requested_text
 
         app = state.app
         ctx = cli_context(app, "cli:dsar.export")
-        approval_id = request_export(app, ctx, customer_ids=customers, numbers=numbers, reason=reason, out=out)
+        approval_id = request_export(app, ctx, customer_ids=customers, numbers=numbers, reason=reason)
         r = {"approval_id": approval_id, "action": "dsar.export", "target": "the person", "status": "requested"}
         emit(r, as_json, _requested_text(r))

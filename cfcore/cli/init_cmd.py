@@ -18,7 +18,9 @@ def register(cli: click.Group) -> None:
     def init(directory: str, site: str, as_json: bool) -> None:
         """Write a working default deployment into DIRECTORY."""
         from ..app import App
+        from ..clock import clock_from_env
         from ..errors import ConflictError
+        from ..secrets import create_secrets
 
         target = Path(directory)
         cfg_path = target / "callfort.toml"
@@ -28,9 +30,11 @@ def register(cli: click.Group) -> None:
         (target / "keys").mkdir(mode=0o700, exist_ok=True)
         (target / "media").mkdir(exist_ok=True)
         cfg_path.write_text(DEFAULT_CONFIG.replace("{site}", site), encoding="utf-8")
+        # the only place secrets are created (existing files are never replaced)
+        create_secrets(target / "keys", clock_from_env().now)
         app = App.open(cfg_path)
         try:
-            app.keys.current_kek_id()  # creates the key ring
+            app.keys.current_kek_id()
             app.stores  # noqa: B018 - validates the store section
             with app.catalog.session() as s:
                 app.audit.append(s, None, "deployment.init", "deployment", site)

@@ -59,12 +59,29 @@ def create_private(path: Path, data: bytes) -> bool:
     return created
 
 
-def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
-    """A random secret kept in ``path`` (hex); created on first use.
+def create_secret(path: Path, nbytes: int = 32) -> bool:
+    """Create a random secret in ``path`` (hex, 0600) unless it exists; only ``cf init`` (and
+    explicit key commands) call this. Returns True when this call created it."""
+    return create_private(path, secrets.token_hex(nbytes).encode() + b"\n")
 
-    Two processes starting at once agree on one secret: creation never replaces a file.
-    """
-    if not path.exists():
-        create_private(path, secrets.token_hex(nbytes).encode() + b"\n")
-    check_private(path)
-    return bytes.fromhex(path.read_text().strip())
+
+def load_secret(path: Path, nbytes: int = 32) -> bytes:
+    """The random secret kept in ``path`` (hex). A missing, unreadable or malformed file is a
+    ``ConfigError``: a secret is never silently recreated (data sealed under the old one would
+    become unreadable, or a new one would hide what the old one protected)."""
+    try:
+        check_private(path)
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"secret {path} is missing",
+                          hint="restore the key directory from its backup; only 'cf init' creates secrets") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"secret {path} cannot be read: {exc}", hint="restore it from the key backup") from None
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != nbytes:
+        raise ConfigError(f"secret {path} is not {nbytes} bytes of hex (damaged?)",
+                          hint="restore it from the key backup")
+    return value

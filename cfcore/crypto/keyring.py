@@ -100,9 +100,11 @@ class KeyRing:
             try:
                 st = self.path.stat()
             except FileNotFoundError:
-                entry = self._new_entry()
-                create_private(self.path, self._serialise(entry["id"], [entry]))
-                st = self.path.stat()
+                # never recreated here: a new KEK would leave every recording wrapped under the
+                # old one unreadable once the backup returns
+                raise ConfigError(f"key ring {self.path} is missing",
+                                  hint="restore the key directory from its backup; only 'cf init' creates keys",
+                                  ) from None
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
             if not force and stamp == self._stamp:
                 return
@@ -120,6 +122,13 @@ class KeyRing:
             if current not in keys:
                 raise ConfigError(f"{self.path}: current key {current!r} is not in the ring")
             self._keys, self._current, self._stamp = keys, current, stamp
+
+    def create(self) -> bool:
+        """Create the ring with its first KEK unless it exists (``cf init`` only). Returns True
+        when this call created it."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        entry = self._new_entry()
+        return create_private(self.path, self._serialise(entry["id"], [entry]))
 
     # ------------------------------------------------------------------ KeyProvider
     def current_kek_id(self) -> str:

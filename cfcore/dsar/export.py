@@ -1,9 +1,12 @@
 """Copies of a person's recordings for the person (four-eyes ``dsar.export``).
 
 The request names the person by pseudonyms only (the approvals table never sees a customer id or
-number in clear). Once a second person approved, the requester executes it: every stored
-recording of the person is exported as a verified WAV into one zip (mode 0600) with a
-``manifest.json``; each recording's export is audited (``recording.export`` via ``dsar.export``)
+number in clear). Once a second person approved, the requester executes it over the API
+(``POST /api/dsar/exports/{id}`` or ``POST /api/approvals/{id}/execute``): every stored recording
+of the person is decrypted, verified and written as a WAV straight into one zip built in memory,
+with a ``manifest.json``, and the zip is the HTTP response to that requester. No clear copy is
+ever written to a file on the server (no temporary file either); ``cf execute`` refuses, before the
+approval is used up. Each recording's export is audited (``recording.export`` via ``dsar.export``)
 so that it appears among the accesses of the next Art. 15 report.
 """
 
@@ -12,10 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tempfile
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -24,19 +25,21 @@ from hookspecs.types import RequestContext
 
 from ..access import approvals
 from ..db.models import Recording, RecordingSubject
-from ..errors import ConflictError, InputError, NotFound
+from ..errors import InputError, NotFound
 from .collect import subject_pseudonyms, subject_target
 
 LIVE_STATES = ("archived", "incomplete")
 
 
+#: how the requester gets the copies (the only way)
+DOWNLOAD_HINT = "download it as the requester: POST /api/dsar/exports/{id} (or /api/approvals/{id}/execute)"
+
+
 def request_export(app: Any, ctx: RequestContext, *, customer_ids: Iterable[str] = (), numbers: Iterable[str] = (),
-                   reason: str, out: str | None = None) -> str:
+                   reason: str) -> str:
     """File the four-eyes request; returns the approval id."""
     pseudonyms = subject_pseudonyms(app, customer_ids, numbers)
     params: dict[str, Any] = {"pseudonyms": ",".join(pseudonyms)}
-    if out:
-        params["out"] = str(Path(out).resolve())
     return approvals.request(app, ctx, "dsar.export", pseudonyms[0], reason, params)
 
 
@@ -53,7 +56,7 @@ def build_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     """Check the approval (``dsar.export``), build the zip in memory and audit every copy.
     Returns the zip and a summary (no file is written)."""
     from ..access.guard import authorize
-    from ..archive import export_wav
+    from ..archive import WavView
 
     pseudonyms = [p for p in str(params.get("pseudonyms", "")).split(",") if p]
     if not pseudonyms or pseudonyms[0] != target_id:
@@ -65,16 +68,19 @@ def build_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str
                        hint="deleted recordings have no audio any more; the Art. 15 report lists them")
     manifest: list[dict[str, Any]] = []
     buf = io.BytesIO()
-    with tempfile.TemporaryDirectory(prefix="cf-dsar-") as tmp, \
-            zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for rec in recs:
             name = f"{rec.started_at:%Y%m%d-%H%M%S}-{rec.id}.wav"
-            info = export_wav(app, rec.id, Path(tmp) / name)
-            zf.write(info["path"], name)
-            Path(info["path"]).unlink()
+            view = WavView(app, rec.id)
+            wav_hash = hashlib.sha256()
+            # decrypted and verified chunk by chunk straight into the in-memory zip: no file
+            with zf.open(name, "w", force_zip64=True) as member:
+                for chunk in view.iter_verified():
+                    member.write(chunk)
+                    wav_hash.update(chunk)
             manifest.append({"file": name, "recording_id": rec.id, "started_at": rec.started_at.isoformat(),
                              "ended_at": rec.ended_at.isoformat(), "two_sided": bool(rec.two_sided),
-                             "channels": info["channels"], "sha256": info["sha256"]})
+                             "channels": view.channels, "sha256": wav_hash.hexdigest()})
         zf.writestr("manifest.json", json.dumps({"recordings": manifest, "approval_id": ctx.approval_id,
                                                  "created_at": app.clock.now().isoformat()}, indent=2))
     data = buf.getvalue()
@@ -90,16 +96,11 @@ def build_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str
 
 
 def export_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The registered executor of ``dsar.export`` (CLI: ``cf execute``): writes the zip to the
-    requested ``out`` file (mode 0600), default ``<data_dir>/exports/dsar-<approval>.zip``."""
-    from . import write_private
-
-    out = Path(str(params.get("out") or app.data_dir / "exports" / f"dsar-{ctx.approval_id}.zip"))
-    if out.exists():  # refuse before any audio is decrypted
-        raise ConflictError(f"{out} exists already", hint="request the export again with another --out file")
-    data, summary = build_copies(app, ctx, target_id, params)
-    path = write_private(out, data)
-    return {"out": str(path), "recordings": summary["recordings"], "sha256": summary["sha256"]}
+    """The registered executor of ``dsar.export`` outside the API: refuses, before any audio is
+    decrypted. A copy for a person never becomes a clear file at rest (on the server or wherever
+    ``cf`` runs); it leaves only as the HTTP response to the requester (``cfcore.web.routes_dsar``)."""
+    raise InputError("copies of a person's recordings are never written to a file",
+                     hint=DOWNLOAD_HINT.replace("{id}", ctx.approval_id or "ID"))
 
 
 approvals.register_action("dsar.export", export_copies, target_kind="subject",

@@ -1,4 +1,5 @@
-"""The FIS inside ``cf serve``: a job every minute that scans when due and retries deliveries.
+"""The FIS inside ``cf serve``: a job every minute that scans when due and retries deliveries,
+and ``audit.anchor``, which anchors the audit trail outside the database (``cfcore.audit``).
 
 ``[fis] scan_interval_seconds`` (default 300): how often the rules run over new audit entries.
 ``[fis] scrub_interval_seconds`` (default 3600): how often the scan includes the integrity scrubs
@@ -43,12 +44,32 @@ def run_scheduled(app: Any) -> dict[str, Any]:
             "deliveries": len(report.deliveries)}
 
 
+ANCHOR_JOB = "audit.anchor"
+
+
+def run_anchor(app: Any) -> dict[str, Any]:
+    """One tick of ``audit.anchor``: anchor the audit trail outside the database when
+    ``[audit] anchor_interval_seconds`` (default 300) passed since this process last did; an
+    anchor that exists for the current head is not written again."""
+    from ..audit import ANCHOR_INTERVAL_SECONDS
+
+    now = app.clock.now()
+    every = timedelta(seconds=app.config.get("audit.anchor_interval_seconds", int, ANCHOR_INTERVAL_SECONDS))
+    last = getattr(app.audit, "last_periodic_anchor", None)
+    if last is not None and now - last < every:
+        return {"anchored": False}
+    a = app.audit.anchor()
+    app.audit.last_periodic_anchor = now
+    return {"anchored": a is not None, "seq": a["seq"] if a else None}
+
+
 def _register() -> None:
     try:
         from ..web.jobs import register_job
     except ImportError:  # a build without the web layer: no scheduler to join
         return
     register_job(JOB_NAME, TICK_SECONDS, run_scheduled)
+    register_job(ANCHOR_JOB, TICK_SECONDS, run_anchor)
 
 
 _register()

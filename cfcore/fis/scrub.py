@@ -1,6 +1,7 @@
 """Integrity scrubs: is everything still what was written?
 
-- ``audit-chain``: the hash chain and the signed checkpoints (``app.audit.verify``).
+- ``audit-chain``: the keyed hash chain, the signed checkpoints and the newest anchor outside the
+  database (``app.audit.verify``); a missing audit key is a finding too.
 - ``objects``: every media object of a live recording, in the store its catalog row names:
   present, same size, same ciphertext SHA-256, and every segment authenticates under the
   recording's data key (the envelope's GCM tags also bind recording, channel and position).
@@ -28,6 +29,7 @@ from sqlalchemy import select
 
 from hookspecs.types import Severity, StoreFailure
 
+from ..audit import is_anchor_key
 from ..db.models import AuditEntry, DataKey, MediaObject, Recording, TombstoneRow
 from ..errors import CallFortError
 
@@ -83,8 +85,19 @@ def _live_recordings(app: Any) -> Iterator[list[Recording]]:
 
 
 def scrub_audit(app: Any) -> tuple[dict[str, Any], list[Finding]]:
-    res = app.audit.verify()
-    info = {"checked": res.checked, "checkpoints": res.checkpoints, "problems": 0 if res.ok else 1}
+    from ..errors import ConfigError
+
+    try:
+        res = app.audit.verify()
+    except ConfigError as exc:  # a key missing or damaged: nothing can be vouched for
+        return {"checked": 0, "problems": 1, "first_bad_seq": 0}, [Finding(
+            rule="scrub.audit-chain", severity=Severity.CRITICAL,
+            summary=f"audit trail cannot be verified: {exc.message}", evidence=("audit:keys",))]
+    info: dict[str, Any] = {"checked": res.checked, "checkpoints": res.checkpoints, "anchor_seq": res.anchor_seq,
+            "problems": 0 if res.ok else 1}
+    if not res.ok:
+        # entries from here on are not vouched for by the keyed chain (catalog-rows ignores them)
+        info["first_bad_seq"] = res.first_bad_seq
     if res.ok:
         return info, []
     ev = (f"audit:{res.first_bad_seq}",) if res.first_bad_seq is not None else ("audit:chain",)
@@ -230,6 +243,8 @@ def scrub_orphans(app: Any) -> tuple[dict[str, Any], list[Finding]]:
         candidates = []
         try:
             for key in store.keys():
+                if is_anchor_key(key):
+                    continue  # the audit trail's anchors (cfcore.audit), not media
                 listed += 1
                 if key not in known and not _in_flight(key, now):
                     candidates.append(key)
@@ -304,16 +319,24 @@ def _row_digest() -> Callable[[Recording], str] | None:
 READ_ACTIONS = ("recording.show", "recording.list", "recording.play", "recording.export", "recording.download")
 
 
-def _vouchers(s: Any, ids: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, list[tuple[int, str]]]]:
+def _vouchers(s: Any, ids: list[str], trusted_below: int | None = None,
+              ) -> tuple[dict[str, tuple[int, str]], dict[str, list[tuple[int, str]]], dict[str, int]]:
     """recording id -> (seq, row_digest) of the latest change entry that carries a row_digest,
-    and recording id -> the reads after it with the digest they saw."""
+    recording id -> the reads after it with the digest they saw, and recording id -> the
+    seq of an untrusted voucher (at or after ``trusted_below``, where the keyed chain breaks)."""
     out: dict[str, tuple[int, str]] = {}
     reads: dict[str, list[tuple[int, str]]] = {}
+    untrusted: dict[str, int] = {}
     rows = s.execute(select(AuditEntry.seq, AuditEntry.target_id, AuditEntry.action, AuditEntry.detail)
                      .where(AuditEntry.target_id.in_(ids), AuditEntry.target_kind == "recording",
                             AuditEntry.detail.like('%"row_digest":%'))
                      .order_by(AuditEntry.seq)).all()
     for seq, tid, action, detail in rows:
+        if trusted_below is not None and seq >= trusted_below:
+            # an entry the keyed chain does not vouch for (forged or after a break) vouches for nothing
+            if action not in READ_ACTIONS:
+                untrusted[tid] = seq
+            continue
         try:
             digest = json.loads(detail).get("row_digest")
         except (ValueError, AttributeError):
@@ -325,12 +348,23 @@ def _vouchers(s: Any, ids: list[str]) -> tuple[dict[str, tuple[int, str]], dict[
         else:
             out[tid] = (seq, digest)
             reads.pop(tid, None)
-    return out, reads
+    return out, reads, untrusted
 
 
-def scrub_catalog_rows(app: Any) -> tuple[dict[str, Any], list[Finding]]:
+def scrub_catalog_rows(app: Any, trusted_below: int | None = None, *,
+                       verified: bool = False) -> tuple[dict[str, Any], list[Finding]]:
+    """``trusted_below``: the first audit seq the keyed chain does not vouch for (from the
+    ``audit-chain`` scrub of the same run, ``verified``); verified here when not given."""
     from sqlalchemy.orm import selectinload
 
+    from ..errors import ConfigError
+
+    if not verified:
+        try:
+            res = app.audit.verify()
+            trusted_below = None if res.ok else res.first_bad_seq
+        except ConfigError:
+            trusted_below = 0  # no audit key: no entry vouches for anything
     row_digest = _row_digest()
     if row_digest is None:
         return {"skipped": "cfcore.archive is not available"}, []
@@ -345,13 +379,19 @@ def scrub_catalog_rows(app: Any) -> tuple[dict[str, Any], list[Finding]]:
                                       selectinload(Recording.subjects), selectinload(Recording.media))).all()
             if not rows:
                 break
-            vouch, reads = _vouchers(s, [r.id for r in rows])
+            vouch, reads, untrusted = _vouchers(s, [r.id for r in rows], trusted_below)
             for rec in rows:
                 existing.add(rec.id)
                 checked += 1
                 now = row_digest(rec)
                 v = vouch.get(rec.id)
-                if v is None:
+                if rec.id in untrusted and (v is None or v[1] != now):
+                    findings.append(Finding(
+                        rule="scrub.catalog-row", severity=Severity.CRITICAL,
+                        summary=f"catalog row of recording {rec.id} is vouched for only by audit entry "
+                                f"{untrusted[rec.id]}, which the keyed audit chain does not confirm (forged?)",
+                        evidence=(f"recording:{rec.id}", f"audit:{untrusted[rec.id]}", f"row_digest:{now[:16]}")))
+                elif v is None:
                     findings.append(Finding(
                         rule="scrub.catalog-row", severity=Severity.CRITICAL,
                         summary=f"catalog row of recording {rec.id} is not vouched for by any audit entry "
@@ -411,7 +451,9 @@ def run_scrubs(app: Any, *, content: bool = True, only: tuple[str, ...] = ()) ->
     for name, fn in SCRUBS.items():
         if only and name not in only:
             continue
-        kwargs = {"content": content} if name == "objects" else {}
+        kwargs: dict[str, Any] = {"content": content} if name == "objects" else {}
+        if name == "catalog-rows" and "audit-chain" in checks and "error" not in checks["audit-chain"]:
+            kwargs = {"trusted_below": checks["audit-chain"].get("first_bad_seq"), "verified": True}
         try:
             info, found = fn(app, **kwargs)
         except Exception as exc:  # report and go on: one broken scrub must not blind the others

@@ -25,11 +25,16 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
 
-_LINK_TOKEN = re.compile(r"([?&]t=)[^&\s\"]+")
+#: query parameters whose values never reach a log: link tokens (credentials) and personal data
+#: (refused by the routes anyway: a client that still sends them must not put them into the log)
+REDACTED_PARAMS = ("t", "customer_id", "customer_number", "customer", "number", "numbers", "customer_ids",
+                   "password", "token")
+_LINK_TOKEN = re.compile(r"([?&](?:" + "|".join(REDACTED_PARAMS) + r")=)[^&\s\"]+", re.IGNORECASE)
 
 
 class RedactLinkTokens(logging.Filter):
-    """Streaming-link tokens are credentials: keep them out of access logs (``?t=…`` → ``?t=***``)."""
+    """Streaming-link tokens and personal query parameters stay out of access logs
+    (``?t=…`` → ``?t=***``, ``?customer_number=…`` → ``?customer_number=***``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hookspecs.types import RequestContext
@@ -61,12 +61,18 @@ def reject(approval_id: str, request: Request, body: RejectIn | None = None,
     return approvals.reject(get_app(request), ctx, approval_id, body.note if body else None).as_dict()
 
 
-@router.post("/{approval_id}/execute", summary="Run an approved request (the requester only)")
+@router.post("/{approval_id}/execute", response_model=None,
+             summary="Run an approved request (the requester only); a dsar.export answers with the zip")
 def execute(approval_id: str, request: Request,
-            ctx: RequestContext = Depends(request_context("api.approvals.execute"))) -> dict[str, Any]:
+            ctx: RequestContext = Depends(request_context("api.approvals.execute"))) -> dict[str, Any] | Response:
     app = get_app(request)
     view = approvals.get_request(app, ctx, approval_id)
     action = view.action
+    if action == "dsar.export":
+        # copies for a person leave only as this response to the requester, never as a file
+        from .routes_dsar import copies_response
+
+        return copies_response(app, ctx, approval_id)
     if action not in API_EXECUTORS and "out" in view.params:
         # the executor would write a file on the server, at a path the requester chose
         raise InputError(f"request {approval_id} writes the file {view.params['out']!r}: run it on your PC",

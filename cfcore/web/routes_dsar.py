@@ -64,6 +64,12 @@ def download_copies(approval_id: str, request: Request,
     app = get_app(request)
     if approvals.get_request(app, ctx, approval_id).action != "dsar.export":
         raise InputError(f"request {approval_id} is not a dsar.export", hint="use /api/approvals/{id}/execute")
+    return copies_response(app, ctx, approval_id)
+
+
+def copies_response(app: Any, ctx: RequestContext, approval_id: str) -> Response:
+    """Execute the approved ``dsar.export`` ``approval_id`` (the requester only) and return the
+    zip as the response: the only way a copy leaves; nothing is written to a file."""
     held: dict[str, bytes] = {}
 
     def executor(app: Any, actx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -73,4 +79,5 @@ def download_copies(approval_id: str, request: Request,
 
     approvals.execute(app, ctx, approval_id, executor=executor)
     return Response(held["zip"], media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="recordings-{approval_id}.zip"'})
+                    headers={"Content-Disposition": f'attachment; filename="recordings-{approval_id}.zip"',
+                             "Cache-Control": "no-store"})

@@ -75,28 +75,62 @@ def _time(name: str, value: str | None) -> datetime | None:
     return dt
 
 
-@router.get("", summary="List or search recordings (recording.list; advisors: own calls only)")
+#: query parameters that would carry personal data in a URL (and so into access logs, proxies,
+#: browser history): refused; search by request body instead (``POST /api/recordings/search``)
+PERSONAL_QUERY = ("customer_id", "customer_number", "customer", "number", "customer_ids", "numbers")
+
+
+class SearchIn(BaseModel):
+    """A recording search; the customer is given in the body, never in the URL."""
+
+    advisor_id: str | None = Field(default=None, max_length=64)
+    since: str | None = Field(default=None, max_length=64, description="started at or after (ISO-8601)")
+    until: str | None = Field(default=None, max_length=64, description="started before (ISO-8601)")
+    customer_ids: list[str] = Field(default_factory=list, max_length=20,
+                                    description="CRM customer ids (searched by pseudonym)")
+    numbers: list[str] = Field(default_factory=list, max_length=20, description="phone numbers (searched by pseudonym)")
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+@router.get("", summary="List recordings (recording.list; advisors: own calls only); "
+                        "search by customer with POST /api/recordings/search")
 def list_recordings(
     request: Request,
     advisor_id: str | None = Query(default=None, max_length=64),
     since: str | None = Query(default=None, description="started at or after (ISO-8601)"),
     until: str | None = Query(default=None, description="started before (ISO-8601)"),
-    customer_id: str | None = Query(default=None, max_length=128, description="CRM customer id (searched by pseudonym)"),
-    customer_number: str | None = Query(default=None, max_length=64, description="phone number (searched by pseudonym)"),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
     ctx: RequestContext = Depends(request_context("api.recordings.list")),
 ) -> dict[str, Any]:
-    app = get_app(request)
+    personal = sorted({k for k in request.query_params if k.lower() in PERSONAL_QUERY})
+    if personal:
+        # the value is not echoed, not audited, and redacted in the access log
+        get_app(request).audit.record(ctx, "recording.list", "recording", None, "refused",
+                                      {"reason": "personal data in the URL", "params": personal})
+        raise InputError(f"'{personal[0]}' is personal data and never goes into a URL",
+                         hint="search with POST /api/recordings/search and the customer in the JSON body")
+    return _search(get_app(request), ctx, advisor_id=advisor_id, since=since, until=until, customer_ids=[],
+                   numbers=[], limit=limit, offset=offset)
+
+
+@router.post("/search", summary="Search recordings by customer (recording.list; advisors: own calls only)")
+def search_recordings(body: SearchIn, request: Request,
+                      ctx: RequestContext = Depends(request_context("api.recordings.search"))) -> dict[str, Any]:
+    return _search(get_app(request), ctx, advisor_id=body.advisor_id, since=body.since, until=body.until,
+                   customer_ids=body.customer_ids, numbers=body.numbers, limit=body.limit, offset=body.offset)
+
+
+def _search(app: Any, ctx: RequestContext, *, advisor_id: str | None, since: str | None, until: str | None,
+            customer_ids: list[str], numbers: list[str], limit: int, offset: int) -> dict[str, Any]:
     since_dt, until_dt = _time("since", since), _time("until", until)
     pseudonyms: list[str] = []
-    if customer_id or customer_number:
+    if customer_ids or numbers:
         from ..subjects import pseudonym
 
-        if customer_id:
-            pseudonyms.append(pseudonym(app, "customer_id", customer_id))
-        if customer_number:
-            pseudonyms.append(pseudonym(app, "number", customer_number))
+        pseudonyms += [pseudonym(app, "customer_id", c) for c in customer_ids]
+        pseudonyms += [pseudonym(app, "number", n) for n in numbers]
     search = bool(pseudonyms)
     filters = {"advisor_id": advisor_id, "since": since, "until": until, "limit": limit, "offset": offset,
                "customer_pseudonyms": pseudonyms}

@@ -168,7 +168,17 @@ class LocalStore:
         self._path(key)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # walk only below the prefix's directory part (``audit-anchors/`` lists one directory)
+        top = self.root
+        head = prefix.rpartition("/")[0]
+        if head:
+            parts = head.split("/")
+            if any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+                return
+            top = self.root.joinpath(*parts)
+            if os.path.realpath(top) != str(top) or not top.is_dir():
+                return  # a symlink on the way (never followed) or no such directory
+        for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel = os.path.relpath(dirpath, self.root)
             base = "" if rel == "." else rel.replace(os.sep, "/") + "/"
