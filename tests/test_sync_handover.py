@@ -87,6 +87,11 @@ def test_site_audit_trail_stays_verifiable_inside_the_archive(world, tmp_path):
         rows = list(s.scalars(select(SiteAuditEntry).where(SiteAuditEntry.site == "site-a").order_by(SiteAuditEntry.seq)))
     assert rows[0].prev_hash == GENESIS and rows[0].seq == 1
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    from cfcore.db.models import AuditEntry
+
+    with a.catalog.session() as s:
+        site_rows = {e.seq: (e.hash, e.prev_hash, e.detail, e.action) for e in s.scalars(select(AuditEntry))}
+    assert all(site_rows[r.seq] == (r.hash, r.prev_hash, r.detail, r.action) for r in rows), "imported as written"
     assert "sync.handover" in {r.action for r in rows}
     assert site_head.checked >= len(rows)
 
@@ -95,7 +100,12 @@ def test_site_audit_trail_stays_verifiable_inside_the_archive(world, tmp_path):
         row = s.scalars(select(SiteAuditEntry).where(SiteAuditEntry.site == "site-a", SiteAuditEntry.seq == 2)).one()
         row.user = "mallory"
     res = verify_site_chain(archive, "site-a", key)
-    assert not res.ok and "entry 2" in res.problem
+    assert not res.ok and res.problem.startswith("entries 2..") and "changed" in res.problem
+    with archive.catalog.session() as s:
+        row = s.scalars(select(SiteAuditEntry).where(SiteAuditEntry.site == "site-a", SiteAuditEntry.seq == 2)).one()
+        s.delete(row)
+    res = verify_site_chain(archive, "site-a", key)
+    assert not res.ok and "entry 2 is missing" in res.problem
 
 
 def test_import_audits_each_recording_with_its_row_digest(world, tmp_path):

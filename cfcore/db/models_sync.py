@@ -115,3 +115,19 @@ class SiteAuditHead(Base):
     batch_id: Mapped[str] = mapped_column(String(40))
     anchor_signature: Mapped[str] = mapped_column(String(128))
     last_import_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SiteAuditSeal(Base):
+    """The site's Ed25519 signature over the entries of one batch (SHA-256 of their canonical
+    JSON). The site's own chain is keyed with a MAC key that never leaves the site, so the archive
+    proves the imported entries unchanged by these seals, and their order by the hash links."""
+
+    __tablename__ = "sync_site_audit_seals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    batch_id: Mapped[str] = mapped_column(String(40))
+    from_seq: Mapped[int] = mapped_column(BigInteger)
+    to_seq: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))

@@ -227,7 +227,7 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
         seal_key = archive_seal.seal_private_key(app.keys_dir)
         checked = [_check_recording(directory, site, r, seal_key) for r in body.get("recordings", [])]
         with app.catalog.session() as s:
-            entries = check_continuation(s, site, body.get("audit", {}), settings.site_keys[site])
+            entries = check_continuation(s, site, batch, body.get("audit", {}), settings.site_keys[site])
             ids = [c.rec["id"] for c in checked]
             existing = set(s.scalars(select(Recording.id).where(Recording.id.in_(ids))))
     except (Rejected, IntegrityError, InputError, FileNotFoundError) as exc:

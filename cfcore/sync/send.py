@@ -46,6 +46,7 @@ from ..errors import CallFortError, ConfigError, IntegrityError, StoreError
 from ..ingest import _crash_point
 from . import manifest as mf
 from .settings import SiteSettings, site_settings
+from .site_audit import entry_dict, seal_batch
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,6 @@ def _recording_entry(rec: Recording, wrap: ArchiveWrap) -> dict[str, Any]:
     }
 
 
-def _audit_entry(e: Any) -> dict[str, Any]:
-    return {"seq": e.seq, "at": _iso(e.at), "user": e.user, "host": e.host, "ip": e.ip, "function": e.function,
-            "action": e.action, "target_kind": e.target_kind, "target_id": e.target_id, "outcome": e.outcome,
-            "approval_id": e.approval_id, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash}
-
-
 def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext | None) -> SyncBatch | None:
     """Choose what goes into the next batch and write its signed manifest. None when nothing is due."""
     key = archive_seal.signing_key(app.keys_dir)
@@ -163,7 +158,7 @@ def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext | None) 
         head_seq = head.seq if head else 0
         if not recs and head_seq <= last_to:
             return None
-        entries = [_audit_entry(e) for e in s.scalars(
+        entries = [entry_dict(e) for e in s.scalars(
             select(AuditEntry).where(AuditEntry.seq > last_to, AuditEntry.seq <= head_seq).order_by(AuditEntry.seq))]
         batch_id = new_recording_id(now)
         head_hash = entries[-1]["hash"] if entries else (head.hash if head else "0" * 64)
@@ -172,7 +167,8 @@ def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext | None) 
             "chunk_size": settings.chunk_size,
             "recordings": [_recording_entry(r, w) for r, w in recs],
             "audit": {"from": last_to + 1, "to": head_seq, "head_hash": head_hash, "entries": entries,
-                      "anchor_signature": key.sign(mf.anchor_message(settings.site, head_seq, head_hash)).hex()},
+                      "anchor_signature": key.sign(mf.anchor_message(settings.site, head_seq, head_hash)).hex(),
+                      "seal_signature": seal_batch(key, settings.site, batch_id, entries)},
         }
         raw = mf.canonical_json(body)
         sig = key.sign(raw).hex()

@@ -2,7 +2,7 @@
 
 Revision ID: 0004_sync
 Revises: 0003_asterisk
-Create Date: 2026-12-02 04:08:33.530632
+Create Date: 2026-12-02 04:56:50.710904
 """
 
 from alembic import op
@@ -84,6 +84,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_sync_site_audit_seq'), ['seq'], unique=False)
         batch_op.create_index(batch_op.f('ix_sync_site_audit_site'), ['site'], unique=False)
 
+    op.create_table('sync_site_audit_seals',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('site', sa.String(length=64), nullable=False),
+    sa.Column('batch_id', sa.String(length=40), nullable=False),
+    sa.Column('from_seq', sa.BigInteger(), nullable=False),
+    sa.Column('to_seq', sa.BigInteger(), nullable=False),
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('signature', sa.String(length=128), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sync_site_audit_seals'))
+    )
+    with op.batch_alter_table('sync_site_audit_seals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sync_site_audit_seals_site'), ['site'], unique=False)
+
     op.create_table('sync_site_heads',
     sa.Column('site', sa.String(length=64), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
@@ -117,6 +130,10 @@ def downgrade() -> None:
 
     op.drop_table('sync_stubs')
     op.drop_table('sync_site_heads')
+    with op.batch_alter_table('sync_site_audit_seals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sync_site_audit_seals_site'))
+
+    op.drop_table('sync_site_audit_seals')
     with op.batch_alter_table('sync_site_audit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sync_site_audit_site'))
         batch_op.drop_index(batch_op.f('ix_sync_site_audit_seq'))
