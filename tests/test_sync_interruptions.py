@@ -284,3 +284,27 @@ def test_site_not_synced_for_n_nights_raises_an_alert(world, tmp_path, frozen_cl
     assert len(list(archive.audit.entries(action="sync.overdue"))) == 2, "once per site and day"
     alerts = _alerts(archive)
     assert sorted(s.split("'")[1] for r, _, s in alerts if r == "sync-problem" and "nights" in s) == ["site-a", "site-b"]
+
+
+def test_links_in_the_inbox_are_refused_not_followed(world, tmp_path):
+    """A site can create links over SFTP; the archive never follows one (to another site's batch
+    or to a file of the archive's own)."""
+    a, b = world.site("site-a"), world.site("site-b")
+    record(a, tmp_path, 1)
+    [rid_b] = record(b, tmp_path, 1)
+    sent_a, sent_b = sync(a), sync(b)
+    # site-a's batch: an object replaced by a link to site-b's object
+    obj = next((world.inbox / "site-a" / sent_a.batch / "objects").glob("*.advisor.cfe"))
+    obj.unlink()
+    obj.symlink_to(next((world.inbox / "site-b" / sent_b.batch / "objects").glob("*.advisor.cfe")))
+    # and a batch name under site-a that links to site-b's whole batch
+    fake = "f" * 32
+    (world.inbox / "site-a" / fake).symlink_to(world.inbox / "site-b" / sent_b.batch)
+    archive = world.archive()
+    got = receive(archive)
+    problems = sorted(r["problem"] for r in got.rejected if r["site"] == "site-a")
+    assert any("symbolic link" in p for p in problems) and len(problems) == 2
+    assert [i["site"] for i in got.imported] == ["site-b"]
+    assert not (world.inbox / "site-a" / fake).exists()
+    with archive.catalog.session() as s:
+        assert list(s.scalars(select(Recording.id))) == [rid_b]

@@ -124,6 +124,8 @@ def _check_recording(directory: Path, site: str, rec: dict[str, Any], seal_key: 
         if channel not in ("advisor", "customer") or name != mf.object_name(rec_id, channel) or channel in blobs:
             raise Rejected(f"recording {rec_id}: object {name!r} is not a valid object name")
         path = directory / "objects" / name
+        if path.is_symlink():  # the site writes files, never links: a link points at someone else's data
+            raise Rejected(f"object {name} is a symbolic link")
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -215,6 +217,8 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
         report.repeated.append(f"{site}/{batch}")
         return
     try:
+        if any(p.is_symlink() for p in (directory / "manifest.json", directory / "manifest.sig", directory / "objects")):
+            raise Rejected("the batch contains a symbolic link")
         raw = (directory / "manifest.json").read_bytes()
         sig = (directory / "manifest.sig").read_text().strip()
         if len(raw) > mf.MAX_MANIFEST:
@@ -319,7 +323,7 @@ def process_inbox(app: Any, ctx: RequestContext | None = None) -> ReceiveReport:
     report = ReceiveReport()
     if not inbox.is_dir():
         raise StoreError(f"the sync inbox {inbox} does not exist", hint="create it and give the sites' SSH user write access")
-    for site_dir in sorted(p for p in inbox.iterdir() if p.is_dir()):
+    for site_dir in sorted(p for p in inbox.iterdir() if p.is_dir() and not p.is_symlink()):
         site = site_dir.name
         if site not in settings.site_keys:
             app.audit.record(ctx, "sync.import", "site", site[:128], "refused",
@@ -327,6 +331,12 @@ def process_inbox(app: Any, ctx: RequestContext | None = None) -> ReceiveReport:
             report.failed.append({"site": site, "batch": None, "error": "unknown site"})
             continue
         for d in sorted(site_dir.iterdir()):
+            if d.is_symlink():
+                app.audit.record(ctx, "sync.import", "site", site, "rejected",
+                                 {"batch": d.name[:64], "problem": "a symbolic link in the inbox"})
+                report.rejected.append({"site": site, "batch": d.name, "problem": "a symbolic link in the inbox"})
+                d.unlink()
+                continue
             if d.is_dir() and mf.BATCH_RE.match(d.name):
                 process_batch(app, settings, site, d, ctx, report)
     return report
