@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sync_helpers import record
 
 from cfcore.db.models import Recording
+from cfcore.db.models_sync import SyncImport
 from cfcore.errors import ConfigError
 from cfcore.sync import archive_job, in_window, site_job
 from cfcore.sync.send import _Throttle
@@ -30,8 +31,13 @@ def test_the_nightly_window_decides_when_a_site_sends(world, tmp_path, frozen_cl
     async def both() -> None:
         # the archive's job runs beside the site's, as on two servers; the site waits for the receipt
         async def archive_soon() -> None:
-            await asyncio.sleep(0.5)
-            await asyncio.to_thread(archive_job, archive)
+            # the archive's job polls its inbox (every minute in cf serve; here until the batch came)
+            for _ in range(150):
+                await asyncio.to_thread(archive_job, archive)
+                with archive.catalog.session() as s:
+                    if s.scalar(select(func.count()).select_from(SyncImport)):
+                        return
+                await asyncio.sleep(0.1)
 
         await asyncio.gather(site_job(a), archive_soon())
 

@@ -30,12 +30,12 @@ def _tone(seconds: float, freq: float, rate: int = 8000) -> bytes:
 
 
 def _write_config(directory: Path, site: str, role: str, extra: str) -> Path:
-    from ..clock import clock_from_env
+    from ..clock import Clock
     from ..secrets import create_secrets
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "keys").mkdir(mode=0o700, exist_ok=True)
-    create_secrets(directory / "keys", clock_from_env().now)  # as 'cf init' does
+    create_secrets(directory / "keys", Clock().now)  # as 'cf init' does
     text = DEFAULT_CONFIG.replace("{site}", site).replace(f'site = "{site}"', f'site = "{site}"\nrole = "{role}"')
     path = directory / "callfort.toml"
     path.write_text(text + extra, encoding="utf-8")

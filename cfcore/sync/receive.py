@@ -21,7 +21,8 @@ A problem with the data (signature, size, hash, authentication, a broken chain) 
 (a store full or down) leaves the batch where it is for the next run. Both are audited
 (``sync.import``, outcome ``rejected`` / ``error``) and raise FIS alerts.
 
-Test hook: ``CF_TEST_CRASH_AT`` = ``receive-after-store`` or ``receive-before-receipt``.
+Crash points (acted on only by a test-only plugin, e.g. the test kit's ``CF_TEST_CRASH_AT``):
+``receive-after-store``, ``receive-before-receipt``.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
             "recordings": {c.rec["id"]: sorted(o["sha256"] for o in c.rec["objects"]) for c in checked},
             "audit_to": body["audit"].get("to"), "audit_head_hash": body["audit"].get("head_hash"),
         })
-        _crash_point("receive-after-store")
+        _crash_point(app, "receive-after-store")
         imported: list[Recording] = []
         with app.catalog.session() as s:
             for c in checked:
@@ -282,7 +283,7 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
         app.audit.record(ctx, "sync.import", "site", site, "error", {"batch": batch, "error": str(exc)[:500]})
         report.failed.append({"site": site, "batch": batch, "error": str(exc)})
         return
-    _crash_point("receive-before-receipt")
+    _crash_point(app, "receive-before-receipt")
     for rec in imported:
         lock_recording_media(app, rec, ctx)
     _write_atomic(receipt_file, receipt)

@@ -15,8 +15,8 @@ Killed anywhere, the next run finds the batch in state ``sending`` and continues
 raises ``SyncUnavailable`` and leaves the same state. Nothing is deleted on the site before the
 archive's signed receipt is verified.
 
-Test hook: ``CF_TEST_CRASH_AT`` = ``sync-mid-object``, ``sync-before-rename`` or
-``sync-after-rename`` kills the process there (see ``cfcore.ingest``).
+Crash points (acted on only by a test-only plugin, e.g. the test kit's ``CF_TEST_CRASH_AT``; see
+``cfcore.ingest``): ``sync-mid-object``, ``sync-before-rename``, ``sync-after-rename``.
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ async def _upload_object(app: Any, conn: SyncConnection, path: str, obj: dict[st
             pos = end
             report.bytes_sent += len(data)
             if 2 * chunk <= pos < size:
-                _crash_point("sync-mid-object")  # test hook: killed with part of an object uploaded
+                _crash_point(app, "sync-mid-object")  # test hook: killed with part of an object uploaded
             if progress:
                 progress(obj["name"], report.bytes_sent + report.bytes_resumed, report.bytes_total)
     finally:
@@ -310,9 +310,9 @@ async def upload_batch(app: Any, conn: SyncConnection, settings: SiteSettings, b
                 await f.write(data)
             finally:
                 await f.close()
-        _crash_point("sync-before-rename")
+        _crash_point(app, "sync-before-rename")
         await conn.rename(part, final)
-        _crash_point("sync-after-rename")
+        _crash_point(app, "sync-after-rename")
     with app.catalog.session() as s:
         row = s.get(SyncBatch, batch.id)
         assert row is not None
