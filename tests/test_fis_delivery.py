@@ -90,7 +90,8 @@ recipients = ["dpo@bank.example", "ciso@bank.example"]
         smtp.stop()
 
 
-def test_smtp_wrong_password_fails_and_is_retried(deployment, make_app, tmp_path, frozen_clock):
+def test_smtp_wrong_password_fails_and_is_retried(deployment, make_app, tmp_path, frozen_clock, monkeypatch):
+    monkeypatch.setenv("CF_TEST_WRONG_PW", "not-the-right-one")
     cert, key = self_signed_cert(tmp_path)
     smtp = SmtpServer(free_tcp_port(), tls_context=server_tls_context(cert, key),
                       credentials=("callfort", "the-right-one")).start()
@@ -103,7 +104,7 @@ host = "127.0.0.1"
 port = {smtp.port}
 starttls = true
 username = "callfort"
-password = "not-the-right-one"
+password = {{ env = "CF_TEST_WRONG_PW" }}
 cafile = "{cert}"
 sender = "callfort@bank.example"
 recipients = ["dpo@bank.example"]
@@ -119,12 +120,17 @@ recipients = ["dpo@bank.example"]
         smtp.stop()
 
 
-def test_smtp_refuses_to_send_a_password_in_clear(deployment, make_app):
+def test_smtp_refuses_to_send_a_password_in_clear(deployment, make_app, monkeypatch):
+    monkeypatch.setenv("CF_TEST_PW", "p")
     with deployment.open("a") as f:
         f.write('\n[notify.m]\ntype = "smtp"\nhost = "127.0.0.1"\nsender = "a@b.example"\nrecipients = ["c@d.example"]\n'
-                'username = "u"\npassword = "p"\n')
+                'username = "u"\npassword = { env = "CF_TEST_PW" }\n')
+        f.write('\n[notify.n]\ntype = "smtp"\nhost = "127.0.0.1"\nsender = "a@b.example"\nrecipients = ["c@d.example"]\n'
+                'starttls = true\nusername = "u"\npassword = "in-the-file"\n')
     app = make_app(deployment)
-    assert "in clear" in check_notifiers(app)["m"]
+    checks = check_notifiers(app)
+    assert "in clear" in checks["m"]  # over plaintext SMTP
+    assert "notify.n.password is a secret" in checks["n"]  # written into the config file
 
 
 def test_unknown_notifier_type_names_the_choices(deployment, make_app):
@@ -245,9 +251,10 @@ def test_webhook_with_the_wrong_secret_is_refused_and_retried(deployment, make_a
         hook.stop()
 
 
-def test_webhook_secret_must_be_long_enough(deployment, make_app):
+def test_webhook_secret_must_be_long_enough(deployment, make_app, monkeypatch):
+    monkeypatch.setenv("CF_TEST_SHORT", "short")
     with deployment.open("a") as f:
-        f.write('\n[notify.soc]\ntype = "webhook"\nurl = "http://127.0.0.1:9/in"\nsecret = "short"\n')
+        f.write('\n[notify.soc]\ntype = "webhook"\nurl = "http://127.0.0.1:9/in"\nsecret = { env = "CF_TEST_SHORT" }\n')
     app = make_app(deployment)
     assert "at least 16 characters" in check_notifiers(app)["soc"]
 

@@ -13,10 +13,10 @@ from sync_helpers import record
 from cfcore.db.models import Recording
 from cfcore.db.models_sync import SyncImport
 from cfcore.errors import ConfigError
-from cfcore.sync import archive_job, in_window, site_job
+from cfcore.jobs import JobRunner, registered_jobs
+from cfcore.sync.jobs import archive_job, in_window, site_job
 from cfcore.sync.send import _Throttle
 from cfcore.sync.settings import role, site_settings
-from cfcore.web.jobs import JobRunner, registered_jobs
 
 
 def test_the_nightly_window_decides_when_a_site_sends(world, tmp_path, frozen_clock):
@@ -52,9 +52,9 @@ def test_the_nightly_window_decides_when_a_site_sends(world, tmp_path, frozen_cl
 
 
 def test_cf_serve_registers_the_sync_jobs_and_runs_them(world, tmp_path):
-    jobs = registered_jobs()
-    assert {"sync.send", "sync.receive"} <= set(jobs)
     a = world.site("site-a")
+    jobs = registered_jobs(a)
+    assert {"sync.send", "sync.receive"} <= set(jobs)
     record(a, tmp_path, 1)
     from cfcore.sync.send import run_sync
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _authorize(app: Any, function: str) -> Any:

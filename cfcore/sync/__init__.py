@@ -2,56 +2,6 @@
 
 Modules: ``settings`` (role and ``[sync]``), ``site_keys`` (sealing at ingest), ``send`` (the site
 side of ``cf sync``), ``handover`` (the receipt ends the site's custody), ``receive`` (the archive
-imports its inbox), ``site_audit`` (the sites' chains inside the archive), ``overdue``. The jobs
-``cf serve`` runs are registered here (see docs/sites.md).
+imports its inbox), ``site_audit`` (the sites' chains inside the archive), ``overdue``, ``jobs`` (the
+jobs ``cf serve`` runs, returned by ``cfcore.defaults.jobs``; see docs/sites.md).
 """
-
-from __future__ import annotations
-
-import logging
-from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
-
-log = logging.getLogger(__name__)
-
-
-def in_window(now: datetime, window: tuple[Any, Any], tz: str) -> bool:
-    local = now.astimezone(ZoneInfo(tz)).time()
-    start, end = window
-    return start <= local < end if start <= end else (local >= start or local < end)
-
-
-async def site_job(app: Any) -> None:
-    """On a site: one ``cf sync`` run per job interval inside the nightly window."""
-    from .send import run_sync
-    from .settings import role, site_settings
-
-    if role(app.config) != "site":
-        return
-    settings = site_settings(app.config)
-    if not in_window(app.clock.now(), settings.window, settings.timezone):
-        return
-    await run_sync(app, None, wait=app.config.get("sync.receipt_wait_seconds", int, 60))
-
-
-def archive_job(app: Any) -> None:
-    """On the archive: import the inbox, then check for overdue sites."""
-    from .overdue import check_overdue
-    from .receive import process_inbox
-    from .settings import role
-
-    if role(app.config) != "archive":
-        return
-    process_inbox(app)
-    check_overdue(app)
-
-
-def _register() -> None:
-    from ..web.jobs import register_job
-
-    register_job("sync.send", 300, site_job)
-    register_job("sync.receive", 60, archive_job)
-
-
-_register()

@@ -49,6 +49,7 @@ from ..db.models_sync import SyncImport
 from ..errors import CallFortError, InputError, IntegrityError, StoreError
 from ..ingest import _crash_point
 from ..retention import apply_retention
+from ..states import LIVE_RECORDING_STATES, RecordingState
 from ..storage import lock_recording_media
 from . import manifest as mf
 from .settings import ArchiveSettings, archive_settings
@@ -190,7 +191,7 @@ def _recording_row(app: Any, c: _Checked, stores: dict[str, list[str]], now: dat
             advisor_id=str(r["advisor_id"])[:64], direction=str(r["direction"]), started_at=started,
             ended_at=_parse_ts(r["ended_at"]), duration=float(r["duration"]), channels=int(r["channels"]),
             sample_rate=int(r["sample_rate"]), codec=str(r["codec"]), two_sided=bool(r["two_sided"]),
-            state=r["state"] if r["state"] in ("archived", "incomplete") else "archived",
+            state=r["state"] if r["state"] in LIVE_RECORDING_STATES else RecordingState.ARCHIVED,
             retention_class="", legal_hold=False, created_at=_parse_ts(r["created_at"]),
             segments=[ModeSegmentRow(idx=int(i), start=float(a), end=float(b), mode=str(m)) for i, a, b, m in r["segments"]],
             consents=[ConsentRow(given_at=_parse_ts(g), offset=float(o), by_user=str(u), method=str(m))

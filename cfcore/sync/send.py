@@ -44,6 +44,7 @@ from ..db.models import AuditEntry, AuditHead, Recording
 from ..db.models_sync import ArchiveWrap, SyncBatch
 from ..errors import CallFortError, ConfigError, IntegrityError, StoreError
 from ..ingest import _crash_point
+from ..states import LIVE_RECORDING_STATES
 from . import manifest as mf
 from .settings import SiteSettings, site_settings
 from .site_audit import entry_dict, seal_batch
@@ -90,17 +91,23 @@ class SyncReport:
 
 
 def open_target(app: Any, settings: SiteSettings) -> SyncTarget:
-    regs = app.pm.registrations("cf_sync_targets")
-    kind = settings.target_options["type"]
+    regs = app.pm.sync_target_types()
+    options = dict(settings.target_options)
+    kind = options.pop("type")
     if kind not in regs:
         raise ConfigError(f"{app.config.path}: sync.targets.{settings.target}.type '{kind}' is not available",
                           hint="choose one of: " + (", ".join(sorted(regs)) or "(none installed: pip install callfort-sync-ssh)"))
-    options = dict(settings.target_options)
     # relative key paths are relative to the deployment, like store roots
     for k in ("client_key", "known_hosts"):
         if isinstance(options.get(k), str):
             options[k] = str(app.config.resolve_path(options[k]))
-    target: SyncTarget = regs[kind].create(options, app.plugin_context(settings.target, section=f"sync.targets.{settings.target}"))
+    reg = regs[kind]
+    where = f"sync.targets.{settings.target}"
+    ctx = app.plugin_context(settings.target, plugin=app.pm.registered_by("cf_sync_targets", kind))
+    try:
+        target: SyncTarget = reg.create(app.plugin_options(reg, options, where), ctx)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{app.config.path}: [{where}]: {exc}") from None
     return target
 
 
@@ -148,7 +155,7 @@ def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext | None) 
         for rows in s.scalars(select(SyncBatch.recordings).where(SyncBatch.state == "done")):
             in_batches.update(rows)
         q = (select(Recording, ArchiveWrap).join(ArchiveWrap, ArchiveWrap.recording_id == Recording.id)
-             .where(Recording.state.in_(("archived", "incomplete")))
+             .where(Recording.state.in_(LIVE_RECORDING_STATES))
              .options(selectinload(Recording.segments), selectinload(Recording.consents),
                       selectinload(Recording.subjects), selectinload(Recording.media))
              .order_by(Recording.id).limit(settings.batch_recordings))

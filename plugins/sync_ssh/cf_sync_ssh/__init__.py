@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Mapping
 from typing import Any
 
 import asyncssh
+import attrs
 
 from hookspecs import hookimpl
 from hookspecs.types import PluginContext, SyncRefused, SyncTargetType, SyncUnavailable
@@ -143,29 +143,38 @@ class SshConnection:
         await self._conn.wait_closed()
 
 
+@attrs.frozen(kw_only=True)
+class SshOptions:
+    """``[sync.targets.<name>]`` with ``type = "ssh"`` (checked by the core with ``parse_options``)."""
+
+    host: str = attrs.field(validator=attrs.validators.min_len(1))
+    user: str = attrs.field(validator=attrs.validators.min_len(1))
+    #: the archive's host public key, pinned (``ssh-ed25519 AAAA...``)
+    host_key: str = attrs.field(validator=attrs.validators.min_len(1))
+    #: path of the site's private client key (mode 0600); relative paths are resolved by the core
+    client_key: str = attrs.field(validator=attrs.validators.min_len(1))
+    port: int = 22
+    remote_dir: str = "."
+    connect_timeout: float = 20.0
+    keepalive_seconds: float = 15.0
+
+
 class SshTarget:
     """A pinned-host-key, client-key-only SFTP connection to the archive's inbox."""
 
-    def __init__(self, options: Mapping[str, Any], ctx: PluginContext) -> None:
+    def __init__(self, options: SshOptions, ctx: PluginContext) -> None:
         self.name = ctx.name
-        missing = [k for k in ("host", "user", "host_key", "client_key") if not options.get(k)]
-        if missing:
-            raise ValueError(f"[sync.targets.{ctx.name}] needs {', '.join(missing)} (see docs/sites.md)")
-        unknown = set(options) - {"type", "host", "port", "user", "host_key", "client_key", "remote_dir",
-                                  "connect_timeout", "keepalive_seconds"}
-        if unknown:
-            raise ValueError(f"[sync.targets.{ctx.name}] has unknown option {sorted(unknown)[0]}")
-        self.host = str(options["host"])
-        self.port = int(options.get("port", 22))
-        self.user = str(options["user"])
-        self.remote_dir = str(options.get("remote_dir", "."))
-        self.timeout = float(options.get("connect_timeout", 20))
-        self.keepalive = float(options.get("keepalive_seconds", 15))
+        self.host = options.host
+        self.port = options.port
+        self.user = options.user
+        self.remote_dir = options.remote_dir
+        self.timeout = options.connect_timeout
+        self.keepalive = options.keepalive_seconds
         try:
-            self.host_key = asyncssh.import_public_key(str(options["host_key"]))
+            self.host_key = asyncssh.import_public_key(options.host_key)
         except (asyncssh.KeyImportError, ValueError) as exc:
             raise ValueError(f"[sync.targets.{ctx.name}] host_key is not an SSH public key: {exc}") from None
-        self.client_key_path = str(options["client_key"])
+        self.client_key_path = options.client_key
 
     def _client_key(self) -> asyncssh.SSHKey:
         try:
@@ -197,5 +206,5 @@ class SshTarget:
 
 @hookimpl
 def cf_sync_targets() -> list[SyncTargetType]:
-    return [SyncTargetType(name="ssh", create=SshTarget,
+    return [SyncTargetType(name="ssh", create=SshTarget, options=SshOptions,
                            description="SFTP over SSH with a pinned host key and a client key (asyncssh)")]
