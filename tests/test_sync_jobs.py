@@ -118,3 +118,26 @@ def test_roles_and_settings_are_checked(world):
         world.reopen("site-a")
     with pytest.raises(ConfigError, match="needs a deployment with role 'site'"):
         site_settings(world.archive().config)
+
+
+def test_the_ssh_target_options_are_typed(world):
+    """[sync.targets.<name>] is built with the registration's options class (hookspecs.parse_options):
+    a misspelled key, a wrong type or a host key that is no SSH key stops with one line naming it."""
+    from cfcore.sync.send import open_target
+
+    a = world.site("site-a")
+    target = open_target(a, site_settings(a.config))
+    assert target.port == world.server.port and target.timeout == 10.0
+    cfg = world.site_cfgs["site-a"]
+    good = cfg.read_text()
+    for bad, message in (("connect_timeout = 10", "sync.targets.archive.conect_timeout is not an option "
+                                                  r"\(choose one of: client_key, connect_timeout"),
+                         (f"port = {world.server.port}", "sync.targets.archive.port must be int, got str"),
+                         ("host_key = ", "host_key is not an SSH public key")):
+        replacement = {"connect_timeout = 10": "conect_timeout = 10",
+                       f"port = {world.server.port}": 'port = "twenty-two"',
+                       "host_key = ": 'host_key = "not a key" #'}[bad]
+        cfg.write_text(good.replace(bad, replacement, 1))
+        a = world.reopen("site-a")
+        with pytest.raises(ConfigError, match=message):
+            open_target(a, site_settings(a.config))
