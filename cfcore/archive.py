@@ -151,7 +151,11 @@ def _load(app: Any, rec_id: str) -> _Loaded:
                       for c in CHANNELS if (mo := media.get(c)) is not None)
         sample_rate = rec.sample_rate
         state = rec.state
-    if dk is None or dk.wrapped is None or dk.kek_id is None:
+    if dk is None:
+        from .sync.handover import no_local_key_error
+
+        raise no_local_key_error(app, rec_id)
+    if dk.wrapped is None or dk.kek_id is None:
         raise ConflictError(f"the data key of recording {rec_id} was destroyed (crypto-shredded); its audio is gone")
     if state == "purging":
         # the purge or an erasure has begun: nobody hears it between mark and shred

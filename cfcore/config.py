@@ -198,6 +198,10 @@ def validate(cfg: Config) -> None:
             hint="choose one of: " + ", ".join(sorted(KNOWN_SECTIONS)),
         )
     cfg.get("deployment.site", str, "site-a")
+    role = cfg.get("deployment.role", str, "standalone")
+    if role not in ("standalone", "site", "archive"):  # see cfcore.sync.settings
+        raise ConfigError(f"{cfg.path}: deployment.role '{role}' is unknown",
+                          hint="choose one of: standalone, site, archive")
     for key in ("disabled", "required"):
         names = cfg.section("plugins").get(key, [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

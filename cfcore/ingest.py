@@ -56,6 +56,7 @@ from .errors import ConfigError, InputError
 from .retention import apply_retention
 from .storage import lock_recording_media
 from .subjects import pseudonyms_for
+from .sync.site_keys import site_keys_for
 from .wav import Audio, read_wav
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,8 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
 
     rec_id = new_recording_id(now)
     data_key = envelope.new_data_key()
-    kek_id, wrapped = wrap_data_key(app, rec_id, data_key)
+    site_keys = site_keys_for(app, rec_id, data_key)  # a site seals every key to the archive at once
+    kek_id, wrapped = wrap_data_key(app, rec_id, data_key) if site_keys is None or site_keys.keep_local else ("", b"")
     pcm = {"advisor": advisor_pcm, "customer": customer_pcm}
     media_rows: list[MediaObject] = []
     media_sha: dict[str, str] = {}
@@ -348,7 +350,10 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
         with app.catalog.session() as s:
             apply_retention(app, s, rec)  # class, keep-until and rule from cfcore.retention
             s.add(rec)
-            s.add(DataKey(recording_id=rec_id, kek_id=kek_id, wrapped=wrapped, created_at=now))
+            if wrapped:
+                s.add(DataKey(recording_id=rec_id, kek_id=kek_id, wrapped=wrapped, created_at=now))
+            if site_keys is not None:
+                s.add(site_keys.row(rec_id, now))
             s.flush()
             app.audit.append(s, ctx, "recording.archive", "recording", rec_id, "ok", {
                 "row_digest": row_digest(rec), "channels": [c for c in CHANNELS if pcm[c] is not None],
@@ -382,7 +387,8 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 log.warning("could not remove %s after a failed ingest; 'cf archive sweep' will", key)
         raise
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
-    lock_recording_media(app, rec, ctx)
+    if site_keys is None:  # a site's copies go away at hand-over; the archive locks its own
+        lock_recording_media(app, rec, ctx)
     # first delivery of cf_recording_archived now; failures are audited and retried from the
     # outbox by cf serve (cfcore.outbox), they never undo the archive
     if events:

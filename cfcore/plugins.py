@@ -68,6 +68,7 @@ DEFAULT_PLUGINS = (
     "cfcore.defaults.access_policy",
     "cfcore.defaults.retention_rules",
     "cfcore.defaults.fis_rules",
+    "cfcore.defaults.sync_rules",
     "cfcore.defaults.jobs",
     "cfcore.defaults.approval_actions",
 )

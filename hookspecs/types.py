@@ -593,15 +593,63 @@ class NotifierType:
 # --------------------------------------------------------------------------- sync, transcription, integration
 
 
+class SyncUnavailable(Exception):
+    """The archive's inbox cannot be reached now (connection refused, cut, timed out, remote disk
+    full). Transient: the core keeps everything and resumes at the next run. Added in 1.0."""
+
+
+class SyncRefused(Exception):
+    """The transport refuses to go on for a security reason: the archive's host key is not the
+    pinned one, or the archive refused the site's client key. Not retried blindly: the core raises
+    an FIS alert and an operator must look. Added in 1.0."""
+
+
+@runtime_checkable
+class SyncFile(Protocol):
+    """A remote file open for writing (see ``SyncConnection.open_write``)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SyncConnection(Protocol):
+    """An open session with the archive's inbox. Paths are relative to the inbox root and
+    ``/``-separated; the core builds them from checked names only. Every method raises
+    ``SyncUnavailable`` or ``SyncRefused`` for transport problems."""
+
+    async def size(self, path: str) -> int | None:
+        """Size of a file, None when it does not exist."""
+
+    async def open_write(self, path: str, offset: int) -> SyncFile:
+        """Open ``path`` for writing at ``offset`` (0: create or truncate; >0: resume an upload,
+        the bytes before ``offset`` are kept)."""
+
+    async def read(self, path: str, limit: int) -> bytes | None:
+        """The whole file (at most ``limit`` bytes), None when it does not exist."""
+
+    async def makedirs(self, path: str) -> None: ...
+
+    async def rename(self, old: str, new: str) -> None:
+        """Rename; the new name must not exist (an atomic hand-over of a finished upload)."""
+
+    async def remove(self, path: str) -> None:
+        """Remove a file or a whole directory tree; an absent path is fine."""
+
+    async def close(self) -> None: ...
+
+
 @runtime_checkable
 class SyncTarget(Protocol):
-    """Where a site ships its recordings at night (the central archive)."""
+    """Where a site ships its recordings at night (the central archive's inbox).
+
+    The core owns the protocol (batches, manifests, receipts, resuming); a target only moves
+    bytes. ``connect`` opens a session (host key pinned, client key only, no passwords)."""
 
     name: str
 
-    async def push(self, key: str, data: bytes) -> None: ...
-
-    async def verify(self, key: str, sha256: str) -> bool: ...
+    async def connect(self) -> SyncConnection: ...
 
 
 @attrs.frozen(kw_only=True)

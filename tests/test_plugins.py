@@ -107,7 +107,8 @@ def test_duplicate_registration_names_are_an_error(tmp_path):
         mgr.registrations("cf_sync_targets")
 
 
-def test_sync_targets_are_collected_and_marked_provisional(tmp_path):
+def test_sync_targets_are_collected_and_no_longer_provisional(tmp_path):
+    """The core calls cf_sync_targets for real since issue 17 (cf sync): not provisional any more."""
     class P:
         @hookimpl
         def cf_sync_targets(self):
@@ -115,8 +116,8 @@ def test_sync_targets_are_collected_and_marked_provisional(tmp_path):
 
     mgr = get_plugin_manager(None, entry_points=[], extra=[("p", P())])
     assert list(mgr.sync_target_types()) == ["ssh"]
-    assert mgr.status("p").provisional == ("cf_sync_targets",)
-    assert mgr.status("p").as_dict()["provisional"] == ["cf_sync_targets"]
+    assert mgr.status("p").provisional == ()
+    assert mgr.status("p").as_dict()["provisional"] == []
 
 
 def test_transcribe_is_firstresult(tmp_path):

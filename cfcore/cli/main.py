@@ -81,7 +81,7 @@ class CliState:
 COMMAND_MODULES = (
     "approvals_cmd", "archive_cmd", "audit_cmd", "breach_cmd", "calls_cmd", "demo_cmd", "dsar_cmd", "fis_cmd",
     "hold_cmd", "init_cmd", "keys_cmd", "mobile_cmd", "plugins_cmd", "retention_cmd", "serve_cmd", "store_cmd",
-    "transcribe_cmd", "users_cmd",
+    "sync_cmd", "transcribe_cmd", "users_cmd",
 )
 
 

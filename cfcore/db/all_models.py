@@ -7,4 +7,5 @@ from . import (
     models_fis,  # noqa: F401
     models_integration,  # noqa: F401
     models_retention,  # noqa: F401
+    models_sync,  # noqa: F401
 )

@@ -67,6 +67,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "breach.manage": _row(dpo=ALLOW),
     "store.repair": _row(administrator=ALLOW),
     "recording.ingest": _row(administrator=ALLOW),
+    "sync.run": _row(administrator=ALLOW),
 }
 
 #: four-eyes action -> roles that may approve it (never the requester; see approvals.py).
