@@ -454,3 +454,75 @@ async def test_session_timer_refresh_by_reinvite_without_sdp(srs, pcaps):
     rec = recording(h.app, row.recording_id)
     a = channel(h.app, row.recording_id, "advisor")
     assert rec.state == "archived" and dominant(a, 0.3, 5.5) == 440 and level(a, 0.3, 5.5) > 4000
+
+
+# ---------------------------------------------------------------------- SRTP (SDES)
+
+def _srtp_pcap(path, keys):
+    """Two SRTP streams encrypted by libsrtp (pylibsrtp, an implementation independent of ours):
+    stream 1 with AES_CM_128_HMAC_SHA1_80, stream 2 with _32. Stream 1 also carries 3 tampered
+    copies (one bit flipped: authentication fails) and 2 replays of packets already sent."""
+    from pylibsrtp import Policy, Session
+
+    profiles = [Policy.SRTP_PROFILE_AES128_CM_SHA1_80, Policy.SRTP_PROFILE_AES128_CM_SHA1_32]
+    sessions = [Session(policy=Policy(key=k, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=p))
+                for k, p in zip(keys, profiles, strict=True)]
+    sent: dict[int, bytes] = {}
+
+    def protect(idx, n, rtp):
+        out = [sessions[idx].protect(rtp)]
+        if idx == 0:
+            sent[n] = out[0]
+            if n in (40, 41, 42):
+                bad = bytearray(out[0])
+                bad[20] ^= 0x01
+                out.insert(0, bytes(bad))  # before the original (after it, it counts as a replay)
+            if n in (60, 61):
+                out.append(sent[n - 30])  # replayed: authentic, but seen before
+        return out
+
+    write_pcap(path, [(7000, 6000, ulaw(tone(440, 6.0))), (7002, 6002, ulaw(tone(880, 6.0)))],
+               transform=protect)
+
+
+async def test_srtp_sdes_80_and_32_decrypted_into_the_archive(srs, tmp_path):
+    import base64
+    import os
+
+    keys = [os.urandom(30), os.urandom(30)]
+    pcap = tmp_path / "srtp.pcap"
+    _srtp_pcap(pcap, keys)
+    b64 = [base64.b64encode(k).decode() for k in keys]
+    sdp = sdp_offer(proto="RTP/SAVP", extra="a=crypto:__C__")
+    # stream 1: an unsupported suite first (skipped), then ours; stream 2: _32 with a lifetime
+    sdp = sdp.replace("a=crypto:__C__", "a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:"
+                      "d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAw\n"
+                      f"a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{b64[0]}", 1)
+    sdp = sdp.replace("a=crypto:__C__", f"a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{b64[1]}|2^31", 1)
+    ctype, body = multipart(sdp, rfc_metadata())
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        req = await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        assert req.status == "applied"
+        await run
+        row = await h.archived()
+    msgs = h.messages()
+    answer = msgs.split("SIP/2.0 200 OK")[1]
+    assert answer.count("m=audio") == 2 and answer.count("RTP/SAVP") == 2
+    ours = re.findall(r"a=crypto:(\d) (\S+) inline:(\S+)", answer)
+    assert [(t, s) for t, s, _ in ours] == [("2", "AES_CM_128_HMAC_SHA1_80"), ("1", "AES_CM_128_HMAC_SHA1_32")]
+    assert all(len(base64.b64decode(k)) == 30 and k not in b64 for _, _, k in ours)  # our own keys
+    rec = check_two_sided(h.app, row.recording_id)
+    assert rec.duration == pytest.approx(6.0, abs=0.25)
+    from cfcore.capture.live import stats_of
+
+    st = stats_of(h.app, row.recording_id)["streams"]
+    a, c = st["advisor:1"], st["customer:2"]
+    assert a["srtp"] == 1 and c["srtp"] == 1
+    assert a["srtp_auth_failed"] == 3 and a["srtp_replayed"] == 2 and c["srtp_auth_failed"] == 0
+    assert a["packets"] == 300 and c["packets"] == 300 and a["lost"] == 0 and c["lost"] == 0
+    assert a["duplicates"] == 0  # replays never reached the RTP layer

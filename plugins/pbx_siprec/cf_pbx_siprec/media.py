@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .srtp import SrtpContext
+
 REORDER_DEPTH = 5
 BATCH_BYTES = 1600  # 200 ms of G.711
 #: seconds by which the RTP timestamp may run ahead of (or back behind) what the sequence numbers
@@ -33,6 +35,8 @@ class RtpStream:
         self.emit = emit
         self.clock = clock
         self.remote: tuple[str, int] | None = None
+        #: SRTP receive context (SDES), None for plain RTP
+        self.srtp: SrtpContext | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self.active = True
         self.ssrc: int | None = None
@@ -250,7 +254,10 @@ class RtpStream:
         self.events.append({"at": round(now, 3), "duration": round(duration / 8000, 3), "event": ev})
 
     def summary(self) -> dict[str, Any]:
-        return {**self.stats, "dtmf_events": len(self.events), "latched": self.remote is not None}
+        out = {**self.stats, "dtmf_events": len(self.events), "latched": self.remote is not None}
+        if self.srtp is not None:
+            out.update(self.srtp.stats, srtp=1)
+        return out
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -258,6 +265,13 @@ class _Proto(asyncio.DatagramProtocol):
         self.stream = stream
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        srtp = self.stream.srtp
+        if srtp is not None:
+            # authenticated before anything else: a forged packet neither latches nor plays
+            plain = srtp.unprotect(data)
+            if plain is None:
+                return
+            data = plain
         self.stream.packet(data, addr)
 
 

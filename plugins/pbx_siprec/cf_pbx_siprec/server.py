@@ -38,6 +38,7 @@ from . import sdp as sdpmod
 from .config import SiprecSettings
 from .media import PortPool, RtpStream, open_stream
 from .sipmsg import SipMessage, SipParseError, body_parts, head_length, parse, response
+from .srtp import SrtpContext
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,7 @@ class SiprecSource:
         if not any(c.codec for c in chosen):
             why = "; ".join(sorted({c.reason for c in chosen}))
             self._reject(msg, reply, 488, "Not Acceptable Here", why,
-                         headers=[("Warning", '305 callfort "SRTP is not supported"')] if "srtp" in why else None)
+                         headers=[("Warning", '305 callfort "SRTP crypto suite not supported (AES_CM_128_HMAC_SHA1_80/32 only)"')] if "srtp" in why else None)
             return
         sess = Session(self, msg, reply, src)
         sess.offer, sess.chosen, sess.metadata = offer, chosen, md
@@ -506,6 +507,8 @@ class SiprecSource:
             sess.ports[i] = port
             st = RtpStream(i, port, c.pt or 0, c.dtmf_pt, sess.t0,
                            (lambda idx: (lambda t, d: sess.on_audio(idx, t, d)))(i))
+            if c.crypto is not None:
+                st.srtp = SrtpContext(c.crypto)
             try:
                 await open_stream(loop, self.settings.listen, st)
             except OSError:
