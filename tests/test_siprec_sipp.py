@@ -274,6 +274,43 @@ async def test_avaya_sbce_dummy_participant_then_update_with_ucid(srs, pcaps):
     a = channel(h.app, row.recording_id, "advisor")
     # the advisor's audio before the UPDATE was kept in memory and written once the advisor was known
     assert dominant(a, 0.3, 1.2) == 440 and level(a, 0.3, 5.5) > 4000
+    check_metadata_evidence(h, row.recording_id)
+
+
+def check_metadata_evidence(h, rec_id):
+    """Both metadata versions (INVITE, UPDATE) kept byte for byte, sealed, with the timeline; shown by
+    ``cf recordings show --metadata`` to the call's advisor (audited), refused to another advisor."""
+    import hashlib
+    import json
+
+    from access_helpers import run_cli_inprocess
+
+    from cfcore.capture.live import evidence_of
+
+    entries = list(h.app.audit.entries(action="recording.evidence", target_id=rec_id))
+    assert len(entries) == 1
+    sealed = entries[0].detail["sealed"]
+    assert "dummy" not in sealed and "4711" not in sealed and "ucid" not in sealed  # not in clear
+    make_user(h.app, "anna", ["advisor"], advisor_id="A4711")
+    make_user(h.app, "bert", ["advisor"], advisor_id="A100")
+    r = run_cli_inprocess(h.deployment, h.app.clock, "anna", "recordings", "show", rec_id, "--metadata", "--json")
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)["evidence"]
+    assert ev == evidence_of(h.app, rec_id) and len(ev) == 1 and ev[0]["kind"] == "siprec-metadata"
+    versions, timeline = ev[0]["versions"], ev[0]["timeline"]
+    assert [v["method"] for v in versions] == ["INVITE", "UPDATE"]
+    def lines(x):  # as sent (sipp trims each line's indentation and ends lines with CRLF)
+        return [ln.strip() for ln in x.splitlines() if ln.strip()]
+
+    assert lines(versions[0]["xml"]) == lines(AVAYA_DUMMY) and lines(versions[1]["xml"]) == lines(AVAYA_REAL)
+    assert all(v["sha256"] == hashlib.sha256(v["xml"].encode()).hexdigest() for v in versions)
+    assert versions[0]["at"] < 0.5 < 1.2 < versions[1]["at"] < 3.0
+    assert [[p["aors"] for p in t["participants"]] for t in timeline] == [
+        [["sip:dummy@sbce.example"]], [["sip:4711@cm.example"], ["sip:+4930123456@trunk.example"]]]
+    assert timeline[1]["participants"][0]["send"] == ["1"] and timeline[1]["vendor"]
+    assert h.app.audit.entries(action="recording.metadata", target_id=rec_id)
+    denied = run_cli_inprocess(h.deployment, h.app.clock, "bert", "recordings", "show", rec_id, "--metadata")
+    assert denied.exit_code != 0 and "4711@cm" not in denied.output
 
 
 OPENSIPS = """<?xml version="1.0" encoding="UTF-8"?>

@@ -100,6 +100,30 @@ class Session:
         self.last_answer: bytes = b""
         self.metadata_updates = 0
         self.start_done = asyncio.Event()
+        #: evidence: every metadata XML received (as sent) and the normalised state after each
+        self.md_versions: list[dict[str, Any]] = []
+        self.md_timeline: list[dict[str, Any]] = []
+        self._evidence_bytes = 0
+
+    def record_metadata(self, method: str, raw: bytes, md: mdmod.Metadata) -> None:
+        """Keep one received metadata document and the merged state it produced (complete replaces,
+        partial merges): sealed into the recording at its end as evidence."""
+        at = round(time.monotonic() - self.t0, 3)
+        self._evidence_bytes += len(raw)
+        if self._evidence_bytes > 1 << 20:  # a runaway SRC: keep the hash, not the text
+            xml = None
+        else:
+            xml = raw.decode("utf-8", "replace")
+        self.md_versions.append({"at": at, "method": method, "mode": "complete" if md.complete else "partial",
+                                 "sha256": hashlib.sha256(raw).hexdigest(), "xml": xml})
+        m = self.metadata
+        labels = {sid: lab for sid, lab in m.streams.items()}
+        self.md_timeline.append({
+            "at": at, "mode": "complete" if md.complete else "partial",
+            "participants": [{"id": p.id, "aors": list(p.aors), "name": p.name,
+                              "send": [labels.get(x, x) for x in p.send], "recv": [labels.get(x, x) for x in p.recv]}
+                             for p in m.participants.values()],
+            "streams": dict(m.streams), "vendor": dict(m.vendor), "session_ids": list(m.session_ids)})
 
     # ---------------------------------------------------------------- roles
 
@@ -410,6 +434,7 @@ class SiprecSource:
             status = getattr(exc, "status", 400)
             self._reject(msg, reply, status, "Bad Request" if status == 400 else "Not Acceptable Here", str(exc))
             return
+        init_md = (raw_md, md) if raw_md else None
         chosen = [sdpmod.choose(m) for m in offer.media]
         if not any(c.codec for c in chosen):
             why = "; ".join(sorted({c.reason for c in chosen}))
@@ -418,6 +443,8 @@ class SiprecSource:
             return
         sess = Session(self, msg, reply, src)
         sess.offer, sess.chosen, sess.metadata = offer, chosen, md
+        if init_md is not None:
+            sess.record_metadata("INVITE", *init_md)
         sess.vendor = dict(md.vendor)
         ucid = mdmod.ucid_from_uui(msg.get("user-to-user"))
         if ucid:
@@ -565,6 +592,8 @@ class SiprecSource:
             sess.metadata = sess.metadata.merge(md)
             sess.vendor.update(md.vendor)
             sess.metadata_updates += 1
+            assert raw_md is not None
+            sess.record_metadata(msg.method or "", raw_md, md)
         if new_offer is not None:
             assert sess.offer is not None
             old = sess.offer
@@ -638,7 +667,9 @@ class SiprecSource:
             # time and duration only: the digits can be card numbers (PCI) and never go to the log
             stats["dtmf"] = [{"at": e["at"], "duration": e["duration"], "stream": i}
                              for i, st in sess.streams.items() for e in st.events]
-            await self._event(sess, CallEventKind.ENDED, reason=reason, media_stats=json.dumps(stats))
+            evidence = {"kind": "siprec-metadata", "versions": sess.md_versions, "timeline": sess.md_timeline}
+            await self._event(sess, CallEventKind.ENDED, reason=reason, media_stats=json.dumps(stats),
+                              evidence=json.dumps(evidence) if sess.md_versions else "")
 
 
 class _SipUdp(asyncio.DatagramProtocol):
