@@ -251,6 +251,10 @@ class RtpStream:
         if key in self._seen_events:
             return
         self._seen_events.add(key)
+        if self.anchor_ts is not None:
+            # the event's place in the recording, from the RTP clock like the audio (not its arrival)
+            d = (ts - (self.anchor_ts & 0xFFFFFFFF)) & 0xFFFFFFFF
+            now = self.anchor_t + (d - (0x100000000 if d >= 0x80000000 else 0)) / 8000
         self.events.append({"at": round(now, 3), "duration": round(duration / 8000, 3), "event": ev})
 
     def summary(self) -> dict[str, Any]:
