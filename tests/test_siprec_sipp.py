@@ -564,3 +564,30 @@ async def test_srtp_sdes_80_and_32_decrypted_into_the_archive(srs, tmp_path):
     assert a["srtp_auth_failed"] == 3 and a["srtp_replayed"] == 2 and c["srtp_auth_failed"] == 0
     assert a["packets"] == 300 and c["packets"] == 300 and a["lost"] == 0 and c["lost"] == 0
     assert a["duplicates"] == 0  # replays never reached the RTP layer
+
+
+# ---------------------------------------------------------------------- G.722
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg (G.722 reference encoder) is not installed")
+async def test_g722_streams_are_decoded_into_the_archive(srs, tmp_path):
+    from tests.test_siprec_g722 import ffmpeg_g722, tone16k
+
+    adv = ffmpeg_g722(tone16k([(440, 6.0)]), tmp_path)
+    cus = ffmpeg_g722(tone16k([(880, 6.0)]), tmp_path)
+    pcap = tmp_path / "g722.pcap"
+    write_pcap(pcap, [(7000, 6000, adv), (7002, 6002, cus)], pt=9)  # 160 bytes / 160 ticks per 20 ms
+    ctype, body = multipart(sdp_offer(fmts="9 0 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:9 G722/8000\n"
+                                                               "a=rtpmap:0 PCMU/8000"), rfc_metadata())
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, user, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    answer = h.messages().split("SIP/2.0 200 OK")[1]
+    assert answer.count("m=audio") == 2 and "RTP/AVP 9 101" in answer and "a=rtpmap:9 G722/8000" in answer
+    rec = check_two_sided(h.app, row.recording_id)
+    assert rec.duration == pytest.approx(6.0, abs=0.25) and rec.sample_rate == 8000

@@ -9,7 +9,8 @@ import attrs
 
 from .srtp import SUITES, CryptoAttr, CryptoError
 
-CODECS = {"pcmu": "PCMU", "pcma": "PCMA"}
+#: codecs we decode, with their rtpmap names (G.722's RTP clock is 8000 by RFC 3551)
+CODECS = {"pcmu": "PCMU", "pcma": "PCMA", "g722": "G722"}
 STATIC = {0: "pcmu", 8: "pcma", 9: "g722", 18: "g729", 13: "cn"}
 #: offered SRTP suites we can decrypt (SDES, RFC 4568)
 CRYPTO_SUITES: tuple[str, ...] = tuple(SUITES)
@@ -129,7 +130,7 @@ class Chosen:
     """What the recorder takes from one m-line."""
 
     index: int
-    codec: str | None  # pcmu | pcma, None = port 0
+    codec: str | None  # pcmu | pcma | g722, None = port 0
     pt: int | None
     dtmf_pt: int | None
     reason: str = ""
@@ -169,7 +170,7 @@ def choose(m: Media) -> Chosen:
         elif name == "telephone-event" and dtmf is None:
             dtmf = pt
     if codec is None:
-        return Chosen(m.index, None, None, None, "no supported codec (PCMU/PCMA)")
+        return Chosen(m.index, None, None, None, "no supported codec (PCMU/PCMA/G722)")
     ours = None
     if crypto is not None:
         key = secrets.token_bytes(30)

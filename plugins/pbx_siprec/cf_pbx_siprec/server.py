@@ -36,6 +36,7 @@ from hookspecs.types import (
 from . import metadata as mdmod
 from . import sdp as sdpmod
 from .config import SiprecSettings
+from .g722 import G722Decoder
 from .media import PortPool, RtpStream, open_stream
 from .sipmsg import SipMessage, SipParseError, body_parts, head_length, parse, response
 from .srtp import SrtpContext
@@ -90,7 +91,8 @@ class Session:
         self.held = False
         self.pending_invite: SipMessage | None = None
         self.cancelled = False
-        self.backlog: dict[int, list[tuple[float, bytes]]] = {}
+        self.backlog: dict[int, list[tuple[float, bytes, str]]] = {}
+        self.g722: dict[int, G722Decoder] = {}
         self.backlog_dropped = 0
         self.vendor: dict[str, str] = {}
         self.expires: int = 0
@@ -154,24 +156,29 @@ class Session:
         self.customer = customer
         self.roles = {i: (ChannelRole.ADVISOR if i in adv_idx else ChannelRole.CUSTOMER) for i in self.streams}
 
-    def on_audio(self, index: int, t: float, data: bytes) -> None:
+    def on_audio(self, index: int, t: float, data: bytes, codec: str | None = None) -> None:
+        if codec is None:
+            codec = self.chosen[index].codec or "pcmu"
+            if codec == "g722":
+                # decoded in arrival order (the ADPCM state runs on); 8 kHz lower sub-band
+                dec = self.g722.get(index) or self.g722.setdefault(index, G722Decoder())
+                data, codec = dec.decode_low(data), "pcm_s16le"
         role = self.roles.get(index)
         if role is None or not self.started:
             q = self.backlog.setdefault(index, [])
-            q.append((t, data))
-            limit = self.server.settings.backlog_seconds * 8000
-            while sum(len(d) for _, d in q) > limit:
+            q.append((t, data, codec))
+            limit = self.server.settings.backlog_seconds * 8000 * (2 if codec == "pcm_s16le" else 1)
+            while sum(len(d) for _, d, _ in q) > limit:
                 q.pop(0)
                 self.backlog_dropped += 1
             return
-        self.server.frame(AudioFrame(call_id=self.call_id, role=role, timestamp=t, payload=data,
-                                     codec=self.chosen[index].codec or "pcmu"))
+        self.server.frame(AudioFrame(call_id=self.call_id, role=role, timestamp=t, payload=data, codec=codec))
 
     def flush_backlog(self) -> None:
         backlog, self.backlog = self.backlog, {}
         for index, items in backlog.items():
-            for t, data in items:
-                self.on_audio(index, t, data)
+            for t, data, codec in items:
+                self.on_audio(index, t, data, codec)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -659,7 +666,7 @@ class SiprecSource:
         self.counters["ended"] += 1
         if not sess.started and not sess.cancelled and sess.backlog:
             log.warning("call %s ended before its advisor was known: %d s of audio not recorded", sess.call_id,
-                        sum(len(d) for q in sess.backlog.values() for _, d in q) // 8000)
+                        sum(len(d) for q in sess.backlog.values() for _, d, _ in q) // 8000)
         if sess.started:
             await sess.start_done.wait()  # the catalog sees the start before the end
             stats = sess.stats()
