@@ -591,3 +591,148 @@ async def test_g722_streams_are_decoded_into_the_archive(srs, tmp_path):
     assert answer.count("m=audio") == 2 and "RTP/AVP 9 101" in answer and "a=rtpmap:9 G722/8000" in answer
     rec = check_two_sided(h.app, row.recording_id)
     assert rec.duration == pytest.approx(6.0, abs=0.25) and rec.sample_rate == 8000
+
+
+# ---------------------------------------------------------------------- vendors: Cisco, Oracle, BroadWorks; transfer
+
+async def test_cisco_cube_extra_part_streams_inactive_then_sendonly(srs, pcaps):
+    """CUBE: a multipart INVITE with an extra part, both streams a=inactive until the call is
+    answered, then a re-INVITE makes them sendonly and the media starts."""
+    ctype, body = multipart(sdp_offer(direction="inactive"), rfc_metadata(), extra_part=True)
+    rtype, rbody = multipart(sdp_offer(), None)
+    steps = (invite_answered(ctype, body) + [pause(1200)]
+             + [send(request("INVITE", rtype, rbody, cseq=2, in_dialog=True)), recv(100, optional=True),
+                recv(200), ack(2), play(pcaps["two"]), pause(6300)] + bye(3))
+    async with srs() as h:
+        await h.sipp(steps)
+        row = await h.archived()
+    answers = h.messages().split("SIP/2.0 200 OK")[1:]
+    assert "a=inactive" in answers[0] and "a=recvonly" in answers[1]
+    rec = recording(h.app, row.recording_id)
+    a = channel(h.app, row.recording_id, "advisor")
+    assert rec.duration == pytest.approx(7.25, abs=0.5)
+    assert is_silent(a, 0.0, 1.1)  # nothing flowed while inactive
+    assert dominant(a, 1.8, rec.duration - 0.3) == 440 and level(a, 1.8, rec.duration - 0.3) > 4000
+    assert channel(h.app, row.recording_id, "customer") is None  # no consent: the customer is not kept
+
+
+async def test_oracle_apkt_metadata_with_labels_10_11(srs, tmp_path):
+    from cf_pbx_siprec import metadata as mdmod
+
+    from tests.test_siprec_units import ORACLE
+
+    # Oracle's draft dialect: the customer sends label 10 (first m-line), the advisor label 11
+    pcap = tmp_path / "oracle.pcap"
+    write_pcap(pcap, [(7000, 6000, ulaw(tone(880, 6.0))), (7002, 6002, ulaw(tone(440, 6.0)))])
+    sdp = sdp_offer(labels=("10", "11"))
+    ctype, body = multipart(sdp, ORACLE.decode(), xml_type="application/rs-metadata")
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    assert row.pbx_call_id == mdmod.parse(ORACLE).vendor["ucid"]
+    assert "a=label:10" in h.messages() and "a=label:11" in h.messages()
+    check_two_sided(h.app, row.recording_id)
+
+
+TRANSFER_MD = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns='urn:ietf:params:xml:ns:recording:1'>
+  <datamode>partial</datamode>
+  <participant participant_id="P-cus2"><nameID aor="sip:+4940999888@carrier.example"/></participant>
+  <stream stream_id="S-t" session_id="hVpd7YQgRW2nD22h7q60JQ=="><label>3</label></stream>
+  <participantstreamassoc participant_id="P-cus2"><send>S-t</send></participantstreamassoc>
+</recording>"""
+
+
+async def test_transfer_new_m_line_and_new_ssrc(srs, tmp_path):
+    """The customer is transferred: a re-INVITE turns label 2 inactive, adds an m-line (label 3)
+    for the new party (partial metadata), and the advisor's stream comes with a new SSRC."""
+    def new_ssrc(idx, n, rtp):
+        if idx == 0 and n >= 150:  # the SBC re-originates the advisor's media at 3 s
+            b = bytearray(rtp)
+            struct.pack_into("!HII", b, 2, (n + 20000) & 0xFFFF, n * 160 + 777777, 0x2222)
+            return [bytes(b)]
+        return [rtp]
+
+    import struct
+
+    pcap = tmp_path / "transfer.pcap"
+    write_pcap(pcap, [(7000, 6000, ulaw(tone(440, 6.0))), (7002, 6002, ulaw(tone(880, 3.0))),
+                      (7004, 6004, ulaw(tone(660, 3.0)), 3.0)], transform=new_ssrc)
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    sdp3 = sdp_offer(labels=("1", "2", "3"))
+    sdp3 = sdp3.replace("a=label:2\na=sendonly", "a=label:2\na=inactive")
+    ttype, tbody = multipart(sdp3, TRANSFER_MD)
+    steps = (invite_answered(ctype, body) + [play(pcap), pause(2500)]
+             + [send(request("INVITE", ttype, tbody, cseq=2, in_dialog=True)), recv(100, optional=True),
+                recv(200), ack(2), pause(3800)] + bye(3))
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    answer = h.messages().split("SIP/2.0 200 OK")[2]
+    assert answer.count("m=audio") == 3 and "a=label:3" in answer
+    rec = recording(h.app, row.recording_id)
+    t = next(s.start for s in rec.segments if s.mode == "both")
+    a, c = channel(h.app, row.recording_id, "advisor"), channel(h.app, row.recording_id, "customer")
+    freqs = (440.0, 660.0, 880.0)
+    assert dominant(a, 0.3, rec.duration - 0.3, freqs) == 440 and level(a, 0.3, 2.8) > 4000
+    assert level(a, 3.5, rec.duration - 0.3) > 4000  # the advisor's new SSRC goes on in the same channel
+    assert is_silent(c, 0, t)
+    assert dominant(c, t + 0.1, 2.4, freqs) == 880 and dominant(c, 3.6, rec.duration - 0.3, freqs) == 660
+    from cfcore.capture.live import stats_of
+
+    st = stats_of(h.app, row.recording_id)["streams"]
+    assert st["advisor:1"]["ssrc_changes"] == 1 and st["customer:3"]["packets"] >= 140
+    # sipp moves its source port after the re-INVITE: the recorder latched again, once
+    assert st["advisor:1"]["relatched"] <= 1 and st["advisor:1"]["foreign"] <= 5
+
+
+BROADWORKS_MIXED = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+  <datamode>complete</datamode>
+  <session session_id="bw1"><extensiondata xmlns:bw="http://schema.broadsoft.com/siprec/extensiondata">
+    <bw:extTrackingID>12345:1</bw:extTrackingID></extensiondata></session>
+  <participant participant_id="a"><nameID aor="tel:+4930123456"/></participant>
+  <participant participant_id="b"><nameID aor="sip:4711@bw.example"/></participant>
+  <stream stream_id="mixed" session_id="bw1"><label>1</label></stream>
+  <participantstreamassoc participant_id="a"><send>mixed</send></participantstreamassoc>
+  <participantstreamassoc participant_id="b"><send>mixed</send></participantstreamassoc>
+</recording>"""
+
+
+async def test_broadworks_metadata_first_and_a_mixed_stream(srs, tmp_path):
+    """BroadWorks: the metadata part first, one m-line with both voices. A mixed stream carries the
+    customer's voice, so it is the customer's channel: nothing of it before the consent."""
+    pcap = tmp_path / "mixed.pcap"
+    write_pcap(pcap, [(7000, 6000, ulaw(tone(440, 6.0)))])
+    ctype, body = multipart(sdp_offer(labels=("1",)), BROADWORKS_MIXED, xml_first=True)
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A4711")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    assert row.advisor_id == "A4711" and row.pbx_call_id == "12345:1" and row.customer_hint == "+49******56"
+    rec = recording(h.app, row.recording_id)
+    t = next(s.start for s in rec.segments if s.mode == "both")
+    a, c = channel(h.app, row.recording_id, "advisor"), channel(h.app, row.recording_id, "customer")
+    assert 1.5 < t < rec.duration - 1.0
+    assert is_silent(a, 0, rec.duration)  # the advisor has no stream of his own
+    assert is_silent(c, 0, t)  # nothing of the mixed stream before the consent
+    assert dominant(c, t + 0.1, rec.duration - 0.3) == 440 and level(c, t + 0.1, rec.duration - 0.3) > 4000
+    from cfcore.capture.live import stats_of
+
+    assert stats_of(h.app, row.recording_id)["streams"]["customer:1"]["mixed"] == 1

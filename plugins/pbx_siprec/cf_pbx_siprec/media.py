@@ -35,13 +35,16 @@ class RtpStream:
         self.emit = emit
         self.clock = clock
         self.remote: tuple[str, int] | None = None
+        #: after a new offer: packets from the latched sender until a move to a new one is refused
+        self.relatch = 0
         #: SRTP receive context (SDES), None for plain RTP
         self.srtp: SrtpContext | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self.active = True
         self.ssrc: int | None = None
         self.stats: dict[str, int] = {"packets": 0, "lost": 0, "late": 0, "duplicates": 0, "ssrc_changes": 0,
-                                      "foreign": 0, "cn": 0, "resyncs": 0, "bad": 0, "other_pt": 0}
+                                      "foreign": 0, "cn": 0, "resyncs": 0, "bad": 0, "other_pt": 0,
+                                      "relatched": 0}
         self.events: list[dict[str, Any]] = []
         self._seen_events: set[tuple[int, int]] = set()
         self._reset_seq()
@@ -95,8 +98,15 @@ class RtpStream:
         if self.remote is None:
             self.remote = addr  # latch on the first packet
         elif addr != self.remote:
-            self.stats["foreign"] += 1
-            return
+            if self.relatch > 0:
+                # after a new offer the sender may move (an SBC re-originating media after a transfer)
+                self.remote, self.relatch = addr, 0
+                self.stats["relatched"] += 1
+            else:
+                self.stats["foreign"] += 1
+                return
+        elif self.relatch > 0:
+            self.relatch -= 1
         if not self.active:
             return
         b0, b1, seq, ts, ssrc = _HDR.unpack_from(data)
@@ -215,7 +225,7 @@ class RtpStream:
         assert self.anchor_ts is not None
         t = self.anchor_t + (ets - self.anchor_ts) / 8000
         # the next in-order packet may take the fast path when it follows exactly
-        self._fast = not self.buf and self.next_ext is not None
+        self._fast = not self.buf and self.next_ext is not None and not self.relatch
         self._last_len = len(payload)
         if self._batch and abs(t - self._batch_end) > 0.0005:
             self.flush()
@@ -311,6 +321,13 @@ class PortPool:
                 self.used.update(base + 2 * i for i in range(n))
                 return base
         raise OSError("no free RTP ports in the configured range")
+
+    def take_exact(self, ports: list[int]) -> bool:
+        """These very ports, if all are in the range and free."""
+        if all(self.lo <= p <= self.hi and self._free(p) for p in ports):
+            self.used.update(ports)
+            return True
+        return False
 
     def release(self, ports: list[int]) -> None:
         self.used.difference_update(ports)

@@ -93,6 +93,7 @@ class Session:
         self.cancelled = False
         self.backlog: dict[int, list[tuple[float, bytes, str]]] = {}
         self.g722: dict[int, G722Decoder] = {}
+        self.mixed: set[int] = set()
         self.backlog_dropped = 0
         self.vendor: dict[str, str] = {}
         self.expires: int = 0
@@ -138,16 +139,23 @@ class Session:
         for m, c in zip(self.offer.media, self.chosen, strict=True):
             if c.codec is None:
                 continue
-            p = self.metadata.participant_for_label(m.label, m.index)
-            if p is None:
+            senders = self.metadata.senders_for_label(m.label, m.index)
+            if not senders:
                 continue
-            adv = next((a for a in (self.server.settings.advisor_for(x) for x in p.aors) if a), None)
-            if adv:
-                adv_idx.add(m.index)
-                advisor = advisor or adv
-            elif p.aors:
+            advs = [a for a in (next((x for x in (self.server.settings.advisor_for(y) for y in p.aors) if x), None)
+                                for p in senders) if a]
+            others = [p for p in senders if p.aors and not any(self.server.settings.advisor_for(y) for y in p.aors)]
+            if advs:
+                advisor = advisor or advs[0]
+            if others:
+                # a customer's stream; a mixed stream (advisor and customer on one m-line) carries the
+                # customer's voice too, so it is the customer's: kept only from the consent on
                 cus_idx.add(m.index)
-                customer = customer or p.aors[0]
+                customer = customer or others[0].aors[0]
+                if advs:
+                    self.mixed.add(m.index)
+            elif advs:
+                adv_idx.add(m.index)
         if advisor is None:
             # who is the advisor may come later (Avaya SBCE: a dummy participant first, then UPDATE)
             self.roles = {i: None for i in self.streams}
@@ -185,7 +193,7 @@ class Session:
         for i, st in self.streams.items():
             role = self.roles.get(i)
             label = self.offer.media[i].label if self.offer else None
-            out[f"{role.value if role else 'unknown'}:{label or i}"] = st.summary()
+            out[f"{role.value if role else 'unknown'}:{label or i}"] = {**st.summary(), **({"mixed": 1} if i in self.mixed else {})}
         if self.backlog_dropped:
             out["backlog_dropped"] = self.backlog_dropped
         return out
@@ -533,11 +541,19 @@ class SiprecSource:
         usable = [i for i in indices if sess.chosen[i].codec is not None]
         if not usable:
             return
-        base = self.ports.take(len(usable))
+        first = min(sess.ports, default=None)
+        base0 = sess.ports[first] - 2 * first if first is not None else None
+        if base0 is not None and self.ports.take_exact([base0 + 2 * i for i in usable]):
+            # a stream added later (transfer) at base + 2 x m-line index, where SRCs that send
+            # stream n to base + 2n (sipp) expect it
+            step = [base0 + 2 * i for i in usable]
+        else:
+            base = self.ports.take(len(usable))
+            step = [base + 2 * n for n in range(len(usable))]
         loop = asyncio.get_running_loop()
         for n, i in enumerate(usable):
             c = sess.chosen[i]
-            port = base + 2 * n
+            port = step[n]
             sess.ports[i] = port
             st = RtpStream(i, port, c.pt or 0, c.dtmf_pt, sess.t0,
                            (lambda idx: (lambda t, d: sess.on_audio(idx, t, d)))(i))
@@ -622,6 +638,10 @@ class SiprecSource:
             for i, st in sess.streams.items():
                 was = st.active
                 st.active = not new_offer.media[i].inactive
+                # a new offer may move the sender (an SBC re-originating media after a transfer):
+                # latch again if packets come from a new address within the next second (50 packets)
+                st.relatch = 50
+                st._fast = False
                 if was and not st.active:
                     st.drain()
                 elif st.active and not was:
