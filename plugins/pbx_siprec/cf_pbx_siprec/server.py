@@ -61,8 +61,9 @@ def is_recording_session(msg: SipMessage) -> bool:
 class Reply:
     """Where responses for one request go (the UDP peer, or the TCP connection)."""
 
-    def __init__(self, send: Callable[[bytes], None], udp: bool, peer: tuple[str, int]) -> None:
+    def __init__(self, send: Callable[[bytes], None], udp: bool, peer: tuple[str, int], transport: str = "") -> None:
         self.send, self.udp, self.peer = send, udp, peer
+        self.transport = transport or ("udp" if udp else "tcp")
 
 
 class Session:
@@ -231,6 +232,9 @@ class SiprecSource:
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _SipUdp(self), local_addr=(s.listen, s.sip_port))
         if "tcp" in s.transports:
             self._servers.append(await asyncio.start_server(self._tcp_client, s.listen, s.sip_port))
+        if "tls" in s.transports:
+            self._servers.append(await asyncio.start_server(self._tcp_client, s.listen, s.tls_port,
+                                                            ssl=s.tls_context(), ssl_handshake_timeout=10))
         self.ready.set()
         log.info("SIPREC recorder %s listening on %s:%d (%s)", self.name, s.listen, s.sip_port, ",".join(s.transports))
         try:
@@ -302,7 +306,11 @@ class SiprecSource:
 
     async def _tcp_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[:2]
-        reply = Reply(writer.write, False, peer)
+        tls = writer.get_extra_info("ssl_object") is not None
+        reply = Reply(writer.write, False, peer, "tls" if tls else "tcp")
+        if tls:
+            cert = writer.get_extra_info("peercert") or {}
+            log.info("SIP TLS connection from %s (client certificate: %s)", peer[0], "yes" if cert else "none")
         buf = bytearray()
         try:
             while not reader.at_eof():
@@ -501,8 +509,9 @@ class SiprecSource:
         return max(90, min(asked, want)) if asked > 0 else want
 
     def _answer(self, sess: Session, msg: SipMessage, reply: Reply, with_sdp: bool = True) -> None:
-        headers = [("Contact", f"<sip:srs@{self.settings.advertise}:{self.settings.sip_port}"
-                               f";transport={'udp' if reply.udp else 'tcp'}>;+sip.srs"),
+        port = self.settings.tls_port if reply.transport == "tls" else self.settings.sip_port
+        headers = [("Contact", f"<sip:srs@{self.settings.advertise}:{port}"
+                               f";transport={reply.transport}>;+sip.srs"),
                    ("Allow", ALLOW), ("Supported", "siprec, timer")]
         if msg.method == "INVITE" and "siprec" in msg.tokens("require"):
             headers.append(("Require", "siprec" + (", timer" if sess.expires else "")))
