@@ -452,7 +452,7 @@ async def test_malformed_or_unsupported_sessions_get_4xx_and_the_recorder_lives_
     elif case == "unknown-require":
         kw = {"require": "siprec, foo-ext"}
     elif case == "no-codec":
-        sdp = sdp_offer(fmts="18")
+        sdp = sdp_offer(fmts="3")  # GSM only
     ctype, body = multipart(sdp, xml)
     inv = request("INVITE", ctype, body, **kw).replace("branch=[branch]", "branch=z9hG4bK-[call_number]-inv")
     ack4 = ("ACK sip:srs@[remote_ip]:[remote_port] SIP/2.0\n"
@@ -736,3 +736,33 @@ async def test_broadworks_metadata_first_and_a_mixed_stream(srs, tmp_path):
     from cfcore.capture.live import stats_of
 
     assert stats_of(h.app, row.recording_id)["streams"]["customer:1"]["mixed"] == 1
+
+
+@pytest.mark.skipif(not __import__("cf_pbx_siprec.g729").g729.available(), reason="libbcg729 is not installed")
+async def test_g729_streams_are_decoded_into_the_archive(srs, tmp_path):
+    from tests.test_siprec_g729 import bcg729_encode
+
+    adv, cus = b"".join(bcg729_encode(tone(440, 6.0))), b"".join(bcg729_encode(tone(880, 6.0)))
+    pcap = tmp_path / "g729.pcap"
+    write_pcap(pcap, [(7000, 6000, adv), (7002, 6002, cus)], pt=18, payload_bytes=20)
+    ctype, body = multipart(sdp_offer(fmts="18 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000"),
+                            rfc_metadata())
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, user, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    answer = h.messages().split("SIP/2.0 200 OK")[1]
+    assert "RTP/AVP 18 101" in answer and "a=rtpmap:18 G729/8000" in answer
+    rec = recording(h.app, row.recording_id)
+    assert rec.duration == pytest.approx(6.0, abs=0.25)
+    both = [s for s in rec.segments if s.mode == "both"]
+    t = both[0].start
+    a, c = channel(h.app, row.recording_id, "advisor"), channel(h.app, row.recording_id, "customer")
+    assert dominant(a, 0.3, rec.duration - 0.3) == 440 and level(a, 0.3, rec.duration - 0.3) > 3000
+    assert is_silent(c, 0, t)
+    assert dominant(c, t + 0.1, rec.duration - 0.3) == 880 and level(c, t + 0.1, rec.duration - 0.3) > 3000

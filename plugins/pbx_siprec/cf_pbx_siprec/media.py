@@ -37,6 +37,10 @@ class RtpStream:
         self.remote: tuple[str, int] | None = None
         #: after a new offer: packets from the latched sender until a move to a new one is refused
         self.relatch = 0
+        #: a decoder run in order on each payload (G.729: compressed frames -> PCM16), or None when
+        #: the payload is one byte per sample (G.711, G.722 at its 8000 Hz RTP clock)
+        self.decode: Callable[[bytes], bytes] | None = None
+        self._bps = 8000  # bytes per second of what is batched
         #: SRTP receive context (SDES), None for plain RTP
         self.srtp: SrtpContext | None = None
         self.transport: asyncio.DatagramTransport | None = None
@@ -225,15 +229,17 @@ class RtpStream:
         assert self.anchor_ts is not None
         t = self.anchor_t + (ets - self.anchor_ts) / 8000
         # the next in-order packet may take the fast path when it follows exactly
-        self._fast = not self.buf and self.next_ext is not None and not self.relatch
+        self._fast = not self.buf and self.next_ext is not None and not self.relatch and self.decode is None
         self._last_len = len(payload)
+        if self.decode is not None:
+            payload = self.decode(payload)
         if self._batch and abs(t - self._batch_end) > 0.0005:
             self.flush()
         if not self._batch:
             self._batch_t = t
         self._batch += payload
-        self._batch_end = self._batch_t + len(self._batch) / 8000
-        if len(self._batch) >= BATCH_BYTES:
+        self._batch_end = self._batch_t + len(self._batch) / self._bps
+        if len(self._batch) >= BATCH_BYTES * self._bps // 8000:
             self.flush()
 
     def reanchor(self) -> None:

@@ -7,10 +7,11 @@ import secrets
 
 import attrs
 
+from . import g729
 from .srtp import SUITES, CryptoAttr, CryptoError
 
 #: codecs we decode, with their rtpmap names (G.722's RTP clock is 8000 by RFC 3551)
-CODECS = {"pcmu": "PCMU", "pcma": "PCMA", "g722": "G722"}
+CODECS = {"pcmu": "PCMU", "pcma": "PCMA", "g722": "G722", "g729": "G729"}
 STATIC = {0: "pcmu", 8: "pcma", 9: "g722", 18: "g729", 13: "cn"}
 #: offered SRTP suites we can decrypt (SDES, RFC 4568)
 CRYPTO_SUITES: tuple[str, ...] = tuple(SUITES)
@@ -165,12 +166,12 @@ def choose(m: Media) -> Chosen:
         except ValueError:
             continue
         name = m.codec_of(pt)
-        if name in CODECS and codec is None:
+        if name in CODECS and codec is None and (name != "g729" or g729.available()):
             codec, codec_pt = name, pt
         elif name == "telephone-event" and dtmf is None:
             dtmf = pt
     if codec is None:
-        return Chosen(m.index, None, None, None, "no supported codec (PCMU/PCMA/G722)")
+        return Chosen(m.index, None, None, None, "no supported codec (PCMU/PCMA/G722/G729)")
     ours = None
     if crypto is not None:
         key = secrets.token_bytes(30)

@@ -37,6 +37,7 @@ from . import metadata as mdmod
 from . import sdp as sdpmod
 from .config import SiprecSettings
 from .g722 import G722Decoder
+from .g729 import G729Decoder
 from .media import PortPool, RtpStream, open_stream
 from .sipmsg import SipMessage, SipParseError, body_parts, head_length, parse, response
 from .srtp import SrtpContext
@@ -168,7 +169,9 @@ class Session:
     def on_audio(self, index: int, t: float, data: bytes, codec: str | None = None) -> None:
         if codec is None:
             codec = self.chosen[index].codec or "pcmu"
-            if codec == "g722":
+            if codec == "g729":
+                codec = "pcm_s16le"  # decoded by the stream, in order
+            elif codec == "g722":
                 # decoded in arrival order (the ADPCM state runs on); 8 kHz lower sub-band
                 dec = self.g722.get(index) or self.g722.setdefault(index, G722Decoder())
                 data, codec = dec.decode_low(data), "pcm_s16le"
@@ -568,6 +571,8 @@ class SiprecSource:
                            (lambda idx: (lambda t, d: sess.on_audio(idx, t, d)))(i))
             if c.crypto is not None:
                 st.srtp = SrtpContext(c.crypto)
+            if c.codec == "g729":
+                st.decode, st._bps = G729Decoder().decode, 16000
             try:
                 await open_stream(loop, self.settings.listen, st)
             except OSError:
