@@ -6,7 +6,8 @@ name = "siprec"                 # capture source name
 listen = "0.0.0.0"              # SIP and RTP bind address
 advertise = "192.0.2.10"        # address put into Contact and SDP (default: listen, or 127.0.0.1)
 sip_port = 5060
-transports = ["udp", "tcp"]
+transports = ["udp", "tcp"]     # and "tls" (tls_port, tls_cert, tls_key, tls_client_ca,
+                                # tls_require_client_cert: see docs/siprec.md)
 rtp_ports = [40000, 40999]      # inclusive range; each call gets consecutive even ports
 session_expires = 1800          # seconds; 0 disables session-timer supervision
 max_body = 65536
