@@ -18,8 +18,10 @@ def register(cli: click.Group) -> None:
     def init(directory: str, site: str, as_json: bool) -> None:
         """Write a working default deployment into DIRECTORY."""
         from ..app import App
-        from ..clock import clock_from_env
+        from ..clock import clock_from_plugins
+        from ..config import load_config
         from ..errors import ConflictError
+        from ..plugins import get_plugin_manager
         from ..secrets import create_secrets
 
         target = Path(directory)
@@ -31,7 +33,8 @@ def register(cli: click.Group) -> None:
         (target / "media").mkdir(exist_ok=True)
         cfg_path.write_text(DEFAULT_CONFIG.replace("{site}", site), encoding="utf-8")
         # the only place secrets are created (existing files are never replaced)
-        create_secrets(target / "keys", clock_from_env().now)
+        # (the real clock; only the test-only plugin can pin it)
+        create_secrets(target / "keys", clock_from_plugins(get_plugin_manager(load_config(cfg_path))).now)
         app = App.open(cfg_path)
         try:
             app.keys.current_kek_id()
