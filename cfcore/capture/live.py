@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 from datetime import datetime, timedelta
@@ -214,7 +215,9 @@ class LiveRecording:
                 log.error("call %s: BOTH without a recorded consent; customer stays off", self.call_id)
                 mode = RecordingMode.ADVISOR_ONLY
             else:
-                at = max(at, consent_offset)
+                # on the sample grid: the journal's switch time (0.1 ms) then names the same sample
+                # as the cut of the customer's audio
+                at = math.ceil(max(at, consent_offset) * self.rate) / self.rate
                 self.customer_from = at
         elif mode is not RecordingMode.PAUSED:
             self.customer_from = None
