@@ -85,20 +85,27 @@ def rtp_packet(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 0, marker
     return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
 
 
-def write_pcap(path: Path, streams: list[tuple[int, int, bytes]], *, pt: int = 0, ptime: float = 0.02,
-               src_ip: str = "127.0.0.1", dst_ip: str = "127.0.0.1", dtmf: list[tuple[int, float, str]] | None = None
-               ) -> None:
+def write_pcap(path: Path, streams: list[Any], *, pt: int = 0, ptime: float = 0.02,
+               src_ip: str = "127.0.0.1", dst_ip: str = "127.0.0.1", dtmf: list[tuple[int, float, str]] | None = None,
+               transform: Any = None, payload_bytes: int | None = None) -> None:
     """A pcap of RTP streams for sipp's ``play_pcap_audio``: ``streams`` = ``(src port, dst port,
-    G.711 payload bytes)``; sipp rewrites the destination (stream n to the answer's port + 2n)."""
+    G.711 payload bytes[, start seconds])``; sipp rewrites the destination (stream n to the answer's port + 2n).
+    ``transform(stream index, packet number, rtp) -> [packets]`` rewrites each RTP packet (SRTP:
+    encrypt; tamper; replay); the extra packets follow 1 ms apart."""
     import socket
 
     per = int(RATE * ptime)
     packets: list[tuple[float, int, int, bytes]] = []
-    for idx, (sport, dport, audio) in enumerate(streams):
+    for idx, entry in enumerate(streams):
+        sport, dport, audio = entry[:3]
+        start = float(entry[3]) if len(entry) > 3 else 0.0  # type: ignore[misc]
         ssrc = 0x1000 + idx
-        for i in range(len(audio) // per):
-            rtp = rtp_packet(i, i * per, ssrc, audio[i * per:(i + 1) * per], pt=pt, marker=i == 0)
-            packets.append((i * ptime + idx * 1e-4, sport, dport, rtp))
+        pb = payload_bytes or per  # G.729: 20 bytes per 20 ms (160 RTP clock ticks)
+        for i in range(len(audio) // pb):
+            rtp = rtp_packet(i, i * per, ssrc, audio[i * pb:(i + 1) * pb], pt=pt, marker=i == 0)
+            outs = transform(idx, i, rtp) if transform is not None else [rtp]
+            for k, out in enumerate(outs):
+                packets.append((start + i * ptime + idx * 1e-4 + k * 1e-3, sport, dport, out))
         for (stream, at, digit) in dtmf or []:
             if stream != idx:
                 continue

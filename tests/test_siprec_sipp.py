@@ -274,6 +274,44 @@ async def test_avaya_sbce_dummy_participant_then_update_with_ucid(srs, pcaps):
     a = channel(h.app, row.recording_id, "advisor")
     # the advisor's audio before the UPDATE was kept in memory and written once the advisor was known
     assert dominant(a, 0.3, 1.2) == 440 and level(a, 0.3, 5.5) > 4000
+    check_metadata_evidence(h, row.recording_id)
+
+
+def check_metadata_evidence(h, rec_id):
+    """Both metadata versions (INVITE, UPDATE) kept byte for byte, sealed, with the timeline; shown by
+    ``cf recordings show --metadata`` to the call's advisor (audited), refused to another advisor."""
+    import hashlib
+    import json
+
+    from access_helpers import run_cli_inprocess
+
+    from cfcore.capture.live import evidence_of
+
+    entries = list(h.app.audit.entries(action="recording.evidence", target_id=rec_id))
+    assert len(entries) == 1
+    sealed = entries[0].detail["sealed"]
+    assert set(sealed) <= set("0123456789abcdef")  # sealed (AES-GCM), nothing in clear
+    assert "example" not in json.dumps(dict(entries[0].detail))
+    make_user(h.app, "anna", ["advisor"], advisor_id="A4711")
+    make_user(h.app, "bert", ["advisor"], advisor_id="A100")
+    r = run_cli_inprocess(h.deployment, h.app.clock, "anna", "recordings", "show", rec_id, "--metadata", "--json")
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)["evidence"]
+    assert ev == evidence_of(h.app, rec_id) and len(ev) == 1 and ev[0]["kind"] == "siprec-metadata"
+    versions, timeline = ev[0]["versions"], ev[0]["timeline"]
+    assert [v["method"] for v in versions] == ["INVITE", "UPDATE"]
+    def lines(x):  # as sent (sipp trims each line's indentation and ends lines with CRLF)
+        return [ln.strip() for ln in x.splitlines() if ln.strip()]
+
+    assert lines(versions[0]["xml"]) == lines(AVAYA_DUMMY) and lines(versions[1]["xml"]) == lines(AVAYA_REAL)
+    assert all(v["sha256"] == hashlib.sha256(v["xml"].encode()).hexdigest() for v in versions)
+    assert versions[0]["at"] < 0.5 < 1.2 < versions[1]["at"] < 3.0
+    assert [[p["aors"] for p in t["participants"]] for t in timeline] == [
+        [["sip:dummy@sbce.example"]], [["sip:4711@cm.example"], ["sip:+4930123456@trunk.example"]]]
+    assert timeline[1]["participants"][0]["send"] == ["1"] and timeline[1]["vendor"]
+    assert h.app.audit.entries(action="recording.metadata", target_id=rec_id)
+    denied = run_cli_inprocess(h.deployment, h.app.clock, "bert", "recordings", "show", rec_id, "--metadata")
+    assert denied.exit_code != 0 and "4711@cm" not in denied.output
 
 
 OPENSIPS = """<?xml version="1.0" encoding="UTF-8"?>
@@ -414,7 +452,7 @@ async def test_malformed_or_unsupported_sessions_get_4xx_and_the_recorder_lives_
     elif case == "unknown-require":
         kw = {"require": "siprec, foo-ext"}
     elif case == "no-codec":
-        sdp = sdp_offer(fmts="18")
+        sdp = sdp_offer(fmts="3")  # GSM only
     ctype, body = multipart(sdp, xml)
     inv = request("INVITE", ctype, body, **kw).replace("branch=[branch]", "branch=z9hG4bK-[call_number]-inv")
     ack4 = ("ACK sip:srs@[remote_ip]:[remote_port] SIP/2.0\n"
@@ -454,3 +492,277 @@ async def test_session_timer_refresh_by_reinvite_without_sdp(srs, pcaps):
     rec = recording(h.app, row.recording_id)
     a = channel(h.app, row.recording_id, "advisor")
     assert rec.state == "archived" and dominant(a, 0.3, 5.5) == 440 and level(a, 0.3, 5.5) > 4000
+
+
+# ---------------------------------------------------------------------- SRTP (SDES)
+
+def _srtp_pcap(path, keys):
+    """Two SRTP streams encrypted by libsrtp (pylibsrtp, an implementation independent of ours):
+    stream 1 with AES_CM_128_HMAC_SHA1_80, stream 2 with _32. Stream 1 also carries 3 tampered
+    copies (one bit flipped: authentication fails) and 2 replays of packets already sent."""
+    from pylibsrtp import Policy, Session
+
+    profiles = [Policy.SRTP_PROFILE_AES128_CM_SHA1_80, Policy.SRTP_PROFILE_AES128_CM_SHA1_32]
+    sessions = [Session(policy=Policy(key=k, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=p))
+                for k, p in zip(keys, profiles, strict=True)]
+    sent: dict[int, bytes] = {}
+
+    def protect(idx, n, rtp):
+        out = [sessions[idx].protect(rtp)]
+        if idx == 0:
+            sent[n] = out[0]
+            if n in (40, 41, 42):
+                bad = bytearray(out[0])
+                bad[20] ^= 0x01
+                out.insert(0, bytes(bad))  # before the original (after it, it counts as a replay)
+            if n in (60, 61):
+                out.append(sent[n - 30])  # replayed: authentic, but seen before
+        return out
+
+    write_pcap(path, [(7000, 6000, ulaw(tone(440, 6.0))), (7002, 6002, ulaw(tone(880, 6.0)))],
+               transform=protect)
+
+
+async def test_srtp_sdes_80_and_32_decrypted_into_the_archive(srs, tmp_path):
+    import base64
+    import os
+
+    keys = [os.urandom(30), os.urandom(30)]
+    pcap = tmp_path / "srtp.pcap"
+    _srtp_pcap(pcap, keys)
+    b64 = [base64.b64encode(k).decode() for k in keys]
+    sdp = sdp_offer(proto="RTP/SAVP", extra="a=crypto:__C__")
+    # stream 1: an unsupported suite first (skipped), then ours; stream 2: _32 with a lifetime
+    sdp = sdp.replace("a=crypto:__C__", "a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:"
+                      "d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAw\n"
+                      f"a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{b64[0]}", 1)
+    sdp = sdp.replace("a=crypto:__C__", f"a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{b64[1]}|2^31", 1)
+    ctype, body = multipart(sdp, rfc_metadata())
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        req = await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        assert req.status == "applied"
+        await run
+        row = await h.archived()
+    msgs = h.messages()
+    answer = msgs.split("SIP/2.0 200 OK")[1]
+    assert answer.count("m=audio") == 2 and answer.count("RTP/SAVP") == 2
+    ours = re.findall(r"a=crypto:(\d) (\S+) inline:(\S+)", answer)
+    assert [(t, s) for t, s, _ in ours] == [("2", "AES_CM_128_HMAC_SHA1_80"), ("1", "AES_CM_128_HMAC_SHA1_32")]
+    assert all(len(base64.b64decode(k)) == 30 and k not in b64 for _, _, k in ours)  # our own keys
+    rec = check_two_sided(h.app, row.recording_id)
+    assert rec.duration == pytest.approx(6.0, abs=0.25)
+    from cfcore.capture.live import stats_of
+
+    st = stats_of(h.app, row.recording_id)["streams"]
+    a, c = st["advisor:1"], st["customer:2"]
+    assert a["srtp"] == 1 and c["srtp"] == 1
+    assert a["srtp_auth_failed"] == 3 and a["srtp_replayed"] == 2 and c["srtp_auth_failed"] == 0
+    assert a["packets"] == 300 and c["packets"] == 300 and a["lost"] == 0 and c["lost"] == 0
+    assert a["duplicates"] == 0  # replays never reached the RTP layer
+
+
+# ---------------------------------------------------------------------- G.722
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg (G.722 reference encoder) is not installed")
+async def test_g722_streams_are_decoded_into_the_archive(srs, tmp_path):
+    from tests.test_siprec_g722 import ffmpeg_g722, tone16k
+
+    adv = ffmpeg_g722(tone16k([(440, 6.0)]), tmp_path)
+    cus = ffmpeg_g722(tone16k([(880, 6.0)]), tmp_path)
+    pcap = tmp_path / "g722.pcap"
+    write_pcap(pcap, [(7000, 6000, adv), (7002, 6002, cus)], pt=9)  # 160 bytes / 160 ticks per 20 ms
+    ctype, body = multipart(sdp_offer(fmts="9 0 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:9 G722/8000\n"
+                                                               "a=rtpmap:0 PCMU/8000"), rfc_metadata())
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, user, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    answer = h.messages().split("SIP/2.0 200 OK")[1]
+    assert answer.count("m=audio") == 2 and "RTP/AVP 9 101" in answer and "a=rtpmap:9 G722/8000" in answer
+    rec = check_two_sided(h.app, row.recording_id)
+    assert rec.duration == pytest.approx(6.0, abs=0.25) and rec.sample_rate == 8000
+
+
+# ---------------------------------------------------------------------- vendors: Cisco, Oracle, BroadWorks; transfer
+
+async def test_cisco_cube_extra_part_streams_inactive_then_sendonly(srs, pcaps):
+    """CUBE: a multipart INVITE with an extra part, both streams a=inactive until the call is
+    answered, then a re-INVITE makes them sendonly and the media starts."""
+    ctype, body = multipart(sdp_offer(direction="inactive"), rfc_metadata(), extra_part=True)
+    rtype, rbody = multipart(sdp_offer(), None)
+    steps = (invite_answered(ctype, body) + [pause(1200)]
+             + [send(request("INVITE", rtype, rbody, cseq=2, in_dialog=True)), recv(100, optional=True),
+                recv(200), ack(2), play(pcaps["two"]), pause(6300)] + bye(3))
+    async with srs() as h:
+        await h.sipp(steps)
+        row = await h.archived()
+    answers = h.messages().split("SIP/2.0 200 OK")[1:]
+    assert "a=inactive" in answers[0] and "a=recvonly" in answers[1]
+    rec = recording(h.app, row.recording_id)
+    a = channel(h.app, row.recording_id, "advisor")
+    assert rec.duration == pytest.approx(7.25, abs=0.5)
+    assert is_silent(a, 0.0, 1.1)  # nothing flowed while inactive
+    assert dominant(a, 1.8, rec.duration - 0.3) == 440 and level(a, 1.8, rec.duration - 0.3) > 4000
+    assert channel(h.app, row.recording_id, "customer") is None  # no consent: the customer is not kept
+
+
+async def test_oracle_apkt_metadata_with_labels_10_11(srs, tmp_path):
+    from cf_pbx_siprec import metadata as mdmod
+
+    from tests.test_siprec_units import ORACLE
+
+    # Oracle's draft dialect: the customer sends label 10 (first m-line), the advisor label 11
+    pcap = tmp_path / "oracle.pcap"
+    write_pcap(pcap, [(7000, 6000, ulaw(tone(880, 6.0))), (7002, 6002, ulaw(tone(440, 6.0)))])
+    sdp = sdp_offer(labels=("10", "11"))
+    ctype, body = multipart(sdp, ORACLE.decode(), xml_type="application/rs-metadata")
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    assert row.pbx_call_id == mdmod.parse(ORACLE).vendor["ucid"]
+    assert "a=label:10" in h.messages() and "a=label:11" in h.messages()
+    check_two_sided(h.app, row.recording_id)
+
+
+TRANSFER_MD = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns='urn:ietf:params:xml:ns:recording:1'>
+  <datamode>partial</datamode>
+  <participant participant_id="P-cus2"><nameID aor="sip:+4940999888@carrier.example"/></participant>
+  <stream stream_id="S-t" session_id="hVpd7YQgRW2nD22h7q60JQ=="><label>3</label></stream>
+  <participantstreamassoc participant_id="P-cus2"><send>S-t</send></participantstreamassoc>
+</recording>"""
+
+
+async def test_transfer_new_m_line_and_new_ssrc(srs, tmp_path):
+    """The customer is transferred: a re-INVITE turns label 2 inactive, adds an m-line (label 3)
+    for the new party (partial metadata), and the advisor's stream comes with a new SSRC."""
+    def new_ssrc(idx, n, rtp):
+        if idx == 0 and n >= 150:  # the SBC re-originates the advisor's media at 3 s
+            b = bytearray(rtp)
+            struct.pack_into("!HII", b, 2, (n + 20000) & 0xFFFF, n * 160 + 777777, 0x2222)
+            return [bytes(b)]
+        return [rtp]
+
+    import struct
+
+    pcap = tmp_path / "transfer.pcap"
+    write_pcap(pcap, [(7000, 6000, ulaw(tone(440, 6.0))), (7002, 6002, ulaw(tone(880, 3.0))),
+                      (7004, 6004, ulaw(tone(660, 3.0)), 3.0)], transform=new_ssrc)
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    sdp3 = sdp_offer(labels=("1", "2", "3"))
+    sdp3 = sdp3.replace("a=label:2\na=sendonly", "a=label:2\na=inactive")
+    ttype, tbody = multipart(sdp3, TRANSFER_MD)
+    steps = (invite_answered(ctype, body) + [play(pcap), pause(2500)]
+             + [send(request("INVITE", ttype, tbody, cseq=2, in_dialog=True)), recv(100, optional=True),
+                recv(200), ack(2), pause(3800)] + bye(3))
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    answer = h.messages().split("SIP/2.0 200 OK")[2]
+    assert answer.count("m=audio") == 3 and "a=label:3" in answer
+    rec = recording(h.app, row.recording_id)
+    t = next(s.start for s in rec.segments if s.mode == "both")
+    a, c = channel(h.app, row.recording_id, "advisor"), channel(h.app, row.recording_id, "customer")
+    freqs = (440.0, 660.0, 880.0)
+    assert dominant(a, 0.3, rec.duration - 0.3, freqs) == 440 and level(a, 0.3, 2.8) > 4000
+    assert level(a, 3.5, rec.duration - 0.3) > 4000  # the advisor's new SSRC goes on in the same channel
+    assert is_silent(c, 0, t)
+    assert dominant(c, t + 0.1, 2.4, freqs) == 880 and dominant(c, 3.6, rec.duration - 0.3, freqs) == 660
+    from cfcore.capture.live import stats_of
+
+    st = stats_of(h.app, row.recording_id)["streams"]
+    assert st["advisor:1"]["ssrc_changes"] == 1 and st["customer:3"]["packets"] >= 140
+    # sipp moves its source port after the re-INVITE: the recorder latched again, once
+    assert st["advisor:1"]["relatched"] <= 1 and st["advisor:1"]["foreign"] <= 5
+
+
+BROADWORKS_MIXED = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+  <datamode>complete</datamode>
+  <session session_id="bw1"><extensiondata xmlns:bw="http://schema.broadsoft.com/siprec/extensiondata">
+    <bw:extTrackingID>12345:1</bw:extTrackingID></extensiondata></session>
+  <participant participant_id="a"><nameID aor="tel:+4930123456"/></participant>
+  <participant participant_id="b"><nameID aor="sip:4711@bw.example"/></participant>
+  <stream stream_id="mixed" session_id="bw1"><label>1</label></stream>
+  <participantstreamassoc participant_id="a"><send>mixed</send></participantstreamassoc>
+  <participantstreamassoc participant_id="b"><send>mixed</send></participantstreamassoc>
+</recording>"""
+
+
+async def test_broadworks_metadata_first_and_a_mixed_stream(srs, tmp_path):
+    """BroadWorks: the metadata part first, one m-line with both voices. A mixed stream carries the
+    customer's voice, so it is the customer's channel: nothing of it before the consent."""
+    pcap = tmp_path / "mixed.pcap"
+    write_pcap(pcap, [(7000, 6000, ulaw(tone(440, 6.0)))])
+    ctype, body = multipart(sdp_offer(labels=("1",)), BROADWORKS_MIXED, xml_first=True)
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A4711")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    assert row.advisor_id == "A4711" and row.pbx_call_id == "12345:1" and row.customer_hint == "+49******56"
+    rec = recording(h.app, row.recording_id)
+    t = next(s.start for s in rec.segments if s.mode == "both")
+    a, c = channel(h.app, row.recording_id, "advisor"), channel(h.app, row.recording_id, "customer")
+    assert 1.5 < t < rec.duration - 1.0
+    assert is_silent(a, 0, rec.duration)  # the advisor has no stream of his own
+    assert is_silent(c, 0, t)  # nothing of the mixed stream before the consent
+    assert dominant(c, t + 0.1, rec.duration - 0.3) == 440 and level(c, t + 0.1, rec.duration - 0.3) > 4000
+    from cfcore.capture.live import stats_of
+
+    assert stats_of(h.app, row.recording_id)["streams"]["customer:1"]["mixed"] == 1
+
+
+@pytest.mark.skipif(not __import__("cf_pbx_siprec.g729").g729.available(), reason="libbcg729 is not installed")
+async def test_g729_streams_are_decoded_into_the_archive(srs, tmp_path):
+    from tests.test_siprec_g729 import bcg729_encode
+
+    adv, cus = b"".join(bcg729_encode(tone(440, 6.0))), b"".join(bcg729_encode(tone(880, 6.0)))
+    pcap = tmp_path / "g729.pcap"
+    write_pcap(pcap, [(7000, 6000, adv), (7002, 6002, cus)], pt=18, payload_bytes=20)
+    ctype, body = multipart(sdp_offer(fmts="18 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000"),
+                            rfc_metadata())
+    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    async with srs() as h:
+        user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(controller.trigger, h.app, user, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    answer = h.messages().split("SIP/2.0 200 OK")[1]
+    assert "RTP/AVP 18 101" in answer and "a=rtpmap:18 G729/8000" in answer
+    rec = recording(h.app, row.recording_id)
+    assert rec.duration == pytest.approx(6.0, abs=0.25)
+    both = [s for s in rec.segments if s.mode == "both"]
+    t = both[0].start
+    a, c = channel(h.app, row.recording_id, "advisor"), channel(h.app, row.recording_id, "customer")
+    assert dominant(a, 0.3, rec.duration - 0.3) == 440 and level(a, 0.3, rec.duration - 0.3) > 3000
+    assert is_silent(c, 0, t)
+    assert dominant(c, t + 0.1, rec.duration - 0.3) == 880 and level(c, t + 0.1, rec.duration - 0.3) > 3000

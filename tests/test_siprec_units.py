@@ -118,10 +118,15 @@ a=inactive\r
 def test_sdp_answer_keeps_m_lines_in_order_echoes_labels_one_codec_port_0():
     offer = sdp.parse(OFFER)
     chosen = [sdp.choose(m) for m in offer.media]
-    assert [c.codec for c in chosen] == ["pcma", None, None, "pcmu"]
+    from cf_pbx_siprec import g729
+
+    # the offer's first codec we decode: G.729 when libbcg729 is installed, else PCMA
+    first, pt = ("g729", 18) if g729.available() else ("pcma", 8)
+    assert [c.codec for c in chosen] == [first, None, None, "pcmu"]
+    assert chosen[2].reason == "srtp-unsupported"  # the crypto line's key is not 30 bytes
     ans = sdp.answer(offer, chosen, {0: 40000, 3: 40002}, "198.51.100.7", 5, 1).decode()
     mlines = [ln for ln in ans.split("\r\n") if ln.startswith("m=")]
-    assert mlines == ["m=audio 40000 RTP/AVP 8 101", "m=video 0 RTP/AVP 96", "m=audio 0 RTP/SAVP 0",
+    assert mlines == [f"m=audio 40000 RTP/AVP {pt} 101", "m=video 0 RTP/AVP 96", "m=audio 0 RTP/SAVP 0",
                       "m=audio 40002 RTP/AVP 0"]
     assert [ln for ln in ans.split("\r\n") if ln.startswith("a=label")] == ["a=label:a1", "a=label:v1", "a=label:a2",
                                                                            "a=label:a3"]

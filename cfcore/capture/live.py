@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 from datetime import datetime, timedelta
@@ -215,7 +216,9 @@ class LiveRecording:
                 log.error("call %s: BOTH without a recorded consent; customer stays off", self.call_id)
                 mode = RecordingMode.ADVISOR_ONLY
             else:
-                at = max(at, consent_offset)
+                # on the sample grid: the journal's switch time (0.1 ms) then names the same sample
+                # as the cut of the customer's audio
+                at = math.ceil(max(at, consent_offset) * self.rate) / self.rate
                 self.customer_from = at
         elif mode is not RecordingMode.PAUSED:
             self.customer_from = None
@@ -302,6 +305,10 @@ class LiveCapture:
             self.started.pop(k, None)
             if event.detail.get("media_stats"):
                 rec.log("stats", stats=json.loads(event.detail["media_stats"]))
+            if event.detail.get("evidence"):
+                # the source's signalling evidence (SIPREC: every metadata XML received and the
+                # normalised timeline), sealed with the recording's data key: never in clear on disk
+                rec.log("evidence", sealed=_seal(rec._key, rec.rec_id, json.loads(event.detail["evidence"])))
             rec.close()
             return rec
         return None
@@ -509,6 +516,10 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
                 "row_digest": row_digest(rec), "channels": sorted(blobs), "duration": duration,
                 "media_sha256": media_sha, "source_codec": "live", "stores": sorted({m.store for m in media_rows}),
                 "live": True, "media_stats": stats})
+            for e in entries:
+                if e.get("k") == "evidence" and isinstance(e.get("sealed"), str):
+                    app.audit.append(s, None, "recording.evidence", "recording", rec_id, "ok", {
+                        "sealed": e["sealed"], "sha256": hashlib.sha256(e["sealed"].encode()).hexdigest()})
             if incomplete:
                 app.audit.append(s, None, "recording.incomplete", "recording", rec_id, "ok",
                                  {"reason": reason[:200] or "capture stopped mid-call", "duration": duration})
@@ -565,3 +576,21 @@ def stats_of(app: Any, rec_id: str) -> dict[str, Any]:
     for e in app.audit.entries(action="recording.archive", target_id=rec_id):
         return dict((e.detail or {}).get("media_stats") or {})
     return {}
+
+
+def evidence_of(app: Any, rec_id: str) -> list[Any]:
+    """The source's evidence of a live recording (unsealed with its data key). The caller has made
+    the access decision and audits the read; a crypto-shredded recording has none left."""
+    from ..db.models import DataKey
+    from ..errors import ConflictError
+
+    sealed = [str((e.detail or {}).get("sealed")) for e in app.audit.entries(action="recording.evidence", target_id=rec_id)]
+    if not sealed:
+        return []
+    with app.catalog.session() as s:
+        dk = s.get(DataKey, rec_id)
+        if dk is None or dk.wrapped is None or dk.kek_id is None:
+            raise ConflictError(f"the data key of recording {rec_id} was destroyed; its evidence is gone")
+        kek_id, wrapped = dk.kek_id, dk.wrapped
+    key = unwrap_data_key(app, rec_id, kek_id, wrapped)
+    return [_unseal(key, rec_id, b) for b in sealed]

@@ -6,6 +6,7 @@ and writes an audit entry naming who read what from which PC.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -142,8 +143,11 @@ def register(cli: click.Group) -> None:
     @click.option("--consent-proof", "proof", is_flag=True,
                   help="Also decrypt and show the consents' proofs (e.g. a dial-in opt-in); audited.")
     @click.option("--json", "as_json", is_flag=True)
+    @click.option("--metadata", "with_evidence", is_flag=True,
+                  help="Also the source's signalling evidence (SIPREC metadata XML and timeline; names and "
+                       "numbers in clear: decided and audited like playback).")
     @click.pass_obj
-    def show(state: Any, rec_id: str, proof: bool, as_json: bool) -> None:
+    def show(state: Any, rec_id: str, proof: bool, as_json: bool, with_evidence: bool = False) -> None:
         """Show one recording's metadata (customers by pseudonym only)."""
         from ..access.guard import authorize
         from ..archive import get_recording, recording_target
@@ -174,6 +178,16 @@ def register(cli: click.Group) -> None:
         lines += [f"subject: {x['kind']} {x['pseudonym'][:16]}…" for x in data["subjects"]]
         lines += [f"media: {x['channel']} in {x['store']}: {x['key']} ({x['size']} bytes, sha256 {x['sha256'][:16]}…)"
                   for x in data["media"]]
+        if with_evidence:
+            from ..capture.live import evidence_of
+
+            # raw metadata names the customer in clear: the same decision as listening to the call
+            authorize(app, ctx, "recording.play", target, detail={"function": "recording.metadata"})
+            evidence = evidence_of(app, rec_id)
+            with app.catalog.session() as s:
+                app.audit.append(s, ctx, "recording.metadata", "recording", rec_id, "ok", {"items": len(evidence)})
+            data["evidence"] = evidence
+            lines.append("evidence: " + (json.dumps(evidence, indent=1, ensure_ascii=False) if evidence else "none"))
         emit(data, as_json, "\n".join(lines))
 
     @cli.command("export")

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .srtp import SrtpContext
+
 REORDER_DEPTH = 5
 BATCH_BYTES = 1600  # 200 ms of G.711
 #: seconds by which the RTP timestamp may run ahead of (or back behind) what the sequence numbers
@@ -33,11 +35,20 @@ class RtpStream:
         self.emit = emit
         self.clock = clock
         self.remote: tuple[str, int] | None = None
+        #: after a new offer: packets from the latched sender until a move to a new one is refused
+        self.relatch = 0
+        #: a decoder run in order on each payload (G.729: compressed frames -> PCM16), or None when
+        #: the payload is one byte per sample (G.711, G.722 at its 8000 Hz RTP clock)
+        self.decode: Callable[[bytes], bytes] | None = None
+        self._bps = 8000  # bytes per second of what is batched
+        #: SRTP receive context (SDES), None for plain RTP
+        self.srtp: SrtpContext | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self.active = True
         self.ssrc: int | None = None
         self.stats: dict[str, int] = {"packets": 0, "lost": 0, "late": 0, "duplicates": 0, "ssrc_changes": 0,
-                                      "foreign": 0, "cn": 0, "resyncs": 0, "bad": 0, "other_pt": 0}
+                                      "foreign": 0, "cn": 0, "resyncs": 0, "bad": 0, "other_pt": 0,
+                                      "relatched": 0}
         self.events: list[dict[str, Any]] = []
         self._seen_events: set[tuple[int, int]] = set()
         self._reset_seq()
@@ -91,8 +102,15 @@ class RtpStream:
         if self.remote is None:
             self.remote = addr  # latch on the first packet
         elif addr != self.remote:
-            self.stats["foreign"] += 1
-            return
+            if self.relatch > 0:
+                # after a new offer the sender may move (an SBC re-originating media after a transfer)
+                self.remote, self.relatch = addr, 0
+                self.stats["relatched"] += 1
+            else:
+                self.stats["foreign"] += 1
+                return
+        elif self.relatch > 0:
+            self.relatch -= 1
         if not self.active:
             return
         b0, b1, seq, ts, ssrc = _HDR.unpack_from(data)
@@ -211,15 +229,17 @@ class RtpStream:
         assert self.anchor_ts is not None
         t = self.anchor_t + (ets - self.anchor_ts) / 8000
         # the next in-order packet may take the fast path when it follows exactly
-        self._fast = not self.buf and self.next_ext is not None
+        self._fast = not self.buf and self.next_ext is not None and not self.relatch and self.decode is None
         self._last_len = len(payload)
+        if self.decode is not None:
+            payload = self.decode(payload)
         if self._batch and abs(t - self._batch_end) > 0.0005:
             self.flush()
         if not self._batch:
             self._batch_t = t
         self._batch += payload
-        self._batch_end = self._batch_t + len(self._batch) / 8000
-        if len(self._batch) >= BATCH_BYTES:
+        self._batch_end = self._batch_t + len(self._batch) / self._bps
+        if len(self._batch) >= BATCH_BYTES * self._bps // 8000:
             self.flush()
 
     def reanchor(self) -> None:
@@ -247,10 +267,17 @@ class RtpStream:
         if key in self._seen_events:
             return
         self._seen_events.add(key)
+        if self.anchor_ts is not None:
+            # the event's place in the recording, from the RTP clock like the audio (not its arrival)
+            d = (ts - (self.anchor_ts & 0xFFFFFFFF)) & 0xFFFFFFFF
+            now = self.anchor_t + (d - (0x100000000 if d >= 0x80000000 else 0)) / 8000
         self.events.append({"at": round(now, 3), "duration": round(duration / 8000, 3), "event": ev})
 
     def summary(self) -> dict[str, Any]:
-        return {**self.stats, "dtmf_events": len(self.events), "latched": self.remote is not None}
+        out = {**self.stats, "dtmf_events": len(self.events), "latched": self.remote is not None}
+        if self.srtp is not None:
+            out.update(self.srtp.stats, srtp=1)
+        return out
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -258,6 +285,13 @@ class _Proto(asyncio.DatagramProtocol):
         self.stream = stream
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        srtp = self.stream.srtp
+        if srtp is not None:
+            # authenticated before anything else: a forged packet neither latches nor plays
+            plain = srtp.unprotect(data)
+            if plain is None:
+                return
+            data = plain
         self.stream.packet(data, addr)
 
 
@@ -293,6 +327,13 @@ class PortPool:
                 self.used.update(base + 2 * i for i in range(n))
                 return base
         raise OSError("no free RTP ports in the configured range")
+
+    def take_exact(self, ports: list[int]) -> bool:
+        """These very ports, if all are in the range and free."""
+        if all(self.lo <= p <= self.hi and self._free(p) for p in ports):
+            self.used.update(ports)
+            return True
+        return False
 
     def release(self, ports: list[int]) -> None:
         self.used.difference_update(ports)

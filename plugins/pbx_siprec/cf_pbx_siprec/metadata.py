@@ -63,6 +63,17 @@ class Metadata:
                                                        send=p.send or old.send, recv=p.recv or old.recv)
         return merged
 
+    def senders_for_label(self, label: str | None, index: int) -> list[Participant]:
+        """Every participant that sends on the stream with this label: more than one is a mixed
+        stream (BroadWorks' option: both voices on one m-line)."""
+        if label is not None:
+            out = [p for sid, lab in self.streams.items() if lab == label
+                   for p in self.participants.values() if sid in p.send]
+            if out:
+                return out
+        p = self.participant_for_label(label, index)
+        return [p] if p is not None else []
+
     def participant_for_label(self, label: str | None, index: int) -> Participant | None:
         """The participant that sends the stream with this label (or on the m-line ``index``)."""
         if label is not None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 
 import attrs
 
-CODECS = {"pcmu": "PCMU", "pcma": "PCMA"}
+from . import g729
+from .srtp import SUITES, CryptoAttr, CryptoError
+
+#: codecs we decode, with their rtpmap names (G.722's RTP clock is 8000 by RFC 3551)
+CODECS = {"pcmu": "PCMU", "pcma": "PCMA", "g722": "G722", "g729": "G729"}
 STATIC = {0: "pcmu", 8: "pcma", 9: "g722", 18: "g729", 13: "cn"}
-#: offered SRTP suites we can decrypt (none yet: see docs/siprec.md)
-CRYPTO_SUITES: tuple[str, ...] = ()
+#: offered SRTP suites we can decrypt (SDES, RFC 4568)
+CRYPTO_SUITES: tuple[str, ...] = tuple(SUITES)
 
 
 class SdpError(ValueError):
@@ -126,20 +131,31 @@ class Chosen:
     """What the recorder takes from one m-line."""
 
     index: int
-    codec: str | None  # pcmu | pcma, None = port 0
+    codec: str | None  # pcmu | pcma | g722, None = port 0
     pt: int | None
     dtmf_pt: int | None
     reason: str = ""
+    #: the offer's crypto line we decrypt with, and our own (answered) key for it
+    crypto: CryptoAttr | None = None
+    our_crypto: CryptoAttr | None = None
 
 
 def choose(m: Media) -> Chosen:
     if m.kind != "audio":
         return Chosen(m.index, None, None, None, "not audio")
-    if m.proto.upper() not in ("RTP/AVP", "RTP/AVPF"):
-        if "SAVP" in m.proto.upper():
-            suites = [c.split()[1] if len(c.split()) > 1 else "" for c in m.crypto]
-            if not any(s in CRYPTO_SUITES for s in suites):
-                return Chosen(m.index, None, None, None, "srtp-unsupported")
+    crypto = None
+    proto = m.proto.upper()
+    if proto in ("RTP/SAVP", "RTP/SAVPF"):
+        # the first crypto line (in the offer's order of preference) with a suite we can decrypt
+        for line in m.crypto:
+            try:
+                crypto = CryptoAttr.parse(line)
+                break
+            except CryptoError:
+                continue
+        if crypto is None:
+            return Chosen(m.index, None, None, None, "srtp-unsupported")
+    elif proto not in ("RTP/AVP", "RTP/AVPF"):
         return Chosen(m.index, None, None, None, f"transport {m.proto} not supported")
     codec_pt = None
     codec = None
@@ -150,13 +166,17 @@ def choose(m: Media) -> Chosen:
         except ValueError:
             continue
         name = m.codec_of(pt)
-        if name in CODECS and codec is None:
+        if name in CODECS and codec is None and (name != "g729" or g729.available()):
             codec, codec_pt = name, pt
         elif name == "telephone-event" and dtmf is None:
             dtmf = pt
     if codec is None:
-        return Chosen(m.index, None, None, None, "no supported codec (PCMU/PCMA)")
-    return Chosen(m.index, codec, codec_pt, dtmf)
+        return Chosen(m.index, None, None, None, "no supported codec (PCMU/PCMA/G722/G729)")
+    ours = None
+    if crypto is not None:
+        key = secrets.token_bytes(30)
+        ours = CryptoAttr(tag=crypto.tag, suite=crypto.suite, master_key=key[:16], master_salt=key[16:])
+    return Chosen(m.index, codec, codec_pt, dtmf, crypto=crypto, our_crypto=ours)
 
 
 def answer(offer: Offer, chosen: list[Chosen], ports: dict[int, int], addr: str, session_id: int,
@@ -176,6 +196,8 @@ def answer(offer: Offer, chosen: list[Chosen], ports: dict[int, int], addr: str,
         if c.dtmf_pt is not None:
             out.append(f"a=rtpmap:{c.dtmf_pt} telephone-event/8000")
             out.append(f"a=fmtp:{c.dtmf_pt} 0-15")
+        if c.our_crypto is not None:
+            out.append(f"a=crypto:{c.our_crypto.tag} {c.our_crypto.suite} inline:{c.our_crypto.inline()}")
         if m.label:
             out.append(f"a=label:{m.label}")
         out.append("a=inactive" if m.direction in ("inactive", "recvonly") else "a=recvonly")

@@ -36,8 +36,11 @@ from hookspecs.types import (
 from . import metadata as mdmod
 from . import sdp as sdpmod
 from .config import SiprecSettings
+from .g722 import G722Decoder
+from .g729 import G729Decoder
 from .media import PortPool, RtpStream, open_stream
 from .sipmsg import SipMessage, SipParseError, body_parts, head_length, parse, response
+from .srtp import SrtpContext
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,9 @@ def is_recording_session(msg: SipMessage) -> bool:
 class Reply:
     """Where responses for one request go (the UDP peer, or the TCP connection)."""
 
-    def __init__(self, send: Callable[[bytes], None], udp: bool, peer: tuple[str, int]) -> None:
+    def __init__(self, send: Callable[[bytes], None], udp: bool, peer: tuple[str, int], transport: str = "") -> None:
         self.send, self.udp, self.peer = send, udp, peer
+        self.transport = transport or ("udp" if udp else "tcp")
 
 
 class Session:
@@ -89,7 +93,9 @@ class Session:
         self.held = False
         self.pending_invite: SipMessage | None = None
         self.cancelled = False
-        self.backlog: dict[int, list[tuple[float, bytes]]] = {}
+        self.backlog: dict[int, list[tuple[float, bytes, str]]] = {}
+        self.g722: dict[int, G722Decoder] = {}
+        self.mixed: set[int] = set()
         self.backlog_dropped = 0
         self.vendor: dict[str, str] = {}
         self.expires: int = 0
@@ -99,6 +105,30 @@ class Session:
         self.last_answer: bytes = b""
         self.metadata_updates = 0
         self.start_done = asyncio.Event()
+        #: evidence: every metadata XML received (as sent) and the normalised state after each
+        self.md_versions: list[dict[str, Any]] = []
+        self.md_timeline: list[dict[str, Any]] = []
+        self._evidence_bytes = 0
+
+    def record_metadata(self, method: str, raw: bytes, md: mdmod.Metadata) -> None:
+        """Keep one received metadata document and the merged state it produced (complete replaces,
+        partial merges): sealed into the recording at its end as evidence."""
+        at = round(time.monotonic() - self.t0, 3)
+        self._evidence_bytes += len(raw)
+        if self._evidence_bytes > 1 << 20:  # a runaway SRC: keep the hash, not the text
+            xml = None
+        else:
+            xml = raw.decode("utf-8", "replace")
+        self.md_versions.append({"at": at, "method": method, "mode": "complete" if md.complete else "partial",
+                                 "sha256": hashlib.sha256(raw).hexdigest(), "xml": xml})
+        m = self.metadata
+        labels = {sid: lab for sid, lab in m.streams.items()}
+        self.md_timeline.append({
+            "at": at, "mode": "complete" if md.complete else "partial",
+            "participants": [{"id": p.id, "aors": list(p.aors), "name": p.name,
+                              "send": [labels.get(x, x) for x in p.send], "recv": [labels.get(x, x) for x in p.recv]}
+                             for p in m.participants.values()],
+            "streams": dict(m.streams), "vendor": dict(m.vendor), "session_ids": list(m.session_ids)})
 
     # ---------------------------------------------------------------- roles
 
@@ -111,16 +141,23 @@ class Session:
         for m, c in zip(self.offer.media, self.chosen, strict=True):
             if c.codec is None:
                 continue
-            p = self.metadata.participant_for_label(m.label, m.index)
-            if p is None:
+            senders = self.metadata.senders_for_label(m.label, m.index)
+            if not senders:
                 continue
-            adv = next((a for a in (self.server.settings.advisor_for(x) for x in p.aors) if a), None)
-            if adv:
-                adv_idx.add(m.index)
-                advisor = advisor or adv
-            elif p.aors:
+            advs = [a for a in (next((x for x in (self.server.settings.advisor_for(y) for y in p.aors) if x), None)
+                                for p in senders) if a]
+            others = [p for p in senders if p.aors and not any(self.server.settings.advisor_for(y) for y in p.aors)]
+            if advs:
+                advisor = advisor or advs[0]
+            if others:
+                # a customer's stream; a mixed stream (advisor and customer on one m-line) carries the
+                # customer's voice too, so it is the customer's: kept only from the consent on
                 cus_idx.add(m.index)
-                customer = customer or p.aors[0]
+                customer = customer or others[0].aors[0]
+                if advs:
+                    self.mixed.add(m.index)
+            elif advs:
+                adv_idx.add(m.index)
         if advisor is None:
             # who is the advisor may come later (Avaya SBCE: a dummy participant first, then UPDATE)
             self.roles = {i: None for i in self.streams}
@@ -129,31 +166,38 @@ class Session:
         self.customer = customer
         self.roles = {i: (ChannelRole.ADVISOR if i in adv_idx else ChannelRole.CUSTOMER) for i in self.streams}
 
-    def on_audio(self, index: int, t: float, data: bytes) -> None:
+    def on_audio(self, index: int, t: float, data: bytes, codec: str | None = None) -> None:
+        if codec is None:
+            codec = self.chosen[index].codec or "pcmu"
+            if codec == "g729":
+                codec = "pcm_s16le"  # decoded by the stream, in order
+            elif codec == "g722":
+                # decoded in arrival order (the ADPCM state runs on); 8 kHz lower sub-band
+                dec = self.g722.get(index) or self.g722.setdefault(index, G722Decoder())
+                data, codec = dec.decode_low(data), "pcm_s16le"
         role = self.roles.get(index)
         if role is None or not self.started:
             q = self.backlog.setdefault(index, [])
-            q.append((t, data))
-            limit = self.server.settings.backlog_seconds * 8000
-            while sum(len(d) for _, d in q) > limit:
+            q.append((t, data, codec))
+            limit = self.server.settings.backlog_seconds * 8000 * (2 if codec == "pcm_s16le" else 1)
+            while sum(len(d) for _, d, _ in q) > limit:
                 q.pop(0)
                 self.backlog_dropped += 1
             return
-        self.server.frame(AudioFrame(call_id=self.call_id, role=role, timestamp=t, payload=data,
-                                     codec=self.chosen[index].codec or "pcmu"))
+        self.server.frame(AudioFrame(call_id=self.call_id, role=role, timestamp=t, payload=data, codec=codec))
 
     def flush_backlog(self) -> None:
         backlog, self.backlog = self.backlog, {}
         for index, items in backlog.items():
-            for t, data in items:
-                self.on_audio(index, t, data)
+            for t, data, codec in items:
+                self.on_audio(index, t, data, codec)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for i, st in self.streams.items():
             role = self.roles.get(i)
             label = self.offer.media[i].label if self.offer else None
-            out[f"{role.value if role else 'unknown'}:{label or i}"] = st.summary()
+            out[f"{role.value if role else 'unknown'}:{label or i}"] = {**st.summary(), **({"mixed": 1} if i in self.mixed else {})}
         if self.backlog_dropped:
             out["backlog_dropped"] = self.backlog_dropped
         return out
@@ -191,6 +235,9 @@ class SiprecSource:
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _SipUdp(self), local_addr=(s.listen, s.sip_port))
         if "tcp" in s.transports:
             self._servers.append(await asyncio.start_server(self._tcp_client, s.listen, s.sip_port))
+        if "tls" in s.transports:
+            self._servers.append(await asyncio.start_server(self._tcp_client, s.listen, s.tls_port,
+                                                            ssl=s.tls_context(), ssl_handshake_timeout=10))
         self.ready.set()
         log.info("SIPREC recorder %s listening on %s:%d (%s)", self.name, s.listen, s.sip_port, ",".join(s.transports))
         try:
@@ -262,7 +309,11 @@ class SiprecSource:
 
     async def _tcp_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[:2]
-        reply = Reply(writer.write, False, peer)
+        tls = writer.get_extra_info("ssl_object") is not None
+        reply = Reply(writer.write, False, peer, "tls" if tls else "tcp")
+        if tls:
+            cert = writer.get_extra_info("peercert") or {}
+            log.info("SIP TLS connection from %s (client certificate: %s)", peer[0], "yes" if cert else "none")
         buf = bytearray()
         try:
             while not reader.at_eof():
@@ -409,14 +460,17 @@ class SiprecSource:
             status = getattr(exc, "status", 400)
             self._reject(msg, reply, status, "Bad Request" if status == 400 else "Not Acceptable Here", str(exc))
             return
+        init_md = (raw_md, md) if raw_md else None
         chosen = [sdpmod.choose(m) for m in offer.media]
         if not any(c.codec for c in chosen):
             why = "; ".join(sorted({c.reason for c in chosen}))
             self._reject(msg, reply, 488, "Not Acceptable Here", why,
-                         headers=[("Warning", '305 callfort "SRTP is not supported"')] if "srtp" in why else None)
+                         headers=[("Warning", '305 callfort "SRTP crypto suite not supported (AES_CM_128_HMAC_SHA1_80/32 only)"')] if "srtp" in why else None)
             return
         sess = Session(self, msg, reply, src)
         sess.offer, sess.chosen, sess.metadata = offer, chosen, md
+        if init_md is not None:
+            sess.record_metadata("INVITE", *init_md)
         sess.vendor = dict(md.vendor)
         ucid = mdmod.ucid_from_uui(msg.get("user-to-user"))
         if ucid:
@@ -458,8 +512,9 @@ class SiprecSource:
         return max(90, min(asked, want)) if asked > 0 else want
 
     def _answer(self, sess: Session, msg: SipMessage, reply: Reply, with_sdp: bool = True) -> None:
-        headers = [("Contact", f"<sip:srs@{self.settings.advertise}:{self.settings.sip_port}"
-                               f";transport={'udp' if reply.udp else 'tcp'}>;+sip.srs"),
+        port = self.settings.tls_port if reply.transport == "tls" else self.settings.sip_port
+        headers = [("Contact", f"<sip:srs@{self.settings.advertise}:{port}"
+                               f";transport={reply.transport}>;+sip.srs"),
                    ("Allow", ALLOW), ("Supported", "siprec, timer")]
         if msg.method == "INVITE" and "siprec" in msg.tokens("require"):
             headers.append(("Require", "siprec" + (", timer" if sess.expires else "")))
@@ -498,14 +553,26 @@ class SiprecSource:
         usable = [i for i in indices if sess.chosen[i].codec is not None]
         if not usable:
             return
-        base = self.ports.take(len(usable))
+        first = min(sess.ports, default=None)
+        base0 = sess.ports[first] - 2 * first if first is not None else None
+        if base0 is not None and self.ports.take_exact([base0 + 2 * i for i in usable]):
+            # a stream added later (transfer) at base + 2 x m-line index, where SRCs that send
+            # stream n to base + 2n (sipp) expect it
+            step = [base0 + 2 * i for i in usable]
+        else:
+            base = self.ports.take(len(usable))
+            step = [base + 2 * n for n in range(len(usable))]
         loop = asyncio.get_running_loop()
         for n, i in enumerate(usable):
             c = sess.chosen[i]
-            port = base + 2 * n
+            port = step[n]
             sess.ports[i] = port
             st = RtpStream(i, port, c.pt or 0, c.dtmf_pt, sess.t0,
                            (lambda idx: (lambda t, d: sess.on_audio(idx, t, d)))(i))
+            if c.crypto is not None:
+                st.srtp = SrtpContext(c.crypto)
+            if c.codec == "g729":
+                st.decode, st._bps = G729Decoder().decode, 16000
             try:
                 await open_stream(loop, self.settings.listen, st)
             except OSError:
@@ -562,6 +629,8 @@ class SiprecSource:
             sess.metadata = sess.metadata.merge(md)
             sess.vendor.update(md.vendor)
             sess.metadata_updates += 1
+            assert raw_md is not None
+            sess.record_metadata(msg.method or "", raw_md, md)
         if new_offer is not None:
             assert sess.offer is not None
             old = sess.offer
@@ -583,6 +652,10 @@ class SiprecSource:
             for i, st in sess.streams.items():
                 was = st.active
                 st.active = not new_offer.media[i].inactive
+                # a new offer may move the sender (an SBC re-originating media after a transfer):
+                # latch again if packets come from a new address within the next second (50 packets)
+                st.relatch = 50
+                st._fast = False
                 if was and not st.active:
                     st.drain()
                 elif st.active and not was:
@@ -627,7 +700,7 @@ class SiprecSource:
         self.counters["ended"] += 1
         if not sess.started and not sess.cancelled and sess.backlog:
             log.warning("call %s ended before its advisor was known: %d s of audio not recorded", sess.call_id,
-                        sum(len(d) for q in sess.backlog.values() for _, d in q) // 8000)
+                        sum(len(d) for q in sess.backlog.values() for _, d, _ in q) // 8000)
         if sess.started:
             await sess.start_done.wait()  # the catalog sees the start before the end
             stats = sess.stats()
@@ -635,7 +708,9 @@ class SiprecSource:
             # time and duration only: the digits can be card numbers (PCI) and never go to the log
             stats["dtmf"] = [{"at": e["at"], "duration": e["duration"], "stream": i}
                              for i, st in sess.streams.items() for e in st.events]
-            await self._event(sess, CallEventKind.ENDED, reason=reason, media_stats=json.dumps(stats))
+            evidence = {"kind": "siprec-metadata", "versions": sess.md_versions, "timeline": sess.md_timeline}
+            await self._event(sess, CallEventKind.ENDED, reason=reason, media_stats=json.dumps(stats),
+                              evidence=json.dumps(evidence) if sess.md_versions else "")
 
 
 class _SipUdp(asyncio.DatagramProtocol):
