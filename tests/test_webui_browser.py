@@ -41,7 +41,9 @@ def web(tmp_path_factory):
     port = free_tcp_port()
     with catalog_url_for(tmp) as url:
         extra = (f"\n[access]\n{FAST_ARGON2}\n[server]\nhost = \"127.0.0.1\"\nport = {port}\n"
-                 "[webui]\ntime_zone = \"Europe/Berlin\"\n" + plugin_toml(sim.sim, spool, tmp / "ami.secret"))
+                 "[webui]\ntime_zone = \"Europe/Berlin\"\n"
+                 # the tests transcribe when they need a transcript (no job racing them)
+                 "[transcription]\nenabled = false\n" + plugin_toml(sim.sim, spool, tmp / "ami.secret"))
         dep = write_deployment(tmp / "deploy", url, extra)
         app = App.open(dep, clock=Clock())
         seed_user(app, "anna", ["advisor"], advisor_id="A100")
@@ -225,6 +227,95 @@ def test_advisor_cannot_control_or_play_a_colleagues_call(web):
         r = c.post(f"/ui/recordings/{web.rec_bert}/play", data={"csrf": csrf})
         assert r.status_code == 403
     assert audit(web.app, "recording.show", target_id=web.rec_bert, user="anna", outcome="denied")
+
+
+def test_advisor_reads_the_transcript_beside_the_audio_a_colleague_gets_none(web, browser, tmp_path):
+    from speech_helpers import ADVISOR_HELLO, CUSTOMER_MONEY, call_wav
+
+    from cfcore import transcripts
+    from cfcore.access import approvals
+    from cfcore.ingest import ingest_wav
+
+    # espeak-ng speech on both channels, transcribed by the PocketSphinx plugin (as tests/test_transcripts.py)
+    wav = call_wav(tmp_path / "speech.wav", 9.0, advisor=[(0.5, ADVISOR_HELLO)], customer=[(5.0, CUSTOMER_MONEY)])
+    rec = ingest_wav(web.app, wav, advisor_id="A100", customer_ids=["K-77"], consent_at=4.0,
+                     started="2026-11-21T10:00:00+00:00")
+    [done] = transcripts.run(web.app, recording_ids=[rec])
+    assert done["state"] == "done", done
+
+    anna = new_page(browser, "en-GB")
+    login(anna, web.base, "anna", PW)
+    anna.goto(f"{web.base}/ui/recordings/{rec}")
+    assert anna.locator("#transcript").count() == 0  # shown with the player, after the access decision
+    anna.click("#play-button")
+    anna.wait_for_selector("#transcript")
+    text = anna.locator("#transcript").inner_text()
+    assert "help" in text and "money" in text, text
+    # both voices, each turn named by its channel
+    adv, cus = anna.locator(".turn.role-advisor"), anna.locator(".turn.role-customer")
+    assert "help" in adv.first.locator(".said").inner_text() and adv.first.locator(".who").inner_text() == "Advisor"
+    money = cus.locator(".w", has_text="money").first
+    assert cus.first.locator(".who").inner_text() == "Customer"
+    # never in the address or the title; no download or copy control; no inline script or style
+    assert "money" not in anna.url and "money" not in anna.title() and "/api/transcripts/" not in anna.content()
+    assert anna.locator("#transcript a, #transcript [download]").count() == 0
+    assert 'style="' not in anna.content() and "onclick" not in anna.content()
+    # a word seeks the audio to its time
+    start = float(money.get_attribute("data-start"))
+    assert start >= 5.0
+    anna.wait_for_function("() => document.getElementById('audio').readyState >= 1", timeout=20000)
+    money.click()
+    anna.wait_for_function(f"() => document.getElementById('audio').currentTime >= {start - 0.05}", timeout=10000)
+    assert anna.evaluate("document.getElementById('audio').currentTime") < start + 3
+    anna.locator(".turn.role-advisor button.seek").first.click()
+    anna.wait_for_function("() => document.getElementById('audio').currentTime < 3", timeout=10000)
+    no_violations(anna, "advisor-transcript")
+    shot(anna, "advisor-transcript")
+    reads = audit(web.app, "transcript.read", target_id=rec, user="anna", outcome="ok")
+    assert len(reads) == 1 and reads[0].detail["segments"] > 0 and "money" not in str(reads[0].detail)
+    anna.goto(f"{web.base}/ui/")
+    anna.context.close()
+
+    # another advisor: neither the page nor the player nor the transcript (refused, audited)
+    bert = new_page(browser, "de-DE")
+    login(bert, web.base, "bert", PW)
+    resp = bert.goto(f"{web.base}/ui/recordings/{rec}")
+    assert resp.status == 403 and "money" not in bert.content()
+    assert audit(web.app, "recording.show", target_id=rec, user="bert", outcome="denied")
+    # even holding anna's transcript link, bert's session opens nothing
+    link = transcripts.create_link(web.app, ctx_for(web.app, "anna"), rec)
+    r = bert.request.get(f"{web.base}/api/transcripts/{rec}?t={link['token']}")
+    assert r.status == 403 and "money" not in r.text()
+    assert audit(web.app, "transcript.read", target_id=rec, user="bert", outcome="denied")
+    bert.context.close()
+
+    # compliance with an approved playback only: the audio, no transcript (needs its own four-eyes)
+    cora_ctx, dora_ctx = ctx_for(web.app, "cora"), ctx_for(web.app, "dora")
+    approvals.approve(web.app, dora_ctx, approvals.request(web.app, cora_ctx, "recording.play", rec, "complaint 77"))
+    cora = new_page(browser, "en-GB")
+    login(cora, web.base, "cora", PW)
+    cora.goto(f"{web.base}/ui/approvals")
+    cora.click("text=Listen now")
+    cora.wait_for_selector("#audio")
+    assert cora.locator("#transcript").count() == 0 and cora.locator("#transcript-refused").count() == 1
+    assert "money" not in cora.content()
+    assert audit(web.app, "transcript.read", target_id=rec, user="cora", outcome="needs-approval")
+    # ... asked for in the page, approved by the DPO, then read
+    cora.select_option("#req-action", "transcript.read")
+    cora.fill("#req-reason", "complaint 77, what was said")
+    cora.click("form[action$='/request'] button")
+    cora.wait_for_selector("text=Your request was filed")
+    [pending] = [a for a in approvals.list_requests(web.app, dora_ctx, None, 200)
+                 if a.action == "transcript.read" and a.target_id == rec and a.state == "requested"]
+    approvals.approve(web.app, dora_ctx, pending.id)
+    cora.goto(f"{web.base}/ui/approvals")
+    cora.click("text=Read now")
+    cora.wait_for_selector("#transcript")
+    assert "money" in cora.locator("#transcript").inner_text()
+    reads = audit(web.app, "transcript.read", target_id=rec, user="cora", outcome="ok")
+    assert len(reads) == 1
+    assert approvals.get_request(web.app, dora_ctx, pending.id).state == "executed"  # the approval was used
+    cora.context.close()
 
 
 # --------------------------------------------------------------------------- compliance and DPO

@@ -327,12 +327,46 @@ def _player(app: Any, ctx: RequestContext, rec_id: str, link: dict[str, Any]) ->
             "channels": [c["name"] for c in wave["channels"]], "duration": wave["duration"]}
 
 
+def _turns(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive words of one voice as one turn (each word keeps its times, for seeking)."""
+    turns: list[dict[str, Any]] = []
+    for w in segments:
+        if not turns or turns[-1]["role"] != w.get("role"):
+            turns.append({"role": w.get("role"), "start": float(w["start"]), "words": []})
+        turns[-1]["words"].append({"start": float(w["start"]), "end": float(w["end"]), "text": str(w["text"])})
+    return turns
+
+
+def _transcript(request: Request, ctx: RequestContext, rec_id: str,
+                link: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The transcript beside the player, read exactly as the API reads it: a ``transcript`` link
+    (``transcripts.create_link``: ``transcript.read`` decides, own call or four-eyes) opened by the
+    API's own view (``GET /api/transcripts/<id>``: link + this user's session, audited
+    ``transcript.read``). None when the recording has no transcript; ``refused`` when not allowed."""
+    from .. import transcripts
+    from ..web.routes_transcripts import read_transcript
+
+    app = get_app(request)
+    if link is None:
+        if not transcripts.has_transcript(app, rec_id):
+            return None
+        try:
+            link = transcripts.create_link(app, ctx, rec_id)
+        except (AccessDenied, ApprovalRequired):  # audited by the access decision
+            return {"refused": True, "turns": []}
+    doc = read_transcript(rec_id, request, t=link["token"])
+    if isinstance(doc, Response):  # the view refused the link (audited there)
+        return {"refused": True, "turns": []}
+    return {"refused": False, "language": doc.get("language"), "turns": _turns(doc["segments"])}
+
+
 def _recording_page(request: Request, ctx: RequestContext, rec_id: str, *, player: dict[str, Any] | None = None,
-                    error: str | None = None, status: int = 200) -> Response:
+                    error: str | None = None, status: int = 200,
+                    transcript: dict[str, Any] | None = None) -> Response:
     app = get_app(request)
     rec = _recording(request, ctx, rec_id)
     return render(request, "recording.html", status=status, rec=rec, player=player, error=error,
-                  requests=_own_requests(app, ctx, rec_id))
+                  transcript=transcript, requests=_own_requests(app, ctx, rec_id))
 
 
 @router.get("/ui/recordings/{rec_id}", response_class=HTMLResponse)
@@ -349,7 +383,8 @@ def play(rec_id: str, request: Request, csrf: str = Form(max_length=100),
         link = links.create_link(app, ctx, rec_id)
     except (AccessDenied, ApprovalRequired) as exc:
         return _recording_page(request, ctx, rec_id, error=str(exc), status=403)
-    return _recording_page(request, ctx, rec_id, player=_player(app, ctx, rec_id, link))
+    return _recording_page(request, ctx, rec_id, player=_player(app, ctx, rec_id, link),
+                           transcript=_transcript(request, ctx, rec_id))
 
 
 @router.post("/ui/recordings/{rec_id}/request")
@@ -357,7 +392,7 @@ def request_access(rec_id: str, request: Request, csrf: str = Form(max_length=10
                    action: str = Form(max_length=32), reason: str = Form(max_length=2000),
                    ctx: RequestContext = Depends(ui("ui.approvals.request"))) -> Response:
     check_csrf(request, csrf)
-    if action not in ("recording.play", "recording.export"):
+    if action not in ("recording.play", "recording.export", "transcript.read"):
         raise InputError(f"{action!r} cannot be requested here")
     approvals.request(get_app(request), ctx, action, rec_id, reason, {})
     return _back(f"/ui/recordings/{rec_id}", "requested")
@@ -456,7 +491,11 @@ def approval_step(approval_id: str, step: str, request: Request, csrf: str = For
         raise InputError(f"request {approval_id} writes a file: run it on your PC", hint=f"cf execute {approval_id}")
     result = approvals.execute(app, ctx, approval_id, executor=API_EXECUTORS.get(view.action))
     if view.action == "recording.play" and view.target_id:
-        return _recording_page(request, ctx, view.target_id, player=_player(app, ctx, view.target_id, result))
+        return _recording_page(request, ctx, view.target_id, player=_player(app, ctx, view.target_id, result),
+                               transcript=_transcript(request, ctx, view.target_id))
+    if view.action == "transcript.read" and view.target_id:
+        return _recording_page(request, ctx, view.target_id,
+                               transcript=_transcript(request, ctx, view.target_id, link=result))
     if view.action == "recording.export" and view.target_id:
         return render(request, "executed.html", action=view.action, export_url=result["url"],
                       expires_at=result["expires_at"], result=None)

@@ -160,3 +160,23 @@ if (player) {
   audio.addEventListener("contextmenu", (ev) => ev.preventDefault());
   draw();
 }
+
+// Transcript: a word or a turn's time seeks the audio; the word being played is marked; no copying.
+const transcript = $("#transcript");
+if (transcript) {
+  const audio = $("#audio");
+  const words = $$(".w", transcript);
+  const seekTo = (el) => {
+    if (!audio) return;
+    audio.currentTime = Number(el.dataset.start) || 0;
+    if (audio.paused) audio.play().catch(() => { /* autoplay refused: the position is set anyway */ });
+  };
+  for (const el of $$("button.seek, .w", transcript)) el.addEventListener("click", () => seekTo(el));
+  for (const ev of ["copy", "cut", "contextmenu"]) transcript.addEventListener(ev, (e) => e.preventDefault());
+  if (audio) {
+    audio.addEventListener("timeupdate", () => {
+      const t = audio.currentTime;
+      for (const w of words) w.classList.toggle("now", Number(w.dataset.start) <= t && t < Number(w.dataset.end));
+    });
+  }
+}
