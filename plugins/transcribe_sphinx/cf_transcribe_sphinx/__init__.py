@@ -11,7 +11,8 @@ the operator installs and names in the deployment's config::
 
 A language with no model configured is passed on (``None``: another engine may serve it); a
 configured model whose files are missing is refused with ``TranscriptionUnavailable`` naming the
-missing path. Nothing is downloaded at run time. Word timestamps come from the decoder's segments
+missing path. With ``[transcription] engine = "<other>"`` (e.g. ``"whisper"``) this plugin passes on
+every language; without it (or with ``engine = "sphinx"``) it serves as above. Nothing is downloaded at run time. Word timestamps come from the decoder's segments
 (100 frames per second).
 """
 
@@ -79,7 +80,11 @@ def upsample(pcm: bytes, rate: int, target: int = MODEL_RATE) -> bytes:
 
 
 def _model(language: str, settings: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """``()`` for the shipped en-us model, ``(hmm, lm, dict)`` for an operator's, None if none."""
+    """``()`` for the shipped en-us model, ``(hmm, lm, dict)`` for an operator's, None if none
+    (or when ``[transcription] engine`` chooses another engine)."""
+    chosen = str(settings.get("engine", "") if isinstance(settings, Mapping) else "").strip().lower()
+    if chosen and chosen != "sphinx":
+        return None
     own = settings.get("sphinx", {}) if isinstance(settings, Mapping) else {}
     models = own.get("models", {}) if isinstance(own, Mapping) else {}
     cfg = models.get(language) if isinstance(models, Mapping) else None
