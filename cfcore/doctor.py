@@ -194,9 +194,8 @@ def check_capture(app: Any) -> list[Check]:
 def check_clock(app: Any) -> list[Check]:
     from sqlalchemy import func, select, text
 
-    from .db.models import AuditEntry
-
     from .clock import FrozenClock
+    from .db.models import AuditEntry
 
     now = app.clock.now()
     # a pinned clock (tests) differs from the database server's on purpose

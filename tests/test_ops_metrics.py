@@ -101,3 +101,29 @@ def test_ready_is_503_naming_the_failing_check(app):
     assert r.status_code == 503
     bad = [c for c in r.json()["checks"] if not c["ok"]]
     assert [c["name"] for c in bad] == ["keys"] and "stream-link.key" in bad[0]["detail"]
+
+
+def test_cf_serve_logs_json_lines_with_timestamps_and_no_personal_data(deployment, free_port):
+    import json
+
+    deployment.write_text(deployment.read_text() + f"\n[server]\nhost = \"127.0.0.1\"\nport = {free_port}\n")
+    env = {**os.environ, "CF_CONFIG": str(deployment), "CF_NOW": NOW.isoformat()}
+    for k in ("CF_USER", "CF_PASSWORD", "CF_TOKEN"):
+        env.pop(k, None)
+    proc = subprocess.Popen([sys.executable, "-m", "cfcore", "serve", "--no-jobs", "--log-format", "json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{free_port}"
+    try:
+        wait_for(f"{base}/health", proc)
+        httpx.get(f"{base}/api/recordings", params={"customer_number": "+49 30 9876543"})
+        httpx.post(f"{base}/api/auth/login", json={"username": "mallory", "password": "hunter2hunter2"})
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    err = proc.stderr.read() if proc.stderr else ""
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert records, err
+    for r in records:
+        assert r["ts"].endswith("Z") and r["level"] and r["logger"] and "msg" in r
+    assert any(r["logger"] == "uvicorn.access" and "/api/recordings" in r["msg"] for r in records)
+    assert "9876543" not in err and "hunter2" not in err
