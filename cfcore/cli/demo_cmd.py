@@ -26,7 +26,7 @@ def register(cli: click.Group) -> None:
         """Run a simulated Asterisk with advisors making calls; recordings arrive in the archive."""
         from ..app import App
         from ..errors import ConflictError
-        from ..sim.demo import MARKER, PASSWORD_FILE, run_demo, seed_users
+        from ..sim.demo import MARKER, PASSWORD_FILE, USERS, run_demo, seed_users
 
         if state.config_path:
             cfg = Path(state.config_path)
@@ -64,17 +64,32 @@ def register(cli: click.Group) -> None:
         pw_path = (root / PASSWORD_FILE).resolve()
         if as_json:
             emit({"config": str(cfg.resolve()), "recordings": recs, "legs": result["legs"], "notes": result["notes"],
-                  "users": ["anna", "bert", "carla", "sam"], "password_file": str(pw_path)}, True)
+                  "users": [u[0] for u in USERS], "password_file": str(pw_path)}, True)
             return
         click.echo(f"\n{len(recs)} recordings archived / Aufnahmen archiviert:")
         for r in recs:
             segs = ", ".join(f"{s['mode']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])
             click.echo(f"  {r['id']}  advisor {r['advisor_id']}  {r['direction']:<3} {r['duration']:5.1f}s  "
                        f"{'both sides' if r['two_sided'] else 'advisor only'}  [{segs}]")
-        click.echo("\nLook at them as the supervisor (password in the demo directory) / als Teamleitung ansehen:")
-        click.echo(f"  export CF_CONFIG={cfg.resolve()} CF_USER=sam CF_PASSWORD=\"$(cat {pw_path})\"")
-        click.echo("  cf recordings list\n  cf recordings show ID\n  cf calls list --all")
+        cf = _cf_command()
+        click.echo("\nLook at them as the supervisor sam, check the audit trail as the DPO dora (one password, "
+                   "in the demo directory) / als Teamleitung sam ansehen, als DSB dora den Audit-Trail prüfen:")
+        click.echo(f"  export CF_CONFIG={cfg.resolve()} CF_PASSWORD=\"$(cat {pw_path})\"")
+        click.echo(f"  CF_USER=sam {cf} recordings list\n  CF_USER=sam {cf} recordings show ID\n"
+                   f"  CF_USER=sam {cf} calls list --all\n  CF_USER=dora {cf} audit verify")
         del password
+
+
+def _cf_command() -> str:
+    """``cf`` if it is on PATH, else the full path of the ``cf`` next to this Python (the venv's)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    if shutil.which("cf"):
+        return "cf"
+    beside = Path(sys.executable).parent / "cf"
+    return str(beside) if beside.exists() else f"{sys.executable} -m cfcore"
 
 
 def _recordings(app: Any, ids: list[str]) -> list[dict[str, Any]]:
