@@ -476,7 +476,8 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
 
     The approval is claimed (APPROVED → EXECUTED, audited) before the executor runs, so it runs
     once even when two people press the button at once; if the executor fails, the failure is
-    audited (``approval.result`` / ``failed``) and a new request is needed. ``executor`` replaces
+    audited (``approval.result`` / ``failed``) and the claim is released: the request is approved
+    again and its requester may run it again until it expires. ``executor`` replaces
     the registered one (the API runs ``recording.export`` as a download link instead of a file
     written on the server)."""
     a = _load(app, approval_id)
@@ -502,9 +503,15 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
         result = run(app, actx, a.target_id or "", dict(a.params))
     except Exception as exc:
         message = exc.message if isinstance(exc, CallFortError) else "internal error"
-        app.audit.record(actx, "approval.result", "approval", a.id, "failed",
-                         {"action": a.action, "target_id": a.target_id, "error": type(exc).__name__,
-                          "message": message})
+        # the approval is released again (APPROVED): a failed run (a full disk, a store outage, a
+        # wrong file name) must not use up the second person's decision; still only until expiry
+        with app.catalog.session() as s:
+            row = s.scalars(select(Approval).where(Approval.id == a.id).with_for_update()).one()
+            if row.state == "executed" and row.executed_by == ctx.actor.username:
+                row.state, row.executed_at, row.executed_by = "approved", None, None
+            app.audit.append(s, actx, "approval.result", "approval", a.id, "failed",
+                             {"action": a.action, "target_id": a.target_id, "error": type(exc).__name__,
+                              "message": message, "approval": "still approved: run it again"})
         raise
     finally:
         _running.reset(token)
