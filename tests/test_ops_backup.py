@@ -112,3 +112,12 @@ def test_db_upgrade_from_revision_0001_keeps_the_data(deployment, catalog_url, m
     app = make_app(deployment, upgrade=False)
     with app.catalog.session() as s:
         assert s.execute(text("SELECT display_name FROM users WHERE id = 'u1'")).scalar() == "Dora D"
+
+
+def test_the_cheap_head_revision_agrees_with_alembic(app):
+    from alembic.script import ScriptDirectory
+
+    from cfcore.db.migrate import current_revisions, head_revisions
+
+    assert head_revisions() == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    assert current_revisions(app.catalog.engine) == head_revisions()
