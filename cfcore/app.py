@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hookspecs.types import PluginContext
 
 from .audit import AuditTrail
-from .clock import Clock, clock_from_env
+from .clock import Clock, clock_from_plugins
 from .config import Config, load_config
 from .db.catalog import Catalog
 from .plugins import CorePluginManager, get_plugin_manager
@@ -29,8 +29,8 @@ class App:
         from .secrets import check_secrets
 
         self.config = config
-        self.clock = clock or clock_from_env()
         self.pm = pm or get_plugin_manager(config)
+        self.clock = clock or clock_from_plugins(self.pm)
         self.data_dir = config.data_dir
         self.keys_dir = config.resolve_path(config.get("keys.dir", str, "keys"))
         # every secret first: a deployment with a missing key refuses to start (never recreated)
@@ -65,6 +65,10 @@ class App:
 
         return open_stores(self)
 
+    def crash_point(self, name: str, exit_code: int) -> None:
+        """A named crash point: only a test-only plugin (``cf_test_crash_point``) acts on it."""
+        self.pm.hook.cf_test_crash_point(name=name, exit_code=exit_code)
+
     def _anchor_stores(self) -> dict[str, Any]:
         """The stores that keep the audit anchors: ``[audit] anchor_stores`` (default: every
         archive store)."""
@@ -79,4 +83,7 @@ class App:
         return {n: stores[n] for n in names}
 
     def close(self) -> None:
+        failures = self.__dict__.get("_cf_auth_failures")
+        if failures is not None:
+            failures.flush(self)
         self.catalog.dispose()

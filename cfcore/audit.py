@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import AuditView, RequestContext
 
-from .clock import Clock
+from .clock import Clock, utc
 from .crypto.keyfiles import load_secret
 from .db.catalog import Catalog
 from .db.models import AuditCheckpoint, AuditEntry, AuditHead
@@ -166,9 +166,12 @@ class AuditTrail:
         commit together). ``ctx=None`` records the system itself. Returns the entry's seq."""
         mac_key = self.mac_key()
         head = self._lock_head(session)
+        # audit time never runs backwards: a process whose clock lags (or was set back) dates its
+        # entry at the previous entry's time, never before it
+        at = max(self.clock.now().astimezone(UTC), self._last_at(session, head))
         entry = AuditEntry(
             seq=head.seq + 1,
-            at=self.clock.now().astimezone(UTC),
+            at=at,
             user=ctx.actor.username if ctx else SYSTEM_USER,
             host=ctx.host if ctx else "localhost",
             ip=ctx.ip if ctx else "127.0.0.1",
@@ -185,6 +188,7 @@ class AuditTrail:
         entry.hash = chain_hash(mac_key, head.hash, entry)
         session.add(entry)
         head.seq, head.hash = entry.seq, entry.hash
+        session.info["cf_audit_last_at"] = (session.get_transaction(), at)
         if entry.seq % self.anchor_every == 0 and not session.info.get("cf_audit_anchor_due"):
             # anchored after the commit (the anchor must name a committed entry)
             session.info["cf_audit_anchor_due"] = True
@@ -205,6 +209,17 @@ class AuditTrail:
         """Append in a transaction of its own (for reads, denials and failures)."""
         with self.catalog.session() as s:
             return self.append(s, ctx, action, target_kind, target_id, outcome, detail)
+
+    def _last_at(self, session: Session, head: AuditHead) -> datetime:
+        """The time of the entry ``head`` points at (under the head lock), or the epoch."""
+        cached = session.info.get("cf_audit_last_at")
+        if cached is not None and cached[0] is session.get_transaction():
+            return cached[1]  # type: ignore[no-any-return]
+        if head.seq == 0:
+            return datetime.min.replace(tzinfo=UTC)
+        with session.no_autoflush:
+            last = session.execute(select(AuditEntry.at).where(AuditEntry.seq == head.seq)).scalar_one_or_none()
+        return utc(last) if last is not None else datetime.min.replace(tzinfo=UTC)
 
     def _lock_head(self, session: Session) -> AuditHead:
         """Lock the head row, creating it on first use. The insert ignores a conflict, so two

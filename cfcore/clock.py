@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 class Clock:
@@ -18,7 +18,7 @@ class Clock:
 
 
 class FrozenClock(Clock):
-    """A clock that moves only when told: for tests and for ``CF_NOW``."""
+    """A clock that moves only when told: for tests (and the test kit's ``CF_NOW``)."""
 
     def __init__(self, at: datetime) -> None:
         if at.tzinfo is None:
@@ -40,12 +40,14 @@ class FrozenClock(Clock):
             return self._at
 
 
-def clock_from_env() -> Clock:
-    """``CF_NOW=2031-01-01T00:00:00+00:00`` pins the clock (tests that run the CLI as a process)."""
-    pinned = os.environ.get("CF_NOW")
-    if pinned:
-        at = datetime.fromisoformat(pinned)
-        return FrozenClock(at if at.tzinfo else at.replace(tzinfo=UTC))
+def clock_from_plugins(pm: Any) -> Clock:
+    """The real clock, unless a test-only plugin pins it (``cf_test_pinned_time``, the test kit's
+    ``CF_NOW``). Nothing else, and nothing in the environment of a production install, changes it."""
+    pinned = pm.hook.cf_test_pinned_time()
+    if pinned is not None:
+        if not isinstance(pinned, datetime):
+            raise TypeError(f"cf_test_pinned_time returned {type(pinned).__name__}, not a datetime")
+        return FrozenClock(pinned if pinned.tzinfo else pinned.replace(tzinfo=UTC))
     return Clock()
 
 

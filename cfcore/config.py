@@ -156,6 +156,21 @@ def _resolve_secrets(node: Any, where: str, path: Path) -> Any:
     return node
 
 
+#: No CallFort setting nests deeper; a deeper file is refused before anything walks it.
+MAX_DEPTH = 16
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of tables and arrays, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load ``path``, else ``$CF_CONFIG``, else ``./callfort.toml``; validate the core sections."""
     chosen = Path(path or os.environ.get("CF_CONFIG") or CONFIG_NAME)
@@ -169,6 +184,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{chosen}: not UTF-8 text") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{chosen}: nested more than {MAX_DEPTH} levels deep") from None
+    if _depth(raw) > MAX_DEPTH:
+        raise ConfigError(f"{chosen}: nested more than {MAX_DEPTH} levels deep")
     cfg = Config(path=chosen.resolve(), data=_resolve_secrets(raw, "", chosen.resolve()))
     validate(cfg)
     return cfg

@@ -8,8 +8,9 @@ wrapped data key, audit entry ``recording.archive``) → ``cf_recording_archived
 Crash safety: objects are written before the transaction; a crash before the commit leaves only
 objects that no catalog row names (invisible; ``sweep_orphans`` deletes them after an hour).
 
-Test hook: the environment variable ``CF_TEST_CRASH_AT`` (``after-store`` or ``before-commit``)
-makes the process ``os._exit(86)`` at that point, so tests can kill an ingest mid-way.
+Crash points ``after-store`` and ``before-commit`` (exit code 86) for tests: only the test-only
+plugin (``cf_test_crash_point``; the test kit's ``CF_TEST_CRASH_AT``) acts on them, so tests can
+kill an ingest mid-way; a production install has no such plugin.
 """
 
 from __future__ import annotations
@@ -55,14 +56,13 @@ from .wav import Audio, read_wav
 
 log = logging.getLogger(__name__)
 
-CRASH_ENV = "CF_TEST_CRASH_AT"
+CRASH_EXIT_CODE = 86
 ORPHAN_AGE = timedelta(hours=1)
 
 
-def _crash_point(name: str) -> None:
-    """Test hook (see module docstring): die here without cleaning up, like a killed process."""
-    if os.environ.get(CRASH_ENV) == name:
-        os._exit(86)
+def _crash_point(app: Any, name: str) -> None:
+    """Crash point (see module docstring): a test-only plugin may end the process here."""
+    app.crash_point(name, CRASH_EXIT_CODE)
 
 
 # ---------------------------------------------------------------------- segments
@@ -166,6 +166,24 @@ def _as_datetime(value: datetime | str | None, default: datetime) -> datetime:
     return value
 
 
+#: A call may end at most this far after the server's clock (PBX clocks drift a little).
+FUTURE_SKEW = timedelta(hours=1)
+
+
+def _check_start(app: Any, started_at: datetime, duration: float, now: datetime) -> None:
+    """A call starts in a sane window: not before ``[archive] max_call_age_days`` (default ten
+    years: migrations of old archives) and not ending after now (plus ``FUTURE_SKEW``). A start in
+    1970 would be purgeable at once; one in 9999 would break the retention arithmetic."""
+    max_age = app.config.get("archive.max_call_age_days", int, 3660)
+    earliest = now - timedelta(days=max_age)
+    latest_start = now + FUTURE_SKEW - timedelta(seconds=duration)
+    if started_at < earliest or started_at > latest_start:
+        raise InputError(f"start time {started_at.isoformat()} lies outside {earliest:%Y-%m-%d} .. now: "
+                         "a call cannot end in the future nor be older than max_call_age_days",
+                         hint="check --started (and this server's clock); older archives: "
+                              "[archive] max_call_age_days")
+
+
 def _check_text(name: str, value: str | None, limit: int, required: bool = True) -> None:
     if value is None or value == "":
         if required:
@@ -233,7 +251,10 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     seg_size = app.config.get("archive.segment_size", int, envelope.DEFAULT_SEGMENT_SIZE)
     now = app.clock.now()
     duration = audio.duration
+    if duration <= 0 or not any(audio.channels):
+        raise InputError("the recording has no audio (0 samples): nothing to archive")
     started_at = _as_datetime(started, now - timedelta(seconds=duration))
+    _check_start(app, started_at, duration, now)
     site = site or app.config.site
     _check_text("advisor id", advisor_id, 64)
     _check_text("site", site, 64)
@@ -277,7 +298,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 media_rows.append(MediaObject(channel=channel, store=store, key=key, size=len(blob), sha256=sha,
                                               plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
             media_sha[channel] = sha
-            _crash_point("after-store")
+            _crash_point(app, "after-store")
         del data_key
 
         # Two-sided (and kept as such, MiFID) follows the consent, not the audio that survived.
@@ -314,7 +335,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                  {"source": source, "pbx_call_id": pbx_call_id, "duration": round(duration, 3),
                                   "warnings": warnings[:20], "retention_class": rec.retention_class})
                 log.warning("recording %s: %s", rec_id, "; ".join(warnings[:3]))
-            _crash_point("before-commit")
+            _crash_point(app, "before-commit")
     except Exception:
         # nothing of a failed ingest stays visible, and nothing of it stays in the stores either
         # (the objects are not locked yet); a crash instead of an exception leaves orphans for

@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
+#: Hooks only a test kit implements (hookspecs/testing.py): a plugin implementing one can pin the
+#: clock or end the process, so it is never part of a production install and is shown loudly.
+TEST_ONLY_HOOKS = ("cf_test_pinned_time", "cf_test_crash_point")
+
+TEST_ONLY_WARNING = ("TEST-ONLY plugin {names} loaded: the environment can pin the clock (CF_NOW) and "
+                     "crash the process (CF_TEST_CRASH_AT); never run a production deployment with it "
+                     "(pip uninstall callfort-testkit)")
+
 #: In-tree default plugins: registered first, hidden from ``cf plugins`` unless ``--all``.
 DEFAULT_PLUGINS = (
     "cfcore.defaults.keyring",
@@ -96,6 +104,15 @@ class CorePluginManager:
     def loaded(self) -> list[str]:
         return [s.name for s in self.statuses if s.status in ("ok", "no hooks yet")]
 
+    def test_only_plugins(self) -> list[str]:
+        """Loaded plugins implementing a test-only hook (``TEST_ONLY_HOOKS``)."""
+        return [s.name for s in self.statuses
+                if s.status == "ok" and any(h in TEST_ONLY_HOOKS for h in s.hooks)]
+
+    def test_only_warning(self) -> str | None:
+        names = self.test_only_plugins()
+        return TEST_ONLY_WARNING.format(names=", ".join(names)) if names else None
+
     # typed forwards ----------------------------------------------------------------------
     def registrations(self, hook_name: str, **kwargs: Any) -> dict[str, Any]:
         """Collect ``name``-d registrations from a discovery hook; duplicates are an error."""
@@ -113,8 +130,11 @@ def _entry_points() -> Iterable[md.EntryPoint]:
 
 
 def get_plugin_manager(config: Config | None = None, *, entry_points: Sequence[md.EntryPoint] | None = None,
-                       extra: Sequence[tuple[str, Any]] = ()) -> CorePluginManager:
-    """Build a fresh manager for ``config`` (``None``: defaults only plus all installed plugins)."""
+                       extra: Sequence[tuple[str, Any]] = (), load_test_only: bool = True) -> CorePluginManager:
+    """Build a fresh manager for ``config`` (``None``: defaults only plus all installed plugins).
+
+    ``load_test_only=False`` leaves out installed plugins that implement a test-only hook (the
+    in-process test apps, which get their clock passed in, do not need the test kit)."""
     plugins_cfg = config.section("plugins") if config else {}
     disabled = set(plugins_cfg.get("disabled", []))
     required = list(plugins_cfg.get("required", []))
@@ -137,12 +157,18 @@ def get_plugin_manager(config: Config | None = None, *, entry_points: Sequence[m
             log.warning("plugin %s failed to load: %s: %s", ep.name, type(exc).__name__, exc)
             continue
         status = mgr.register(plugin, ep.name, distribution=dist, version=version)
+        if not load_test_only and any(h in TEST_ONLY_HOOKS for h in status.hooks):
+            mgr.unregister(ep.name)
+            continue
         if status.status == "failed":
             log.warning("plugin %s refused: %s", ep.name, status.error)
     for name, plugin in extra:
         mgr.register(plugin, name, distribution="(test)")
     mgr.pm.check_pending()
     _check_plugin_names(config, mgr, disabled, required)
+    warning = mgr.test_only_warning()
+    if warning:
+        log.warning("%s", warning)
     for name in required:
         st = mgr.status(name)
         if st is None:

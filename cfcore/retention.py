@@ -21,13 +21,13 @@ The purge of one recording is a small state machine, resumable after a crash at 
 An Art. 17 erasure (four-eyes ``recording.erase``) runs the same machine with reason
 ``art17-erasure``, but destroys the data key already in step 1: the audio is unreadable at once
 even where a store keeps the ciphertext under an Object Lock until its retention date.
-Crash points for tests: ``CF_TEST_CRASH_AT`` (``CRASH_POINTS``; see docs/retention.md).
+Crash points for tests (``CRASH_POINTS``; see docs/retention.md): only the test-only plugin acts
+on them (``cf_test_crash_point``; the test kit's ``CF_TEST_CRASH_AT``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -50,7 +50,7 @@ LIVE_STATES = ("archived", "incomplete")
 REASON_EXPIRED = "retention-expired"
 REASON_ERASURE = "art17-erasure"
 
-#: Crash points for tests (``CF_TEST_CRASH_AT=<name>``): the process exits at once, as if killed.
+#: Crash points for tests (the test kit's ``CF_TEST_CRASH_AT=<name>``): the process exits at once.
 CRASH_POINTS = ("purge-after-mark", "purge-after-store-delete", "purge-after-shred")
 
 _CLASS_KINDS = ("mifid", "consent", "advisor-only")
@@ -296,10 +296,9 @@ def _lock_media(app: Any, ctx: RequestContext | None, rec_id: str, keys: Iterabl
     return problems
 
 
-def _crash_point(name: str) -> None:
-    if os.environ.get("CF_TEST_CRASH_AT") == name:
-        log.warning("CF_TEST_CRASH_AT=%s: exiting as if killed", name)
-        os._exit(99)
+def _crash_point(app: Any, name: str) -> None:
+    """A crash point (``CRASH_POINTS``): only a test-only plugin acts on it (exit code 99)."""
+    app.crash_point(name, 99)
 
 
 def parse_date(value: str) -> datetime:
@@ -574,7 +573,7 @@ def _delete_media(app: Any, keys: list[str]) -> None:
             app.stores.delete(key)
         except KeyError:
             pass  # already gone: a rerun after a crash
-        _crash_point("purge-after-store-delete")
+        _crash_point(app, "purge-after-store-delete")
 
 
 def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | None:
@@ -651,7 +650,7 @@ def _finish(app: Any, ctx: RequestContext | None, rec_id: str, report: PurgeRepo
         report.pending.append({"id": rec_id, "rule": task_rule, "reason": task_reason, "error": message})
         return False
     tomb = _shred(app, ctx, rec_id)
-    _crash_point("purge-after-shred")
+    _crash_point(app, "purge-after-shred")
     if tomb is not None:
         report.purged.append({"id": rec_id, "rule": tomb.rule, "reason": tomb.reason,
                               "deleted_at": tomb.deleted_at})
@@ -806,7 +805,7 @@ def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = Fa
                 continue
             count += 1
             if not dry_run:
-                _crash_point("purge-after-mark")
+                _crash_point(app, "purge-after-mark")
                 _finish(app, ctx, rec_id, report)
 
     if not dry_run:
@@ -873,7 +872,7 @@ def erase_recording(app: Any, ctx: RequestContext | None, rec_id: str, reason: s
             raise ConflictError(f"recording {rec_id} cannot be erased: {veto}")
         _mark(app, ctx, s, rec, REASON_ERASURE, rec.retention_rule or "-", ctx.approval_id if ctx else None)
     report = PurgeReport(now=app.clock.now(), dry_run=False)
-    _crash_point("purge-after-mark")
+    _crash_point(app, "purge-after-mark")
     done = _finish(app, ctx, rec_id, report)
     result: dict[str, Any] = {"recording_id": rec_id, "state": "purged" if done else "purging",
                               "reason": REASON_ERASURE, "request_reason": reason}

@@ -23,6 +23,9 @@ import pytest
 
 from .clock import FrozenClock
 
+#: In the warning every command logs while a test-only plugin is loaded (cfcore.plugins).
+TEST_ONLY_MARK = "TEST-ONLY plugin"
+
 PG_ADMIN_URL = os.environ.get("CF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -98,6 +101,17 @@ def deployment(tmp_path: Path, catalog_url: str) -> Path:
     return write_deployment(tmp_path / "deploy", catalog_url)
 
 
+def open_test_app(config_path: Path, **kwargs: Any) -> Any:
+    """An ``App`` for a test process: its clock is passed in, so the test-only plugin (the test
+    kit, for ``cf`` subprocesses) is not loaded into it and the FIS does not report it."""
+    from .app import App
+    from .config import load_config
+    from .plugins import get_plugin_manager
+
+    config = load_config(config_path)
+    return App(config, pm=get_plugin_manager(config, load_test_only=False), **kwargs)
+
+
 @pytest.fixture
 def make_app(frozen_clock: FrozenClock) -> Iterator[Callable[..., Any]]:
     from .app import App
@@ -106,7 +120,7 @@ def make_app(frozen_clock: FrozenClock) -> Iterator[Callable[..., Any]]:
 
     def make(config_path: Path, **kwargs: Any) -> App:
         kwargs.setdefault("clock", frozen_clock)
-        app = App.open(config_path, **kwargs)
+        app = App.open(config_path, **kwargs) if "pm" in kwargs else open_test_app(config_path, **kwargs)
         opened.append(app)
         return app
 
@@ -121,14 +135,23 @@ def app(deployment: Path, make_app: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
-def run_cf(deployment: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``cf`` as a separate process against the test deployment."""
+def run_cf(deployment: Path, frozen_clock: FrozenClock) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``cf`` as a separate process against the test deployment.
+
+    The process runs on the test's clock: ``CF_NOW`` is the ``frozen_clock``'s time at the call
+    (the in-process app and the subprocess must never disagree about the date; a test may pass its
+    own ``CF_NOW``), honoured through the test-only plugin ``testkit/``. That plugin's warning line
+    is removed from ``stderr`` unless ``raw_stderr=True``."""
 
     def run(*args: str, env: dict[str, str] | None = None, check: bool = False, input: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "CF_CONFIG": str(deployment), **(env or {})}
+            timeout: float = 120, raw_stderr: bool = False) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "CF_CONFIG": str(deployment), "CF_NOW": frozen_clock.now().isoformat(),
+                    **(env or {})}
         proc = subprocess.run([sys.executable, "-m", "cfcore", *args], capture_output=True, text=True,
                               env=full_env, input=input, timeout=timeout)
+        if not raw_stderr:  # the test kit's own warning line, printed by every command it is loaded in
+            proc.stderr = "".join(line for line in proc.stderr.splitlines(keepends=True)
+                                  if TEST_ONLY_MARK not in line)
         if check and proc.returncode != 0:
             raise AssertionError(f"cf {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc

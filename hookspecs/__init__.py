@@ -23,6 +23,7 @@ SPEC_MODULES = (
     "hookspecs.sync",
     "hookspecs.transcription",
     "hookspecs.integration",
+    "hookspecs.testing",
 )
 
 __all__ = ["HOOKSPEC_VERSION", "PROJECT_NAME", "SPEC_MODULES", "hookimpl"] + [

@@ -26,7 +26,7 @@ import attrs
 import httpx
 
 from cfcore.clock import FrozenClock
-from cfcore.testing import PG_ADMIN_URL, free_tcp_port, test_backend, write_deployment
+from cfcore.testing import PG_ADMIN_URL, free_tcp_port, open_test_app, test_backend, write_deployment
 from hookspecs.types import AccessTarget, Actor, Decision, RequestContext
 
 PASSWORD = "correct horse battery staple"
@@ -233,7 +233,6 @@ FAST_ARGON2 = "argon2_time_cost = 1\nargon2_memory_kib = 1024\nargon2_parallelis
 
 
 def build_world(tmp: Path, catalog_url: str, extra_config: str = "") -> World:
-    from cfcore.app import App
 
     if "[access]" in extra_config:
         extra_config = extra_config.replace("[access]\n", "[access]\n" + FAST_ARGON2, 1)
@@ -241,7 +240,7 @@ def build_world(tmp: Path, catalog_url: str, extra_config: str = "") -> World:
         extra_config += "\n[access]\n" + FAST_ARGON2
     dep = write_deployment(tmp / "deploy", catalog_url, extra_config)
     clock = FrozenClock(NOW)
-    app = App.open(dep, clock=clock)
+    app = open_test_app(dep, clock=clock)
     for role in ROLES:
         make_user(app, role_user(role), [role], advisor_id=ADVISOR if role == "advisor" else None)
     make_user(app, "u-advisor2", ["advisor"], advisor_id=ADVISOR2)

@@ -305,3 +305,39 @@ def test_link_secret_is_a_private_key_file(world):
     new_link(world)
     path = world.app.keys_dir / links.SECRET_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(bytes.fromhex(path.read_text().strip())) == 32
+
+
+def test_range_with_thousands_of_digits_is_answered_and_audited(world, exported):
+    """Attack: a Range header with thousands of digits made int() raise (500, no audit entry)."""
+    url = new_link(world)["url"]
+    size = len(exported)
+    huge = "9" * 5000
+    r = get(world, url, headers={"Range": f"bytes={huge}-"})
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{size}"
+    e = last_audit(world.app, action="recording.play", user="u-advisor")
+    assert e.outcome == "refused" and e.detail["status"] == 416 and len(e.detail["range"]) == 100
+    r = get(world, url, headers={"Range": f"bytes=0-{huge}"})
+    assert r.status_code == 206 and r.content == exported
+    r = get(world, url, headers={"Range": f"bytes=-{huge}"})
+    assert r.status_code == 206 and r.content == exported
+    r = get(world, url, headers={"Range": f"bytes={'0' * 4000}10-19"})
+    assert r.status_code == 206 and r.content == exported[10:20]
+    assert last_audit(world.app, action="recording.play", user="u-advisor").detail["status"] == 206
+
+
+def test_link_minted_for_longer_than_the_ttl_is_refused(world):
+    """Attack: a link signed by a process whose clock was set years ahead (the old CF_NOW trick)
+    would live for years; a link may not live longer than link_ttl_seconds from now."""
+    from access_helpers import ctx_for
+
+    world.clock.set(NOW + timedelta(days=3650))
+    link = links.issue(world.app, ctx_for(world.app, "u-advisor"), world.rec_own)
+    world.clock.set(NOW)
+    _refused(world, link["url"])
+    e = last_audit(world.app, action="recording.play", outcome="denied")
+    assert e.detail["reason"] == "lifetime beyond link_ttl_seconds"
+    # a link asked for longer than the configured lifetime is not minted at all
+    from cfcore.errors import InputError
+
+    with pytest.raises(InputError, match="at most link_ttl_seconds"):
+        links.issue(world.app, ctx_for(world.app, "u-advisor"), world.rec_own, ttl_seconds=301)

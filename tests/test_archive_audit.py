@@ -225,3 +225,27 @@ def test_cli_verify_exit_codes_and_names_the_entry(app, run_cf):
     assert listing.returncode == 0
     assert [e["outcome"] for e in json.loads(listing.stdout)] == ["ok", "failed", "failed"]
     assert all(e["user"] == "auditor1" and e["host"] for e in json.loads(listing.stdout))
+
+
+def test_audit_time_never_runs_backwards(app, make_app, deployment, frozen_clock):
+    """A process whose clock lags (or was set back) cannot date an entry before the previous one:
+    in the same transaction, in a new one, and from another process's App with its own clock."""
+    from datetime import UTC, datetime
+
+    from cfcore.clock import FrozenClock, utc
+
+    app.audit.record(None, "test.action", "thing", "1")
+    frozen_clock.advance(timedelta(hours=-1))
+    app.audit.record(None, "test.action", "thing", "2")  # a new transaction, clock an hour back
+    with app.catalog.session() as s:
+        app.audit.append(s, None, "test.action", "thing", "3")
+        frozen_clock.advance(timedelta(days=-400))
+        app.audit.append(s, None, "test.action", "thing", "4")  # same transaction
+    lagging = make_app(deployment, clock=FrozenClock(datetime(2001, 1, 1, tzinfo=UTC)))
+    lagging.audit.record(None, "test.action", "thing", "5")
+    frozen_clock.set(frozen_clock.now() + timedelta(days=401))
+    app.audit.record(None, "test.action", "thing", "6")  # a clock ahead is taken as it is
+    ats = [utc(e.at) for e in app.audit.entries(0, action="test.action")]
+    assert [e.target_id for e in app.audit.entries(0, action="test.action")] == list("123456")
+    assert ats == sorted(ats) and ats[0] == ats[4] and ats[5] > ats[4]
+    assert app.audit.verify().ok

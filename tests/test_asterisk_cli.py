@@ -193,7 +193,8 @@ async def test_rest_api_through_cf_serve(tmp_path, deployment, make_app, free_po
             r = await asyncio.to_thread(httpx.post, f"{base}/calls/{cid}/record-both", headers=bert, timeout=20)
             assert r.status_code == 403
             r = await asyncio.to_thread(httpx.post, f"{base}/calls/nope/record-both", headers=anna, timeout=20)
-            assert r.status_code == 404
+            # an unknown call is answered like another's (no probing of call ids, issue 11)
+            assert r.status_code == 403 and "may not call.record_both" in r.text
             await asyncio.sleep(0.3)
             clicked = datetime.now(UTC) - timedelta(seconds=2)  # the CTI client's queue, say
             r = await asyncio.to_thread(httpx.post, f"{base}/calls/{cid}/record-both", headers=anna,

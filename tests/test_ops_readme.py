@@ -47,6 +47,8 @@ def _fake_repo(tmp_path: Path) -> tuple[Path, Path]:
     (repo / "scripts" / "setup").write_text((ROOT / "scripts" / "setup").read_text())
     (repo / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     (repo / "requirements-test.txt").write_text("pytest\n")
+    (repo / "testkit").mkdir()
+    (repo / "testkit" / "pyproject.toml").write_text((ROOT / "testkit" / "pyproject.toml").read_text())
     for d in sorted((ROOT / "plugins").iterdir()):
         if (d / "pyproject.toml").exists():
             (repo / "plugins" / d.name).mkdir(parents=True)
@@ -74,6 +76,8 @@ def test_scripts_setup_installs_only_when_something_changed(tmp_path):
     assert setup() == []  # a second run installs nothing
     assert any("requirements-test.txt" in line for line in setup(WITH_TESTS="1"))  # tests asked for: install
     assert setup(WITH_TESTS="1") == []
+    assert setup() != []  # back to a production set: the test-only plugin is removed again
+    assert setup() == []
     (repo / "plugins" / "store_local" / "pyproject.toml").write_text(
         (repo / "plugins" / "store_local" / "pyproject.toml").read_text() + "\n# changed\n")
     assert setup(WITH_TESTS="1") != []  # a changed distribution: install again

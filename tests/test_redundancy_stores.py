@@ -94,7 +94,13 @@ def three(deployment, moto_s3, s3_env):
 
 
 def test_ingest_confirms_every_copy_locked_until_retention_end(three, deployment, make_app, tmp_path):
-    app = make_app(deployment)
+    # moto enforces Object Lock on its own, real clock: the call is archived at the real time, so
+    # the five-year lock is still running there on any date
+    from datetime import UTC, datetime
+
+    from cfcore.clock import FrozenClock
+
+    app = make_app(deployment, clock=FrozenClock(datetime.now(UTC).replace(microsecond=0)))
     rid, chans = ingest(app, tmp_path)
     rec = recording(app, rid)
     assert rec.retention_until is not None  # MiFID: five years after the call

@@ -1,16 +1,20 @@
 """Stores that lock objects (S3 Object Lock on a moto server): the purge waits for a lock, a
 refused delete leaves the recording pending and retried, nothing is tombstoned while media still
-exists; an erasure crypto-shreds at once; extensions extend the lock."""
+exists; an erasure crypto-shreds at once; extensions extend the lock.
+
+moto keeps Object Lock on its own, real clock: where a lock's end matters, the app's frozen clock
+is set to the real time and the calls are dated from it, so the tests pass on any date."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from retention_helpers import files_of, ingest, media_keys, state
 from s3_helpers import s3_toml
 
 from cfcore.archive import read_channel
+from cfcore.clock import FrozenClock
 from cfcore.errors import ConflictError
 from cfcore.retention import change_retention, erase_recording, run_purge
 
@@ -22,9 +26,15 @@ def _with_cloud(deployment, moto_s3, s3_bucket, extra=""):
     return deployment
 
 
+def real_now() -> datetime:
+    """moto's clock (the real one), to the second."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 @pytest.fixture
 def s3app(deployment, make_app, moto_s3, s3_bucket, s3_env):
-    return make_app(_with_cloud(deployment, moto_s3, s3_bucket))
+    """The app on the real time (moto checks Object Lock against the real clock)."""
+    return make_app(_with_cloud(deployment, moto_s3, s3_bucket), clock=FrozenClock(real_now()))
 
 
 def test_store_hold_defers_purge_and_pending_erasure_is_retried(deployment, make_app, moto_s3, s3_bucket,
@@ -70,10 +80,12 @@ def test_store_hold_defers_purge_and_pending_erasure_is_retried(deployment, make
 
 def test_erasure_under_object_lock_shreds_at_once(s3app, deployment, moto_s3, s3_bucket, tmp_path):
     app = s3app
-    rec = ingest(app, tmp_path, "2026-11-20T10:00:00+00:00", two_sided=False, customer="K-8")
+    started = app.clock.now() - timedelta(days=8)
+    rec = ingest(app, tmp_path, started.isoformat(), two_sided=False, customer="K-8")
     (key,) = media_keys(app, rec)
-    # ingest locked the cloud copy until the end of the retention (COMPLIANCE mode)
-    assert app.stores.stores["cloud"].stat(key).retain_until == datetime(2026, 12, 20, 10, 0, 2, tzinfo=UTC)
+    # ingest locked the cloud copy until the end of the retention (COMPLIANCE mode): 30 days after
+    # the end of the 2-second call, 22 days ahead on moto's clock
+    assert app.stores.stores["cloud"].stat(key).retain_until == started + timedelta(days=30, seconds=2)
     result = erase_recording(app, None, rec, "request 2026-12")
     assert result["state"] == "purging"
     st = state(app, rec)
@@ -86,8 +98,9 @@ def test_erasure_under_object_lock_shreds_at_once(s3app, deployment, moto_s3, s3
 
 def test_extension_extends_the_store_lock(s3app, tmp_path):
     app = s3app
-    rec = ingest(app, tmp_path, "2024-03-01T10:00:00+00:00", customer="K-6")
-    until = datetime(2031, 3, 1, tzinfo=UTC)  # at most 7 years after the call
+    started = app.clock.now().replace(hour=10, minute=0, second=0) - timedelta(days=2 * 365)
+    rec = ingest(app, tmp_path, started.isoformat(), customer="K-6")
+    until = (started + timedelta(days=6 * 365)).replace(hour=0)  # at most 7 years after the call
     result = change_retention(app, None, rec, "extend", until, "BaFin request 2026/4")
     assert result["new_until"] == until and result["lock_problems"] == []
     for key in media_keys(app, rec):

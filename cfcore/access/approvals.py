@@ -82,6 +82,8 @@ class ActionSpec:
     executor: Executor
     target_kind: str
     description: str = ""
+    #: yes/no parameters, checked strictly when the request is filed (``param_flag``)
+    flags: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, ActionSpec] = {}
@@ -90,7 +92,7 @@ _areas_loaded = False
 
 
 def register_action(name: str, executor: Executor, *, target_kind: str | None = None,
-                    description: str = "") -> None:
+                    description: str = "", flags: tuple[str, ...] = ()) -> None:
     """Register the function that runs ``name`` once approved:
     ``executor(app, ctx, target_id, params) -> dict`` (a JSON-able result for the caller).
 
@@ -100,15 +102,17 @@ def register_action(name: str, executor: Executor, *, target_kind: str | None = 
         raise ValueError(f"four-eyes action '{name}' is registered twice "
                          f"({_qualname(existing.executor)} and {_qualname(executor)})")
     kind = target_kind or DEFAULT_TARGET_KINDS.get(name.split(".", 1)[0], name.split(".", 1)[0])
-    _REGISTRY[name] = ActionSpec(name=name, executor=executor, target_kind=kind, description=description)
+    _REGISTRY[name] = ActionSpec(name=name, executor=executor, target_kind=kind, description=description,
+                                 flags=flags)
 
 
 def register_default_action(name: str, executor: Executor, *, target_kind: str | None = None,
-                            description: str = "") -> None:
+                            description: str = "", flags: tuple[str, ...] = ()) -> None:
     """Like ``register_action``, but yields to an area's own registration of ``name`` (the access
     module's fallbacks, e.g. ``keys.rotate``, ``recording.export`` as a download link)."""
     kind = target_kind or DEFAULT_TARGET_KINDS.get(name.split(".", 1)[0], name.split(".", 1)[0])
-    _DEFAULTS[name] = ActionSpec(name=name, executor=executor, target_kind=kind, description=description)
+    _DEFAULTS[name] = ActionSpec(name=name, executor=executor, target_kind=kind, description=description,
+                                 flags=flags)
 
 
 def _qualname(fn: Callable[..., Any]) -> str:
@@ -259,6 +263,27 @@ def _required(app: Any) -> int:
 # --------------------------------------------------------------------------- request
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def param_flag(params: dict[str, Any], key: str, default: bool | None = False) -> bool | None:
+    """A yes/no parameter of a request, parsed strictly: ``true``/``false`` (``yes``/``no``,
+    ``on``/``off``, ``1``/``0``) or a JSON boolean; missing or empty gives ``default``; anything
+    else is an error (``bool("false")`` is ``True``, so never ``bool()`` a parameter)."""
+    value = params.get(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text_ = str(value).strip().lower()
+    if text_ in _TRUE:
+        return True
+    if text_ in _FALSE:
+        return False
+    raise InputError(f"parameter {key}={str(value)[:40]!r} is not true or false")
+
+
 def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
     params = dict(params or {})
     for k, v in params.items():
@@ -283,6 +308,9 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
     if target_id is not None and (not str(target_id).strip() or len(str(target_id)) > 128):
         raise InputError("target must be 1 to 128 characters")
     params = _check_params(params)
+    spec = registered_actions().get(action)
+    for flag in spec.flags if spec else ():
+        param_flag(params, flag)  # "rewrap=flase" is refused now, not after two people approved it
     if target_id is not None and target_kind(action) == "user":
         target_id = _fold_user(target_id)  # stored as people read it: DORA, Dora, ｄｏｒａ are dora
     target = resolve_target(app, target_kind(action), target_id)

@@ -104,8 +104,12 @@ def check(app: Any, token: str, *, recording_id: str, user_id: str | None, clien
     claims = parse(app, token)
     if claims is None:
         return None, "bad signature or malformed"
-    if claims.expires_at <= app.clock.now():
+    now = app.clock.now()
+    if claims.expires_at <= now:
         return None, "expired"
+    if (claims.expires_at - now).total_seconds() > _ttl(app, None):
+        # minted for longer than a link may live (a clock set ahead when it was signed)
+        return None, "lifetime beyond link_ttl_seconds"
     if not hmac.compare_digest(claims.recording_id, recording_id):
         return None, "another recording's link"
     if require_user and (user_id is None or not hmac.compare_digest(claims.user_id, user_id)):
@@ -118,9 +122,14 @@ def check(app: Any, token: str, *, recording_id: str, user_id: str | None, clien
 
 
 def _ttl(app: Any, ttl_seconds: int | None) -> int:
-    ttl = app.config.get("access.link_ttl_seconds", int, 300) if ttl_seconds is None else ttl_seconds
-    if not 1 <= ttl <= 3600:
+    """The configured lifetime, or a shorter one asked for; a link never lives longer than
+    ``[access] link_ttl_seconds`` (checked again when it is used)."""
+    configured = app.config.get("access.link_ttl_seconds", int, 300)
+    ttl = configured if ttl_seconds is None else ttl_seconds
+    if not 1 <= ttl <= 3600 or not 1 <= configured <= 3600:
         raise InputError("a streaming link lives 1 to 3600 seconds")
+    if ttl > configured:
+        raise InputError(f"a streaming link lives at most link_ttl_seconds ({configured} s)")
     return ttl
 
 
@@ -174,15 +183,9 @@ def create_link(app: Any, ctx: RequestContext, recording_id: str, *, bind_ip: bo
     return issue(app, ctx, recording_id, purpose="play", bind_ip=bind_ip)
 
 
-def _flag(value: Any) -> bool | None:
-    if value is None or value == "":
-        return None
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def _exec_play(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Approved playback of another advisor's call: a link for the requester."""
-    return create_link(app, ctx, target_id, bind_ip=_flag(params.get("bind_ip")))
+    return create_link(app, ctx, target_id, bind_ip=approvals.param_flag(params, "bind_ip", None))
 
 
 def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -191,13 +194,13 @@ def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     target = _recording_target(app, target_id)
     authorize(app, ctx, "recording.export", target, detail={"function": "link.create"})
     _check_live(app, target_id)
-    return issue(app, ctx, target_id, purpose="export", bind_ip=_flag(params.get("bind_ip")))
+    return issue(app, ctx, target_id, purpose="export", bind_ip=approvals.param_flag(params, "bind_ip", None))
 
 
 approvals.register_default_action("recording.play", _exec_play, target_kind="recording",
-                                  description="a streaming link to another advisor's call")
+                                  description="a streaming link to another advisor's call", flags=("bind_ip",))
 approvals.register_default_action("recording.export", _exec_export, target_kind="recording",
-                                  description="a download link for an approved export")
+                                  description="a download link for an approved export", flags=("bind_ip",))
 
 #: Executors the API uses instead of the registered ones: over HTTP an approved export is a
 #: short-lived download link, never a file written on the server.

@@ -46,6 +46,7 @@ from hookspecs.types import AccessTarget, Actor, Decision, RequestContext
 from ..db.models_access import ApiToken, DeploymentFlag, PasswordReset, User, UserRole
 from ..errors import AccessDenied, AuthenticationFailed, ConflictError, InputError, NotFound
 from . import approvals
+from .authflood import aggregator
 from .guard import authorize, decide
 from .roles import check_roles
 from .throttle import throttle_for
@@ -287,9 +288,9 @@ def authenticate_token(app: Any, token: str, *, host: str, ip: str, function: st
             reason = "expired"
         elif user.disabled:
             reason = "disabled"
-        if reason:
-            app.audit.append(s, ctx, "auth.login", "user", user.username if user else None, "failed",
-                             {"method": row.kind if row else "token", "reason": reason})
+        if reason:  # audited, a flood of bad tokens as counts (cfcore.access.authflood)
+            aggregator(app).note(app, s, ctx, user.username if user else None, row.kind if row else "token",
+                                 reason)
         else:
             assert row is not None and user is not None
             if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):

@@ -235,8 +235,13 @@ def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, metho
         raise InputError(f"unknown call action {action!r}", hint="choose one of: " + ", ".join(ACTIONS))
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}", hint="choose one of: " + ", ".join(METHODS))
+    with app.catalog.session() as s:
+        found = s.get(LiveCall, call_id)
+    # an unknown call is checked like a call of nobody's: whoever may not act on another's call gets
+    # the same refusal for an unknown id, so call ids cannot be probed
+    target = _target(found) if found is not None else AccessTarget(kind="call", id=call_id, owner_advisor_id=None)
+    authorize(app, ctx, "call.record_both", target, detail={"function": f"call.{action}"})
     row = get_call(app, call_id)
-    authorize(app, ctx, "call.record_both", _target(row), detail={"function": f"call.{action}"})
     now = app.clock.now()
     acted = now if acted_at is None or acted_at.tzinfo is None else min(max(acted_at, now - MAX_ACTED_BEFORE), now)
     with app.catalog.session() as s:

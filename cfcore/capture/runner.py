@@ -20,6 +20,9 @@ from hookspecs.types import AudioFrame, CallEvent, CaptureSource, FinishedCall
 
 from ..errors import CallFortError, PluginError
 from . import controller
+from .live import LiveCapture
+from .live import finalise as live_finalise
+from .live import recover as live_recover
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +54,20 @@ def discover_sources(app: Any) -> list[CaptureSource]:
 class CoreSink:
     """What a source gets: call events update live calls; finished calls go to ingest."""
 
-    def __init__(self, app: Any, source: CaptureSource) -> None:
+    def __init__(self, app: Any, source: CaptureSource, live: LiveCapture | None = None) -> None:
         self.app = app
         self.source = source
         self.archived = 0
+        self.live = live if live is not None else LiveCapture(app)
 
     async def call_event(self, event: CallEvent) -> None:
         if event.source != self.source.name:
             raise CaptureError(f"source {self.source.name} reported an event as {event.source}")
+        closed = self.live.event(event)
         await asyncio.to_thread(controller.on_call_event, self.app, event)
+        if closed is not None:  # a live recording ended: archive its spool
+            await asyncio.to_thread(live_finalise, self.app, closed.folder, incomplete=False)
+            self.archived += 1
 
     async def call_finished(self, call: FinishedCall) -> str:
         if call.source != self.source.name:
@@ -69,7 +77,12 @@ class CoreSink:
         return rec_id
 
     async def audio_frame(self, frame: AudioFrame) -> None:
-        raise CaptureError("this CallFort version takes finished files only (no live audio frames yet)")
+        """Live audio into the encrypted spool (``cfcore.capture.live``); modes applied per frame."""
+        self.live.frame(self.source.name, frame)
+
+    def audio_frame_nowait(self, frame: AudioFrame) -> None:
+        """The same without a coroutine per frame (for sources with many frames per second)."""
+        self.live.frame(self.source.name, frame)
 
 
 class CaptureRunner:
@@ -77,7 +90,8 @@ class CaptureRunner:
                  heartbeat_interval: float = 2.0) -> None:
         self.app = app
         self.sources = {s.name: s for s in (sources if sources is not None else discover_sources(app))}
-        self.sinks = {name: CoreSink(app, s) for name, s in self.sources.items()}
+        self.live = LiveCapture(app)
+        self.sinks = {name: CoreSink(app, s, self.live) for name, s in self.sources.items()}
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.id = secrets.token_hex(8)
@@ -117,6 +131,9 @@ class CaptureRunner:
         if any(reaped.values()):
             log.warning("left over by a previous capture runner: %d requests failed, %d ringing calls closed",
                         reaped["requests"], reaped["calls"])
+        recovered = await asyncio.to_thread(live_recover, self.app, list(self.sources))
+        if recovered:
+            log.warning("finalised %d live recordings a previous capture runner left", len(recovered))
         for name, src in self.sources.items():
             self._tasks[name] = asyncio.create_task(self._run_source(name, src), name=f"capture-{name}")
         await self._heartbeat()
@@ -192,5 +209,7 @@ class CaptureRunner:
                 message = f"the PBX refused: {type(exc).__name__}: {str(exc)[:150]}"
         await asyncio.to_thread(controller.finish_request, self.app, req, mode if ok else None, ok, message,
                                 unreachable, applied_at)
+        if ok and mode is not None:
+            await self.live.apply_mode(req.source, req.call_id, mode)
         if ok:
             log.info("call %s: %s applied (%s)", req.call_id, req.action, mode.value if mode else "-")

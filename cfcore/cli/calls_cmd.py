@@ -125,7 +125,23 @@ def register(cli: click.Group) -> None:
                 loop.call_later(seconds, lambda: asyncio.ensure_future(runner.stop()))
             await runner.run()
 
-        asyncio.run(main())
+        loop_name = app.config.get("capture.event_loop", str, "asyncio")
+        if loop_name == "uvloop":
+            try:
+                import uvloop
+            except ImportError:
+                from ..errors import ConfigError
+
+                raise ConfigError("capture.event_loop = \"uvloop\" but uvloop is not installed",
+                                  hint="pip install uvloop (it comes with callfort-pbx-siprec)") from None
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+                r.run(main())
+        elif loop_name == "asyncio":
+            asyncio.run(main())
+        else:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"capture.event_loop {loop_name!r} is unknown", hint="choose asyncio or uvloop")
         click.echo("capture runner stopped")
 
     @capture.command("status")

@@ -25,8 +25,10 @@ def register(cli: click.Group) -> None:
           cf init /srv/callfort --site frankfurt
         """
         from ..app import App
-        from ..clock import clock_from_env
+        from ..clock import clock_from_plugins
+        from ..config import load_config
         from ..errors import ConflictError
+        from ..plugins import get_plugin_manager
         from ..secrets import create_secrets
 
         target = Path(directory)
@@ -41,7 +43,8 @@ def register(cli: click.Group) -> None:
         written = ("deployment", "catalog", "keys", "archive", "plugins")
         cfg_path.write_text(DEFAULT_CONFIG.replace("{site}", site) + commented_sections(written), encoding="utf-8")
         # the only place secrets are created (existing files are never replaced)
-        create_secrets(target / "keys", clock_from_env().now)
+        # (the real clock; only the test-only plugin can pin it)
+        create_secrets(target / "keys", clock_from_plugins(get_plugin_manager(load_config(cfg_path))).now)
         app = App.open(cfg_path)
         try:
             app.keys.current_kek_id()

@@ -30,4 +30,8 @@ def register(cli: click.Group) -> None:
             hooks = ", ".join(s.hooks) or "-"
             extra = f" ({s.error})" if s.error else ""
             lines.append(f"{s.name:<16} {s.distribution:<22} {s.version:<10} {s.status:<13} {hooks}{extra}")
-        emit([s.as_dict() for s in rows], as_json, "\n".join(lines) or "no plugins installed")
+        warning = mgr.test_only_warning()
+        if warning:
+            lines.append(f"WARNING: {warning}")
+        emit([s.as_dict() | {"test_only": s.name in mgr.test_only_plugins()} for s in rows], as_json,
+             "\n".join(lines) or "no plugins installed")

@@ -29,14 +29,17 @@ def rotate_keys(app: Any, ctx: RequestContext | None, *, rewrap: bool = False) -
 
 
 def _exec_rotate(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    return rotate_keys(app, ctx, rewrap=bool(params.get("rewrap", False)))
+    from ..access.approvals import param_flag
+
+    return rotate_keys(app, ctx, rewrap=bool(param_flag(params, "rewrap", False)))
 
 
 def _register_actions() -> None:
     from ..access import approvals
 
     approvals.register_action("keys.rotate", _exec_rotate, target_kind="keys",
-                              description="create a new key-encryption key (params: rewrap=true re-wraps data keys)")
+                              description="create a new key-encryption key (params: rewrap=true re-wraps data keys)",
+                              flags=("rewrap",))
 
 
 _register_actions()

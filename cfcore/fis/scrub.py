@@ -12,6 +12,8 @@
   recording that carries ``row_digest`` must equal ``cfcore.archive.row_digest(rec)`` now; a
   recording the trail archived must still exist (or have a tombstone). A row edited or deleted
   directly in the database is found.
+- ``platform``: no test-only plugin is loaded (``hookspecs/testing.py``: one could pin the clock
+  or crash the process from the environment); one that is raises ``platform.test-plugin``.
 
 Scrubs only read. Each problem becomes a ``Finding`` whose evidence holds ids only.
 """
@@ -415,6 +417,20 @@ def scrub_catalog_rows(app: Any, trusted_below: int | None = None, *,
     return {"checked": checked, "problems": len(findings)}, findings
 
 
+# --------------------------------------------------------------------------- platform
+
+
+def scrub_platform(app: Any) -> tuple[dict[str, Any], list[Finding]]:
+    """A test-only plugin in a running deployment is an alert: it lets the environment pin the
+    clock (purge early, mint long-lived links) and crash the process."""
+    names = app.pm.test_only_plugins()
+    findings = [Finding(rule="platform.test-plugin", severity=Severity.HIGH,
+                        summary=f"test-only plugin '{name}' is loaded (clock and crash points can be set "
+                                "from the environment; uninstall it)",
+                        evidence=(f"plugin:{name}",)) for name in names]
+    return {"checked": 1, "test_only_plugins": names, "problems": len(findings)}, findings
+
+
 # --------------------------------------------------------------------------- all
 
 
@@ -424,6 +440,7 @@ SCRUBS: dict[str, Callable[..., tuple[dict[str, Any], list[Finding]]]] = {
     "orphans": scrub_orphans,
     "data-keys": scrub_data_keys,
     "catalog-rows": scrub_catalog_rows,
+    "platform": scrub_platform,
 }
 
 

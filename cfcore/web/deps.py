@@ -7,7 +7,8 @@ Who and where, for the audit trail:
 
 - IP address: the TCP peer of the connection. Behind a reverse proxy listed in
   ``[server] trusted_proxies`` the right-most address of ``X-Forwarded-For`` that is not itself a
-  trusted proxy is used instead.
+  trusted proxy is used instead. The same proxies' ``X-Forwarded-Proto: https`` (or
+  ``[server] secure_cookies = true``) marks the session cookie ``Secure``.
 - PC host name: the ``X-Client-Host`` header, sent by the CRM / the desktop client (the server
   cannot learn a browser's host name). Letters, digits, ``.``, ``-``, ``_``, at most 255
   characters; anything else or no header is recorded as ``unknown``.
@@ -49,14 +50,42 @@ def _valid_ip(value: str | None) -> str | None:
         return None
 
 
-def client_ip(request: Request) -> str:
-    peer = _valid_ip(request.client.host if request.client else None) or "0.0.0.0"
-    app = get_app(request)
+def _trusted(app: Any) -> list[Any]:
     trusted = app.__dict__.get("_cf_trusted_proxies")
     if trusted is None:
         trusted = [ipaddress.ip_network(p, strict=False)
                    for p in app.config.section("server").get("trusted_proxies", [])]
         app.__dict__["_cf_trusted_proxies"] = trusted
+    return trusted  # type: ignore[no-any-return]
+
+
+def _peer(request: Request) -> str:
+    return _valid_ip(request.client.host if request.client else None) or "0.0.0.0"
+
+
+def from_trusted_proxy(request: Request) -> bool:
+    """Whether the TCP peer is one of ``[server] trusted_proxies``."""
+    peer = _peer(request)
+    return any(ipaddress.ip_address(peer) in net for net in _trusted(get_app(request)))
+
+
+def is_https(request: Request) -> bool:
+    """Whether the client reached CallFort over TLS: the connection itself, or (only from a
+    trusted proxy) the proxy's ``X-Forwarded-Proto: https``, or ``[server] secure_cookies = true``
+    (a TLS proxy that sends no such header). Decides the session cookie's ``Secure`` flag."""
+    if request.url.scheme == "https":
+        return True
+    if get_app(request).config.get("server.secure_cookies", bool, False):
+        return True
+    if not from_trusted_proxy(request):
+        return False
+    protos = [p.strip().lower() for p in request.headers.get("x-forwarded-proto", "").split(",") if p.strip()]
+    return bool(protos) and protos[-1] == "https"
+
+
+def client_ip(request: Request) -> str:
+    peer = _peer(request)
+    trusted = _trusted(get_app(request))
     if not trusted or not any(ipaddress.ip_address(peer) in net for net in trusted):
         return peer
     hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]

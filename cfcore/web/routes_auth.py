@@ -19,7 +19,7 @@ from hookspecs.types import RequestContext
 from ..access import users
 from ..access.throttle import throttle_for
 from ..errors import InputError
-from .deps import SESSION_COOKIE, client_host, client_ip, get_app, request_context
+from .deps import SESSION_COOKIE, client_host, client_ip, get_app, is_https, request_context
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -90,7 +90,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict[str
     ctx, issued = await _throttled(app, run)
     max_age = int((issued.expires_at - app.clock.now()).total_seconds()) if issued.expires_at else None
     response.set_cookie(SESSION_COOKIE, issued.token, max_age=max_age, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/")
+                        secure=is_https(request), path="/")
     return {"token": issued.token, "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
             "user": _me(ctx)}
 

@@ -32,6 +32,14 @@ CHUNK = 256 * 1024
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _REC_ID = re.compile(r"^[0-9a-f]{32}$")
 UNSATISFIABLE = "unsatisfiable"
+#: A byte position with more digits lies beyond any recording (and ``int()`` of thousands of
+#: digits is refused by Python): it counts as "past the end".
+_MAX_DIGITS = 18
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10 ** _MAX_DIGITS
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
@@ -46,12 +54,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0 or size == 0:
             return UNSATISFIABLE
         return max(0, size - n), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if last and end < start:
         return None
     if start >= size:

@@ -1,0 +1,456 @@
+"""SIPREC end to end with Debian's sipp as the recording client (issue 15).
+
+sipp sends our own scenarios (RFC 7866 two-stream over UDP and TCP, Avaya SBCE, OpenSIPS, CANCEL,
+hold, malformed bodies) and plays pcaps with a 440 Hz tone on the advisor's stream and 880 Hz on
+the customer's. The recorder (pbx_siprec in a capture runner on the test's loop) writes through the
+core's live spool into the archive; every test reads the archived audio back per channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import shutil
+import socket
+
+import pytest
+
+from cfcore.capture import controller
+from cfcore.capture.runner import CaptureRunner
+from cfcore.testing import free_tcp_port
+from tests.asterisk_sim import make_user
+from tests.siprec_helpers import (
+    ack,
+    bye,
+    channel,
+    dominant,
+    invite_answered,
+    is_silent,
+    level,
+    multipart,
+    pause,
+    play,
+    recording,
+    recv,
+    request,
+    rfc_metadata,
+    scenario,
+    sdp_offer,
+    send,
+    tone,
+    ulaw,
+    write_pcap,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120),
+              pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) is not installed")]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def free_udp_tcp_port() -> int:
+    for _ in range(50):
+        p = free_tcp_port()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            u.close()
+    raise RuntimeError("no free port")
+
+
+def free_even_udp(n: int = 4) -> int:
+    for _ in range(200):
+        base = random.randrange(20000, 30000, 2)
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+@pytest.fixture(scope="module")
+def pcaps(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pcaps")
+    adv, cus = ulaw(tone(440, 6.0)), ulaw(tone(880, 6.0))
+    two = d / "two-6s.pcap"
+    write_pcap(two, [(7000, 6000, adv), (7002, 6002, cus)], dtmf=[(0, 1.0, "5")])
+    long = d / "two-14s.pcap"
+    write_pcap(long, [(7000, 6000, ulaw(tone(440, 14.0))), (7002, 6002, ulaw(tone(880, 14.0)))])
+    return {"two": two, "long": long}
+
+
+class Srs:
+    """A deployment with [plugins.pbx_siprec] and a capture runner on the test's loop."""
+
+    def __init__(self, tmp_path, deployment, make_app, **settings):
+        self.tmp = tmp_path
+        self.sip_port = free_udp_tcp_port()
+        base = free_even_udp(2) // 100 * 100 + 40
+        extra = "".join(f"{k} = {v}\n" for k, v in settings.items())
+        with open(deployment, "a", encoding="utf-8") as f:
+            f.write(f"""
+[plugins.pbx_siprec]
+listen = "127.0.0.1"
+sip_port = {self.sip_port}
+rtp_ports = [{base}, {base + 59}]
+{extra}
+[[plugins.pbx_siprec.src]]
+name = "sbc-test"
+addresses = ["127.0.0.1/32"]
+
+[plugins.pbx_siprec.advisors]
+"sip:100@pbx.example" = "A100"
+"4711" = "A4711"
+""")
+        self.app = make_app(deployment)
+        self.deployment = deployment
+        self.runner = None
+        self.task = None
+
+    async def __aenter__(self):
+        self.runner = CaptureRunner(self.app, poll_interval=0.02)
+        self.task = asyncio.create_task(self.runner.run())
+        for _ in range(500):
+            if self.runner.started.is_set() and self.source.ready.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert self.source.ready.is_set()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.runner.stop()
+        await asyncio.wait_for(self.task, 20)
+
+    @property
+    def source(self):
+        return self.runner.sources["siprec"]
+
+    async def sipp(self, steps, transport="u1", name="scn", expect_ok=True, timeout=60):
+        scn = self.tmp / f"{name}.xml"
+        scn.write_text(scenario(steps))
+        port = free_udp_tcp_port()
+        mport = free_even_udp(4)
+        proc = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(scn), "-t", transport, "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
+            "-mp", str(mport), "-m", "1", "-timeout", f"{timeout}s", "-timeout_error", "-nostdin",
+            "-trace_err", "-error_file", str(self.tmp / f"{name}.err"), "-trace_msg", "-message_file",
+            str(self.tmp / f"{name}.msg"), f"127.0.0.1:{self.sip_port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=self.tmp)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout + 20)
+        if expect_ok and proc.returncode != 0:
+            err = (self.tmp / f"{name}.err").read_text(errors="replace") if (self.tmp / f"{name}.err").exists() else ""
+            msgs = (self.tmp / f"{name}.msg").read_text(errors="replace") if (self.tmp / f"{name}.msg").exists() else ""
+            raise AssertionError(f"sipp failed ({proc.returncode}):\n{err[-3000:]}\n{msgs[-6000:]}\n{out.decode()[-2000:]}")
+        return proc.returncode
+
+    def messages(self, name="scn"):
+        return (self.tmp / f"{name}.msg").read_text(errors="replace")
+
+    async def archived(self, timeout=20.0):
+        from sqlalchemy import select
+
+        from cfcore.db.models_capture import LiveCall
+
+        for _ in range(int(timeout / 0.05)):
+            with self.app.catalog.session() as s:
+                rows = list(s.scalars(select(LiveCall).where(LiveCall.source == "siprec")))
+            done = [r for r in rows if r.state == "archived" and r.recording_id]
+            if done:
+                return done[-1]
+            await asyncio.sleep(0.05)
+        raise AssertionError("no SIPREC call was archived")
+
+    async def active_call(self, timeout=10.0):
+        for _ in range(int(timeout / 0.02)):
+            if self.source.by_call:
+                sess = next(iter(self.source.by_call.values()))
+                if sess.started:
+                    return sess.call_id
+            await asyncio.sleep(0.02)
+        raise AssertionError("no recording session started")
+
+
+@pytest.fixture
+def srs(tmp_path, deployment, make_app):
+    def make(**settings):
+        return Srs(tmp_path, deployment, make_app, **settings)
+    return make
+
+
+def check_two_sided(app, rec_id):
+    rec = recording(app, rec_id)
+    both = [s for s in rec.segments if s.mode == "both"]
+    assert rec.two_sided and len(both) == 1 and len(rec.consents) == 1
+    t = both[0].start
+    a, c = channel(app, rec_id, "advisor"), channel(app, rec_id, "customer")
+    assert a is not None and c is not None
+    assert 0.5 < t < rec.duration - 1.0
+    assert dominant(a, 0.3, rec.duration - 0.3) == 440 and level(a, 0.3, rec.duration - 0.3) > 4000
+    assert is_silent(c, 0, t), "customer audio before the consent"
+    assert dominant(c, t + 0.1, rec.duration - 0.3) == 880 and level(c, t + 0.1, rec.duration - 0.3) > 4000
+    return rec
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+async def test_rfc_two_streams_consent_mid_call(srs, pcaps, transport):
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    steps = invite_answered(ctype, body) + [play(pcaps["two"]), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps, transport=transport))
+        call_id = await h.active_call()
+        await asyncio.sleep(2.5)
+        req = await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        assert req.status == "applied"
+        await run
+        row = await h.archived()
+    msgs = h.messages()
+    assert "+sip.srs" in msgs and "a=label:1" in msgs and "a=label:2" in msgs and "a=recvonly" in msgs
+    assert row.advisor_id == "A100" and row.customer_hint == "+49******56"
+    rec = check_two_sided(h.app, row.recording_id)
+    assert rec.duration == pytest.approx(6.0, abs=0.25)
+    from cfcore.capture.live import stats_of
+
+    st = stats_of(h.app, row.recording_id)["streams"]
+    assert st["advisor:1"]["lost"] == 0 and st["customer:2"]["lost"] == 0
+    assert st["advisor:1"]["packets"] >= 300 and st["advisor:1"]["dtmf_events"] == 1
+    assert [d["stream"] for d in st["dtmf"]] == [0] and 0.9 < st["dtmf"][0]["at"] < 1.6
+    assert all("event" not in d for d in st["dtmf"])  # the digit itself is never logged
+
+
+AVAYA_DUMMY = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1" xmlns:avaya="http://www.avaya.com/siprec">
+  <datamode>complete</datamode>
+  <session session_id="av-s1"/>
+  <participant participant_id="dummy"><nameID aor="sip:dummy@sbce.example"/></participant>
+  <stream stream_id="st1" session_id="av-s1"><label>1</label></stream>
+  <stream stream_id="st2" session_id="av-s1"><label>2</label></stream>
+</recording>"""
+
+AVAYA_REAL = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1" xmlns:avaya="http://www.avaya.com/siprec">
+  <datamode>complete</datamode>
+  <session session_id="av-s1"><avaya:ucid>00001000021666849580</avaya:ucid></session>
+  <participant participant_id="pa"><nameID aor="sip:4711@cm.example"/></participant>
+  <participant participant_id="pc"><nameID aor="sip:+4930123456@trunk.example"/></participant>
+  <stream stream_id="st1" session_id="av-s1"><label>1</label></stream>
+  <stream stream_id="st2" session_id="av-s1"><label>2</label></stream>
+  <participantstreamassoc participant_id="pa"><send>st1</send></participantstreamassoc>
+  <participantstreamassoc participant_id="pc"><send>st2</send></participantstreamassoc>
+</recording>"""
+
+
+async def test_avaya_sbce_dummy_participant_then_update_with_ucid(srs, pcaps):
+    ctype, body = multipart(sdp_offer(), AVAYA_DUMMY, xml_first=True)
+    uui = "User-to-User: 00FA0800010002635A1B2C;encoding=hex"
+    xtype, xbody = multipart(None, AVAYA_REAL)
+    steps = (invite_answered(ctype, body, extra_headers=uui) + [play(pcaps["two"]), pause(1500)]
+             + [send(request("UPDATE", xtype, xbody, cseq=2, in_dialog=True)), recv(200)]
+             + [pause(4800)] + bye(3))
+    async with srs() as h:
+        await h.sipp(steps)
+        row = await h.archived()
+    assert row.advisor_id == "A4711" and row.customer_hint == "+49******56"
+    # the UCID of the User-to-User header (node 1, sequence 2, timestamp 0x635A1B2C)
+    assert row.pbx_call_id == f"{1:05d}{2:05d}{0x635A1B2C:010d}"
+    rec = recording(h.app, row.recording_id)
+    assert not rec.two_sided and channel(h.app, row.recording_id, "customer") is None
+    a = channel(h.app, row.recording_id, "advisor")
+    # the advisor's audio before the UPDATE was kept in memory and written once the advisor was known
+    assert dominant(a, 0.3, 1.2) == 440 and level(a, 0.3, 5.5) > 4000
+
+
+OPENSIPS = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+  <datamode>complete</datamode>
+  <group group_id="g1"><associate-time>2026-12-02T04:00:00Z</associate-time></group>
+  <session session_id="os1"><group-ref>g1</group-ref></session>
+  <participant participant_id="caller"><nameID aor="sip:100@pbx.example"/></participant>
+  <participant participant_id="callee"><nameID aor="sip:+4930123456@carrier.example"/></participant>
+  <sessionrecordingassoc session_id="os1"/>
+</recording>"""
+
+
+async def test_opensips_labels_0_1_without_streams_and_lenient_src(srs, pcaps):
+    ctype, body = multipart(sdp_offer(labels=("0", "1")), OPENSIPS, extra_part=True)
+    steps = invite_answered(ctype, body, require="", contact_param="src") + [play(pcaps["two"]), pause(6300)] + bye()
+    async with srs() as h:
+        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
+        run = asyncio.create_task(h.sipp(steps))
+        call_id = await h.active_call()
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        row = await h.archived()
+    assert "a=label:0" in h.messages() and "a=label:1" in h.messages()
+    check_two_sided(h.app, row.recording_id)
+
+
+async def test_cancel_before_answer_gives_487_and_no_recording(srs):
+    from sqlalchemy import select
+
+    from cfcore.db.models import Recording
+    from cfcore.db.models_capture import LiveCall
+
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    inv = request("INVITE", ctype, body).replace("branch=[branch]", "branch=z9hG4bK-[call_number]-inv")
+    cancel = ("CANCEL sip:srs@[remote_ip]:[remote_port] SIP/2.0\n"
+              "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-inv\n"
+              "From: <sip:src@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+              "To: <sip:srs@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 CANCEL\n"
+              "Max-Forwards: 70\nContent-Length: 0\n")
+    ack487 = ("ACK sip:srs@[remote_ip]:[remote_port] SIP/2.0\n"
+              "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-inv\n"
+              "From: <sip:src@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+              "To: <sip:srs@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id]\nCSeq: 1 ACK\n"
+              "Max-Forwards: 70\nContent-Length: 0\n")
+    steps = [send(inv, retrans=False), recv(100), send(cancel, retrans=False),
+             recv(200), recv(487), send(ack487, retrans=False), pause(300)]
+    async with srs() as h:
+        # A busy catalog: the recorder answers only once the call is in the catalog, so the
+        # INVITE is still pending when the CANCEL arrives (deterministically, not by a race).
+        import threading
+
+        from sqlalchemy import text
+
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_catalog():
+            with h.app.catalog.session() as s:
+                if h.app.catalog.is_sqlite:
+                    s.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: writers wait
+                else:
+                    s.execute(text("LOCK TABLE capture_calls IN EXCLUSIVE MODE"))
+                locked.set()
+                release.wait(30)
+
+        holder = asyncio.create_task(asyncio.to_thread(hold_catalog))
+        await asyncio.to_thread(locked.wait, 10)
+        try:
+            await h.sipp(steps)
+        finally:
+            release.set()
+            await holder
+        for _ in range(100):
+            if not h.source.sessions:
+                break
+            await asyncio.sleep(0.05)
+        assert not h.source.sessions and not h.source.ports.used  # the RTP ports are free again
+        for _ in range(100):
+            with h.app.catalog.session() as s:
+                if [r.state for r in s.scalars(select(LiveCall))] in ([], ["ended"]):
+                    break
+            await asyncio.sleep(0.05)
+    with h.app.catalog.session() as s:
+        rows = list(s.scalars(select(LiveCall)))
+        # cancelled before or after the call reached the catalog: never a call left open
+        assert [(r.state, r.end_reason) for r in rows] in ([], [("ended", "cancelled by the recording client")])
+        assert not list(s.scalars(select(Recording)))
+
+
+async def test_hold_by_the_src_is_stored_as_a_paused_interval(srs, pcaps):
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    itype, ibody = multipart(sdp_offer(direction="inactive"), None)
+    rtype, rbody = multipart(sdp_offer(), None)
+    steps = (invite_answered(ctype, body) + [play(pcaps["two"]), pause(1500)]
+             + [send(request("INVITE", itype, ibody, cseq=2, in_dialog=True)), recv(100, optional=True),
+                recv(200), ack(2), pause(2000)]
+             + [send(request("INVITE", rtype, rbody, cseq=3, in_dialog=True)), recv(100, optional=True),
+                recv(200), ack(3), pause(2800)] + bye(4))
+    async with srs() as h:
+        await h.sipp(steps)
+        row = await h.archived()
+    assert h.messages().count("a=inactive") >= 2  # offered and answered
+    rec = recording(h.app, row.recording_id)
+    paused = [s for s in rec.segments if s.mode == "paused"]
+    assert len(paused) == 1 and 1.2 < paused[0].start < 2.0 and 1.5 < paused[0].end - paused[0].start < 2.5
+    a = channel(h.app, row.recording_id, "advisor")
+    assert dominant(a, 0.3, paused[0].start - 0.1) == 440
+    assert is_silent(a, paused[0].start + 0.05, paused[0].end - 0.05)
+    assert level(a, paused[0].end + 0.2, rec.duration - 0.3) > 4000
+
+
+# (sipp reads [...] as its own keywords, so the internal subset of a classic XXE cannot be sent;
+# the external DTD and the entity reference are; tests/test_siprec_units.py covers the rest.)
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE recording SYSTEM "file:///etc/passwd">
+<recording xmlns="urn:ietf:params:xml:ns:recording:1"><participant participant_id="a">
+<nameID aor="sip:&xxe;@x"/></participant></recording>"""
+
+
+@pytest.mark.parametrize(("case", "status"), [
+    ("xxe", 400), ("broken-xml", 400), ("broken-sdp", 400), ("srtp", 488), ("not-siprec", 403),
+    ("unknown-require", 420), ("no-codec", 488)])
+async def test_malformed_or_unsupported_sessions_get_4xx_and_the_recorder_lives_on(srs, case, status):
+    sdp, xml = sdp_offer(), rfc_metadata()
+    kw: dict[str, str] = {}
+    if case == "xxe":
+        xml = XXE
+    elif case == "broken-xml":
+        xml = xml.replace("</recording>", "<participant>")
+    elif case == "broken-sdp":
+        sdp = sdp.replace("v=0", "x=broken").replace("m=audio [media_port]", "m=audio notaport")
+    elif case == "srtp":
+        sdp = sdp_offer(proto="RTP/SAVP", extra="a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:"
+                        "d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj")
+    elif case == "not-siprec":
+        kw = {"require": "", "contact_param": "expires=60"}
+    elif case == "unknown-require":
+        kw = {"require": "siprec, foo-ext"}
+    elif case == "no-codec":
+        sdp = sdp_offer(fmts="18")
+    ctype, body = multipart(sdp, xml)
+    inv = request("INVITE", ctype, body, **kw).replace("branch=[branch]", "branch=z9hG4bK-[call_number]-inv")
+    ack4 = ("ACK sip:srs@[remote_ip]:[remote_port] SIP/2.0\n"
+            "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-inv\n"
+            "From: <sip:src@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+            "To: <sip:srs@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id]\nCSeq: 1 ACK\n"
+            "Max-Forwards: 70\nContent-Length: 0\n")
+    options = request("OPTIONS", cseq=5)
+    steps = [send(inv), recv(100, optional=True), recv(status), send(ack4, retrans=False),
+             send(options), recv(200)]
+    async with srs() as h:
+        await h.sipp(steps, name=case)
+        assert not h.source.sessions and h.source.counters["rejected"] >= 1
+    msgs = h.messages(case)
+    assert f"SIP/2.0 {status} " in msgs
+    assert "root:" not in msgs  # the external entity was never resolved
+    if case == "unknown-require":
+        assert "Unsupported: foo-ext" in msgs
+
+
+async def test_session_timer_refresh_by_reinvite_without_sdp(srs, pcaps):
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    timer = "Supported: timer\nSession-Expires: 120;refresher=uac"
+    steps = (invite_answered(ctype, body, extra_headers=timer) + [play(pcaps["two"]), pause(2000)]
+             + [send(request("INVITE", None, "", cseq=2, in_dialog=True, extra_headers=timer)),
+                recv(100, optional=True), recv(200), ack(2), pause(4300)] + bye(3))
+    async with srs(session_expires=600) as h:
+        await h.sipp(steps)
+        row = await h.archived()
+    msgs = h.messages()
+    assert msgs.count("Session-Expires: 120;refresher=uac") >= 4  # both INVITEs and both answers
+    assert "Require: siprec, timer" in msgs
+    # the refresh without SDP was answered with the current SDP (same ports, labels echoed)
+    answers = [m for m in msgs.split("SIP/2.0 200 OK")[1:] if "CSeq: 1 INVITE" in m or "CSeq: 2 INVITE" in m]
+    ports = [sorted(set(re.findall(r"m=audio (\d+)", a))) for a in answers]
+    assert len(ports) >= 2 and all(p == ports[0] for p in ports) and ports[0]
+    rec = recording(h.app, row.recording_id)
+    a = channel(h.app, row.recording_id, "advisor")
+    assert rec.state == "archived" and dominant(a, 0.3, 5.5) == 440 and level(a, 0.3, 5.5) > 4000
