@@ -49,6 +49,7 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("required_copies", "integer", "1", "How many stores must confirm each write."),
         _k("codec", "string", '"pcm"', "Storage codec of the audio."),
         _k("segment_size", "integer", "1048576", "Bytes per encrypted segment (playback seeks by segment)."),
+        _k("max_call_age_days", "integer", "3660", "Calls older than this are refused at ingest (a wrong date)."),
     ),
     "plugins": (
         _k("disabled", "list of plugin names", "[]", "Installed plugins not to load."),
@@ -65,6 +66,7 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("token_days", "integer", "90", "Default lifetime of an API token."),
         _k("token_max_days", "integer", "365", "Longest lifetime of an API token."),
         _k("reset_hours", "integer", "24", "Lifetime of a password-reset code."),
+        _k("auth_failure_window_seconds", "integer", "60", "Window in which bad-token failures are counted."),
         _k("argon2_time_cost", "integer", "3", "Argon2id iterations of password hashes."),
         _k("argon2_memory_kib", "integer", "65536", "Argon2id memory of password hashes (KiB)."),
         _k("argon2_parallelism", "integer", "4", "Argon2id lanes of password hashes."),
@@ -95,6 +97,11 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("public_url", "string", '""', "The URL people reach the server at (streaming links)."),
         _k("trusted_proxies", "list of addresses", "[]", "Reverse proxies whose X-Forwarded-For is believed."),
         _k("log_format", "string", '"text"', "Log lines: text, json (JSON lines) or kv (key=value)."),
+        _k("secure_cookies", "boolean", "false", "The session cookie is always Secure (behind a TLS proxy)."),
+    ),
+    "capture": (
+        _k("event_loop", "string", '"asyncio"', "Event loop of cf capture run: asyncio or uvloop."),
+        _k("live_segment_size", "integer", "16000", "Bytes of PCM per encrypted live-spool segment (1 s)."),
     ),
     "fis": (
         _k("scan_interval_seconds", "integer", "300", "How often cf serve scans for irregularities."),
@@ -124,7 +131,7 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
 
 #: Sections whose keys are plugin options or names (``[stores.<name>]``, ``[notify.<name>]``) or
 #: belong to areas that validate them themselves.
-OPEN_SECTIONS = frozenset({"stores", "notify", "capture", "sync", "crm"})
+OPEN_SECTIONS = frozenset({"stores", "notify", "sync", "crm"})
 
 #: Key names that hold secrets wherever they appear: a plain string there is refused.
 SECRET_NAMES = frozenset({"password", "secret", "secret_key", "access_key", "session_token", "token", "api_key",

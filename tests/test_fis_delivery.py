@@ -90,7 +90,8 @@ recipients = ["dpo@bank.example", "ciso@bank.example"]
         smtp.stop()
 
 
-def test_smtp_wrong_password_fails_and_is_retried(deployment, make_app, tmp_path, frozen_clock):
+def test_smtp_wrong_password_fails_and_is_retried(deployment, make_app, tmp_path, frozen_clock, monkeypatch):
+    monkeypatch.setenv("CF_TEST_SMTP_PASSWORD", "not-the-right-one")
     cert, key = self_signed_cert(tmp_path)
     smtp = SmtpServer(free_tcp_port(), tls_context=server_tls_context(cert, key),
                       credentials=("callfort", "the-right-one")).start()
@@ -103,7 +104,7 @@ host = "127.0.0.1"
 port = {smtp.port}
 starttls = true
 username = "callfort"
-password = "not-the-right-one"
+password = {{ env = "CF_TEST_SMTP_PASSWORD" }}
 cafile = "{cert}"
 sender = "callfort@bank.example"
 recipients = ["dpo@bank.example"]
@@ -119,10 +120,11 @@ recipients = ["dpo@bank.example"]
         smtp.stop()
 
 
-def test_smtp_refuses_to_send_a_password_in_clear(deployment, make_app):
+def test_smtp_refuses_to_send_a_password_in_clear(deployment, make_app, monkeypatch):
+    monkeypatch.setenv("CF_TEST_SMTP_PASSWORD", "p")
     with deployment.open("a") as f:
         f.write('\n[notify.m]\ntype = "smtp"\nhost = "127.0.0.1"\nsender = "a@b.example"\nrecipients = ["c@d.example"]\n'
-                'username = "u"\npassword = "p"\n')
+                'username = "u"\npassword = { env = "CF_TEST_SMTP_PASSWORD" }\n')
     app = make_app(deployment)
     assert "in clear" in check_notifiers(app)["m"]
 
@@ -245,9 +247,10 @@ def test_webhook_with_the_wrong_secret_is_refused_and_retried(deployment, make_a
         hook.stop()
 
 
-def test_webhook_secret_must_be_long_enough(deployment, make_app):
+def test_webhook_secret_must_be_long_enough(deployment, make_app, monkeypatch):
+    monkeypatch.setenv("CF_TEST_WEBHOOK_SECRET", "short")
     with deployment.open("a") as f:
-        f.write('\n[notify.soc]\ntype = "webhook"\nurl = "http://127.0.0.1:9/in"\nsecret = "short"\n')
+        f.write('\n[notify.soc]\ntype = "webhook"\nurl = "http://127.0.0.1:9/in"\nsecret = { env = "CF_TEST_WEBHOOK_SECRET" }\n')
     app = make_app(deployment)
     assert "at least 16 characters" in check_notifiers(app)["soc"]
 
