@@ -88,3 +88,14 @@ def test_an_executor_failure_releases_the_approval(app, tmp_path):
     approvals.execute(app, ctx_for(app, "cora"), aid)
     assert (tmp_path / "x.wav").exists()
     assert approvals.get_request(app, ctx_for(app, "cora"), aid).state == "executed"
+
+
+def test_an_unknown_action_says_did_you_mean_and_a_denial_names_the_role(app, run_cf, tmp_path):
+    make_user(app, "cora", ["compliance"])
+    make_user(app, "sam", ["supervisor"])
+    rec = ingest(app, tmp_path, "A1")
+    typo = run_cf("request", "recording.exprot", rec, "--reason", "complaint 2026-117", env=as_("cora"))
+    assert typo.returncode != 0 and "unknown action 'recording.exprot', did you mean recording.export?" in typo.stderr
+    denied = run_cf("audit", "verify", env=as_("sam"))
+    assert denied.returncode != 0 and "sam may not audit.read" in denied.stderr
+    assert "needs the role compliance or dpo or auditor or administrator" in denied.stderr
