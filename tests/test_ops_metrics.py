@@ -127,3 +127,18 @@ def test_cf_serve_logs_json_lines_with_timestamps_and_no_personal_data(deploymen
         assert r["ts"].endswith("Z") and r["level"] and r["logger"] and "msg" in r
     assert any(r["logger"] == "uvicorn.access" and "/api/recordings" in r["msg"] for r in records)
     assert "9876543" not in err and "hunter2" not in err
+
+
+def test_api_docs_serve_their_assets_themselves(app):
+    import re
+
+    with api_server(app) as server:
+        page = httpx.get(f"{server.base}/api/docs", timeout=30)
+        assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+        urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", page.text)
+        assert urls and all(u.startswith("/api/") for u in urls), urls  # nothing from a CDN
+        for u in urls:
+            r = httpx.get(f"{server.base}{u}", timeout=30)
+            assert r.status_code == 200 and len(r.content) > 100, u
+        assert httpx.get(f"{server.base}/api/docs-assets/..%2Fkeys", timeout=30).status_code == 404
+        assert httpx.get(f"{server.base}/api/docs-assets/index.html", timeout=30).status_code == 404

@@ -86,11 +86,14 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
                 pool.shutdown(wait=False)
 
     fa = FastAPI(title="CallFort API", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
-                 docs_url=f"{API_PREFIX}/docs", redoc_url=None, lifespan=lifespan,
+                 docs_url=None, redoc_url=None, lifespan=lifespan,
                  description="Recording search and details, streaming links, four-eyes requests and "
                              "approvals, audit queries. Every call is audited with user, PC host name "
                              "(header X-Client-Host), IP address and function.")
     fa.state.cf_app = app
+    from .docs_offline import install as install_docs
+
+    install_docs(fa, f"{API_PREFIX}/openapi.json", "CallFort API")  # Swagger UI served here, no CDN
     fa.state.cf_jobs = None
     redact_access_log()
 
