@@ -6,16 +6,20 @@ Every service function takes an ``App``; tests build one per test on a temporary
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hookspecs.options import OptionsError, parse_options
 from hookspecs.types import PluginContext
 
 from .audit import AuditTrail
+from .authority import system_context
 from .clock import Clock, clock_from_plugins
 from .config import Config, load_config
 from .db.catalog import Catalog
-from .plugins import CorePluginManager, get_plugin_manager
+from .errors import ConfigError
+from .plugins import CorePluginManager, HookFailure, get_plugin_manager
 
 if TYPE_CHECKING:
     from hookspecs.types import KeyProvider
@@ -42,16 +46,41 @@ class App:
         self.audit = AuditTrail(self.catalog, self.clock, self.keys_dir / "audit-signing.key",
                                 mac_key_path=self.keys_dir / "audit-mac.key", config=config)
         self.audit.anchor_stores = self._anchor_stores
+        self.pm.on_failure = self._plugin_failed
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def open(cls, config_path: str | Path | None = None, **kwargs: Any) -> App:
         return cls(load_config(config_path), **kwargs)
 
-    def plugin_context(self, name: str, section: str | None = None, **extras: Any) -> PluginContext:
-        """The context handed to a plugin: its config section, the clock, its data directory."""
-        cfg = self.config.section(section or f"plugins.{name}")
-        return PluginContext(name=name, config=cfg, clock=self.clock.now,
-                             data_dir=self.data_dir / "plugins" / name, extras=extras)
+    def plugin_context(self, name: str, *, plugin: str | None = None, section: str | None = None) -> PluginContext:
+        """The context handed to a plugin: its own ``[plugins.<plugin>]`` section, the clock and a
+        data directory. ``name`` is what is being built (a store instance, a notifier) and names
+        the data directory; ``plugin`` the registering plugin (default: ``name``). ``section`` is
+        the 1.0 way (another section as ``ctx.config``), kept for callers not yet moved to typed
+        options; new code passes the instance section through ``plugin_options`` instead."""
+        cfg = self.config.section(section or f"plugins.{plugin or name}")
+        return PluginContext(name=name, config=cfg, clock=self.clock.now, data_dir=self.data_dir / "plugins" / name)
+
+    def plugin_options(self, registration: Any, section: Mapping[str, Any], where: str) -> Any:
+        """A registration's options: its ``options`` class built from ``section`` (unknown keys and
+        wrong types refused with a ``ConfigError`` naming the key), else the section as a mapping."""
+        cls = getattr(registration, "options", None)
+        if cls is None:
+            return dict(section)
+        try:
+            return parse_options(cls, section, where=where)
+        except OptionsError as exc:
+            raise ConfigError(f"{self.config.path}: {exc}") from None
+
+    def _plugin_failed(self, failure: HookFailure) -> None:
+        self.audit.record(system_context("plugins"), "plugin.hook_failed", "plugin", failure.plugin, "error",
+                          {"hook": failure.hook, "error": failure.error})
 
     @functools.cached_property
     def keys(self) -> KeyProvider:

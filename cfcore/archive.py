@@ -357,11 +357,3 @@ def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> 
     return export_recording(app, ctx, target_id, out)
 
 
-def _register_actions() -> None:
-    from .access import approvals
-
-    approvals.register_action("recording.export", _exec_export, target_kind="recording",
-                              description="export a recording as a WAV file (params: out)")
-
-
-_register_actions()

@@ -17,7 +17,11 @@ from typing import Any, TypeVar
 
 import attrs
 
+from hookspecs.options import Secret
+
 from .errors import ConfigError
+
+__all__ = ["CONFIG_NAME", "Config", "Secret", "load_config", "validate"]
 
 T = TypeVar("T")
 
@@ -30,13 +34,6 @@ KNOWN_SECTIONS = frozenset(
         "fis", "notify", "server", "capture", "sync", "crm", "dsar", "audit",
     }
 )
-
-
-class Secret(str):
-    """A resolved secret: repr hides it so that it never reaches a log by accident."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
 
 
 @attrs.frozen

@@ -155,8 +155,9 @@ def render_markdown() -> str:
         'must be `{ env = "NAME" }` or `{ file = "path" }`.',
         "",
         "Plugin sections (`[plugins.<name>]`, `[stores.<name>]`, `[notify.<name>]`, a key provider's `[keys]`",
-        "options) are checked against the options each plugin declares: `cf plugins --all` lists them and",
-        "`docs/plugins.md` explains typed options.",
+        "options) are checked against the `options` class each plugin declares on its registration",
+        "(`hookspecs.parse_options`, see `docs/plugins.md`) when the section is used; `cf doctor` checks every",
+        "store and `[notify.<name>]` section that way. `cf plugins --all` lists the installed plugins.",
         "",
     ]
     for section, keys in SECTIONS.items():

@@ -191,6 +191,15 @@ def check_capture(app: Any) -> list[Check]:
     return out
 
 
+def check_notifiers(app: Any) -> list[Check]:
+    """Each ``[notify.<name>]`` built once against the options its plugin declares (misspelt
+    option, wrong type, a secret that cannot be read): one check per notifier, none without any."""
+    from .fis.deliver import check_notifiers as build_each
+
+    return [Check(f"notify:{name}", problem == "ok", "options accepted" if problem == "ok" else problem)
+            for name, problem in build_each(app).items()]
+
+
 def check_clock(app: Any) -> list[Check]:
     from sqlalchemy import func, select, text
 
@@ -273,6 +282,7 @@ def run_checks(config_path: str | os.PathLike[str] | None = None, *, app: Any = 
         results += _guard("stores", lambda: check_stores(app, cheap=cheap))
         if not cheap:
             results += _guard("capture", lambda: check_capture(app))
+        results += _guard("notifiers", lambda: check_notifiers(app))
         results += _guard("clock", lambda: check_clock(app))
         results += _guard("audit-anchor", lambda: check_anchor(app))
     finally:

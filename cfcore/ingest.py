@@ -23,11 +23,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 from sqlalchemy import select
 
 from hookspecs.types import (
     ChannelRole,
     Consent,
+    ConsentMethod,
     Direction,
     FinishedCall,
     ModeSegment,
@@ -45,6 +47,7 @@ from .archive import (
     recording_info,
     row_digest,
 )
+from .consent import enforce_consent
 from .crypto import envelope
 from .crypto.keyring import wrap_data_key
 from .db.models import ConsentRow, DataKey, MediaObject, ModeSegmentRow, Recording, RecordingSubject
@@ -209,8 +212,12 @@ def ingest_wav(app: Any, path: str | os.PathLike[str], *, advisor_id: str, custo
                     consents=consents, ctx=ctx)
 
 
-def ingest_call(app: Any, call: FinishedCall, ctx: RequestContext | None = None) -> str:
+def ingest_call(app: Any, call: FinishedCall, ctx: RequestContext | None = None,
+                wall_seconds: float | None = None) -> str:
     """Archive a call a capture source finished (one mono file per channel).
+
+    ``wall_seconds`` is the call's length by the core's clock (from the start to the end event):
+    with it, no consent is placed earlier than the advisor acted less the audio the files lack.
 
     Idempotent: a call already archived (same source, PBX call id and start) returns its id, so a
     source may retry after a crash without creating a duplicate.
@@ -237,14 +244,14 @@ def ingest_call(app: Any, call: FinishedCall, ctx: RequestContext | None = None)
     return _archive(app, audio, advisor_id=call.advisor_id, customer_ids=call.customer_ids,
                     customer_numbers=call.customer_numbers, consent_at=None, started=call.started_at,
                     site=call.site, direction=call.direction, source=call.source, pbx_call_id=pbx_call_id,
-                    segments=call.segments or None, consents=call.consents, ctx=ctx)
+                    segments=call.segments or None, consents=call.consents, ctx=ctx, wall_seconds=wall_seconds)
 
 
 def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str, ...],
              customer_numbers: tuple[str, ...], consent_at: float | None, started: datetime | str | None,
              site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
              segments: Sequence[ModeSegment] | None, consents: Sequence[Consent] | None,
-             ctx: RequestContext | None) -> str:
+             ctx: RequestContext | None, wall_seconds: float | None = None) -> str:
     codec = app.config.get("archive.codec", str, "pcm")
     if codec != "pcm":
         raise ConfigError(f"archive.codec '{codec}' is not available", hint="choose one of: pcm")
@@ -271,8 +278,21 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     all_consents = list(consents or ())
     if consent_at is not None:
         by = ctx.actor.username if ctx else "system"
+        method = source if source in {m.value for m in ConsentMethod} else ConsentMethod.API
         all_consents.append(Consent(given_at=started_at + timedelta(seconds=consent_at), offset=consent_at,
-                                    by_user=by, method=source if source in ("cli", "web", "api", "cti", "dtmf") else "api"))
+                                    by_user=by, method=method))
+    if wall_seconds is not None:
+        # A source places each consent in its files' time line, which runs behind the wall clock
+        # only where no audio was written (hold, silence). So a consent sits no earlier than when
+        # the advisor acted, less the audio the files lack: a source cannot move it further back.
+        gap = max(0.0, wall_seconds - duration)
+        all_consents = [attrs.evolve(c, offset=min(duration, max(
+            c.offset, (c.given_at - started_at).total_seconds() - gap))) for c in all_consents]
+    # The core, not the source, decides what customer audio is kept: no BOTH before a consent.
+    plan, refused = enforce_consent(plan, all_consents)
+    if refused:
+        log.warning("source %s claimed two-sided audio without consent for %.3f s; the customer channel is "
+                    "silenced there", source, sum(r.seconds for r in refused))
     advisor_pcm, customer_pcm = apply_modes(audio, plan)
     warnings = capture_warnings(duration, audio.sample_rate, segments, all_consents, customer_pcm is not None)
 
@@ -314,7 +334,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                      start_hi=s.start_bounds[1] if s.start_bounds else None)
                       for i, s in enumerate(plan)],
             consents=[ConsentRow(given_at=c.given_at, offset=min(c.offset, duration), by_user=c.by_user,
-                                 method=c.method, applied_at=c.applied_at)
+                                 method=c.method.value, applied_at=c.applied_at)
                       for c in all_consents],
             subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
             media=media_rows,
@@ -329,6 +349,12 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
                 "stores": sorted({m.store for m in media_rows}),
             })
+            if refused:
+                app.audit.append(s, ctx, "recording.consent_refused", "recording", rec_id, "refused", {
+                    "source": source, "pbx_call_id": pbx_call_id,
+                    "stretches": [[round(r.start, 3), round(r.end, 3)] for r in refused],
+                    "seconds": round(sum(r.seconds for r in refused), 3),
+                    "reason": "two-sided audio claimed before any consent; customer channel silenced"})
             if warnings:
                 # Consented audio that did not fit the files: never silent (FIS rule capture-loss).
                 app.audit.append(s, ctx, "recording.capture_warning", "recording", rec_id, "warning",
@@ -349,12 +375,11 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
     lock_recording_media(app, rec, ctx)
     info = recording_info(rec)
-    try:
-        app.pm.hook.cf_recording_archived(recording=info)
-    except Exception as exc:  # a plugin's failure never undoes the archive; it is logged and audited
-        log.exception("cf_recording_archived failed for %s", rec_id)
+    # Every listener is called; a failing one never undoes the archive nor silences the others. The
+    # failure is audited by plugin name (``plugin.hook_failed``, and here against the recording).
+    for failure in app.pm.recording_archived(info):
         app.audit.record(None, "recording.archived_hook", "recording", rec_id, "error",
-                         {"error": f"{type(exc).__name__}: {exc}"[:500]})
+                         {"plugin": failure.plugin, "error": failure.error})
     return rec_id
 
 

@@ -11,19 +11,43 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
 
 import hookspecs
+from hookspecs.types import (
+    AccessDecision,
+    AccessTarget,
+    Actor,
+    ApprovalAction,
+    AudioClip,
+    BackgroundJob,
+    BrokenCopy,
+    CaptureSourceType,
+    Decision,
+    FisRule,
+    KeyProviderType,
+    NotifierType,
+    PluginContext,
+    RecordingInfo,
+    RequestContext,
+    RetentionRule,
+    StoreType,
+    SyncTargetType,
+    Tombstone,
+    Transcript,
+    WebApp,
+)
 
 from .config import Config
 from .errors import PluginError
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
@@ -41,6 +65,8 @@ DEFAULT_PLUGINS = (
     "cfcore.defaults.access_policy",
     "cfcore.defaults.retention_rules",
     "cfcore.defaults.fis_rules",
+    "cfcore.defaults.jobs",
+    "cfcore.defaults.approval_actions",
 )
 
 
@@ -54,18 +80,43 @@ class PluginStatus:
     builtin: bool = False
     error: str | None = None
 
+    @property
+    def provisional(self) -> tuple[str, ...]:
+        """The hooks this plugin implements whose shape may still change (``hookspecs.PROVISIONAL``)."""
+        return tuple(h for h in self.hooks if h in hookspecs.PROVISIONAL)
+
     def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {**attrs.asdict(self), "provisional": list(self.provisional)}
+
+
+@attrs.frozen(kw_only=True)
+class HookFailure:
+    """One implementation of a hook raised; the others were still called."""
+
+    hook: str
+    plugin: str
+    error: str
 
 
 class CorePluginManager:
-    """A small manager with typed methods that forward to hooks."""
+    """A small manager with typed methods that forward to hooks.
+
+    Every hook is called implementation by implementation (in pluggy's order: the last registered
+    first, ``tryfirst``/``trylast`` respected), so that one plugin that raises never silences the
+    others. What a failure means depends on the hook and is said by each method: a listener's
+    failure is reported and the others go on; a policy's failure counts against the access (fail
+    closed); a retention rule's failure stops the decision (a rule must never be skipped).
+    Failures are logged by plugin name and handed to ``on_failure`` (the ``App`` audits them as
+    ``plugin.hook_failed``).
+    """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         for mod in hookspecs.SPEC_MODULES:
             self.pm.add_hookspecs(importlib.import_module(mod))
         self.statuses: list[PluginStatus] = []
+        self.on_failure: Callable[[HookFailure], None] | None = None
+        self._owners: dict[tuple[str, str], str] = {}
 
     @property
     def hook(self) -> Any:
@@ -74,16 +125,21 @@ class CorePluginManager:
     def register(self, plugin: Any, name: str, *, distribution: str = "cfcore", version: str = "",
                  builtin: bool = False) -> PluginStatus:
         """Register a plugin object; refuse it (and return a failed status) if it implements a hook
-        that has no spec."""
+        that has no spec, or implements one as a wrapper (wrappers are not part of the contract:
+        the core calls each implementation on its own)."""
         self.pm.register(plugin, name=name)
-        unknown = sorted(hc.name for hc in self.pm.get_hookcallers(plugin) or [] if hc.spec is None)
-        if unknown:
+        callers = self.pm.get_hookcallers(plugin) or []
+        unknown = sorted(hc.name for hc in callers if hc.spec is None)
+        wrappers = sorted(hc.name for hc in callers for impl in hc.get_hookimpls()
+                          if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper))
+        if unknown or wrappers:
             self.pm.unregister(plugin)
+            error = (f"unknown hook {', '.join(unknown)} (misspelled? see docs/plugins.md)" if unknown else
+                     f"{', '.join(wrappers)} implemented as a wrapper (not supported; see docs/plugins.md)")
             status = PluginStatus(name=name, distribution=distribution, version=version, hooks=(),
-                                  status="failed", builtin=builtin,
-                                  error=f"unknown hook {', '.join(unknown)} (misspelled? see docs/plugins.md)")
+                                  status="failed", builtin=builtin, error=error)
         else:
-            hooks = tuple(sorted(hc.name for hc in self.pm.get_hookcallers(plugin) or []))
+            hooks = tuple(sorted(hc.name for hc in callers))
             status = PluginStatus(name=name, distribution=distribution, version=version, hooks=hooks,
                                   status="ok" if hooks else "no hooks yet", builtin=builtin)
         self._set_status(status)
@@ -113,16 +169,189 @@ class CorePluginManager:
         names = self.test_only_plugins()
         return TEST_ONLY_WARNING.format(names=", ".join(names)) if names else None
 
-    # typed forwards ----------------------------------------------------------------------
-    def registrations(self, hook_name: str, **kwargs: Any) -> dict[str, Any]:
-        """Collect ``name``-d registrations from a discovery hook; duplicates are an error."""
+    # calling, one implementation at a time -----------------------------------------------
+    def _impls(self, hook_name: str) -> list[Any]:
+        return list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
+
+    def _failed(self, hook_name: str, plugin: str, exc: BaseException) -> HookFailure:
+        failure = HookFailure(hook=hook_name, plugin=plugin, error=f"{type(exc).__name__}: {exc}"[:500])
+        log.error("plugin %s failed in %s: %s", plugin, hook_name, failure.error,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        if self.on_failure is not None:
+            try:
+                self.on_failure(failure)
+            except Exception:  # reporting must not turn one plugin's failure into the caller's
+                log.exception("could not record the failure of plugin %s in %s", plugin, hook_name)
+        return failure
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> tuple[list[tuple[str, Any]], list[HookFailure]]:
+        """Call every implementation of ``hook_name``: ``([(plugin, result)], [failures])``.
+
+        An implementation receives only the arguments it names (as with pluggy); one that raises
+        is reported (log and ``on_failure``) and the next is called."""
+        results: list[tuple[str, Any]] = []
+        failures: list[HookFailure] = []
+        for impl in self._impls(hook_name):
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                failures.append(self._failed(hook_name, impl.plugin_name, exc))
+                continue
+            results.append((impl.plugin_name, result))
+        return results, failures
+
+    def broadcast(self, hook_name: str, **kwargs: Any) -> list[HookFailure]:
+        """A notification hook (results ignored): every listener is called; returns the failures."""
+        return self.call_each(hook_name, **kwargs)[1]
+
+    def _first(self, hook_name: str, **kwargs: Any) -> tuple[str | None, Any]:
+        """firstresult, one implementation at a time; a failing one is reported and skipped."""
+        for impl in self._impls(hook_name):
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                self._failed(hook_name, impl.plugin_name, exc)
+                continue
+            if result is not None:
+                return impl.plugin_name, result
+        return None, None
+
+    # discovery ---------------------------------------------------------------------------
+    def registrations(self, hook_name: str, kind: type[R] | None = None, **kwargs: Any) -> dict[str, R]:
+        """Collect ``name``-d registrations from a discovery hook; duplicates are an error.
+
+        A plugin whose discovery hook raises is reported and contributes nothing; the others'
+        registrations stand. ``kind`` checks each registration's type."""
         found: dict[str, Any] = {}
-        for result in getattr(self.hook, hook_name)(**kwargs):
+        results, _ = self.call_each(hook_name, **kwargs)
+        for plugin, result in results:
             for reg in result or []:
+                if kind is not None and not isinstance(reg, kind):
+                    self._failed(hook_name, plugin, TypeError(
+                        f"returned {type(reg).__name__}, not {kind.__name__}"))
+                    continue
                 if reg.name in found:
-                    raise PluginError(f"two plugins register '{reg.name}' for {hook_name}")
+                    raise PluginError(f"two plugins register '{reg.name}' for {hook_name} "
+                                      f"({self._owners.get((hook_name, reg.name))} and {plugin})")
                 found[reg.name] = reg
+                self._owners[(hook_name, reg.name)] = plugin
         return found
+
+    def registered_by(self, hook_name: str, name: str) -> str | None:
+        """The plugin that registered ``name`` at the last collection of ``hook_name``."""
+        return self._owners.get((hook_name, name))
+
+    def capture_source_types(self) -> dict[str, CaptureSourceType]:
+        return self.registrations("cf_capture_sources", CaptureSourceType)
+
+    def store_types(self) -> dict[str, StoreType]:
+        return self.registrations("cf_media_stores", StoreType)
+
+    def key_provider_types(self) -> dict[str, KeyProviderType]:
+        return self.registrations("cf_key_providers", KeyProviderType)
+
+    def notifier_types(self) -> dict[str, NotifierType]:
+        return self.registrations("cf_notifiers", NotifierType)
+
+    def sync_target_types(self) -> dict[str, SyncTargetType]:
+        return self.registrations("cf_sync_targets", SyncTargetType)
+
+    def fis_rules(self) -> dict[str, FisRule]:
+        return self.registrations("cf_fis_rules", FisRule)
+
+    def background_jobs(self) -> dict[str, BackgroundJob]:
+        return self.registrations("cf_background_jobs", BackgroundJob)
+
+    def approval_actions(self) -> dict[str, ApprovalAction]:
+        """Four-eyes actions; a ``fallback`` registration yields to another one of the same name."""
+        found: dict[str, ApprovalAction] = {}
+        results, _ = self.call_each("cf_approval_actions")
+        for plugin, result in results:
+            for reg in result or []:
+                if not isinstance(reg, ApprovalAction):
+                    self._failed("cf_approval_actions", plugin, TypeError(
+                        f"returned {type(reg).__name__}, not ApprovalAction"))
+                    continue
+                old = found.get(reg.name)
+                if old is not None and not (old.fallback or reg.fallback):
+                    raise PluginError(f"two plugins register '{reg.name}' for cf_approval_actions "
+                                      f"({self._owners.get(('cf_approval_actions', reg.name))} and {plugin})")
+                if old is None or old.fallback:
+                    found[reg.name] = reg
+                    self._owners[("cf_approval_actions", reg.name)] = plugin
+        return found
+
+    def web_apps(self, ctx: PluginContext) -> list[WebApp]:
+        apps: list[WebApp] = []
+        results, _ = self.call_each("cf_web_apps", ctx=ctx)
+        for _plugin, result in results:
+            apps.extend(result or [])
+        return apps
+
+    # policy and retention: fail closed ---------------------------------------------------
+    def access_decisions(self, actor: Actor, action: str, target: AccessTarget,
+                         context: RequestContext) -> list[AccessDecision]:
+        """Every policy's answer; a policy that raises answers DENY in its own name."""
+        answers: list[AccessDecision] = []
+        for impl in self._impls("cf_access_decision"):
+            kwargs = {"actor": actor, "action": action, "target": target, "context": context}
+            try:
+                answer = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                self._failed("cf_access_decision", impl.plugin_name, exc)
+                answer = AccessDecision(decision=Decision.DENY, by=impl.plugin_name,
+                                        reason=f"policy plugin {impl.plugin_name} failed")
+            if answer is not None:
+                answers.append(answer)
+        return answers
+
+    def retention_rules(self, recording: RecordingInfo, settings: Mapping[str, Any]) -> list[RetentionRule]:
+        """Every rule for ``recording``. A rules plugin that raises or returns something else stops
+        the decision with a ``PluginError`` naming it: a skipped duty could delete too early."""
+        rules: list[RetentionRule] = []
+        for impl in self._impls("cf_retention_rules"):
+            kwargs = {"recording": recording, "settings": settings}
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                self._failed("cf_retention_rules", impl.plugin_name, exc)
+                raise PluginError(f"retention rules of plugin {impl.plugin_name} failed: {type(exc).__name__}: {exc}",
+                                  hint="fix or disable the plugin; nothing was decided") from exc
+            for rule in result or []:
+                if not isinstance(rule, RetentionRule):
+                    raise PluginError(f"cf_retention_rules of plugin {impl.plugin_name} returned "
+                                      f"{type(rule).__name__}, not RetentionRule")
+                rules.append(rule)
+        return rules
+
+    def purge_veto(self, recording: RecordingInfo) -> str | None:
+        """The first veto reason (firstresult); a plugin that raises vetoes in its own name."""
+        for impl in self._impls("cf_before_purge"):
+            try:
+                reason = impl.function(**{k: {"recording": recording}[k] for k in impl.argnames})
+            except Exception as exc:
+                self._failed("cf_before_purge", impl.plugin_name, exc)
+                return f"veto plugin {impl.plugin_name} failed: {type(exc).__name__}"
+            if reason:
+                return str(reason)
+        return None
+
+    def transcribe(self, audio: AudioClip, language: str) -> Transcript | None:
+        """The first engine's transcript; an engine that raises is reported and the next one asked."""
+        return self._first("cf_transcribe", audio=audio, language=language)[1]  # type: ignore[no-any-return]
+
+    # notifications: every listener is called ---------------------------------------------
+    def recording_archived(self, recording: RecordingInfo) -> list[HookFailure]:
+        return self.broadcast("cf_recording_archived", recording=recording)
+
+    def store_copy_broken(self, event: BrokenCopy) -> list[HookFailure]:
+        return self.broadcast("cf_store_copy_broken", event=event)
+
+    def after_purge(self, tombstone: Tombstone) -> list[HookFailure]:
+        return self.broadcast("cf_after_purge", tombstone=tombstone)
+
+    def add_cli_commands(self, cli: Any) -> list[HookFailure]:
+        return self.broadcast("cf_cli_commands", cli=cli)
 
 
 def _entry_points() -> Iterable[md.EntryPoint]:

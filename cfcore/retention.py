@@ -38,15 +38,17 @@ from sqlalchemy.orm import Session, object_session
 
 from hookspecs.types import AccessTarget, Direction, RecordingInfo, RequestContext, RetentionRule, Tombstone
 
+from .authority import system_context
 from .db.models import DataKey, Recording, TombstoneRow, TombstoneSubject
 from .db.models_retention import LegalHold, PurgeTask, RetentionOverride
 from .defaults.retention_rules import ADVISOR_ONLY_CLASS, MIFID_CLASS, add_years, class_kind
-from .errors import ConfigError, ConflictError, InputError, NotFound, PluginError
+from .errors import ConfigError, ConflictError, InputError, NotFound
+from .states import LIVE_RECORDING_STATES
 
 log = logging.getLogger(__name__)
 
 #: States a recording may be purged or erased from.
-LIVE_STATES = ("archived", "incomplete")
+LIVE_STATES = LIVE_RECORDING_STATES
 REASON_EXPIRED = "retention-expired"
 REASON_ERASURE = "art17-erasure"
 
@@ -144,11 +146,7 @@ def rules_for(app: Any, info: RecordingInfo, settings: Mapping[str, Any] | None 
     """Every duty the retention plugins see for ``info``."""
     settings = retention_settings(app) if settings is None else settings
     rules: list[RetentionRule] = []
-    for result in app.pm.hook.cf_retention_rules(recording=info, settings=settings):
-        for rule in result or []:
-            if not isinstance(rule, RetentionRule):
-                raise PluginError(f"a cf_retention_rules implementation returned {type(rule).__name__}, not RetentionRule")
-            rules.append(rule)
+    rules.extend(app.pm.retention_rules(info, settings))
     return rules
 
 
@@ -239,16 +237,12 @@ def recording_target(rec: Recording) -> AccessTarget:
 def _authorize(app: Any, ctx: RequestContext | None, action: str, target: AccessTarget) -> None:
     """Ask the access policy. Never call it inside an open catalog transaction: a denial is
     audited in a transaction of its own (SQLite would wait for our own write lock)."""
-    if ctx is None:  # the system itself (purge job)
-        return
     from .access.guard import authorize
 
-    authorize(app, ctx, action, target)
+    authorize(app, ctx or system_context("retention"), action, target)
 
 
 def _authorize_recording(app: Any, ctx: RequestContext | None, action: str, rec_id: str) -> None:
-    if ctx is None:
-        return
     with app.catalog.session() as s:
         target = recording_target(_load(s, rec_id))
     _authorize(app, ctx, action, target)
@@ -620,10 +614,7 @@ def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | Non
         tomb = Tombstone(recording_id=rec.id, started_at=rec.started_at, ended_at=rec.ended_at, deleted_at=now,
                          reason=task.reason, rule=task.rule, subject_pseudonyms=pseudonyms,
                          ciphertext_sha256=hashes)
-    try:
-        app.pm.hook.cf_after_purge(tombstone=tomb)
-    except Exception:  # a broken listener must not undo or block the purge
-        log.exception("a cf_after_purge implementation failed for %s", rec_id)
+    app.pm.after_purge(tomb)  # every listener is called; a failing one is logged and audited by name
     return tomb
 
 
@@ -658,12 +649,7 @@ def _finish(app: Any, ctx: RequestContext | None, rec_id: str, report: PurgeRepo
 
 
 def _veto(app: Any, info: RecordingInfo) -> str | None:
-    try:
-        reason = app.pm.hook.cf_before_purge(recording=info)
-    except Exception as exc:  # noqa: BLE001 - when in doubt, keep
-        log.exception("a cf_before_purge implementation failed for %s", info.id)
-        return f"veto plugin failed: {type(exc).__name__}"
-    return str(reason) if reason else None
+    return app.pm.purge_veto(info)  # a failing veto plugin vetoes in its name: when in doubt, keep
 
 
 def _assign_missing(app: Any, ctx: RequestContext | None, batch: int = 500) -> int:
@@ -920,14 +906,6 @@ APPROVAL_ACTIONS = {
 }
 
 
-def _register_actions() -> None:
-    from .access import approvals
-
-    for name, executor in APPROVAL_ACTIONS.items():
-        approvals.register_action(name, executor)
-
-
-_register_actions()
 
 
 #: How often the ``cf serve`` job looks whether a purge is due (``[retention] purge_interval_seconds``).
@@ -947,14 +925,6 @@ def purge_job(app: Any) -> PurgeReport | None:
         return None
     return run_purge(app, None)
 
-
-def _register_job() -> None:
-    from .web.jobs import register_job
-
-    register_job("retention.purge", JOB_POLL_SECONDS, purge_job)
-
-
-_register_job()
 
 __all__ = [
     "CRASH_POINTS", "REASON_ERASURE", "REASON_EXPIRED", "PurgeReport", "RetentionDecision",

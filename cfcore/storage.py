@@ -236,7 +236,7 @@ def open_stores(app: Any) -> StoreSet:
     cfg = app.config
     sections = cfg.section("stores")
     names = list(cfg.section("archive").get("stores", list(sections)))
-    types = app.pm.registrations("cf_media_stores")
+    types = app.pm.store_types()
     stores: dict[str, MediaStore] = {}
     for name in names:
         options = dict(sections[name])
@@ -247,7 +247,9 @@ def open_stores(app: Any) -> StoreSet:
         if isinstance(options.get("root"), str):
             options["root"] = str(cfg.resolve_path(options["root"]))
         try:
-            stores[name] = types[kind].create(options, app.plugin_context(name, section=f"stores.{name}"))
+            reg = types[kind]
+            ctx = app.plugin_context(name, plugin=app.pm.registered_by("cf_media_stores", kind))
+            stores[name] = reg.create(app.plugin_options(reg, options, f"stores.{name}"), ctx)
         except (ValueError, TypeError, KeyError, OSError, StoreMisconfigured) as exc:
             raise ConfigError(f"{cfg.path}: [stores.{name}]: {exc}") from None
         except StoreFailure as exc:
@@ -281,10 +283,7 @@ def report_broken_copy(app: Any, store: str, key: str, problem: str, healthy_sto
     event = BrokenCopy(store=store, key=key, problem=problem, detected_at=app.clock.now(), recording_id=rec_id,
                        healthy_stores=tuple(sorted(healthy_stores)),
                        audit_seq=seq)
-    try:
-        app.pm.hook.cf_store_copy_broken(event=event)
-    except Exception:  # a broken listener must not break the read that found the copy
-        log.exception("a cf_store_copy_broken implementation failed")
+    app.pm.store_copy_broken(event)  # every listener is called; a failing one is logged and audited by name
     return event
 
 

@@ -4,6 +4,12 @@ Fixtures: ``frozen_clock``, ``deployment`` (a config directory), ``app`` (an ``A
 ``catalog_url`` (SQLite by default; PostgreSQL with ``CF_TEST_DB=postgres``, a fresh schema per
 test), ``free_port``, ``run_cf`` (runs the CLI in a subprocess, as a user would).
 
+Installed plugins do not leak into tests (llm#626): ``app`` and ``make_app`` load the in-tree
+defaults and only the installed entry points named by the ``cf_plugins`` fixture — by default
+``store_local``, the store the default deployment names. Ask for more with the marker
+``@pytest.mark.cf_plugins("store_local", "pbx_acme")``, or override the fixture in a conftest
+(return ``None`` for every installed plugin).
+
 With ``CF_TEST_DB=postgres`` an unreachable server fails the run instead of skipping it.
 """
 
@@ -101,6 +107,14 @@ def deployment(tmp_path: Path, catalog_url: str) -> Path:
     return write_deployment(tmp_path / "deploy", catalog_url)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cf_plugins(*names): installed CallFort plugins the app fixtures load")
+
+
+#: What the default deployment of ``cf init`` needs.
+DEFAULT_TEST_PLUGINS = ("store_local",)
+
+
 def open_test_app(config_path: Path, **kwargs: Any) -> Any:
     """An ``App`` for a test process: its clock is passed in, so the test-only plugin (the test
     kit, for ``cf`` subprocesses) is not loaded into it and the FIS does not report it."""
@@ -113,14 +127,43 @@ def open_test_app(config_path: Path, **kwargs: Any) -> Any:
 
 
 @pytest.fixture
-def make_app(frozen_clock: FrozenClock) -> Iterator[Callable[..., Any]]:
+def cf_plugins(request: pytest.FixtureRequest) -> tuple[str, ...] | None:
+    """Names of the installed entry points (group ``cfcore``) the app fixtures load; ``None``: all."""
+    marker = request.node.get_closest_marker("cf_plugins")
+    return tuple(marker.args) if marker is not None else DEFAULT_TEST_PLUGINS
+
+
+def entry_points_named(names: tuple[str, ...] | None) -> list[Any]:
+    """The installed entry points of group ``cfcore`` with these names (``None``: all); a name that
+    is not installed fails the test with the names that are."""
+    import importlib.metadata as md
+
+    from .plugins import ENTRY_POINT_GROUP
+
+    installed = list(md.entry_points(group=ENTRY_POINT_GROUP))
+    if names is None:
+        return installed
+    missing = sorted(set(names) - {ep.name for ep in installed})
+    if missing:
+        pytest.fail(f"plugin {missing[0]} is not installed; installed: {', '.join(sorted(e.name for e in installed))}")
+    return [ep for ep in installed if ep.name in names]
+
+
+@pytest.fixture
+def make_app(frozen_clock: FrozenClock, cf_plugins: tuple[str, ...] | None) -> Iterator[Callable[..., Any]]:
     from .app import App
+    from .config import load_config
+    from .plugins import get_plugin_manager
 
     opened: list[App] = []
 
     def make(config_path: Path, **kwargs: Any) -> App:
         kwargs.setdefault("clock", frozen_clock)
-        app = App.open(config_path, **kwargs) if "pm" in kwargs else open_test_app(config_path, **kwargs)
+        if "pm" not in kwargs:
+            config = load_config(config_path)
+            kwargs["pm"] = get_plugin_manager(config, entry_points=entry_points_named(cf_plugins),
+                                              load_test_only=False)
+        app = App.open(config_path, **kwargs)
         opened.append(app)
         return app
 

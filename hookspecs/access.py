@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._markers import hookspec
-from .types import AccessDecision, AccessTarget, Actor, RequestContext
+from .types import AccessDecision, AccessTarget, Actor, ApprovalAction, RequestContext
 
 
 @hookspec
@@ -25,4 +25,22 @@ def cf_access_decision(
             if action == "recording.play" and "supervisor" in actor.roles:
                 return AccessDecision(decision=Decision.NEEDS_APPROVAL, reason="works agreement §4")
             return None
+
+    A failing implementation counts as a DENY in its name (fail closed) and is audited.
+    """
+
+
+@hookspec
+def cf_approval_actions() -> list[ApprovalAction]:
+    """Register four-eyes actions and what runs once one is approved.
+
+    :return: ``ApprovalAction`` registrations. All results are collected; two registrations of one
+        name are an error unless one of them is a ``fallback``. ``cf approvals request <action>``
+        accepts only registered actions.
+
+    Added in 1.1. Example::
+
+        @hookimpl
+        def cf_approval_actions():
+            return [ApprovalAction(name="crm.unlink", target_kind="recording", execute=unlink)]
     """

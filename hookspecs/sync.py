@@ -10,6 +10,10 @@ from .types import SyncTargetType
 def cf_sync_targets() -> list[SyncTargetType]:
     """Register sync target types (e.g. ``ssh``). All results are collected.
 
+    :return: ``SyncTargetType`` registrations; duplicate names are an error.
+
+    Provisional: the core does not call this hook yet (the site-sync issue makes it real).
+
     Added in 1.0. Example::
 
         @hookimpl

@@ -12,6 +12,8 @@ def cf_transcribe(audio: AudioClip, language: str) -> Transcript | None:
 
     firstresult: the first engine that returns a ``Transcript`` wins; ``None`` passes on.
 
+    Provisional: the core does not call this hook yet (the CRM/transcription issue makes it real).
+
     Added in 1.0. Example::
 
         @hookimpl

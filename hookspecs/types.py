@@ -72,6 +72,17 @@ class RecordingMode(enum.Enum):
     STOP = "stop"
 
 
+class ConsentMethod(enum.Enum):
+    """How the advisor triggered "record both sides" after informing the customer. Added in 1.1."""
+
+    WEB = "web"
+    API = "api"
+    CLI = "cli"
+    CTI = "cti"
+    DTMF = "dtmf"
+    DEMO = "demo"
+
+
 class CallEventKind(enum.Enum):
     STARTED = "started"
     ANSWERED = "answered"
@@ -130,13 +141,13 @@ class Consent:
 
     ``given_at`` is when the advisor acted (clicked, ran the command); ``offset`` is the position in
     the recording, in seconds, from which the customer's voice is kept; ``method`` how the advisor
-    triggered it (``web``, ``api``, ``cli``, ``cti``, ``dtmf``).
+    triggered it (a ``ConsentMethod``; its value as a string is accepted).
     """
 
     given_at: datetime = attrs.field(validator=_aware)
     offset: float = attrs.field(validator=v.ge(0.0))
     by_user: str = attrs.field(validator=_nonempty)
-    method: str = attrs.field(validator=_nonempty)
+    method: ConsentMethod = attrs.field(converter=ConsentMethod)
     #: When the PBX confirmed the switch (``given_at`` is when the advisor acted). Added in 1.0.
     applied_at: datetime | None = attrs.field(default=None, validator=_aware)
 
@@ -171,7 +182,11 @@ class FinishedCall:
     """Everything a capture source hands the core when a call's files are complete.
 
     The core drops customer audio outside ``BOTH`` segments itself, so a source that could not mute
-    at the PBX is still safe.
+    at the PBX is still safe. It also checks every ``BOTH`` segment against the consents *it*
+    recorded for the call (the advisor's "record both sides"): customer audio of a ``BOTH`` stretch
+    that starts before the first consent is silenced up to that consent, and the refusal is
+    audited (``recording.consent_refused``). ``consents`` given here by a capture source are not
+    trusted for this check; only the core's own consent events are.
     """
 
     call_id: str = attrs.field(validator=_nonempty)
@@ -218,7 +233,8 @@ class CaptureSink(Protocol):
         """
 
     async def audio_frame(self, frame: AudioFrame) -> None:
-        """Hand over live audio; encrypted into the spool segment by segment."""
+        """Hand over live audio; encrypted into the spool segment by segment. The core keeps the
+        customer's frames only after the consent it recorded."""
 
 
 @runtime_checkable
@@ -255,8 +271,22 @@ class PluginContext:
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     clock: Callable[[], datetime]
     data_dir: Path = attrs.field(converter=Path)
-    #: Runs a coroutine function on the core's behalf (e.g. an advisor's record-both trigger).
-    extras: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+@attrs.frozen(kw_only=True)
+class CaptureSourceType:
+    """Registration of a capture source kind, yielded by ``cf_capture_sources``. Added in 1.1.
+
+    The core calls ``create(options, ctx)`` once at start of ``cf serve`` / ``cf capture run`` with
+    the registering plugin's section ``[plugins.<plugin>]`` (built into ``options`` when the
+    registration names an ``options`` class, else the section as a mapping); it returns the
+    sources to run, or an empty list when the plugin is installed but not configured.
+    """
+
+    name: str = attrs.field(validator=_nonempty)
+    create: Callable[[Any, PluginContext], list[CaptureSource]]
+    options: type | None = None
+    description: str = ""
 
 
 # --------------------------------------------------------------------------- storage
@@ -310,7 +340,10 @@ class StoreType:
     """
 
     name: str = attrs.field(validator=_nonempty)
-    create: Callable[[Mapping[str, Any], PluginContext], MediaStore]
+    create: Callable[[Any, PluginContext], MediaStore]
+    #: The options class (see ``hookspecs.options``): the section arrives built and checked.
+    #: ``None``: ``create`` gets the section as a mapping (1.0 behaviour).
+    options: type | None = None
     description: str = ""
 
 
@@ -381,7 +414,8 @@ class KeyProvider(Protocol):
 @attrs.frozen(kw_only=True)
 class KeyProviderType:
     name: str = attrs.field(validator=_nonempty)
-    create: Callable[[Mapping[str, Any], PluginContext], KeyProvider]
+    create: Callable[[Any, PluginContext], KeyProvider]
+    options: type | None = None
     description: str = ""
 
 
@@ -547,7 +581,8 @@ class Notifier(Protocol):
 @attrs.frozen(kw_only=True)
 class NotifierType:
     name: str = attrs.field(validator=_nonempty)
-    create: Callable[[Mapping[str, Any], PluginContext], Notifier]
+    create: Callable[[Any, PluginContext], Notifier]
+    options: type | None = None
     description: str = ""
 
 
@@ -568,7 +603,8 @@ class SyncTarget(Protocol):
 @attrs.frozen(kw_only=True)
 class SyncTargetType:
     name: str = attrs.field(validator=_nonempty)
-    create: Callable[[Mapping[str, Any], PluginContext], SyncTarget]
+    create: Callable[[Any, PluginContext], SyncTarget]
+    options: type | None = None
     description: str = ""
 
 
@@ -599,4 +635,41 @@ class WebApp:
     name: str = ""
 
 
-CoroFactory = Callable[..., Awaitable[Any]]
+# --------------------------------------------------------------------------- engine extensions
+
+
+@attrs.frozen(kw_only=True)
+class BackgroundJob:
+    """A job ``cf serve`` runs next to the API, yielded by ``cf_background_jobs``. Added in 1.1.
+
+    ``run(app)`` is a plain function (run in a worker thread) or a coroutine function (run on the
+    server's event loop); it receives the running deployment (in-tree jobs use it; a plugin's job
+    uses what its registration closed over and ignores it). ``interval_seconds > 0`` runs it every
+    that many seconds, the first run at start-up; ``0`` runs it once at start-up (long-running
+    services). A failing run is logged and retried at the next interval.
+    """
+
+    name: str = attrs.field(validator=_nonempty)
+    interval_seconds: float = attrs.field(converter=float, validator=v.ge(0.0))
+    run: Callable[[Any], Any]
+    description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ApprovalAction:
+    """A four-eyes action and what runs once it is approved, yielded by ``cf_approval_actions``.
+
+    ``execute(app, ctx, target_id, params) -> dict`` runs under the approval (``ctx.approval_id``
+    set) and returns a JSON-able result. ``fallback=True`` yields to another registration of the
+    same name (a default that an area may replace); two non-fallback registrations of one name are
+    an error. Added in 1.1.
+    """
+
+    name: str = attrs.field(validator=_nonempty)
+    execute: Callable[[Any, RequestContext, str, dict[str, Any]], dict[str, Any]]
+    target_kind: str | None = None
+    description: str = ""
+    fallback: bool = False
+    #: yes/no parameters, checked strictly when the request is filed ("rewrap=flase" is refused
+    #: then, not after two people approved it). Added in 1.1.
+    flags: tuple[str, ...] = attrs.field(default=(), converter=_strs)

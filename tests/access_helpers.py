@@ -11,7 +11,6 @@ four-eyes role change (which has its own tests). Other areas' tests may use ``ma
 
 from __future__ import annotations
 
-import gc
 import os
 import secrets
 import threading
@@ -276,15 +275,32 @@ def run_cli_inprocess(deployment: Path, clock: FrozenClock, username: str | None
     full_env = {"CF_CONFIG": str(deployment), "CF_NOW": clock.now().isoformat(), "CF_TOKEN": None,
                 "CF_USER": username, "CF_PASSWORD": PASSWORD if username else None, "CF_NEW_PASSWORD": None}
     full_env.update(env or {})
-    result = CliRunner().invoke(cli, list(args), env=full_env, input=input, catch_exceptions=False)
-    global _invocations
-    _invocations += 1
-    if test_backend() == "postgres" and _invocations % 5 == 0:
-        gc.collect()  # the CLI never closes its App: release the catalog connections of earlier calls
-    return result
+    return _WithoutTestKitWarning(CliRunner().invoke(cli, list(args), env=full_env, input=input,
+                                                     catch_exceptions=False))
 
 
-_invocations = 0
+class _WithoutTestKitWarning:
+    """A click ``Result`` without the test kit's own warning line (as ``run_cf`` strips it)."""
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._result, name)
+
+    @staticmethod
+    def _strip(text: str) -> str:
+        from cfcore.testing import TEST_ONLY_MARK
+
+        return "".join(line for line in text.splitlines(keepends=True) if TEST_ONLY_MARK not in line)
+
+    @property
+    def output(self) -> str:
+        return self._strip(self._result.output)
+
+    @property
+    def stderr(self) -> str:
+        return self._strip(self._result.stderr)
 
 
 def cli_host_ip() -> tuple[str, str]:

@@ -12,7 +12,7 @@ from cfcore.access import approvals
 from cfcore.access.guard import authorize
 from cfcore.errors import AccessDenied, ApprovalRequired, ConflictError, InputError, NotFound
 from hookspecs import hookimpl
-from hookspecs.types import AccessDecision, AccessTarget, Decision
+from hookspecs.types import AccessDecision, AccessTarget, ApprovalAction, Decision
 
 
 @pytest.fixture
@@ -284,3 +284,66 @@ def test_a_plugins_four_eyes_rule_is_satisfied_by_an_approval(world):
         assert ok.decision is Decision.ALLOW
     finally:
         app.pm.unregister("stricter")
+
+
+# --------------------------------------------------------------------------- actions from plugins
+
+
+class CrmUnlink:
+    """A plugin's own four-eyes action through cf_approval_actions (and its policy rule)."""
+
+    def __init__(self):
+        self.ran = []
+
+    @hookimpl
+    def cf_approval_actions(self):
+        return [ApprovalAction(name="crm.unlink", target_kind="recording", execute=self.execute,
+                               description="remove a recording's link from the CRM")]
+
+    @hookimpl
+    def cf_access_decision(self, actor, action, target, context):
+        if action == "crm.unlink" and "compliance" in actor.roles:
+            return AccessDecision(decision=Decision.NEEDS_APPROVAL, reason="CRM changes need two", by="crm")
+        return None
+
+    def execute(self, app, ctx, target_id, params):
+        authorize(app, ctx, "crm.unlink", AccessTarget(kind="recording", id=target_id))
+        self.ran.append((ctx.actor.username, target_id, ctx.approval_id))
+        return {"unlinked": target_id}
+
+
+def test_a_plugin_adds_a_four_eyes_action_through_the_hook(world):
+    app, rec, _ = world
+    with pytest.raises((AccessDenied, InputError)):  # no policy, no executor: nothing to request
+        approvals.request(app, c(app, "cora"), "crm.unlink", rec, "customer left")
+    plugin = CrmUnlink()
+    app.pm.register(plugin, "crm")
+    assert approvals.target_kind(app, "crm.unlink") == "recording"
+    aid = approvals.request(app, c(app, "cora"), "crm.unlink", rec, "customer left")
+    with pytest.raises(AccessDenied):
+        approvals.approve(app, c(app, "sam"), aid)  # a supervisor does not approve plugin actions
+    approvals.approve(app, c(app, "dora"), aid)
+    assert approvals.execute(app, c(app, "cora"), aid) == {"unlinked": rec}
+    assert plugin.ran == [("cora", rec, aid)]
+
+
+def test_two_registrations_of_one_action_are_an_error_unless_one_is_a_fallback(app):
+    from cfcore.errors import PluginError
+
+    class Again:
+        @hookimpl
+        def cf_approval_actions(self):
+            return [ApprovalAction(name="roles.change", execute=lambda *a: {})]
+
+    class Fallback:
+        @hookimpl
+        def cf_approval_actions(self):
+            return [ApprovalAction(name="keys.rotate", execute=lambda *a: {}, fallback=True)]
+
+    app.pm.register(Fallback(), "fallback")
+    from cfcore.crypto import rotation
+
+    assert approvals.registered_actions(app)["keys.rotate"].execute == rotation._exec_rotate
+    app.pm.register(Again(), "again")
+    with pytest.raises(PluginError, match="two plugins register 'roles.change' for cf_approval_actions"):
+        approvals.registered_actions(app)

@@ -15,10 +15,11 @@ import pytest
 from access_helpers import NOW, PASSWORD, ApiServer, ctx_for, ingest, last_audit, make_user
 
 from cfcore.access import approvals
+from cfcore.errors import PluginError
+from cfcore.jobs import Job, JobRunner, registered_jobs
 from cfcore.web import create_app
-from cfcore.web.jobs import Job, JobRunner, register_job, registered_jobs, unregister_job
 from hookspecs import hookimpl
-from hookspecs.types import WebApp
+from hookspecs.types import BackgroundJob, WebApp
 
 
 def wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -89,9 +90,9 @@ def test_jobs_run_periodically_and_survive_failures(app):
     async def once(a):
         calls.append("once")
 
-    jobs = {j.name: j for j in (Job(name="tick", interval_seconds=0.05, func=ticker),
-                                Job(name="broken", interval_seconds=0.05, func=broken),
-                                Job(name="once", interval_seconds=0, func=once))}
+    jobs = {j.name: j for j in (Job(name="tick", interval_seconds=0.05, run=ticker),
+                                Job(name="broken", interval_seconds=0.05, run=broken),
+                                Job(name="once", interval_seconds=0, run=once))}
 
     async def main():
         runner = JobRunner(app, jobs)
@@ -109,33 +110,39 @@ def test_jobs_run_periodically_and_survive_failures(app):
     assert runner.status["tick"].failures == 0 and runner.status["tick"].runs >= 3
 
 
+class SeenJobPlugin:
+    """A plugin's background job, registered through cf_background_jobs."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    @hookimpl
+    def cf_background_jobs(self):
+        return [BackgroundJob(name="test.seen", interval_seconds=0.05, run=self.seen.append)]
+
+
 def test_create_app_runs_registered_jobs_with_the_server(app):
-    seen = []
-    register_job("test.seen", 0.05, lambda a: seen.append(a))
+    plugin = SeenJobPlugin()
+    app.pm.register(plugin, "seen-job")
+    assert {"approvals.expire", "retention.purge", "fis.scan", "capture", "test.seen"} <= set(registered_jobs(app))
+    server = ApiServer(app)
+    server.server.config.app = create_app(app, run_jobs=True)
+    server.start()
     try:
-        assert "approvals.expire" in registered_jobs()
-        server = ApiServer(app)
-        server.server.config.app = create_app(app, run_jobs=True)
-        server.start()
-        try:
-            deadline = time.monotonic() + 20
-            while not seen:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            assert seen[0] is app
-        finally:
-            server.stop()
+        deadline = time.monotonic() + 20
+        while not plugin.seen:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert plugin.seen[0] is app
     finally:
-        unregister_job("test.seen")
+        server.stop()
 
 
-def test_register_job_refuses_a_second_function_under_one_name():
-    register_job("test.dup", 10, test_register_job_refuses_a_second_function_under_one_name)
-    try:
-        with pytest.raises(ValueError, match="twice"):
-            register_job("test.dup", 10, wait_for)
-    finally:
-        unregister_job("test.dup")
+def test_two_jobs_under_one_name_are_an_error(app):
+    app.pm.register(SeenJobPlugin(), "seen-a")
+    app.pm.register(SeenJobPlugin(), "seen-b")
+    with pytest.raises(PluginError, match="two plugins register 'test.seen' for cf_background_jobs"):
+        registered_jobs(app)
 
 
 class CrmPlugin:

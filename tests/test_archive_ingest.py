@@ -93,10 +93,40 @@ def test_paused_segments_silence_both_voices(app, tmp_path):
     segs = [ModeSegment(start=0, end=1, mode=RecordingMode.BOTH),
             ModeSegment(start=1, end=2, mode=RecordingMode.PAUSED),
             ModeSegment(start=2, end=3, mode=RecordingMode.BOTH)]
-    rid = ingest_wav(app, wav, advisor_id="A1", customer_ids=["K1"], segments=segs)
+    started = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    consent = Consent(given_at=started, offset=0, by_user="adv1", method="web")
+    rid = ingest_wav(app, wav, advisor_id="A1", customer_ids=["K1"], segments=segs, consents=[consent],
+                     started=started)
     a, c = read_channel(app, rid, "advisor"), read_channel(app, rid, "customer")
     assert a[16000:32000] == bytes(16000) and c[16000:32000] == bytes(16000)
     assert a[:16000] == adv[:16000] and c[32000:] == cus[32000:]
+
+
+def test_core_refuses_both_segments_before_the_first_consent(app, tmp_path):
+    """A source claims BOTH from the first second, but the consent came at 1.5 s: the customer's
+    first 1.5 s are silenced by the core and the refusal is audited; a call without any consent
+    keeps no customer channel at all."""
+    wav, (adv, cus) = make_wav(tmp_path / "in.wav", 3.0)
+    started = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    segs = [ModeSegment(start=0, end=3, mode=RecordingMode.BOTH)]
+    consent = Consent(given_at=started + timedelta(seconds=1.5), offset=1.5, by_user="adv1", method="cti")
+    rid = ingest_wav(app, wav, advisor_id="A1", customer_ids=["K1"], segments=segs, consents=[consent],
+                     started=started, source="acme")
+    c = read_channel(app, rid, "customer")
+    assert c[:24000] == bytes(24000) and c[24000:] == cus[24000:]
+    assert read_channel(app, rid, "advisor") == adv
+    with app.catalog.session() as s:
+        rec = get_recording(s, rid)
+        assert [(x.start, x.end, x.mode) for x in rec.segments] == [(0, 1.5, "advisor_only"), (1.5, 3, "both")]
+        assert [x.method for x in rec.consents] == ["cti"]
+    (entry,) = list(app.audit.entries(action="recording.consent_refused"))
+    assert entry.target_id == rid and entry.outcome == "refused"
+    assert entry.detail["stretches"] == [[0, 1.5]] and entry.detail["source"] == "acme"
+
+    none = ingest_wav(app, wav, advisor_id="A1", customer_ids=["K1"], segments=segs, started=started)
+    with pytest.raises(NotFound, match="no customer channel"):
+        read_channel(app, none, "customer")
+    assert len(list(app.audit.entries(action="recording.consent_refused"))) == 2
 
 
 def test_ingest_call_from_a_capture_source(app, tmp_path):

@@ -10,6 +10,7 @@ from archive_helpers import make_wav
 from sqlalchemy import select
 
 from cfcore.archive import read_channel
+from cfcore.authority import SYSTEM
 from cfcore.crypto.keyring import KeyRing, open_key_provider, rewrap_all, wrap_aad
 from cfcore.crypto.rotation import rotate_keys
 from cfcore.db.models import DataKey
@@ -66,7 +67,7 @@ def test_rotation_then_old_recordings_read_and_rewrap(app, tmp_path):
     first = app.keys.current_kek_id()
     media_before = {p: p.read_bytes() for p in (app.config.base_dir / "media").rglob("*.cfe")}
 
-    result = rotate_keys(app, None)
+    result = rotate_keys(app, SYSTEM)
     assert result["previous"] == first and result["current"] != first
     # old recordings still read (their data keys are wrapped under the old KEK)
     for rid in old_ids:

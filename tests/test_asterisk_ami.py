@@ -104,7 +104,8 @@ def test_plugin_without_host_returns_no_source(tmp_path):
     from datetime import UTC, datetime
 
     ctx = PluginContext(name="pbx_asterisk", config={}, clock=lambda: datetime.now(UTC), data_dir=tmp_path)
-    assert cf_capture_sources(ctx) == []
+    (reg,) = cf_capture_sources()
+    assert reg.name == "asterisk" and reg.create({}, ctx) == []
 
 
 # ---------------------------------------------------------------------- against the simulator

@@ -197,9 +197,9 @@ def test_cf_serve_job_anchors_periodically(app, deployment, frozen_clock):
     from datetime import timedelta
 
     from cfcore.fis.jobs import ANCHOR_JOB, run_anchor
-    from cfcore.web.jobs import registered_jobs
+    from cfcore.jobs import registered_jobs
 
-    assert ANCHOR_JOB in registered_jobs()
+    assert ANCHOR_JOB in registered_jobs(app)
     _fill(app, 2)  # below anchor_every: only the job anchors it
     assert run_anchor(app) == {"anchored": True, "seq": 2}
     _fill(app, 1)

@@ -20,6 +20,7 @@ from fis_helpers import (
 )
 from sqlalchemy import select
 
+from cfcore.config import load_config
 from cfcore.db.models import AuditEntry
 from cfcore.db.models_fis import FisDelivery
 from cfcore.errors import ConfigError
@@ -91,7 +92,7 @@ recipients = ["dpo@bank.example", "ciso@bank.example"]
 
 
 def test_smtp_wrong_password_fails_and_is_retried(deployment, make_app, tmp_path, frozen_clock, monkeypatch):
-    monkeypatch.setenv("CF_TEST_SMTP_PASSWORD", "not-the-right-one")
+    monkeypatch.setenv("CF_TEST_WRONG_PW", "not-the-right-one")
     cert, key = self_signed_cert(tmp_path)
     smtp = SmtpServer(free_tcp_port(), tls_context=server_tls_context(cert, key),
                       credentials=("callfort", "the-right-one")).start()
@@ -104,7 +105,7 @@ host = "127.0.0.1"
 port = {smtp.port}
 starttls = true
 username = "callfort"
-password = {{ env = "CF_TEST_SMTP_PASSWORD" }}
+password = {{ env = "CF_TEST_WRONG_PW" }}
 cafile = "{cert}"
 sender = "callfort@bank.example"
 recipients = ["dpo@bank.example"]
@@ -121,12 +122,18 @@ recipients = ["dpo@bank.example"]
 
 
 def test_smtp_refuses_to_send_a_password_in_clear(deployment, make_app, monkeypatch):
-    monkeypatch.setenv("CF_TEST_SMTP_PASSWORD", "p")
+    monkeypatch.setenv("CF_TEST_PW", "p")
     with deployment.open("a") as f:
         f.write('\n[notify.m]\ntype = "smtp"\nhost = "127.0.0.1"\nsender = "a@b.example"\nrecipients = ["c@d.example"]\n'
-                'username = "u"\npassword = { env = "CF_TEST_SMTP_PASSWORD" }\n')
+                'username = "u"\npassword = { env = "CF_TEST_PW" }\n')
     app = make_app(deployment)
-    assert "in clear" in check_notifiers(app)["m"]
+    checks = check_notifiers(app)
+    assert "in clear" in checks["m"]  # over plaintext SMTP
+    with deployment.open("a") as f:
+        f.write('\n[notify.n]\ntype = "smtp"\nhost = "127.0.0.1"\nsender = "a@b.example"\nrecipients = ["c@d.example"]\n'
+                'starttls = true\nusername = "u"\npassword = "in-the-file"\n')
+    with pytest.raises(ConfigError, match=r"notify\.n\.password is a secret"):  # written into the config file
+        load_config(deployment)
 
 
 def test_unknown_notifier_type_names_the_choices(deployment, make_app):
@@ -248,9 +255,9 @@ def test_webhook_with_the_wrong_secret_is_refused_and_retried(deployment, make_a
 
 
 def test_webhook_secret_must_be_long_enough(deployment, make_app, monkeypatch):
-    monkeypatch.setenv("CF_TEST_WEBHOOK_SECRET", "short")
+    monkeypatch.setenv("CF_TEST_SHORT", "short")
     with deployment.open("a") as f:
-        f.write('\n[notify.soc]\ntype = "webhook"\nurl = "http://127.0.0.1:9/in"\nsecret = { env = "CF_TEST_WEBHOOK_SECRET" }\n')
+        f.write('\n[notify.soc]\ntype = "webhook"\nurl = "http://127.0.0.1:9/in"\nsecret = { env = "CF_TEST_SHORT" }\n')
     app = make_app(deployment)
     assert "at least 16 characters" in check_notifiers(app)["soc"]
 

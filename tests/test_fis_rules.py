@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from cfcore.access import approvals
 from cfcore.access.guard import authorize
+from cfcore.authority import SYSTEM
 from cfcore.errors import AccessDenied, AuthenticationFailed
 from hookspecs.types import AccessTarget, Actor, RequestContext
 
@@ -326,7 +327,7 @@ def test_key_and_role_changes_trigger(app):
     from cfcore.access.users import request_role_change
     from cfcore.crypto.rotation import rotate_keys
 
-    rotate_keys(app, None)
+    rotate_keys(app, SYSTEM)
     admin = make_user(app, "root", "administrator")
     dpo = make_user(app, "ivan", "dpo")
     make_user(app, "jo")

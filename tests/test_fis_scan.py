@@ -243,10 +243,10 @@ def test_quick_scrub_finds_a_missing_object_without_decrypting(app, deployment, 
 
 def test_scan_job_is_registered_for_cf_serve_and_runs_when_due(app, frozen_clock):
     from cfcore.fis.jobs import JOB_NAME, run_scheduled
-    from cfcore.web.jobs import registered_jobs
+    from cfcore.jobs import registered_jobs
 
-    job = registered_jobs()[JOB_NAME]
-    assert job.func is run_scheduled and job.interval_seconds == 60
+    job = registered_jobs(app)[JOB_NAME]
+    assert job.run is run_scheduled and job.interval_seconds == 60
     play(app, "carol", 25)
     first = run_scheduled(app)
     assert first["scanned"] and first["scrub"] and first["new_alerts"] == 1

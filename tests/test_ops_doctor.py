@@ -92,6 +92,17 @@ def test_a_config_mistake_fails_first(deployment, run_cf):
     assert "serverr" in result[0]["detail"]
 
 
+def test_a_notifier_option_misspelt_fails_by_the_plugins_declared_options(app, deployment, run_cf):
+    with deployment.open("a") as f:
+        f.write('\n[notify.soc]\ntype = "webhook"\nurl = "https://example.invalid/h"\n'
+                'secret = { env = "CF_TEST_DOCTOR_HOOK" }\ntimeuot = 3\n')
+    rc, result, _ = checks(run_cf, env={"CF_TEST_DOCTOR_HOOK": "x" * 32})
+    assert rc == 1 and "notify.soc.timeuot is not an option" in failing(result)["notify:soc"]
+    deployment.write_text(deployment.read_text().replace("timeuot = 3", "timeout = 3"))
+    rc, result, _ = checks(run_cf, env={"CF_TEST_DOCTOR_HOOK": "x" * 32})
+    assert rc == 0 and {"name": "notify:soc", "ok": True, "detail": "options accepted"} in result
+
+
 def test_a_clock_set_back_fails(app, run_cf):
     app.audit.record(None, "test.entry", "test", "x", "ok")  # written at NOW
     rc, result, _ = checks(run_cf, env={"CF_NOW": (NOW - timedelta(hours=2)).isoformat()})

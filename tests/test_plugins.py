@@ -107,14 +107,16 @@ def test_duplicate_registration_names_are_an_error(tmp_path):
         mgr.registrations("cf_sync_targets")
 
 
-def test_sync_targets_are_collected(tmp_path):
+def test_sync_targets_are_collected_and_marked_provisional(tmp_path):
     class P:
         @hookimpl
         def cf_sync_targets(self):
             return [SyncTargetType(name="ssh", create=lambda o, c: None)]
 
     mgr = get_plugin_manager(None, entry_points=[], extra=[("p", P())])
-    assert list(mgr.registrations("cf_sync_targets")) == ["ssh"]
+    assert list(mgr.sync_target_types()) == ["ssh"]
+    assert mgr.status("p").provisional == ("cf_sync_targets",)
+    assert mgr.status("p").as_dict()["provisional"] == ["cf_sync_targets"]
 
 
 def test_transcribe_is_firstresult(tmp_path):
@@ -132,7 +134,7 @@ def test_transcribe_is_firstresult(tmp_path):
 
     mgr = get_plugin_manager(None, entry_points=[], extra=[("en", English()), ("no", Declines())])
     clip = AudioClip(recording_id="r1", role=ChannelRole.ADVISOR, pcm_s16le=b"\0\0")
-    result = mgr.hook.cf_transcribe(audio=clip, language="en")
+    result = mgr.transcribe(clip, "en")
     assert isinstance(result, Transcript) and result.text == "hello"
 
 
@@ -149,7 +151,7 @@ def test_cli_commands_hook_adds_a_subcommand(tmp_path):
 
     group = click.Group("cf")
     mgr = get_plugin_manager(None, entry_points=[], extra=[("p", P())])
-    mgr.hook.cf_cli_commands(cli=group)
+    mgr.add_cli_commands(group)
     assert CliRunner().invoke(group, ["hello-plugin"]).output == "hello from a plugin\n"
 
 

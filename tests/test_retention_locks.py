@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from retention_helpers import files_of, ingest, media_keys, state
+from retention_helpers import files_of, four_eyes, ingest, make_user, media_keys, state
 from s3_helpers import s3_toml
 
 from cfcore.archive import read_channel
 from cfcore.clock import FrozenClock
 from cfcore.errors import ConflictError
-from cfcore.retention import change_retention, erase_recording, run_purge
+from cfcore.retention import run_purge
 
 
 def _with_cloud(deployment, moto_s3, s3_bucket, extra=""):
@@ -52,7 +52,8 @@ def test_store_hold_defers_purge_and_pending_erasure_is_retried(deployment, make
     cloud.lock_until(ekey, None, legal_hold=True)
 
     # the erasure meets the store's hold: key destroyed at once, media deletion pending
-    result = erase_recording(app, None, erased, "request 2026-11")
+    dpo, compliance = make_user(app, "dora", "dpo"), make_user(app, "carla", "compliance")
+    result = four_eyes(app, dpo, compliance, "recording.erase", erased, {"reason": "request 2026-11"})
     assert result["state"] == "purging" and "locked" in result["pending"]
     st = state(app, erased)
     assert st["state"] == "purging" and st["tombstone"] is None and st["key_wrapped"] is False
@@ -86,7 +87,8 @@ def test_erasure_under_object_lock_shreds_at_once(s3app, deployment, moto_s3, s3
     # ingest locked the cloud copy until the end of the retention (COMPLIANCE mode): 30 days after
     # the end of the 2-second call, 22 days ahead on moto's clock
     assert app.stores.stores["cloud"].stat(key).retain_until == started + timedelta(days=30, seconds=2)
-    result = erase_recording(app, None, rec, "request 2026-12")
+    dpo, compliance = make_user(app, "dora", "dpo"), make_user(app, "carla", "compliance")
+    result = four_eyes(app, dpo, compliance, "recording.erase", rec, {"reason": "request 2026-12"})
     assert result["state"] == "purging"
     st = state(app, rec)
     assert st["key_wrapped"] is False and st["key_destroyed_at"] is not None and st["tombstone"] is None
@@ -101,7 +103,9 @@ def test_extension_extends_the_store_lock(s3app, tmp_path):
     started = app.clock.now().replace(hour=10, minute=0, second=0) - timedelta(days=2 * 365)
     rec = ingest(app, tmp_path, started.isoformat(), customer="K-6")
     until = (started + timedelta(days=6 * 365)).replace(hour=0)  # at most 7 years after the call
-    result = change_retention(app, None, rec, "extend", until, "BaFin request 2026/4")
+    dpo, compliance = make_user(app, "dora", "dpo"), make_user(app, "carla", "compliance")
+    result = four_eyes(app, dpo, compliance, "retention.extend", rec,
+                       {"until": until.isoformat(), "reason": "BaFin request 2026/4"})
     assert result["new_until"] == until and result["lock_problems"] == []
     for key in media_keys(app, rec):
         assert app.stores.stores["cloud"].stat(key).retain_until == until

@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from retention_helpers import files_of, ingest, state, use_two_stores
+from retention_helpers import files_of, ingest, make_user, state, use_two_stores
 from sqlalchemy import func, select
 
 from cfcore.archive import read_channel
@@ -35,7 +35,7 @@ def test_purge_deletes_expired_and_keeps_the_rest(rapp, dep, tmp_path):
     expired_adv = ingest(app, tmp_path, "2026-09-01T10:00:00+00:00", two_sided=False, customer="K-2")
     fresh_adv = ingest(app, tmp_path, "2026-11-20T10:00:00+00:00", two_sided=False, customer="K-2")
     held = ingest(app, tmp_path, "2019-03-01T10:00:00+00:00", customer="K-3")
-    set_hold(app, None, held, "litigation 2026/17")
+    set_hold(app, make_user(app, "cora", "compliance"), held, "litigation 2026/17")
 
     # the default rules: MiFID 5 years for two-sided calls, 30 days for advisor-only calls
     with app.catalog.session() as s:
@@ -186,20 +186,20 @@ def test_rules_changed_since_archive_and_missing_dates(rapp, dep, tmp_path):
 
 
 def test_serve_job_purges_when_due(rapp, dep, tmp_path, frozen_clock):
+    from cfcore.jobs import registered_jobs
     from cfcore.retention import purge_job
-    from cfcore.web.jobs import registered_jobs
 
-    job = registered_jobs()["retention.purge"]
-    assert job.func is purge_job and job.interval_seconds == 900
+    job = registered_jobs(rapp)["retention.purge"]
+    assert job.run is purge_job and job.interval_seconds == 900
     app = rapp
     first = ingest(app, tmp_path, "2026-08-01T10:00:00+00:00", two_sided=False, name="first")
-    report = job.func(app)  # no disposal entry yet: due at once, runs as the system
+    report = job.run(app)  # no disposal entry yet: due at once, runs as the system
     assert [p["id"] for p in report.purged] == [first]
     second = ingest(app, tmp_path, "2026-08-02T10:00:00+00:00", two_sided=False, name="second")
     frozen_clock.advance(timedelta(hours=23))
-    assert job.func(app) is None  # purge_interval_seconds (a day) has not passed
+    assert job.run(app) is None  # purge_interval_seconds (a day) has not passed
     frozen_clock.advance(timedelta(hours=1))
-    assert [p["id"] for p in job.func(app).purged] == [second]
+    assert [p["id"] for p in job.run(app).purged] == [second]
     with app.catalog.session() as s:
         users = {e.user for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "retention.disposal"))}
     assert users == {"system"}

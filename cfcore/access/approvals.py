@@ -23,15 +23,13 @@ Life of a request::
 Every state change is audited (``approval.request|approve|reject|expire|execute|result``) with the
 user, PC host name, IP and function of whoever caused it, and the audit entry's ``approval_id``.
 
-Areas register their executors at import: ``register_action("retention.shorten", fn)``. The modules
-in ``AREA_MODULES`` are imported before any lookup, so the registry is complete whichever command
-runs.
+Areas register their executors through the ``cf_approval_actions`` hook (the in-tree ones in
+``cfcore.defaults.approval_actions``); a plugin adds its own four-eyes action the same way.
 """
 
 from __future__ import annotations
 
 import contextvars
-import importlib
 import json
 import secrets
 from collections.abc import Callable, Iterable
@@ -41,26 +39,15 @@ from typing import Any
 import attrs
 from sqlalchemy import select
 
-from hookspecs.types import AccessTarget, Decision, RequestContext
+from hookspecs.types import AccessTarget, ApprovalAction, Decision, RequestContext
 
 from ..db.models import Recording
 from ..db.models_access import Approval, ApprovalVote
 from ..errors import AccessDenied, CallFortError, ConflictError, InputError, NotFound
-from .guard import decide
+from ..states import OPEN_APPROVAL_STATES, ApprovalState
+from .policy import decide
 
 Executor = Callable[[Any, RequestContext, str, dict[str, Any]], dict[str, Any]]
-
-#: Modules that register executors at import (missing modules are skipped).
-AREA_MODULES = (
-    "cfcore.access.users",
-    "cfcore.access.links",
-    "cfcore.access.auditlog",
-    "cfcore.archive",
-    "cfcore.retention",
-    "cfcore.dsar",
-    "cfcore.dsar.export",
-    "cfcore.crypto.rotation",
-)
 
 #: What kind of target an action is about, when its registration does not say.
 DEFAULT_TARGET_KINDS = {
@@ -68,87 +55,31 @@ DEFAULT_TARGET_KINDS = {
     "roles": "user", "users": "user", "keys": "keys", "audit": "audit", "dsar": "subject",
 }
 
-STATES = ("requested", "approved", "rejected", "expired", "executed")
-OPEN_STATES = ("requested", "approved")
+STATES = tuple(ApprovalState)
+OPEN_STATES = OPEN_APPROVAL_STATES
 
 #: The approval whose executor runs in this thread/task (lets the executor authorize more than once).
 _running: contextvars.ContextVar[tuple[ApprovalView, str] | None] = contextvars.ContextVar(
     "cf_running_approval", default=None)
 
 
-@attrs.frozen(kw_only=True)
-class ActionSpec:
-    name: str
-    executor: Executor
-    target_kind: str
-    description: str = ""
-    #: yes/no parameters, checked strictly when the request is filed (``param_flag``)
-    flags: tuple[str, ...] = ()
+def registered_actions(app: Any) -> dict[str, ApprovalAction]:
+    """Every four-eyes action with an executor, from ``cf_approval_actions`` (the areas' own
+    registrations over the access module's fallbacks)."""
+    return app.pm.approval_actions()  # type: ignore[no-any-return]
 
 
-_REGISTRY: dict[str, ActionSpec] = {}
-_DEFAULTS: dict[str, ActionSpec] = {}
-_areas_loaded = False
-
-
-def register_action(name: str, executor: Executor, *, target_kind: str | None = None,
-                    description: str = "", flags: tuple[str, ...] = ()) -> None:
-    """Register the function that runs ``name`` once approved:
-    ``executor(app, ctx, target_id, params) -> dict`` (a JSON-able result for the caller).
-
-    Registering another function under a taken name is an error (two areas claim one action)."""
-    existing = _REGISTRY.get(name)
-    if existing is not None and _qualname(existing.executor) != _qualname(executor):
-        raise ValueError(f"four-eyes action '{name}' is registered twice "
-                         f"({_qualname(existing.executor)} and {_qualname(executor)})")
-    kind = target_kind or DEFAULT_TARGET_KINDS.get(name.split(".", 1)[0], name.split(".", 1)[0])
-    _REGISTRY[name] = ActionSpec(name=name, executor=executor, target_kind=kind, description=description,
-                                 flags=flags)
-
-
-def register_default_action(name: str, executor: Executor, *, target_kind: str | None = None,
-                            description: str = "", flags: tuple[str, ...] = ()) -> None:
-    """Like ``register_action``, but yields to an area's own registration of ``name`` (the access
-    module's fallbacks, e.g. ``keys.rotate``, ``recording.export`` as a download link)."""
-    kind = target_kind or DEFAULT_TARGET_KINDS.get(name.split(".", 1)[0], name.split(".", 1)[0])
-    _DEFAULTS[name] = ActionSpec(name=name, executor=executor, target_kind=kind, description=description,
-                                 flags=flags)
-
-
-def _qualname(fn: Callable[..., Any]) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def _load_areas() -> None:
-    global _areas_loaded
-    if _areas_loaded:
-        return
-    for mod in AREA_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not mod.startswith(exc.name):
-                raise  # the module exists but one of its imports is missing: a real error
-    _areas_loaded = True
-
-
-def registered_actions() -> dict[str, ActionSpec]:
-    """Every action with an executor: the areas' registrations over the access fallbacks."""
-    _load_areas()
-    return {**_DEFAULTS, **_REGISTRY}
-
-
-def target_kind(action: str) -> str:
+def target_kind(app: Any, action: str) -> str:
     """The kind of target ``action`` is about (from its registration, else by its prefix)."""
-    spec = registered_actions().get(action)
-    if spec is not None:
+    spec = registered_actions(app).get(action)
+    if spec is not None and spec.target_kind:
         return spec.target_kind
     prefix = action.split(".", 1)[0]
     return DEFAULT_TARGET_KINDS.get(prefix, prefix)
 
 
-def _spec(action: str) -> ActionSpec:
-    specs = registered_actions()
+def _spec(app: Any, action: str) -> ApprovalAction:
+    specs = registered_actions(app)
     if action not in specs:
         raise InputError(f"'{action}' has no executor here: run it with its own command and the approval id",
                          hint="e.g. cf export ID --out FILE --approval APPROVAL_ID")
@@ -159,7 +90,7 @@ def _spec(action: str) -> ActionSpec:
 
 
 def _fold_user(name: str) -> str:
-    from .users import fold_username
+    from .names import fold_username
 
     return fold_username(name)
 
@@ -296,13 +227,13 @@ def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
     return params
 
 
-def _check_action_name(action: str) -> None:
+def _check_action_name(app: Any, action: str) -> None:
     """An unknown function name is a typo, not a denial: say so, with the closest name."""
     import difflib
 
     from ..defaults.access_policy import MATRIX
 
-    known = set(MATRIX) | set(registered_actions())
+    known = set(MATRIX) | set(registered_actions(app))
     if action in known:
         return
     near = difflib.get_close_matches(action, sorted(known), n=1, cutoff=0.6)
@@ -334,13 +265,13 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
     if target_id is not None and (not str(target_id).strip() or len(str(target_id)) > 128):
         raise InputError("target must be 1 to 128 characters")
     params = _check_params(params)
-    _check_action_name(action)
-    spec = registered_actions().get(action)
+    _check_action_name(app, action)
+    spec = registered_actions(app).get(action)
     for flag in spec.flags if spec else ():
         param_flag(params, flag)  # "rewrap=flase" is refused now, not after two people approved it
-    if target_id is not None and target_kind(action) == "user":
+    if target_id is not None and target_kind(app, action) == "user":
         target_id = _fold_user(target_id)  # stored as people read it: DORA, Dora, ｄｏｒａ are dora
-    target = resolve_target(app, target_kind(action), target_id)
+    target = resolve_target(app, target_kind(app, action), target_id)
     decision = decide(app, ctx, action, target)
     if decision.decision is Decision.DENY:
         app.audit.record(ctx, "approval.request", "approval", None, "denied",
@@ -541,7 +472,7 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
     requester_id = _requester_id(app, a.id)
     if ctx.actor.user_id != requester_id:
         _refuse(app, ctx, a, "execute", "only the requester runs an approved request")
-    run = executor or _spec(a.action).executor
+    run = executor or _spec(app, a.action).execute
     actx = _actx(ctx, a.id)
     with app.catalog.session() as s:
         row = s.scalars(select(Approval).where(Approval.id == a.id).with_for_update()).one()
@@ -610,14 +541,6 @@ def get_request(app: Any, ctx: RequestContext, approval_id: str) -> ApprovalView
     return a
 
 
-def _expire_job(app: Any) -> int:
+def expire_job(app: Any) -> int:
+    """The ``approvals.expire`` job of ``cf serve`` (see ``cfcore.defaults.jobs``)."""
     return expire(app)
-
-
-def _register_job() -> None:
-    from ..web.jobs import register_job
-
-    register_job("approvals.expire", 60, _expire_job)
-
-
-_register_job()

@@ -12,7 +12,6 @@ from typing import Any
 from hookspecs.types import AccessTarget, AuditView, RequestContext
 
 from ..errors import InputError
-from . import approvals
 from .guard import authorize
 
 MAX_LIMIT = 10000
@@ -78,5 +77,3 @@ def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     return {"count": len(rows), "entries": rows}
 
 
-approvals.register_default_action("audit.export", _exec_export, target_kind="audit",
-                                  description="export audit entries (params since_seq, until_seq)")

@@ -95,11 +95,3 @@ def flush_job(app: Any) -> None:
     if agg is not None:
         agg.flush(app, only_due=True)
 
-
-def _register_job() -> None:
-    from ..web.jobs import register_job
-
-    register_job("auth.failures", 30, flush_job)
-
-
-_register_job()

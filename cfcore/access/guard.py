@@ -9,29 +9,20 @@ from typing import Any
 
 from hookspecs.types import AccessDecision, AccessTarget, Decision, RequestContext
 
+from ..authority import SYSTEM_RIGHTS, is_system
 from ..errors import AccessDenied, ApprovalRequired
+from .policy import decide
+
+__all__ = ["authorize", "decide", "list_scope"]
 
 
-def decide(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> AccessDecision:
-    """Combine all policy answers: any DENY wins, then NEEDS_APPROVAL, then ALLOW; no ALLOW = DENY.
-
-    Only asks; neither audits nor consumes an approval."""
-    answers: list[AccessDecision] = [
-        a for a in app.pm.hook.cf_access_decision(actor=ctx.actor, action=action, target=target, context=ctx)
-        if a is not None
-    ]
-    for wanted in (Decision.DENY, Decision.NEEDS_APPROVAL, Decision.ALLOW):
-        hit = next((a for a in answers if a.decision is wanted), None)
-        if hit is not None:
-            return hit
-    return AccessDecision(decision=Decision.DENY, reason="no policy allows this", by="default")
-
-
-def authorize(app: Any, ctx: RequestContext | None, action: str, target: AccessTarget, *,
+def authorize(app: Any, ctx: RequestContext, action: str, target: AccessTarget, *,
               audit_allowed: bool = False, detail: dict[str, Any] | None = None) -> AccessDecision:
     """Raise ``AccessDenied`` / ``ApprovalRequired`` (both audited) unless the access is allowed.
 
-    ``ctx=None`` is the system itself (purge job, capture): allowed, audited by the caller.
+    ``ctx`` is always given: the system's own work passes ``cfcore.authority.SYSTEM`` (or a
+    ``system_context``), which is allowed exactly the actions in ``SYSTEM_RIGHTS``; any other
+    action of the system is denied and audited. ``None`` is refused (``TypeError``).
 
     Four-eyes: when the policies answer NEEDS_APPROVAL (and none DENY) and the request runs under
     an approval (``ctx.approval_id``, set by ``cfcore.access.approvals.execute``), the approval is
@@ -42,7 +33,13 @@ def authorize(app: Any, ctx: RequestContext | None, action: str, target: AccessT
     audits here instead).
     """
     if ctx is None:
-        return AccessDecision(decision=Decision.ALLOW, reason="system", by="system")
+        raise TypeError("authorize needs a request context; the system's own work passes cfcore.authority.SYSTEM")
+    if is_system(ctx):
+        if action in SYSTEM_RIGHTS:
+            return AccessDecision(decision=Decision.ALLOW, reason=SYSTEM_RIGHTS[action], by="system")
+        app.audit.record(ctx, action, target.kind, target.id, "denied",
+                         {**(detail or {}), "reason": "not a right of the system (cfcore.authority.SYSTEM_RIGHTS)"})
+        raise AccessDenied(f"the system may not {action} on its own; a person must do it")
     decision = decide(app, ctx, action, target)
     if decision.decision is Decision.NEEDS_APPROVAL and ctx.approval_id:
         from .approvals import consume
@@ -67,13 +64,16 @@ def authorize(app: Any, ctx: RequestContext | None, action: str, target: AccessT
                                 "approves it and you run cf execute ID")
 
 
-def list_scope(app: Any, ctx: RequestContext | None, action: str = "recording.list", kind: str = "recording",
+def list_scope(app: Any, ctx: RequestContext, action: str = "recording.list", kind: str = "recording",
                *, detail: dict[str, Any] | None = None) -> str | None:
     """For listings and searches: ``None`` when the actor may see every ``kind``, else the advisor id
     to restrict the listing to (own-only); raises (audited) when neither is allowed.
 
     The caller audits the listing itself (with what it returned)."""
     if ctx is None:
+        raise TypeError("list_scope needs a request context; the system's own work passes cfcore.authority.SYSTEM")
+    if is_system(ctx):
+        authorize(app, ctx, action, AccessTarget(kind=kind, attributes={"scope": "all"}), detail=detail)
         return None
     everything = AccessTarget(kind=kind, attributes={"scope": "all"})
     if decide(app, ctx, action, everything).decision is Decision.ALLOW:

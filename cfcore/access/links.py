@@ -197,10 +197,6 @@ def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     return issue(app, ctx, target_id, purpose="export", bind_ip=approvals.param_flag(params, "bind_ip", None))
 
 
-approvals.register_default_action("recording.play", _exec_play, target_kind="recording",
-                                  description="a streaming link to another advisor's call", flags=("bind_ip",))
-approvals.register_default_action("recording.export", _exec_export, target_kind="recording",
-                                  description="a download link for an approved export", flags=("bind_ip",))
 
 #: Executors the API uses instead of the registered ones: over HTTP an approved export is a
 #: short-lived download link, never a file written on the server.

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +47,7 @@ from ..errors import AccessDenied, AuthenticationFailed, ConflictError, InputErr
 from . import approvals
 from .authflood import aggregator
 from .guard import authorize, decide
+from .names import fold_username
 from .roles import check_roles
 from .throttle import throttle_for
 
@@ -93,13 +93,6 @@ def _dummy_hash(app: Any) -> str:
         h = _hasher(app).hash(secrets.token_hex(16))
         app.__dict__["_cf_dummy_hash"] = h
     return h
-
-
-def fold_username(name: str) -> str:
-    """A user name as people read it: Unicode compatibility form (NFKC: full-width letters become
-    ASCII), case-folded, surrounding whitespace removed. Every place that stores or compares a
-    user name goes through this (or ``normalise_username``, which also checks the result)."""
-    return unicodedata.normalize("NFKC", name or "").casefold().strip()
 
 
 def normalise_username(name: str) -> str:
@@ -801,8 +794,6 @@ def _execute_role_change(app: Any, ctx: RequestContext, target_id: str, params: 
     return {"user": target_id, "roles": after, "advisor_id": user.advisor_id}
 
 
-approvals.register_action("roles.change", _execute_role_change, target_kind="user",
-                          description="change a user's roles or advisor id")
 
 __all__ = [
     "AccessDenied", "IssuedToken", "ResetHalf", "UserView", "actor_for", "add_user", "authenticate_password",

@@ -29,20 +29,26 @@ from hookspecs.types import (
     CallEvent,
     CallEventKind,
     Consent,
+    ConsentMethod,
     FinishedCall,
     RecordingMode,
     RequestContext,
 )
 
 from ..access.guard import authorize, list_scope
+from ..authority import system_context
+from ..clock import utc
 from ..db.models_capture import CallConsent, CaptureRunnerRow, LiveCall, ModeRequest
 from ..errors import CallFortError, ConflictError, InputError, NotFound
+from ..states import ACTIVE_CALL_STATES, CallState, RequestStatus
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("record_both", "pause", "resume")
-METHODS = ("web", "api", "cli", "cti", "dtmf", "demo")
-ACTIVE = ("ringing", "recording", "held")
+METHODS = tuple(m.value for m in ConsentMethod)
+ACTIVE = ACTIVE_CALL_STATES
+#: How long the hand-over of a finished call waits for a mode request of the call being applied.
+CONSENT_WAIT_SECONDS = 20.0
 #: A runner that has not written a heartbeat for this long is considered gone.
 RUNNER_STALE_SECONDS = 15.0
 #: How long before the request the advisor's action may lie (a command's start-up, a password
@@ -125,7 +131,7 @@ def on_call_event(app: Any, event: CallEvent) -> None:
         if row is None:
             row = LiveCall(call_id=event.call_id, source=event.source, pbx_call_id=event.pbx_call_id,
                            advisor_id=event.advisor_id or "?", direction=(event.direction.value if event.direction else "in"),
-                           customer_hint=mask_number(event.customer_number), state="ringing",
+                           customer_hint=mask_number(event.customer_number), state=CallState.RINGING,
                            mode=RecordingMode.ADVISOR_ONLY.value, started_at=event.at, updated_at=now)
             s.add(row)
         elif row.source != event.source:
@@ -136,43 +142,58 @@ def on_call_event(app: Any, event: CallEvent) -> None:
         row.updated_at = now
         kind = event.kind
         if kind is CallEventKind.ANSWERED:
-            row.state, row.answered_at = "recording", event.at
+            row.state, row.answered_at = CallState.RECORDING, event.at
             row.mode = RecordingMode.ADVISOR_ONLY.value
         elif kind is CallEventKind.HELD and row.state in ACTIVE:
-            row.state = "held"
-        elif kind is CallEventKind.RESUMED and row.state == "held":
-            row.state = "recording"
+            row.state = CallState.HELD
+        elif kind is CallEventKind.RESUMED and row.state == CallState.HELD:
+            row.state = CallState.RECORDING
         elif kind is CallEventKind.TRANSFERRED:
             row.transferred_to = (event.detail.get("to") or "")[:64] or None
         elif kind is CallEventKind.ENDED:
             if row.state in ACTIVE:
-                row.state = "failed" if event.detail.get("error") else "ended"
+                row.state = CallState.FAILED if event.detail.get("error") else CallState.ENDED
                 row.ended_at = event.at
                 row.end_reason = (event.detail.get("reason") or "")[:200] or None
-            s.execute(update(ModeRequest).where(ModeRequest.call_id == row.call_id, ModeRequest.status == "pending")
-                      .values(status="failed", decided_at=now, message="the call has ended"))
+            s.execute(update(ModeRequest).where(ModeRequest.call_id == row.call_id, ModeRequest.status == RequestStatus.PENDING)
+                      .values(status=RequestStatus.FAILED, decided_at=now, message="the call has ended"))
 
 
 def archive_call(app: Any, call: FinishedCall) -> str:
     """Hand a finished leg to ingest with the consents recorded here; returns the recording id.
 
     Safe to call again for the same leg (after a crash): ingest returns the existing recording.
+    A source may hand the call over the moment ``set_mode(BOTH)`` returned, before the runner wrote
+    the consent: requests of this call still being applied are waited for (up to
+    ``CONSENT_WAIT_SECONDS``), so that the consent that backs the BOTH segment is seen.
     """
     from ..ingest import ingest_call
     from ..subjects import normalise_number
 
+    deadline = time.monotonic() + CONSENT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with app.catalog.session() as s:
+            applying = s.scalars(select(ModeRequest.id).where(
+                ModeRequest.call_id == call.call_id, ModeRequest.status == RequestStatus.APPLYING).limit(1)).first()
+        if applying is None:
+            break
+        time.sleep(0.05)
     with app.catalog.session() as s:
         rows = list(s.scalars(select(CallConsent).where(CallConsent.call_id == call.call_id)
                               .order_by(CallConsent.applied_at, CallConsent.id)))
+        live = s.get(LiveCall, call.call_id)
+        ended = live.ended_at if live is not None and live.ended_at is not None else app.clock.now()
     # The consent's offset is where the PBX began keeping the customer's voice in the audio as
     # written (the start of the two-sided stretch it opened), never a clock difference: the files
-    # can be shorter than the call (no frames while nobody sends audio).
+    # can be shorter than the call (no frames while nobody sends audio). Ingest bounds it by the
+    # wall clock (``wall_seconds``), so a source cannot place a consent before the advisor acted.
     starts = consent_positions(call)
     consents = []
     for i, c in enumerate(rows):
         offset = starts[i] if i < len(starts) else max(0.0, (c.applied_at - call.started_at).total_seconds())
-        consents.append(Consent(given_at=c.given_at, offset=offset, by_user=c.by_user,
-                                method=c.method if c.method in METHODS[:5] else "api", applied_at=c.applied_at))
+        consents.append(Consent(given_at=c.given_at, offset=offset, by_user=c.by_user, method=c.method,
+                                applied_at=c.applied_at))
+    wall_seconds = max(0.0, (utc(ended) - call.started_at).total_seconds())
     cc = app.config.get("deployment.country_code", str, "49")
     numbers = []
     for n in call.customer_numbers:
@@ -182,17 +203,20 @@ def archive_call(app: Any, call: FinishedCall) -> str:
         except InputError:
             log.warning("call %s: caller number %s is not a phone number; not kept as a subject", call.call_id,
                         mask_number(n))
-    known = {(c.given_at, c.by_user) for c in call.consents}
-    merged = tuple(call.consents) + tuple(c for c in consents if (c.given_at, c.by_user) not in known)
-    rec_id = ingest_call(app, attrs.evolve(call, consents=merged, customer_numbers=tuple(numbers)),  # type: ignore[arg-type]
-                         ctx=None)
+    if call.consents:
+        # Only consents the core recorded (the advisor's request, applied by the runner) count: a
+        # source cannot vouch for a consent itself.
+        log.warning("call %s: %d consent(s) claimed by source %s ignored; only the core's own count",
+                    call.call_id, len(call.consents), call.source)
+    rec_id = ingest_call(app, attrs.evolve(call, consents=tuple(consents), customer_numbers=tuple(numbers)),  # type: ignore[arg-type]
+                         ctx=system_context(f"capture.{call.source}"[:64]), wall_seconds=wall_seconds)
     now = app.clock.now()
     with app.catalog.session() as s:
         row = s.get(LiveCall, call.call_id, with_for_update=True)
         if row is not None:
             row.recording_id, row.archived_at, row.updated_at = rec_id, now, now
-            if row.state in ACTIVE + ("ended",):
-                row.state = "archived"
+            if row.state in ACTIVE + (CallState.ENDED,):
+                row.state = CallState.ARCHIVED
                 row.ended_at = row.ended_at or now
     return rec_id
 
@@ -250,7 +274,7 @@ def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, metho
         problem = None
         if row.state not in ACTIVE:
             problem = f"call {call_id} has ended"
-        elif row.state == "ringing":
+        elif row.state == CallState.RINGING:
             problem = f"call {call_id} is not answered yet"
         elif action == "resume" and row.mode != RecordingMode.PAUSED.value:
             problem = f"call {call_id} is not paused"
@@ -260,13 +284,13 @@ def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, metho
             req = ModeRequest(id=secrets.token_hex(16), call_id=call_id, source=row.source, action=action,
                               method=method, requested_at=now, acted_at=acted, user_id=ctx.actor.user_id,
                               username=ctx.actor.username, host=ctx.host, ip=ctx.ip, function=ctx.function,
-                              status="pending")
+                              status=RequestStatus.PENDING)
             if (action == "record_both" and row.mode == RecordingMode.BOTH.value) or (
                     action == "pause" and row.mode == RecordingMode.PAUSED.value):
-                req.status, req.mode, req.decided_at, req.message = "applied", row.mode, now, "already in this mode"
+                req.status, req.mode, req.decided_at, req.message = RequestStatus.APPLIED, row.mode, now, "already in this mode"
             s.add(req)
             s.flush()
-            app.audit.append(s, ctx, f"call.{action}", "call", call_id, "requested" if req.status == "pending" else "ok",
+            app.audit.append(s, ctx, f"call.{action}", "call", call_id, "requested" if req.status == RequestStatus.PENDING else "ok",
                              {"request": req.id, "method": method, "advisor_id": row.advisor_id,
                               **({"note": req.message} if req.message else {})})
             view = _rview(req)
@@ -284,16 +308,16 @@ def wait_request(app: Any, request_id: str, timeout: float = 15.0, poll: float =
             req = s.get(ModeRequest, request_id)
             if req is None:
                 raise NotFound(f"no request {request_id}")
-            if req.status not in ("pending", "applying"):
+            if req.status not in (RequestStatus.PENDING, RequestStatus.APPLYING):
                 return _rview(req)
             if time.monotonic() >= deadline:
-                if req.status == "pending":
+                if req.status == RequestStatus.PENDING:
                     res = s.execute(update(ModeRequest).where(ModeRequest.id == request_id,
-                                                              ModeRequest.status == "pending")
-                                    .values(status="expired", decided_at=app.clock.now(),
+                                                              ModeRequest.status == RequestStatus.PENDING)
+                                    .values(status=RequestStatus.EXPIRED, decided_at=app.clock.now(),
                                             message="no capture runner picked the request up"))
                     if res.rowcount:  # type: ignore[attr-defined]
-                        req.status, req.message = "expired", "no capture runner picked the request up"
+                        req.status, req.message = RequestStatus.EXPIRED, "no capture runner picked the request up"
                         return _rview(req)
                 if extended:
                     return _rview(req)  # still applying: the caller reports it as not confirmed
@@ -306,11 +330,11 @@ def trigger(app: Any, ctx: RequestContext, call_id: str, action: str, method: st
             timeout: float = 15.0, acted_at: datetime | None = None) -> RequestView:
     """Request and wait; raises ``CaptureUnavailable`` / ``ConflictError`` unless applied."""
     req = request_mode(app, ctx, call_id, action, method, acted_at)
-    if req.status == "pending":
+    if req.status == RequestStatus.PENDING:
         req = wait_request(app, req.id, timeout)
-    if req.status == "failed":
+    if req.status == RequestStatus.FAILED:
         raise ConflictError(f"{action.replace('_', '-')} for call {call_id} failed: {req.message}")
-    if req.status != "applied":
+    if req.status != RequestStatus.APPLIED:
         raise CaptureUnavailable(
             f"{action.replace('_', '-')} for call {call_id} was not confirmed: {req.message or 'the capture runner did not answer in time'}",
             hint="is 'cf capture run' or 'cf serve' running for this PBX? see 'cf capture status'")
@@ -343,13 +367,13 @@ def claim_requests(app: Any, sources: list[str], runner_id: str) -> list[ModeReq
     if not sources:
         return []
     with app.catalog.session() as s:
-        ids = list(s.scalars(select(ModeRequest.id).where(ModeRequest.status == "pending",
+        ids = list(s.scalars(select(ModeRequest.id).where(ModeRequest.status == RequestStatus.PENDING,
                                                           ModeRequest.source.in_(sources))
                              .order_by(ModeRequest.requested_at).limit(50)))
         claimed = []
         for rid in ids:
-            res = s.execute(update(ModeRequest).where(ModeRequest.id == rid, ModeRequest.status == "pending")
-                            .values(status="applying", runner_id=runner_id))
+            res = s.execute(update(ModeRequest).where(ModeRequest.id == rid, ModeRequest.status == RequestStatus.PENDING)
+                            .values(status=RequestStatus.APPLYING, runner_id=runner_id))
             if res.rowcount:  # type: ignore[attr-defined]
                 claimed.append(rid)
         return list(s.scalars(select(ModeRequest).where(ModeRequest.id.in_(claimed))
@@ -383,7 +407,7 @@ def finish_request(app: Any, req: ModeRequest, mode: RecordingMode | None, ok: b
     now = app.clock.now()
     applied = applied_at or now
     ctx = _requester(req)
-    status = "applied" if ok else "unavailable" if unreachable else "failed"
+    status = RequestStatus.APPLIED if ok else RequestStatus.UNAVAILABLE if unreachable else RequestStatus.FAILED
     with app.catalog.session() as s:
         # Lock order everywhere: live call, then request, then (in the audit) the audit head.
         row = s.get(LiveCall, req.call_id, with_for_update=True)
@@ -445,11 +469,11 @@ def reap(app: Any, sources: list[str]) -> dict[str, int]:
     """
     now = app.clock.now()
     with app.catalog.session() as s:
-        req = s.execute(update(ModeRequest).where(ModeRequest.source.in_(sources), ModeRequest.status == "applying")
-                        .values(status="failed", decided_at=now,
+        req = s.execute(update(ModeRequest).where(ModeRequest.source.in_(sources), ModeRequest.status == RequestStatus.APPLYING)
+                        .values(status=RequestStatus.FAILED, decided_at=now,
                                 message="the capture runner stopped while applying the request"))
-        calls = s.execute(update(LiveCall).where(LiveCall.source.in_(sources), LiveCall.state == "ringing")
-                          .values(state="ended", ended_at=now, updated_at=now,
+        calls = s.execute(update(LiveCall).where(LiveCall.source.in_(sources), LiveCall.state == CallState.RINGING)
+                          .values(state=CallState.ENDED, ended_at=now, updated_at=now,
                                   end_reason="capture restarted while ringing; outcome unknown"))
         return {"requests": req.rowcount or 0, "calls": calls.rowcount or 0}  # type: ignore[attr-defined]
 

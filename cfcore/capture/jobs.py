@@ -1,12 +1,11 @@
-"""``cf serve`` runs the capture runner as a long-running job (interval 0: started once)."""
+"""``cf serve`` runs the capture runner as a long-running job (interval 0: started once; registered
+by ``cfcore.defaults.jobs``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from typing import Any
-
-from ..web.jobs import register_job
 
 log = logging.getLogger(__name__)
 
@@ -26,5 +25,3 @@ async def run_capture(app: Any) -> None:
         await runner.stop()
         raise
 
-
-register_job("capture", 0, run_capture)

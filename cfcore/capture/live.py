@@ -487,7 +487,7 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
         sample_rate=rate, codec="pcm_s16le", two_sided=two_sided, state=state, retention_class="",
         legal_hold=False, created_at=now,
         segments=[ModeSegmentRow(idx=i, start=sg.start, end=sg.end, mode=sg.mode.value) for i, sg in enumerate(plan)],
-        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method,
+        consents=[ConsentRow(given_at=c.given_at, offset=c.offset, by_user=c.by_user, method=c.method.value,
                              applied_at=c.applied_at) for c in consents],
         subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
         media=media_rows)

@@ -33,16 +33,24 @@ class CaptureError(CallFortError):
 
 
 def discover_sources(app: Any) -> list[CaptureSource]:
-    """Every source the installed plugins return for this deployment's config."""
+    """Every source the registered capture source types create for this deployment's config.
+
+    Each type is built from the section of the plugin that registered it (``[plugins.<plugin>]``),
+    so two PBX plugins never see each other's settings."""
     sources: list[CaptureSource] = []
-    hook = app.pm.hook.cf_capture_sources
-    for impl in hook.get_hookimpls():
-        ctx = app.plugin_context(impl.plugin_name)
+    for name, reg in app.pm.capture_source_types().items():
+        plugin = app.pm.registered_by("cf_capture_sources", name) or name
+        ctx = app.plugin_context(plugin)
+        options = app.plugin_options(reg, ctx.config, f"plugins.{plugin}")
         try:
-            found = impl.function(ctx=ctx) or []
+            found = reg.create(options, ctx) or []
         except Exception as exc:
-            raise PluginError(f"plugin {impl.plugin_name} cannot start its capture source: {exc}",
-                              hint=f"check [plugins.{impl.plugin_name}] in {app.config.path}") from exc
+            raise PluginError(f"plugin {plugin} cannot start its capture source {name}: {exc}",
+                              hint=f"check [plugins.{plugin}] in {app.config.path}") from exc
+        for src in found:
+            if not isinstance(src, CaptureSource):
+                raise PluginError(f"capture source type {name} of plugin {plugin} created "
+                                  f"{type(src).__name__}, which is not a CaptureSource")
         sources.extend(found)
     names = [s.name for s in sources]
     dup = {n for n in names if names.count(n) > 1}

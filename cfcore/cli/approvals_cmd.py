@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _line(a: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _summary(rec: Any) -> dict[str, Any]:

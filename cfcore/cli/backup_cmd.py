@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 _PASS_ENV = click.option("--passphrase-env", default="CF_BACKUP_PASSPHRASE", show_default=True,
                          help="Environment variable holding the passphrase (at least 12 characters).")

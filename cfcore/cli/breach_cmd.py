@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 #: CLI option -> case field (see cfcore.fis.breach.FIELDS).
 _FIELD_OPTIONS = (

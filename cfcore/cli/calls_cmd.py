@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _call_line(c: dict[str, Any]) -> str:
@@ -28,7 +28,7 @@ def _control(state: Any, call_id: str, action: str, timeout: float, as_json: boo
 
     from ..capture import controller
     from .context import cli_context
-    from .main import seconds_since_start
+    from .started import seconds_since_start
 
     app = state.app
     ctx = cli_context(app, f"cli.calls.{action.replace('_', '-')}")

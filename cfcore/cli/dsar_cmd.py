@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def register(cli: click.Group) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def register(cli: click.Group) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..deployment import DEFAULT_CONFIG
-from .main import emit
+from .output import emit
 
 
 def register(cli: click.Group) -> None:

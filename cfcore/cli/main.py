@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
-import pkgutil
 import sys
-import time
 from typing import Any
 
 import click
 
 from .. import __version__
 from ..errors import CallFortError
+from .output import emit
+from .started import seconds_since_start
 
-#: When this process got here: the advisor pressed Enter a few milliseconds before (the slow
-#: part, opening the deployment and logging in, comes later).
-_STARTED = time.monotonic()
+__all__ = ["COMMAND_MODULES", "CliState", "cli", "emit", "main", "seconds_since_start"]
+
 
 
 class CfGroup(click.Group):
@@ -50,15 +48,21 @@ def cli(ctx: click.Context, config_path: str | None, user: str | None, verbose: 
                         format="cf: %(levelname)s: %(message)s" if not verbose
                         else "%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     ctx.obj = CliState(config_path, user)
+    ctx.call_on_close(ctx.obj.close)
 
 
 class CliState:
-    """Opens the deployment lazily, once per command."""
+    """Opens the deployment lazily, once per command, and closes it when the command ends."""
 
     def __init__(self, config_path: str | None, user: str | None = None) -> None:
         self.config_path = config_path
         self.user = user
         self._app: Any = None
+
+    def close(self) -> None:
+        if self._app is not None:
+            app, self._app = self._app, None
+            app.close()
 
     @property
     def app(self) -> Any:
@@ -72,25 +76,18 @@ class CliState:
         return self._app
 
 
-def seconds_since_start() -> float:
-    """Seconds since this ``cf`` process began (the advisor's action time for ``cf calls``)."""
-    return time.monotonic() - _STARTED
-
-
-def emit(data: Any, as_json: bool, human: str | None = None) -> None:
-    """Print ``data`` as JSON (``--json``) or the human text."""
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo(human if human is not None else str(data))
+#: The core's command modules, each with ``register(cli)``. Listed, not discovered by file name:
+#: a plugin adds commands through ``cf_cli_commands`` (a test checks that every ``*_cmd.py`` is here).
+COMMAND_MODULES = (
+    "approvals_cmd", "archive_cmd", "audit_cmd", "backup_cmd", "breach_cmd", "calls_cmd", "demo_cmd", "doctor_cmd",
+    "dsar_cmd", "fis_cmd", "hold_cmd", "init_cmd", "keys_cmd", "plugins_cmd", "retention_cmd", "serve_cmd",
+    "store_cmd", "users_cmd",
+)
 
 
 def _register_builtin_commands() -> None:
-    from . import __path__ as pkg_path
-
-    for info in sorted(pkgutil.iter_modules(pkg_path), key=lambda i: i.name):
-        if info.name.endswith("_cmd"):
-            importlib.import_module(f"{__package__}.{info.name}").register(cli)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}").register(cli)
 
 
 def _register_plugin_commands(argv: list[str]) -> None:
@@ -113,7 +110,7 @@ def _register_plugin_commands(argv: list[str]) -> None:
         config = load_config(path)
         pm = get_plugin_manager(config)
         _PRELOADED[str(config.path)] = pm
-        pm.hook.cf_cli_commands(cli=cli)
+        pm.add_cli_commands(cli)
     except CallFortError:
         return  # the command itself reports the config problem when it opens the deployment
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def register(cli: click.Group) -> None:
@@ -27,7 +27,7 @@ def register(cli: click.Group) -> None:
         rows = [s for s in mgr.statuses if show_all or not s.builtin]
         lines = []
         for s in rows:
-            hooks = ", ".join(s.hooks) or "-"
+            hooks = ", ".join(f"{h} (provisional)" if h in s.provisional else h for h in s.hooks) or "-"
             extra = f" ({s.error})" if s.error else ""
             lines.append(f"{s.name:<16} {s.distribution:<22} {s.version:<10} {s.status:<13} {hooks}{extra}")
         warning = mgr.test_only_warning()

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _purge_text(report: dict[str, Any]) -> str:

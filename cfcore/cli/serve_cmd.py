@@ -42,9 +42,9 @@ def register(cli: click.Group) -> None:
 
         import uvicorn
 
+        from ..jobs import registered_jobs
         from ..logs import FORMATS, configure
         from ..web import create_app, redact_access_log
-        from ..web.jobs import registered_jobs
         from .context import system_cli_context
 
         app = state.app
@@ -56,7 +56,7 @@ def register(cli: click.Group) -> None:
         configure(fmt, getattr(logging, log_level.upper()))
         host = host or app.config.get("server.host", str, DEFAULT_HOST)
         port = port if port is not None else app.config.get("server.port", int, DEFAULT_PORT)
-        jobs = [] if no_jobs else sorted(registered_jobs())
+        jobs = [] if no_jobs else sorted(registered_jobs(app))
         app.audit.record(system_cli_context("cli.serve"), "server.start", "server", f"{host}:{port}", "ok",
                          {"jobs": jobs})
         fa = create_app(app, run_jobs=not no_jobs)

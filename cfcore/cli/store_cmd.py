@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _scope(recordings: tuple[str, ...]) -> tuple[str, ...]:

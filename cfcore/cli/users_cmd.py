@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from .main import emit
+from .output import emit
 
 
 def _new_password(from_stdin: bool, required: bool) -> str | None:

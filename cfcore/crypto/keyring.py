@@ -179,13 +179,16 @@ def create_keyring(options: Mapping[str, Any], ctx: PluginContext) -> KeyRing:
 def open_key_provider(app: Any) -> KeyProvider:
     """The key provider named by ``[keys] provider`` (default ``keyring``)."""
     name = app.config.get("keys.provider", str, "keyring")
-    found = app.pm.registrations("cf_key_providers")
+    found = app.pm.key_provider_types()
     if name not in found:
         raise ConfigError(f"{app.config.path}: keys.provider '{name}' is not available",
                           hint="choose one of: " + (", ".join(sorted(found)) or "(none installed)"))
     options = dict(app.config.section("keys"))
     options["dir"] = str(app.keys_dir)
-    provider: KeyProvider = found[name].create(options, app.plugin_context(name, section="keys"))
+    options.pop("provider", None)
+    reg = found[name]
+    ctx = app.plugin_context(name, plugin=app.pm.registered_by("cf_key_providers", name))
+    provider: KeyProvider = reg.create(app.plugin_options(reg, options, "keys"), ctx)
     return provider
 
 

@@ -15,7 +15,7 @@ from .keyring import rewrap_all
 KEYS_TARGET = AccessTarget(kind="keys")
 
 
-def rotate_keys(app: Any, ctx: RequestContext | None, *, rewrap: bool = False) -> dict[str, Any]:
+def rotate_keys(app: Any, ctx: RequestContext, *, rewrap: bool = False) -> dict[str, Any]:
     from ..access.guard import authorize
 
     authorize(app, ctx, "keys.rotate", KEYS_TARGET)
@@ -34,12 +34,3 @@ def _exec_rotate(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     return rotate_keys(app, ctx, rewrap=bool(param_flag(params, "rewrap", False)))
 
 
-def _register_actions() -> None:
-    from ..access import approvals
-
-    approvals.register_action("keys.rotate", _exec_rotate, target_kind="keys",
-                              description="create a new key-encryption key (params: rewrap=true re-wraps data keys)",
-                              flags=("rewrap",))
-
-
-_register_actions()

@@ -10,16 +10,14 @@ See docs/dsar.md.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from hookspecs.types import RequestContext
 
-from ..errors import ConflictError, InputError
+from ..errors import InputError
 from .collect import build_report, check_lang, report_ids, subject_pseudonyms, subject_target
+from .files import write_private
 from .render import FORMATS, render
 
 
@@ -42,27 +40,5 @@ def produce_report(app: Any, ctx: RequestContext, *, customer_ids: Iterable[str]
     return data, report
 
 
-def write_private(out: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a file holding personal data: mode 0600, never over an existing file, atomic."""
-    path = Path(out)
-    if path.exists():
-        raise ConflictError(f"{path} exists already", hint="choose another --out file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-    except FileExistsError:
-        raise ConflictError(f"{path} exists already", hint="choose another --out file") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-from . import export as _export  # noqa: E402,F401 - registers the four-eyes action dsar.export
 
 __all__ = ["FORMATS", "build_report", "produce_report", "render", "write_private"]

@@ -26,9 +26,10 @@ from hookspecs.types import RequestContext
 from ..access import approvals
 from ..db.models import Recording, RecordingSubject
 from ..errors import InputError, NotFound
+from ..states import LIVE_RECORDING_STATES
 from .collect import subject_pseudonyms, subject_target
 
-LIVE_STATES = ("archived", "incomplete")
+LIVE_STATES = LIVE_RECORDING_STATES
 
 
 #: how the requester gets the copies (the only way)
@@ -103,5 +104,3 @@ def export_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[st
                      hint=DOWNLOAD_HINT.replace("{id}", ctx.approval_id or "ID"))
 
 
-approvals.register_action("dsar.export", export_copies, target_kind="subject",
-                          description="copies of a person's recordings for the person (MiFID II Art. 16(7))")

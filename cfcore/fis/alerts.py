@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from hookspecs.types import Alert, Severity
+from hookspecs.types import Severity
 
 from ..db.models_fis import FisAlert
 from ..errors import NotFound
@@ -33,9 +33,6 @@ def new_alert_id() -> str:
     return secrets.token_hex(6)
 
 
-def to_alert(row: FisAlert) -> Alert:
-    return Alert(id=row.id, rule=row.rule, severity=Severity(row.severity), summary=row.summary,
-                 raised_at=row.raised_at, evidence=tuple(row.evidence))  # type: ignore[arg-type]
 
 
 def alert_dict(row: FisAlert, *, deliveries: bool = True) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from hookspecs.types import Notifier
 
 from ..db.models_fis import FisAlert, FisDelivery
 from ..errors import ConfigError
-from .alerts import to_alert
+from .views import to_alert
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,16 @@ def build_notifier(app: Any, name: str) -> Notifier:
         raise ConfigError(f"notifier '{name}' is not configured (or disabled)",
                           hint="choose one of: " + (", ".join(sorted(sections)) or "(none: add a [notify.<name>] section)"))
     opts = sections[name]
-    types = app.pm.registrations("cf_notifiers")
+    types = app.pm.notifier_types()
     kind = opts["type"]
     if kind not in types:
         raise ConfigError(f"{app.config.path}: notify.{name}.type '{kind}' is not available",
                           hint="choose one of: " + (", ".join(sorted(types)) or "(no notifier plugin installed)"))
     options = {k: v for k, v in opts.items() if k not in _RESERVED}
     try:
-        return types[kind].create(options, app.plugin_context(name, section=f"notify.{name}"))  # type: ignore[no-any-return]
+        reg = types[kind]
+        ctx = app.plugin_context(name, plugin=app.pm.registered_by("cf_notifiers", kind))
+        return reg.create(app.plugin_options(reg, options, f"notify.{name}"), ctx)  # type: ignore[no-any-return]
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{app.config.path}: [notify.{name}]: {exc}") from None
 

@@ -62,14 +62,3 @@ def run_anchor(app: Any) -> dict[str, Any]:
     app.audit.last_periodic_anchor = now
     return {"anchored": a is not None, "seq": a["seq"] if a else None}
 
-
-def _register() -> None:
-    try:
-        from ..web.jobs import register_job
-    except ImportError:  # a build without the web layer: no scheduler to join
-        return
-    register_job(JOB_NAME, TICK_SECONDS, run_scheduled)
-    register_job(ANCHOR_JOB, TICK_SECONDS, run_anchor)
-
-
-_register()

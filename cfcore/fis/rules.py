@@ -60,7 +60,7 @@ def _same_kind(default: Any, value: Any) -> bool:
 
 def active_rules(app: Any) -> list[ActiveRule]:
     """All registered rules with their effective options, in name order."""
-    regs: dict[str, FisRule] = app.pm.registrations("cf_fis_rules")
+    regs: dict[str, FisRule] = app.pm.fis_rules()
     section = app.config.section("fis.rules")
     path = app.config.path
     unknown = sorted(set(section) - set(regs))

@@ -34,11 +34,12 @@ from hookspecs.types import Severity, StoreFailure
 from ..audit import is_anchor_key
 from ..db.models import AuditEntry, DataKey, MediaObject, Recording, TombstoneRow
 from ..errors import CallFortError
+from ..states import LIVE_RECORDING_STATES
 
 log = logging.getLogger(__name__)
 
 #: Recording states whose media and data keys must exist.
-LIVE_STATES = ("archived", "incomplete")
+LIVE_STATES = LIVE_RECORDING_STATES
 _BATCH = 500
 
 

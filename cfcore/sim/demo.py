@@ -71,8 +71,9 @@ def _user_ctx(app: Any, username: str) -> RequestContext:
 
 def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
     """The pbx_asterisk plugin's source, configured for the simulator (not written to the config)."""
-    impls = [i for i in app.pm.hook.cf_capture_sources.get_hookimpls() if i.plugin_name == "pbx_asterisk"]
-    if not impls:
+    types = app.pm.capture_source_types()
+    reg = next((r for n, r in types.items() if app.pm.registered_by("cf_capture_sources", n) == "pbx_asterisk"), None)
+    if reg is None:
         raise PluginError("the pbx_asterisk plugin is not installed or is disabled",
                           hint="pip install -e plugins/pbx_asterisk (scripts/setup does it)")
     config = {"name": "asterisk-demo", "host": "127.0.0.1", "port": sim.port, "username": sim.username,
@@ -82,7 +83,7 @@ def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
     ctx = PluginContext(name="pbx_asterisk", config=config, clock=app.clock.now,
                         data_dir=app.data_dir / "plugins" / "pbx_asterisk-demo")
     try:
-        sources = impls[0].function(ctx=ctx)
+        sources = reg.create(app.plugin_options(reg, config, "plugins.pbx_asterisk"), ctx)
     except Exception as exc:
         raise PluginError(f"pbx_asterisk cannot start: {exc}") from exc
     return sources[0]

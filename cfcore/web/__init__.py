@@ -6,14 +6,13 @@
 ``/api/openapi.json`` (interactive docs at ``/api/docs``). A ``CallFortError`` becomes its
 ``http_status`` with the body ``{"error": "<message (hint)>"}``; so do validation and HTTP errors.
 
-Nothing here imports FastAPI at module level: the CLI imports ``cfcore.web.jobs`` cheaply.
+Nothing here imports FastAPI at module level: the CLI imports ``cfcore.web`` cheaply.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import pkgutil
 import re
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -51,14 +50,23 @@ def redact_access_log() -> None:
         logger.addFilter(RedactLinkTokens())
 
 
+#: The core's API areas, one ``routes_*`` module each with a ``router``. Listed, not discovered by
+#: file name: a plugin mounts its own ASGI app through ``cf_web_apps`` (a test checks that every
+#: ``routes_*.py`` is here).
+ROUTE_MODULES = (
+    "routes_approvals", "routes_audit", "routes_auth", "routes_calls", "routes_dsar", "routes_fis",
+    "routes_health", "routes_recordings", "routes_retention", "routes_stream", "routes_users",
+)
+
+
 def route_modules() -> list[str]:
     """The ``cfcore.web.routes_*`` modules, in name order."""
-    return sorted(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name.startswith("routes_"))
+    return sorted(f"{__name__}.{m}" for m in ROUTE_MODULES)
 
 
 def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
     """The API for ``app`` (a ``cfcore.app.App``). ``run_jobs=True`` runs the registered
-    background jobs (``cfcore.web.jobs``) for the lifetime of the server, as ``cf serve`` does."""
+    background jobs (``cfcore.jobs``) for the lifetime of the server, as ``cf serve`` does."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -71,7 +79,7 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
     async def lifespan(fa: FastAPI) -> Any:
         runner = None
         if run_jobs:
-            from .jobs import JobRunner
+            from ..jobs import JobRunner
 
             runner = JobRunner(app)
             fa.state.cf_jobs = runner
@@ -133,7 +141,6 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
             continue
         fa.include_router(router)
 
-    for result in app.pm.hook.cf_web_apps(ctx=app.plugin_context("web", section="server")):
-        for web_app in result or []:
-            fa.mount(web_app.path, web_app.app, name=web_app.name or None)
+    for web_app in app.pm.web_apps(app.plugin_context("web")):
+        fa.mount(web_app.path, web_app.app, name=web_app.name or None)
     return fa

@@ -32,11 +32,33 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from hookspecs import hookimpl
+import attrs
+
+from hookspecs import Secret, hookimpl
 from hookspecs.types import Alert, NotifierType, PluginContext
 
-_KNOWN = {"host", "port", "starttls", "tls", "username", "password", "sender", "recipients", "timeout", "cafile",
-          "verify", "subject_prefix", "allow_plaintext_auth", "local_hostname"}
+
+@attrs.frozen(kw_only=True)
+class SmtpOptions:
+    """``[notify.<name>] type = "smtp"``; the core builds it and refuses unknown keys."""
+
+    host: str
+    sender: str
+    recipients: list[str] | str
+    port: int | None = None
+    starttls: bool = False
+    tls: bool = False
+    username: str | None = None
+    password: Secret | None = attrs.field(default=None, repr=False)
+    timeout: float = 30.0
+    cafile: str | None = None
+    verify: bool = True
+    subject_prefix: str = "[CallFort]"
+    allow_plaintext_auth: bool = False
+    local_hostname: str | None = None
+
+
+_KNOWN = {f.name for f in attrs.fields(SmtpOptions)}
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:
@@ -135,10 +157,11 @@ class SmtpNotifier:
             raise RuntimeError(f"SMTP server refused {len(refused)} of {len(self.recipients)} recipients")
 
 
-def create(options: Mapping[str, Any], ctx: PluginContext) -> SmtpNotifier:
-    return SmtpNotifier(ctx.name, options, ctx)
+def create(options: SmtpOptions, ctx: PluginContext) -> SmtpNotifier:
+    return SmtpNotifier(ctx.name, {k: v for k, v in attrs.asdict(options, recurse=False).items() if v is not None}, ctx)
 
 
 @hookimpl
 def cf_notifiers() -> list[NotifierType]:
-    return [NotifierType(name="smtp", create=create, description="FIS alerts by e-mail over SMTP")]
+    return [NotifierType(name="smtp", create=create, options=SmtpOptions,
+                         description="FIS alerts by e-mail over SMTP")]

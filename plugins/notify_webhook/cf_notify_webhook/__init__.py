@@ -34,16 +34,30 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import httpx
 
-from hookspecs import hookimpl
+from hookspecs import Secret, hookimpl
 from hookspecs.types import Alert, NotifierType, PluginContext
 
 SIGNATURE_HEADER = "X-CallFort-Signature"
 TIMESTAMP_HEADER = "X-CallFort-Timestamp"
 ALERT_HEADER = "X-CallFort-Alert-Id"
-_KNOWN = {"url", "secret", "timeout", "cafile", "verify"}
 MIN_SECRET = 16
+
+
+@attrs.frozen(kw_only=True)
+class WebhookOptions:
+    """``[notify.<name>] type = "webhook"``; the core builds it and refuses unknown keys."""
+
+    url: str
+    secret: Secret = attrs.field(repr=False)
+    timeout: float = 10.0
+    cafile: str | None = None
+    verify: bool = True
+
+
+_KNOWN = {f.name for f in attrs.fields(WebhookOptions)}
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -119,10 +133,12 @@ class WebhookNotifier:
             raise RuntimeError(f"webhook {self._where} answered HTTP {resp.status_code}")
 
 
-def create(options: Mapping[str, Any], ctx: PluginContext) -> WebhookNotifier:
-    return WebhookNotifier(ctx.name, options, ctx)
+def create(options: WebhookOptions, ctx: PluginContext) -> WebhookNotifier:
+    return WebhookNotifier(ctx.name, {k: v for k, v in attrs.asdict(options, recurse=False).items() if v is not None},
+                           ctx)
 
 
 @hookimpl
 def cf_notifiers() -> list[NotifierType]:
-    return [NotifierType(name="webhook", create=create, description="FIS alerts as HMAC-signed HTTP POSTs")]
+    return [NotifierType(name="webhook", create=create, options=WebhookOptions,
+                         description="FIS alerts as HMAC-signed HTTP POSTs")]

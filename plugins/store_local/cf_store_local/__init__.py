@@ -20,10 +20,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+
+import attrs
 
 from hookspecs import hookimpl
 from hookspecs.types import ObjectInfo, PluginContext, StoreType
@@ -190,16 +191,19 @@ class LocalStore:
                     yield k
 
 
-def _create(options: Mapping[str, Any], ctx: PluginContext) -> LocalStore:
-    root = options.get("root")
-    if not isinstance(root, str) or not root:
-        raise ValueError("root is required (a directory for the objects)")
-    unknown = sorted(set(options) - {"root"})
-    if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} for a local store (choose one of: root)")
-    return LocalStore(ctx.name, Path(root))
+@attrs.frozen(kw_only=True)
+class LocalOptions:
+    """``[stores.<name>] type = "local"``: ``root`` is the directory of the objects (relative paths
+    are resolved against the config file's directory by the core)."""
+
+    root: str = attrs.field(validator=attrs.validators.min_len(1))
+
+
+def _create(options: LocalOptions, ctx: PluginContext) -> LocalStore:
+    return LocalStore(ctx.name, Path(options.root))
 
 
 @hookimpl
-def cf_media_stores():  # type: ignore[no-untyped-def]
-    return [StoreType(name="local", create=_create, description="objects in a directory of the local file system")]
+def cf_media_stores() -> list[StoreType]:
+    return [StoreType(name="local", create=_create, options=LocalOptions,
+                      description="objects in a directory of the local file system")]
