@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from .storage import StoreSet
 
 
+#: Config section of a plugin when it is not ``[plugins.<name>]``.
+PLUGIN_SECTIONS = {"crm_soap": "crm"}
+
+
 class App:
     def __init__(self, config: Config, *, clock: Clock | None = None,
                  pm: CorePluginManager | None = None, upgrade: bool = True) -> None:
@@ -47,6 +51,7 @@ class App:
                                 mac_key_path=self.keys_dir / "audit-mac.key", config=config)
         self.audit.anchor_stores = self._anchor_stores
         self.pm.on_failure = self._plugin_failed
+        self.pm.context_for = self.integration_context
 
     def __enter__(self) -> App:
         return self
@@ -66,6 +71,12 @@ class App:
         options; new code passes the instance section through ``plugin_options`` instead."""
         cfg = self.config.section(section or f"plugins.{plugin or name}")
         return PluginContext(name=name, config=cfg, clock=self.clock.now, data_dir=self.data_dir / "plugins" / name)
+
+    def integration_context(self, plugin: str) -> PluginContext:
+        """The context of a plugin's event and web hooks (``cf_recording_archived``,
+        ``cf_after_purge``, ``cf_web_apps``): its own section (``PLUGIN_SECTIONS`` names the
+        exceptions), the clock and its data directory."""
+        return self.plugin_context(plugin, section=PLUGIN_SECTIONS.get(plugin))
 
     def plugin_options(self, registration: Any, section: Mapping[str, Any], where: str) -> Any:
         """A registration's options: its ``options`` class built from ``section`` (unknown keys and

@@ -151,7 +151,11 @@ def _load(app: Any, rec_id: str) -> _Loaded:
                       for c in CHANNELS if (mo := media.get(c)) is not None)
         sample_rate = rec.sample_rate
         state = rec.state
-    if dk is None or dk.wrapped is None or dk.kek_id is None:
+    if dk is None:
+        from .sync.handover import no_local_key_error
+
+        raise no_local_key_error(app, rec_id)
+    if dk.wrapped is None or dk.kek_id is None:
         raise ConflictError(f"the data key of recording {rec_id} was destroyed (crypto-shredded); its audio is gone")
     if state == "purging":
         # the purge or an erasure has begun: nobody hears it between mark and shred
@@ -257,6 +261,15 @@ class WavView:
             raise IntegrityError(f"channels of {self.recording_id} have different lengths")
         return interleave(parts)
 
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self._channels)
+
+    def channel_frames(self, index: int, f0: int, f1: int) -> bytes:
+        """PCM16 samples ``[f0, f1)`` of one channel, decrypted in memory only."""
+        f1 = min(f1, self.frames)
+        return self._readers[index].read(2 * f0, 2 * f1) if f1 > f0 else b""
+
     def read(self, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of the WAV file (clamped to ``size``)."""
         end = self.size if end is None else min(end, self.size)
@@ -357,3 +370,28 @@ def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> 
     return export_recording(app, ctx, target_id, out)
 
 
+def consent_proofs(app: Any, ctx: Any, rec_id: str) -> list[dict[str, Any]]:
+    """The recording's consents with their decrypted proofs (``Consent.proof``), for whoever may
+    see the recording (``recording.show``); the read is audited (``recording.consent_proof``)."""
+    from .access.guard import authorize
+    from .db.models import ConsentRow
+
+    with app.catalog.session() as s:
+        rec = get_recording(s, rec_id)
+        target = recording_target(rec)
+        rows = [(c.id, c.given_at, c.offset, c.by_user, c.method, c.applied_at, c.proof_enc)
+                for c in s.scalars(select(ConsentRow).where(ConsentRow.recording_id == rec_id).order_by(ConsentRow.id))]
+        dk = s.get(DataKey, rec_id)
+    authorize(app, ctx, "recording.show", target)
+    key = None
+    if any(r[6] for r in rows):
+        if dk is None or dk.wrapped is None or dk.kek_id is None:
+            raise ConflictError(f"the data key of recording {rec_id} was destroyed; its consent proofs are gone")
+        key = unwrap_data_key(app, rec_id, dk.kek_id, dk.wrapped)
+    out = []
+    for i, (_, given, offset, by_user, method, applied, enc) in enumerate(rows):
+        proof = json.loads(envelope.decrypt(key, rec_id, f"consent-{i}", enc)) if enc and key else {}
+        out.append({"given_at": _ts(given), "offset": offset, "by_user": by_user, "method": method,
+                    "applied_at": _ts(applied), "proof": proof})
+    app.audit.record(ctx, "recording.consent_proof", "recording", rec_id, "ok", {"consents": len(out)})
+    return out

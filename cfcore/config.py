@@ -31,7 +31,7 @@ CONFIG_NAME = "callfort.toml"
 KNOWN_SECTIONS = frozenset(
     {
         "deployment", "catalog", "keys", "archive", "stores", "plugins", "access", "retention",
-        "fis", "notify", "server", "capture", "sync", "crm", "dsar", "audit",
+        "fis", "notify", "server", "capture", "sync", "crm", "dsar", "audit", "webui", "transcription",
     }
 )
 
@@ -203,6 +203,10 @@ def validate(cfg: Config) -> None:
     _check_keys(cfg)
     _check_clear_secrets(cfg, cfg.data, "")
     cfg.get("deployment.site", str, "site-a")
+    role = cfg.get("deployment.role", str, "standalone")
+    if role not in ("standalone", "site", "archive"):  # see cfcore.sync.settings
+        raise ConfigError(f"{cfg.path}: deployment.role '{role}' is unknown",
+                          hint="choose one of: standalone, site, archive")
     for key in ("disabled", "required"):
         names = cfg.section("plugins").get(key, [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -237,8 +241,8 @@ def _check_keys(cfg: Config) -> None:
             raise ConfigError(f"{cfg.path}: [{dotted}] must be a table")
         names = [k.name for k in keys]
         for key in node:
-            if key in names or (dotted == "plugins" and isinstance(node[key], Mapping)):
-                continue  # [plugins.<name>]: checked against the installed plugins and their options
+            if key in names or (dotted in ("plugins", "sync") and isinstance(node[key], Mapping)):
+                continue  # [plugins.<name>], [sync.targets|sites.<name>]: checked by their owners
             near = closest(key, names)
             raise ConfigError(f"{cfg.path}: unknown key {dotted}.{key}" + (f" (did you mean {near}?)" if near else ""),
                               hint="see docs/config.md for every key")

@@ -34,6 +34,8 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("site", "string", '"site-a"', "Name of this site (recordings and audit entries carry it)."),
         _k("data_dir", "path", '"."', "Working directory of the deployment (relative to this file)."),
         _k("country_code", "string", '"49"', "Country calling code for numbers written without one."),
+        _k("role", "string", '"standalone"', "standalone, site (records, hands over to the archive) or archive "
+           "(see docs/sites.md)."),
     ),
     "catalog": (
         _k("url", "string", '"sqlite:///catalog.db"',
@@ -95,6 +97,7 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("host", "string", '"127.0.0.1"', "Listen address of cf serve."),
         _k("port", "integer", "8750", "Port of cf serve."),
         _k("public_url", "string", '""', "The URL people reach the server at (streaming links)."),
+        _k("outbox_max_attempts", "integer", "200", "Attempts per integration outbox message before it is given up."),
         _k("trusted_proxies", "list of addresses", "[]", "Reverse proxies whose X-Forwarded-For is believed."),
         _k("log_format", "string", '"text"', "Log lines: text, json (JSON lines) or kv (key=value)."),
         _k("secure_cookies", "boolean", "false", "The session cookie is always Secure (behind a TLS proxy)."),
@@ -119,6 +122,26 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("dpo_name", "string", '""', "The DPO named in Art. 33 drafts."),
         _k("dpo_contact", "string", '""', "The DPO's contact in Art. 33 drafts."),
         _k("authority", "string", '""', "The supervisory authority of Art. 33 drafts."),
+    ),
+    "sync": (
+        _k("target", "string", '"archive"', "Site: the [sync.targets.<name>] the nightly batch goes to."),
+        _k("window", "string", '"01:00-05:00"', "Site: the nightly hand-over window (HH:MM-HH:MM)."),
+        _k("timezone", "string", '"Europe/Berlin"', "Site: time zone of the window."),
+        _k("bandwidth_kbps", "integer", "0", "Site: upload cap in kbit/s (0: none)."),
+        _k("batch_recordings", "integer", "500", "Site: recordings per batch."),
+        _k("chunk_size", "integer", "4194304", "Site: upload chunk in bytes."),
+        _k("parallel_objects", "integer", "4", "Site: objects uploaded at once."),
+        _k("archive_public_key", "string", '""', "Site: the archive's X25519 public key (data keys are sealed to it)."),
+        _k("archive_signing_key", "string", '""', "Site: the archive's Ed25519 key that signs receipts."),
+        _k("local_key", "string", '"until-handover"', "Site: how long the site keeps a recording's key."),
+        _k("receipt_wait_seconds", "integer", "60", "Site: how long to wait for the archive's receipt."),
+        _k("inbox", "path", '""', "Archive: directory the sites upload to."),
+        _k("overdue_nights", "integer", "2", "Archive: nights without a batch before a site is overdue."),
+    ),
+    "webui": (
+        _k("default_language", "string", '"de"', "Language of the web UI before a user picks one (de or en)."),
+        _k("idle_minutes", "integer", "15", "Web UI sessions end after this many idle minutes."),
+        _k("time_zone", "string", '"Europe/Berlin"', "Time zone the web UI shows times in."),
     ),
     "dsar": (
         _k("controller", "string or {de, en}", '""', "Controller's name and address printed on Art. 15 reports."),

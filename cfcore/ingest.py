@@ -16,6 +16,7 @@ kill an ingest mid-way; a production install has no such plugin.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -55,6 +56,7 @@ from .errors import ConfigError, InputError
 from .retention import apply_retention
 from .storage import lock_recording_media
 from .subjects import pseudonyms_for
+from .sync.site_keys import site_keys_for
 from .wav import Audio, read_wav
 
 log = logging.getLogger(__name__)
@@ -298,7 +300,8 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
 
     rec_id = new_recording_id(now)
     data_key = envelope.new_data_key()
-    kek_id, wrapped = wrap_data_key(app, rec_id, data_key)
+    site_keys = site_keys_for(app, rec_id, data_key)  # a site seals every key to the archive at once
+    kek_id, wrapped = wrap_data_key(app, rec_id, data_key) if site_keys is None or site_keys.keep_local else ("", b"")
     pcm = {"advisor": advisor_pcm, "customer": customer_pcm}
     media_rows: list[MediaObject] = []
     media_sha: dict[str, str] = {}
@@ -319,6 +322,11 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                               plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
             media_sha[channel] = sha
             _crash_point(app, "after-store")
+        # A consent's proof (a dial-in opt-in's announcement, digit, times) is kept encrypted
+        # under the recording's data key, like the audio: it goes with the key at purge.
+        proofs = [envelope.encrypt(data_key, rec_id, f"consent-{i}",
+                                   json.dumps(dict(c.proof), sort_keys=True).encode()) if c.proof else None
+                  for i, c in enumerate(all_consents)]
         del data_key
 
         # Two-sided (and kept as such, MiFID) follows the consent, not the audio that survived.
@@ -334,15 +342,18 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                      start_hi=s.start_bounds[1] if s.start_bounds else None)
                       for i, s in enumerate(plan)],
             consents=[ConsentRow(given_at=c.given_at, offset=min(c.offset, duration), by_user=c.by_user,
-                                 method=c.method.value, applied_at=c.applied_at)
-                      for c in all_consents],
+                                 method=c.method.value, applied_at=c.applied_at, proof_enc=proofs[i])
+                      for i, c in enumerate(all_consents)],
             subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
             media=media_rows,
         )
         with app.catalog.session() as s:
             apply_retention(app, s, rec)  # class, keep-until and rule from cfcore.retention
             s.add(rec)
-            s.add(DataKey(recording_id=rec_id, kek_id=kek_id, wrapped=wrapped, created_at=now))
+            if wrapped:
+                s.add(DataKey(recording_id=rec_id, kek_id=kek_id, wrapped=wrapped, created_at=now))
+            if site_keys is not None:
+                s.add(site_keys.row(rec_id, now))
             s.flush()
             app.audit.append(s, ctx, "recording.archive", "recording", rec_id, "ok", {
                 "row_digest": row_digest(rec), "channels": [c for c in CHANNELS if pcm[c] is not None],
@@ -361,6 +372,9 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                                  {"source": source, "pbx_call_id": pbx_call_id, "duration": round(duration, 3),
                                   "warnings": warnings[:20], "retention_class": rec.retention_class})
                 log.warning("recording %s: %s", rec_id, "; ".join(warnings[:3]))
+            from .outbox import enqueue
+
+            events = enqueue(app, s, "cf_recording_archived", recording_info(rec))
             _crash_point(app, "before-commit")
     except Exception:
         # nothing of a failed ingest stays visible, and nothing of it stays in the stores either
@@ -373,13 +387,17 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 log.warning("could not remove %s after a failed ingest; 'cf archive sweep' will", key)
         raise
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
-    lock_recording_media(app, rec, ctx)
-    info = recording_info(rec)
-    # Every listener is called; a failing one never undoes the archive nor silences the others. The
-    # failure is audited by plugin name (``plugin.hook_failed``, and here against the recording).
-    for failure in app.pm.recording_archived(info):
-        app.audit.record(None, "recording.archived_hook", "recording", rec_id, "error",
-                         {"plugin": failure.plugin, "error": failure.error})
+    if site_keys is None:  # a site's copies go away at hand-over; the archive locks its own
+        lock_recording_media(app, rec, ctx)
+    # first delivery of cf_recording_archived now; failures are audited and retried from the
+    # outbox by cf serve (cfcore.outbox), they never undo the archive
+    if events:
+        from .outbox import deliver
+
+        try:
+            deliver(app, events)
+        except Exception:  # noqa: BLE001 - the outbox job retries
+            log.exception("delivering cf_recording_archived for %s failed", rec_id)
     return rec_id
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from hookspecs.types import (
     AccessTarget,
     Actor,
     ApprovalAction,
+    ArchiveGateway,
     AudioClip,
     BackgroundJob,
     BrokenCopy,
@@ -40,6 +42,7 @@ from hookspecs.types import (
     SyncTargetType,
     Tombstone,
     Transcript,
+    TranscriptionUnavailable,
     WebApp,
 )
 
@@ -65,6 +68,7 @@ DEFAULT_PLUGINS = (
     "cfcore.defaults.access_policy",
     "cfcore.defaults.retention_rules",
     "cfcore.defaults.fis_rules",
+    "cfcore.defaults.sync_rules",
     "cfcore.defaults.jobs",
     "cfcore.defaults.approval_actions",
 )
@@ -116,6 +120,8 @@ class CorePluginManager:
             self.pm.add_hookspecs(importlib.import_module(mod))
         self.statuses: list[PluginStatus] = []
         self.on_failure: Callable[[HookFailure], None] | None = None
+        #: a plugin's own context for the event hooks (set by the ``App``)
+        self.context_for: Callable[[str], PluginContext] | None = None
         self._owners: dict[tuple[str, str], str] = {}
 
     @property
@@ -281,11 +287,24 @@ class CorePluginManager:
                     self._owners[("cf_approval_actions", reg.name)] = plugin
         return found
 
-    def web_apps(self, ctx: PluginContext) -> list[WebApp]:
+    def web_apps(self, ctx_for: Callable[[str], PluginContext],
+                 archive_for: Callable[[str], ArchiveGateway]) -> list[WebApp]:
+        """Every plugin's web apps; each plugin is called with its own context and the archive
+        gateway acting for it (``ctx_for(plugin)``, ``archive_for(plugin)``)."""
         apps: list[WebApp] = []
-        results, _ = self.call_each("cf_web_apps", ctx=ctx)
-        for _plugin, result in results:
-            apps.extend(result or [])
+        for impl in self._impls("cf_web_apps"):
+            plugin = impl.plugin_name
+            try:
+                kwargs = {"ctx": ctx_for(plugin), "archive": archive_for(plugin)}
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+                found = list(result or [])
+                for web_app in found:
+                    if not isinstance(web_app, WebApp):
+                        raise TypeError(f"returned {type(web_app).__name__}, not WebApp")
+            except Exception as exc:
+                self._failed("cf_web_apps", plugin, exc)
+                continue
+            apps.extend(found)
         return apps
 
     # policy and retention: fail closed ---------------------------------------------------
@@ -336,19 +355,67 @@ class CorePluginManager:
                 return str(reason)
         return None
 
-    def transcribe(self, audio: AudioClip, language: str) -> Transcript | None:
-        """The first engine's transcript; an engine that raises is reported and the next one asked."""
-        return self._first("cf_transcribe", audio=audio, language=language)[1]  # type: ignore[no-any-return]
+    def transcribe(self, audio: AudioClip, language: str,
+                   settings: Mapping[str, Any] | None = None) -> Transcript | None:
+        """The first engine's transcript; an engine that raises is reported and the next one asked.
+        ``TranscriptionUnavailable`` (the language's model is missing) is the engine's answer, not
+        a failure: it reaches the caller, which records the refusal."""
+        kwargs = {"audio": audio, "language": language, "settings": dict(settings or {})}
+        for impl in self._impls("cf_transcribe"):
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except TranscriptionUnavailable:
+                raise
+            except Exception as exc:
+                self._failed("cf_transcribe", impl.plugin_name, exc)
+                continue
+            if result is not None:
+                return result  # type: ignore[no-any-return]
+        return None
 
     # notifications: every listener is called ---------------------------------------------
-    def recording_archived(self, recording: RecordingInfo) -> list[HookFailure]:
-        return self.broadcast("cf_recording_archived", recording=recording)
+    def implementers(self, hook_name: str) -> list[str]:
+        """The plugins implementing ``hook_name``, in calling order."""
+        return [impl.plugin_name for impl in self._impls(hook_name)]
+
+    def call_one(self, hook_name: str, plugin: str, **kwargs: Any) -> Any:
+        """Call one plugin's implementation of ``hook_name`` (the outbox delivers events this way).
+        A failure is reported (log, ``plugin.hook_failed``) and re-raised so that the caller can
+        retry; ``LookupError`` when the plugin no longer implements the hook."""
+        for impl in self._impls(hook_name):
+            if impl.plugin_name != plugin:
+                continue
+            try:
+                return impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                self._failed(hook_name, plugin, exc)
+                raise
+        raise LookupError(f"plugin {plugin} no longer implements {hook_name}")
+
+    def _announce(self, hook_name: str, key: str, value: Any, event_id: str | None) -> list[HookFailure]:
+        """A direct broadcast of an event hook, each plugin with its own context (the core itself
+        delivers these through ``cfcore.outbox``, which retries)."""
+        event_id = event_id or secrets.token_hex(16)
+        failures: list[HookFailure] = []
+        for impl in self._impls(hook_name):
+            try:
+                ctx = self.context_for(impl.plugin_name) if self.context_for is not None else None
+                kwargs = {key: value, "event_id": event_id, "ctx": ctx}
+                if "ctx" in impl.argnames and ctx is None:
+                    raise PluginError(f"no context for plugin {impl.plugin_name}")
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                failures.append(self._failed(hook_name, impl.plugin_name, exc))
+        return failures
+
+    def recording_archived(self, recording: RecordingInfo, event_id: str | None = None) -> list[HookFailure]:
+        return self._announce("cf_recording_archived", "recording", recording, event_id)
 
     def store_copy_broken(self, event: BrokenCopy) -> list[HookFailure]:
         return self.broadcast("cf_store_copy_broken", event=event)
 
-    def after_purge(self, tombstone: Tombstone) -> list[HookFailure]:
-        return self.broadcast("cf_after_purge", tombstone=tombstone)
+    def after_purge(self, tombstone: Tombstone, event_id: str | None = None) -> list[HookFailure]:
+        return self._announce("cf_after_purge", "tombstone", tombstone, event_id)
 
     def add_cli_commands(self, cli: Any) -> list[HookFailure]:
         return self.broadcast("cf_cli_commands", cli=cli)

@@ -572,6 +572,9 @@ def _delete_media(app: Any, keys: list[str]) -> None:
 
 def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | None:
     """Destroy the key, write the tombstone, drop the catalog rows: one transaction."""
+    from . import outbox
+    from .transcripts import drop as drop_transcript
+
     with app.catalog.session() as s:
         rec = _load(s, rec_id, lock=True)
         task = s.get(PurgeTask, rec_id)
@@ -594,6 +597,7 @@ def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | Non
         rec.consents.clear()
         rec.subjects.clear()
         rec.media.clear()
+        drop_transcript(s, rec.id)  # its ciphertext is unreadable already: the key is gone
         for hold in s.scalars(select(LegalHold).where(LegalHold.recording_id == rec.id)):
             s.delete(hold)
         ov = s.get(RetentionOverride, rec.id)
@@ -614,7 +618,11 @@ def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | Non
         tomb = Tombstone(recording_id=rec.id, started_at=rec.started_at, ended_at=rec.ended_at, deleted_at=now,
                          reason=task.reason, rule=task.rule, subject_pseudonyms=pseudonyms,
                          ciphertext_sha256=hashes)
-    app.pm.after_purge(tomb)  # every listener is called; a failing one is logged and audited by name
+        events = outbox.enqueue(app, s, "cf_after_purge", tomb)  # committed with the shred
+    try:  # first delivery now; failures are audited and retried by cf serve (cfcore.outbox)
+        outbox.deliver(app, events)
+    except Exception:  # a broken listener must not undo or block the purge
+        log.exception("a cf_after_purge implementation failed for %s", rec_id)
     return tomb
 
 

@@ -184,12 +184,17 @@ def run_cf(deployment: Path, frozen_clock: FrozenClock) -> Callable[..., subproc
     The process runs on the test's clock: ``CF_NOW`` is the ``frozen_clock``'s time at the call
     (the in-process app and the subprocess must never disagree about the date; a test may pass its
     own ``CF_NOW``), honoured through the test-only plugin ``testkit/``. That plugin's warning line
-    is removed from ``stderr`` unless ``raw_stderr=True``."""
+    is removed from ``stderr`` unless ``raw_stderr=True``. ``real_clock=True`` runs it on the real
+    clock instead, for tests whose app and other processes run on the real clock (a PBX simulator,
+    sipp, a ``cf capture run`` subprocess)."""
 
     def run(*args: str, env: dict[str, str] | None = None, check: bool = False, input: str | None = None,
-            timeout: float = 120, raw_stderr: bool = False) -> subprocess.CompletedProcess[str]:
+            timeout: float = 120, raw_stderr: bool = False,
+            real_clock: bool = False) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "CF_CONFIG": str(deployment), "CF_NOW": frozen_clock.now().isoformat(),
                     **(env or {})}
+        if real_clock:
+            full_env.pop("CF_NOW", None)
         proc = subprocess.run([sys.executable, "-m", "cfcore", *args], capture_output=True, text=True,
                               env=full_env, input=input, timeout=timeout)
         if not raw_stderr:  # the test kit's own warning line, printed by every command it is loaded in

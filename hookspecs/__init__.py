@@ -14,7 +14,7 @@ HOOKSPEC_VERSION = "1.1"
 
 #: Parts of the contract the core does not use yet: their shape may still change when the issue
 #: that needs them lands (``cf plugins`` marks a plugin that implements one).
-PROVISIONAL = frozenset({"cf_sync_targets", "cf_transcribe"})
+PROVISIONAL: frozenset[str] = frozenset()
 
 #: The spec modules, one per concern, in the order the manager registers them.
 SPEC_MODULES = (

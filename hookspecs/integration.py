@@ -5,16 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from ._markers import hookspec
-from .types import PluginContext, RecordingInfo, WebApp
+from .types import ArchiveGateway, PluginContext, RecordingInfo, WebApp
 
 
 @hookspec
-def cf_recording_archived(recording: RecordingInfo) -> None:
-    """Called once a recording is committed to the archive (transcript, CRM, replication).
+def cf_recording_archived(recording: RecordingInfo, event_id: str, ctx: PluginContext) -> None:
+    """Called once a recording is committed to the archive (CRM notification, replication).
+    Results are ignored.
 
-    Results are ignored; an exception is logged and audited, never undoes the archive.
+    Delivered through the core's outbox (``cfcore.outbox``): the event is committed with the
+    archive, then each implementing plugin is called alone; an exception is audited and the call
+    is retried later (also after a restart) with the same ``event_id`` — pass it on as the
+    idempotency key so that the receiver ignores a repeat. Never undoes the archive.
 
-    Added in 1.0.
+    :param recording: the recording (no customer identifiers in clear).
+    :param event_id: 32 hex characters, the same on every retry of this event for this plugin.
+    :param ctx: the plugin's own context (config section, clock, data directory).
+        Implementations may omit ``event_id`` and ``ctx``.
+
+    Added in 1.0; ``event_id``, ``ctx`` and the outbox in 1.1. Example::
+
+        @hookimpl
+        def cf_recording_archived(recording, event_id, ctx):
+            crm_client(ctx.config).notify(recording.id, idempotency_key=event_id)  # raise to retry
     """
 
 
@@ -32,8 +45,18 @@ def cf_cli_commands(cli: Any) -> None:
 
 
 @hookspec
-def cf_web_apps(ctx: PluginContext) -> list[WebApp]:
-    """Return ASGI apps that ``cf serve`` mounts (e.g. the CRM SOAP endpoint). All collected.
+def cf_web_apps(ctx: PluginContext, archive: ArchiveGateway) -> list[WebApp]:
+    """Return ASGI apps that ``cf serve`` mounts (e.g. the CRM SOAP endpoint at ``/soap/crm``).
 
-    Added in 1.0.
+    Called once per implementing plugin with that plugin's own ``ctx`` (its config section
+    ``[plugins.<name>]``; ``[crm]`` for ``crm_soap``; the clock) and ``archive``, an
+    ``ArchiveGateway`` acting for that plugin as a named user through the access decisions and the
+    audit trail. All results are collected; each ``WebApp`` is mounted at its ``path``.
+    Implementations may omit ``archive``.
+
+    Added in 1.0; per-plugin context and ``archive`` in 1.1. Example::
+
+        @hookimpl
+        def cf_web_apps(ctx, archive):
+            return [WebApp(path="/soap/crm", app=make_soap_app(archive, ctx.config))]
     """

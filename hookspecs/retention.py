@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._markers import hookspec
-from .types import RecordingInfo, RetentionRule, Tombstone
+from .types import PluginContext, RecordingInfo, RetentionRule, Tombstone
 
 
 @hookspec
@@ -44,8 +44,12 @@ def cf_before_purge(recording: RecordingInfo) -> str | None:
 
 
 @hookspec
-def cf_after_purge(tombstone: Tombstone) -> None:
+def cf_after_purge(tombstone: Tombstone, event_id: str, ctx: PluginContext) -> None:
     """Called after a recording was purged and its key destroyed. Results are ignored.
 
-    Added in 1.0.
+    Delivered through the core's outbox like ``cf_recording_archived``: committed with the purge,
+    each plugin called alone with its own ``ctx``; an exception is audited and retried later with
+    the same ``event_id`` (the idempotency key). Implementations may omit ``event_id`` and ``ctx``.
+
+    Added in 1.0; ``event_id``, ``ctx`` and the outbox in 1.1.
     """

@@ -150,6 +150,10 @@ class Consent:
     method: ConsentMethod = attrs.field(converter=ConsentMethod)
     #: When the PBX confirmed the switch (``given_at`` is when the advisor acted). Added in 1.0.
     applied_at: datetime | None = attrs.field(default=None, validator=_aware)
+    #: Evidence of the consent (e.g. a dial-in opt-in: announcement id, version and hash, the digit,
+    #: times, the customer leg's id). Strings only; the core stores it encrypted with the recording's
+    #: data key and shows it only through the access decision. Added in 1.0.
+    proof: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
 
 
 @attrs.frozen(kw_only=True)
@@ -589,15 +593,63 @@ class NotifierType:
 # --------------------------------------------------------------------------- sync, transcription, integration
 
 
+class SyncUnavailable(Exception):
+    """The archive's inbox cannot be reached now (connection refused, cut, timed out, remote disk
+    full). Transient: the core keeps everything and resumes at the next run. Added in 1.0."""
+
+
+class SyncRefused(Exception):
+    """The transport refuses to go on for a security reason: the archive's host key is not the
+    pinned one, or the archive refused the site's client key. Not retried blindly: the core raises
+    an FIS alert and an operator must look. Added in 1.0."""
+
+
+@runtime_checkable
+class SyncFile(Protocol):
+    """A remote file open for writing (see ``SyncConnection.open_write``)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SyncConnection(Protocol):
+    """An open session with the archive's inbox. Paths are relative to the inbox root and
+    ``/``-separated; the core builds them from checked names only. Every method raises
+    ``SyncUnavailable`` or ``SyncRefused`` for transport problems."""
+
+    async def size(self, path: str) -> int | None:
+        """Size of a file, None when it does not exist."""
+
+    async def open_write(self, path: str, offset: int) -> SyncFile:
+        """Open ``path`` for writing at ``offset`` (0: create or truncate; >0: resume an upload,
+        the bytes before ``offset`` are kept)."""
+
+    async def read(self, path: str, limit: int) -> bytes | None:
+        """The whole file (at most ``limit`` bytes), None when it does not exist."""
+
+    async def makedirs(self, path: str) -> None: ...
+
+    async def rename(self, old: str, new: str) -> None:
+        """Rename; the new name must not exist (an atomic hand-over of a finished upload)."""
+
+    async def remove(self, path: str) -> None:
+        """Remove a file or a whole directory tree; an absent path is fine."""
+
+    async def close(self) -> None: ...
+
+
 @runtime_checkable
 class SyncTarget(Protocol):
-    """Where a site ships its recordings at night (the central archive)."""
+    """Where a site ships its recordings at night (the central archive's inbox).
+
+    The core owns the protocol (batches, manifests, receipts, resuming); a target only moves
+    bytes. ``connect`` opens a session (host key pinned, client key only, no passwords)."""
 
     name: str
 
-    async def push(self, key: str, data: bytes) -> None: ...
-
-    async def verify(self, key: str, sha256: str) -> bool: ...
+    async def connect(self) -> SyncConnection: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -619,11 +671,44 @@ class AudioClip:
 
 
 @attrs.frozen(kw_only=True)
+class TranscriptSegment:
+    """A word or phrase with its time in seconds from the start of the clip (or, once merged by
+    the core, of the recording) and whose voice it is (``None`` inside an engine's answer; the
+    core fills in the channel's role)."""
+
+    start: float = attrs.field(validator=v.ge(0.0))
+    end: float = attrs.field()
+    text: str = attrs.field(validator=v.instance_of(str))
+    role: ChannelRole | None = None
+    confidence: float | None = None
+
+    @end.validator
+    def _check_end(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value < self.start:
+            raise ValueError(f"transcript segment ends ({value}) before it starts ({self.start})")
+
+
+def _tsegments(value: Iterable[TranscriptSegment]) -> tuple[TranscriptSegment, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
 class Transcript:
+    """What an engine heard in one ``AudioClip``: the text and its timed words or phrases
+    (``segments``, seconds from the start of the clip). Added in 1.0; ``segments`` in 1.1."""
+
     recording_id: str
     language: str
     text: str
     engine: str
+    segments: tuple[TranscriptSegment, ...] = attrs.field(converter=_tsegments, factory=tuple)
+
+
+class TranscriptionUnavailable(Exception):
+    """An engine was asked for a language it is configured for but cannot serve now (e.g. the
+    operator's model path is missing). The message says what to install or configure; the core
+    records the refusal and does not try again until the configuration changes. Added in 1.1.
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -673,3 +758,102 @@ class ApprovalAction:
     #: yes/no parameters, checked strictly when the request is filed ("rewrap=flase" is refused
     #: then, not after two people approved it). Added in 1.1.
     flags: tuple[str, ...] = attrs.field(default=(), converter=_strs)
+
+
+# --------------------------------------------------------------------------- integrations (CRM)
+
+
+@attrs.frozen(kw_only=True)
+class GatewayCaller:
+    """Who asks through an integration such as the CRM: the acting user as the integration
+    vouches for them (``username``), the PC host name and IP for the audit trail, the function
+    (e.g. ``soap.crm.GetPlaybackLink``) and the integration (``via``, e.g. ``crm:main``).
+    Added in 1.1."""
+
+    username: str = attrs.field(validator=_nonempty)
+    host: str = attrs.field(validator=_nonempty)
+    ip: str = attrs.field(validator=_ip)
+    function: str = attrs.field(validator=_nonempty)
+    via: str = attrs.field(validator=_nonempty)
+
+
+@attrs.frozen(kw_only=True)
+class CallRecord:
+    """Metadata of one archived call as an integration may show it: no customer identifier, no
+    audio, no text. ``own`` is True when the acting user is the call's advisor. Added in 1.1."""
+
+    id: str
+    advisor_id: str
+    started_at: datetime = attrs.field(validator=_aware)
+    ended_at: datetime = attrs.field(validator=_aware)
+    duration: float
+    direction: Direction
+    two_sided: bool
+    transcript: bool
+    own: bool
+
+
+@attrs.frozen(kw_only=True)
+class LinkGrant:
+    """A signed, short-lived link for the acting user (``purpose`` ``play`` or ``transcript``).
+    Opening it needs that user's own session as well. Added in 1.1."""
+
+    url: str = attrs.field(validator=_nonempty)
+    expires_at: datetime = attrs.field(validator=_aware)
+    purpose: str = attrs.field(validator=_nonempty)
+
+
+@attrs.frozen(kw_only=True)
+class AccessRequestView:
+    """A four-eyes request for access to a call, as its requester sees it. ``state`` is one of
+    ``requested``, ``approved``, ``rejected``, ``expired``, ``executed``. Added in 1.1."""
+
+    id: str
+    call_id: str
+    purpose: str
+    state: str
+    requested_at: datetime = attrs.field(validator=_aware)
+    expires_at: datetime = attrs.field(validator=_aware)
+
+
+#: Why a gateway refused; the integration maps each to one fault.
+GATEWAY_REFUSALS = ("unknown-or-forbidden", "approval-required", "invalid", "unknown-user", "unavailable")
+
+
+class GatewayRefusal(Exception):
+    """A gateway call was refused. ``kind`` is one of ``GATEWAY_REFUSALS``: an unknown call and a
+    call the user may not see are both ``unknown-or-forbidden`` (same answer, nothing revealed);
+    ``approval-required`` means the user may ask for four-eyes access. Added in 1.1."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        if kind not in GATEWAY_REFUSALS:
+            raise ValueError(f"unknown refusal kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@runtime_checkable
+class ArchiveGateway(Protocol):
+    """What the core offers an integration plugin (handed over as the ``archive`` argument of
+    ``cf_web_apps``). Every method runs as ``caller``'s user through the access
+    decision and the audit trail, exactly as the API would; none returns audio or transcript text.
+    Raises ``GatewayRefusal``. Added in 1.1."""
+
+    def search_calls(self, caller: GatewayCaller, *, customer_id: str | None = None,
+                     customer_number: str | None = None, since: datetime | None = None,
+                     until: datetime | None = None, offset: int = 0, limit: int = 50) -> list[CallRecord]:
+        """Calls the user may list (an advisor: their own), newest first, found by customer
+        pseudonym."""
+
+    def call_metadata(self, caller: GatewayCaller, call_id: str) -> CallRecord: ...
+
+    def playback_link(self, caller: GatewayCaller, call_id: str, request_id: str | None = None) -> LinkGrant:
+        """A streaming link; ``request_id`` names an approved four-eyes request of the user."""
+
+    def transcript_link(self, caller: GatewayCaller, call_id: str, request_id: str | None = None) -> LinkGrant: ...
+
+    def request_access(self, caller: GatewayCaller, call_id: str, purpose: str, reason: str) -> AccessRequestView:
+        """File a four-eyes request (``purpose`` ``play`` or ``transcript``)."""
+
+    def access_request_status(self, caller: GatewayCaller, request_id: str) -> AccessRequestView: ...

@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = [
     "conftest_s3",
+    "conftest_sync",
     "pytester",
 ]
 

@@ -199,7 +199,7 @@ def test_stream_needs_login(world):
 def test_link_for_another_advisors_call_needs_four_eyes(world, exported):
     with world.http("u-advisor") as c:
         r = c.post(f"/api/recordings/{world.rec_other}/link")
-    assert r.status_code == 403 and "may not" in r.json()["error"]  # advisor: own calls only
+    assert r.status_code == 403 and "four-eyes" in r.json()["error"]  # advisor: a colleague's call needs four-eyes
     with world.http("u-supervisor") as c:
         r = c.post(f"/api/recordings/{world.rec_own}/link")
         assert r.status_code == 403 and "four-eyes" in r.json()["error"]

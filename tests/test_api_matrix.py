@@ -160,7 +160,8 @@ def test_self_service_endpoints_for_every_role(world, role):
 
 
 def _target(action, world):
-    kind = {"recording": world.rec_other, "retention": world.rec_other, "hold": world.rec_other}
+    kind = {"recording": world.rec_other, "retention": world.rec_other, "hold": world.rec_other,
+            "transcript": world.rec_other}
     prefix = action.split(".")[0]
     if prefix in kind:
         return kind[prefix]

@@ -166,7 +166,7 @@ def test_cf_web_apps_are_mounted(app):
         server = ApiServer(app).start()
         try:
             r = httpx.get(f"{server.base}/crm/soap", timeout=30)
-            assert r.status_code == 200 and r.text == "crm /crm/soap web"  # Starlette keeps the full path (root_path = /crm)
+            assert r.status_code == 200 and r.text == "crm /crm/soap crm_test"  # its own context; Starlette keeps the full path
             assert httpx.get(f"{server.base}/api/openapi.json", timeout=30).status_code == 200
         finally:
             server.stop()

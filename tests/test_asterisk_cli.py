@@ -6,6 +6,7 @@ from other processes. Real clocks everywhere here, so audio checks use the recor
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -94,7 +95,10 @@ def check_archive(app, rec_id) -> None:
 
 async def test_cf_calls_against_cf_capture_run(tmp_path, deployment, make_app, run_cf):
     """Also: the AMI secret is needed only where the capture runs (the advisors' commands run
-    without it), and ``cf -v`` shows the plugin's connect and resync lines."""
+    without it), and ``cf -v`` shows the plugin's connect and resync lines.
+
+    The simulator and ``cf capture run`` run on the real clock, so do the app and every ``cf``."""
+    run_cf = functools.partial(run_cf, real_clock=True)
     spool = tmp_path / "pbx-spool"
     assert "CF_TEST_AMI_SECRET" not in os.environ
     async with AsteriskSim(monitor_root=spool, secret="ami-secret-xyz") as sim:
@@ -230,16 +234,18 @@ def test_cf_demo_shows_recordings_arriving(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "cfcore", "recordings", "list", "--json"], env=env,
                             capture_output=True, text=True, timeout=60)
     recs = json.loads(listed.stdout)
-    assert len(recs) == 4
-    assert sorted(r["advisor_id"] for r in recs) == ["A100", "A101", "A101", "A102"]
-    assert sum(r["two_sided"] for r in recs) == 2
+    # four desk-phone legs and the mobile dial-in with opt-in (the declined one records nothing)
+    assert len(recs) == 5
+    assert sorted(r["advisor_id"] for r in recs) == ["A100", "A101", "A101", "A102", "A103"]
+    assert sum(r["two_sided"] for r in recs) == 3
+    assert "pressed 1" in run.stdout and "declined" in run.stdout
     assert not list((demo / "pbx-spool").glob("*.wav"))  # picked up and removed
     # A second run reuses the demo deployment.
     again = subprocess.run([sys.executable, "-m", "cfcore", "demo", "--pace", "0.3", "--json"], cwd=tmp_path,
                            env={k: v for k, v in env.items() if k not in ("CF_CONFIG",)},
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert len(json.loads(again.stdout)["recordings"]) == 4
+    assert len(json.loads(again.stdout)["recordings"]) == 5
     # A deployment cf demo did not create is refused.
     other = tmp_path / "prod"
     subprocess.run([sys.executable, "-m", "cfcore", "init", str(other)], env=env, check=True, capture_output=True)

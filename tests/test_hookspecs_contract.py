@@ -78,7 +78,7 @@ def test_the_docs_table_names_no_hook_that_does_not_exist():
 
 def test_the_signature_check_would_catch_a_drift(monkeypatch):
     assert spec_argnames("cf_access_decision") == ("actor", "action", "target", "context")
-    assert documented_signatures()["cf_transcribe"] == ("audio", "language")
+    assert documented_signatures()["cf_transcribe"] == ("audio", "language", "settings")
     assert documented_signatures()["cf_media_stores"] == ()
 
 

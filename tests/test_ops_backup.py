@@ -104,7 +104,7 @@ def test_db_upgrade_from_revision_0001_keeps_the_data(deployment, catalog_url, m
     engine.dispose()
     proc = cf(deployment, "db", "upgrade")
     assert proc.returncode == 0, proc.stderr
-    assert "0001 -> 0003_asterisk" in proc.stdout
+    assert re.search(r"0001 -> 00\d\d_\w+", proc.stdout), proc.stdout
     again = cf(deployment, "db", "upgrade")
     assert "newest revision" in again.stdout
     doctor = cf(deployment, "doctor", "--json")

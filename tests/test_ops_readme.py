@@ -33,7 +33,7 @@ def test_the_readme_after_demo_commands_and_the_demo_hint_work(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "intact" in proc.stdout.lower() or "ok" in proc.stdout.lower(), proc.stdout
     # the demo's closing hint: the lines after "Look at them", run as printed
-    hint = run.stdout.split("Look at them", 1)[1].splitlines()[1:]
+    hint = run.stdout.split("Look at them", 1)[1].split("\n\n", 1)[0].splitlines()[1:]  # up to the browser hint
     commands = [line.strip() for line in hint if line.strip() and "recordings show ID" not in line]
     assert any("audit verify" in c for c in commands) and all(not c.startswith("cf ") for c in commands)
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(commands)], cwd=tmp_path, env=env,

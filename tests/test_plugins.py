@@ -107,7 +107,8 @@ def test_duplicate_registration_names_are_an_error(tmp_path):
         mgr.registrations("cf_sync_targets")
 
 
-def test_sync_targets_are_collected_and_marked_provisional(tmp_path):
+def test_sync_targets_are_collected_and_no_longer_provisional(tmp_path):
+    """The core calls cf_sync_targets for real since issue 17 (cf sync): not provisional any more."""
     class P:
         @hookimpl
         def cf_sync_targets(self):
@@ -115,8 +116,8 @@ def test_sync_targets_are_collected_and_marked_provisional(tmp_path):
 
     mgr = get_plugin_manager(None, entry_points=[], extra=[("p", P())])
     assert list(mgr.sync_target_types()) == ["ssh"]
-    assert mgr.status("p").provisional == ("cf_sync_targets",)
-    assert mgr.status("p").as_dict()["provisional"] == ["cf_sync_targets"]
+    assert mgr.status("p").provisional == ()
+    assert mgr.status("p").as_dict()["provisional"] == []
 
 
 def test_transcribe_is_firstresult(tmp_path):
@@ -159,11 +160,16 @@ def test_cf_plugins_json_lists_in_tree_plugins_with_true_status(run_cf):
     out = run_cf("plugins", "--json", check=True)
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     for name in ("pbx_asterisk", "pbx_avaya", "mobile_ons", "store_local", "store_s3", "crm_soap",
-                 "notify_smtp", "notify_webhook"):
+                 "notify_smtp", "notify_webhook", "transcribe_sphinx"):
         assert name in rows, name
         assert rows[name]["distribution"] == "callfort-" + name.replace("_", "-")
-    for empty in ("pbx_avaya", "mobile_ons", "crm_soap"):
+    for empty in ("pbx_avaya",):
         assert rows[empty]["status"] == "no hooks yet" and rows[empty]["hooks"] == []
+    assert rows["mobile_ons"]["status"] == "ok"
+    assert {"cf_capture_sources", "cf_fis_rules"} <= set(rows["mobile_ons"]["hooks"])
+    assert rows["crm_soap"]["status"] == "ok"
+    assert set(rows["crm_soap"]["hooks"]) == {"cf_web_apps", "cf_recording_archived", "cf_after_purge"}
+    assert rows["transcribe_sphinx"]["hooks"] == ["cf_transcribe"]
     assert rows["store_local"]["status"] == "ok" and "cf_media_stores" in rows["store_local"]["hooks"]
     assert not any(r["builtin"] for r in rows.values())
     all_rows = {r["name"] for r in json.loads(run_cf("plugins", "--all", "--json", check=True).stdout)}

@@ -147,7 +147,13 @@ def test_read_falls_back_to_a_healthy_copy_and_reports_the_broken_ones(three, de
     assert len(audit(app, "store.copy_broken")) == 2
 
 
-def test_cf_store_check_and_repair_restore_broken_copies(three, deployment, make_app, tmp_path, run_cf):
+def test_cf_store_check_and_repair_restore_broken_copies(three, deployment, make_app, tmp_path, run_cf,
+                                                         frozen_clock):
+    # the repairs rely on the copies' Object Lock, which moto keeps on its real clock: the test's
+    # clock (the app's and, through CF_NOW, the cf subprocess's) is set to the real time
+    from datetime import UTC, datetime
+
+    frozen_clock.set(datetime.now(UTC).replace(microsecond=0))
     app = make_app(deployment)
     rid, chans = ingest(app, tmp_path)
     keys = keys_of(app, rid)

@@ -12,7 +12,9 @@ from s3_helpers import ACCESS_KEY, SECRET_KEY, make_store
 
 from hookspecs.types import MediaStore, StoreMisconfigured, StoreUnavailable
 
-RETAIN = datetime(2031, 11, 28, 9, 0, 0, tzinfo=UTC)
+# moto enforces Object Lock on its own, real clock: a lock meant to be running must end after the
+# real date, whatever it is (the store's own clock in make_store is a fixed day in 2026)
+RETAIN = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5 * 365)
 MiB = 1024 * 1024
 
 

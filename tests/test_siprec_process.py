@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from cfcore.capture.live import recover
+from cfcore.clock import Clock
 from tests.asterisk_sim import login_env, make_user
 from tests.siprec_helpers import (
     bye,
@@ -70,7 +71,8 @@ async def live_call_id(h: Srs, timeout: float = 10.0) -> str:
 
 async def test_cf_capture_run_records_a_sipp_call_with_cli_consent(tmp_path, deployment, make_app, pcaps,  # noqa: F811
                                                                    run_cf):
-    h = Srs(tmp_path, deployment, make_app)
+    # the recorder process runs on the real clock (sipp's media is real time): so do the app and cf
+    h = Srs(tmp_path, deployment, make_app, clock=Clock())
     with open(deployment, "a", encoding="utf-8") as f:
         f.write('\n[capture]\nevent_loop = "uvloop"\n')  # the recorder as the bench runs it
     make_user(h.app, "anna", ["advisor"], advisor_id="A100")
@@ -80,7 +82,8 @@ async def test_cf_capture_run_records_a_sipp_call_with_cli_consent(tmp_path, dep
         run = asyncio.create_task(h.sipp(invite_answered(ctype, body) + [play(pcaps["long"]), pause(14300)] + bye()))
         call_id = await live_call_id(h)
         await asyncio.sleep(2.0)
-        r = await asyncio.to_thread(run_cf, "calls", "record-both", call_id, env=login_env("anna"))
+        r = await asyncio.to_thread(run_cf, "calls", "record-both", call_id, env=login_env("anna"),
+                                    real_clock=True)
         assert r.returncode == 0, r.stderr
         await run
         row = await h.archived()
@@ -98,7 +101,7 @@ async def test_cf_capture_run_records_a_sipp_call_with_cli_consent(tmp_path, dep
 
 
 async def test_recorder_killed_mid_call_is_finalised_incomplete(tmp_path, deployment, make_app, pcaps):  # noqa: F811
-    h = Srs(tmp_path, deployment, make_app)
+    h = Srs(tmp_path, deployment, make_app, clock=Clock())  # as the recorder process
     proc = await start_recorder(h)
     ctype, body = multipart(sdp_offer(), rfc_metadata())
     run = asyncio.create_task(h.sipp(invite_answered(ctype, body) + [play(pcaps["two"]), pause(6300)] + bye(),

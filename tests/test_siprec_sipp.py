@@ -98,7 +98,7 @@ def pcaps(tmp_path_factory):
 class Srs:
     """A deployment with [plugins.pbx_siprec] and a capture runner on the test's loop."""
 
-    def __init__(self, tmp_path, deployment, make_app, **settings):
+    def __init__(self, tmp_path, deployment, make_app, clock=None, **settings):
         self.tmp = tmp_path
         self.sip_port = free_udp_tcp_port()
         base = free_even_udp(2) // 100 * 100 + 40
@@ -118,7 +118,7 @@ addresses = ["127.0.0.1/32"]
 "sip:100@pbx.example" = "A100"
 "4711" = "A4711"
 """)
-        self.app = make_app(deployment)
+        self.app = make_app(deployment) if clock is None else make_app(deployment, clock=clock)
         self.deployment = deployment
         self.runner = None
         self.task = None

@@ -36,7 +36,8 @@ from .guard import authorize
 
 SECRET_FILE = "stream-link.key"  # noqa: S105 - a file name
 VERSION = "v1"
-PURPOSES = ("play", "export")
+#: ``transcript`` opens the transcript view (``/api/transcripts/<id>``), never audio.
+PURPOSES = ("play", "export", "transcript")
 #: The one answer to every unusable link (and to a link for a recording that does not exist).
 LINK_REFUSED = "link invalid or expired, or no such recording"
 
@@ -133,9 +134,10 @@ def _ttl(app: Any, ttl_seconds: int | None) -> int:
     return ttl
 
 
-def link_url(app: Any, recording_id: str, token: str) -> str:
+def link_url(app: Any, recording_id: str, token: str, purpose: str = "play") -> str:
     base = app.config.get("server.public_url", str, "").rstrip("/")
-    return f"{base}/api/stream/{recording_id}?t={token}"
+    where = "transcripts" if purpose == "transcript" else "stream"
+    return f"{base}/api/{where}/{recording_id}?t={token}"
 
 
 def issue(app: Any, ctx: RequestContext, recording_id: str, *, purpose: str = "play", bind_ip: bool | None = None,
@@ -154,7 +156,7 @@ def issue(app: Any, ctx: RequestContext, recording_id: str, *, purpose: str = "p
     app.audit.record(ctx, "link.create", "recording", recording_id, "ok",
                      {"purpose": purpose, "expires_at": expires_at.isoformat(), "ip_bound": bool(bind_ip),
                       "link": claims.nonce})
-    return {"recording_id": recording_id, "purpose": purpose, "url": link_url(app, recording_id, token),
+    return {"recording_id": recording_id, "purpose": purpose, "url": link_url(app, recording_id, token, purpose),
             "token": token, "expires_at": expires_at.isoformat(), "ip_bound": bool(bind_ip)}
 
 

@@ -262,10 +262,14 @@ def _verify(app: Any, stored: str, password: str) -> bool:
         return False
 
 
-def authenticate_token(app: Any, token: str, *, host: str, ip: str, function: str) -> Actor:
+def authenticate_token(app: Any, token: str, *, host: str, ip: str, function: str, touch: bool = True,
+                       idle_minutes: int | None = None) -> Actor:
     """Check an API token or web session token; return the actor or raise ``AuthenticationFailed``.
 
-    A disabled user's tokens stop at once (and were revoked when the user was disabled)."""
+    A disabled user's tokens stop at once (and were revoked when the user was disabled).
+    ``touch=False`` leaves the last-use time alone (background requests of the web UI, which are
+    no user activity). ``idle_minutes``: a session unused for longer is ended (revoked, audited
+    ``session.end`` with reason ``idle``), the web UI's idle timeout."""
     now = app.clock.now()
     actor: Actor | None = None
     with app.catalog.session() as s:
@@ -281,12 +285,18 @@ def authenticate_token(app: Any, token: str, *, host: str, ip: str, function: st
             reason = "expired"
         elif user.disabled:
             reason = "disabled"
+        elif (idle_minutes and row.kind == "session"
+              and now - (row.last_used_at or row.created_at) > timedelta(minutes=idle_minutes)):
+            reason = "idle"
+            row.revoked_at = now
+            app.audit.append(s, ctx, "session.end", "user", user.username, "ok",
+                             {"token_id": row.id, "reason": "idle", "idle_minutes": idle_minutes})
         if reason:  # audited, a flood of bad tokens as counts (cfcore.access.authflood)
             aggregator(app).note(app, s, ctx, user.username if user else None, row.kind if row else "token",
                                  reason)
         else:
             assert row is not None and user is not None
-            if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+            if touch and (row.last_used_at is None or now - row.last_used_at > timedelta(seconds=20)):
                 row.last_used_at = now
             actor = actor_for(user)
     if actor is None:
@@ -802,3 +812,25 @@ __all__ = [
     "reset_password", "show_user", "request_role_change", "revoke_token", "set_disabled", "set_password",
     "start_session", "unlock",
 ]
+
+
+LANGUAGES = ("de", "en")
+
+
+def get_language(app: Any, user_id: str) -> str | None:
+    """The user's chosen web UI language, or None (then the browser's is used)."""
+    with app.catalog.session() as s:
+        user = s.get(User, user_id)
+        return user.language if user is not None else None
+
+
+def set_language(app: Any, ctx: RequestContext, language: str) -> None:
+    """Store the web UI language with the (own) user; audited ``user.language``."""
+    if language not in LANGUAGES:
+        raise InputError(f"language {language!r} is not available", hint="choose one of: " + ", ".join(LANGUAGES))
+    with app.catalog.session() as s:
+        user = s.get(User, ctx.actor.user_id)
+        if user is None:
+            raise NotFound("user vanished")
+        user.language = language
+        app.audit.append(s, ctx, "user.language", "user", user.username, "ok", {"language": language})

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 ACTIONS = ("record_both", "pause", "resume")
 METHODS = tuple(m.value for m in ConsentMethod)
 ACTIVE = ACTIVE_CALL_STATES
+#: ``request_id`` of a consent the customer gave at the PBX (a dial-in opt-in), not an advisor's request.
+PBX_OPT_IN = "pbx-opt-in"
 #: How long the hand-over of a finished call waits for a mode request of the call being applied.
 CONSENT_WAIT_SECONDS = 20.0
 #: A runner that has not written a heartbeat for this long is considered gone.
@@ -144,19 +146,63 @@ def on_call_event(app: Any, event: CallEvent) -> None:
         if kind is CallEventKind.ANSWERED:
             row.state, row.answered_at = CallState.RECORDING, event.at
             row.mode = RecordingMode.ADVISOR_ONLY.value
+            if event.detail.get("mode") == RecordingMode.BOTH.value and event.detail.get("consent"):
+                # A dial-in whose customer opted in at the PBX (a digit after the announcement)
+                # starts two-sided. The core records that consent itself, here, when the PBX
+                # reports it live: only consents the core recorded back customer audio.
+                _record_pbx_consent(app, s, row, event, now)
         elif kind is CallEventKind.HELD and row.state in ACTIVE:
             row.state = CallState.HELD
         elif kind is CallEventKind.RESUMED and row.state == CallState.HELD:
             row.state = CallState.RECORDING
         elif kind is CallEventKind.TRANSFERRED:
             row.transferred_to = (event.detail.get("to") or "")[:64] or None
-        elif kind is CallEventKind.ENDED:
+        if event.detail.get("alert"):
+            # A source's irregularity (a dial-in with wrong PINs, a declined or unrecorded
+            # advisory call, a recording that failed): audited for the FIS (rules over capture.alert).
+            app.audit.append(s, None, "capture.alert", "call", event.call_id, "warning",
+                             {"source": event.source, "alert": str(event.detail["alert"])[:40],
+                              "summary": str(event.detail.get("summary") or "")[:200],
+                              "advisor_id": event.advisor_id, "pbx_call_id": event.pbx_call_id})
+        if kind is CallEventKind.ENDED:
             if row.state in ACTIVE:
                 row.state = CallState.FAILED if event.detail.get("error") else CallState.ENDED
                 row.ended_at = event.at
                 row.end_reason = (event.detail.get("reason") or "")[:200] or None
             s.execute(update(ModeRequest).where(ModeRequest.call_id == row.call_id, ModeRequest.status == RequestStatus.PENDING)
                       .values(status=RequestStatus.FAILED, decided_at=now, message="the call has ended"))
+
+
+def _record_pbx_consent(app: Any, s: Any, row: LiveCall, event: CallEvent, now: datetime) -> None:
+    """Record the customer's own opt-in, reported by the PBX with the call's ANSWERED event.
+
+    The method must be a known ``ConsentMethod``; the time the PBX gives for the opt-in is kept
+    only within what the core saw itself: not before the call opened here, not after the event
+    reached the core. One such consent per call."""
+    method = str(event.detail.get("consent") or "")
+    if method not in METHODS:
+        log.warning("call %s: source %s reported an opt-in by unknown method %r; kept advisor-only",
+                    event.call_id, event.source, method[:16])
+        return
+    if s.scalars(select(CallConsent.id).where(CallConsent.call_id == row.call_id,
+                                              CallConsent.request_id == PBX_OPT_IN).limit(1)).first():
+        row.mode = RecordingMode.BOTH.value
+        return
+    latest = min(utc(event.at), utc(now))
+    given = latest
+    claimed = event.detail.get("consent_at")
+    if isinstance(claimed, str) and claimed:
+        try:
+            at = datetime.fromisoformat(claimed)
+        except ValueError:
+            at = None
+        if at is not None and at.tzinfo is not None:
+            given = min(max(utc(at), utc(row.started_at)), latest)
+    s.add(CallConsent(call_id=row.call_id, given_at=given, applied_at=latest, by_user="customer",
+                      user_id="customer", method=method, request_id=PBX_OPT_IN))
+    row.mode = RecordingMode.BOTH.value
+    app.audit.append(s, None, "call.consent", "call", row.call_id, "ok",
+                     {"source": event.source, "method": method, "by": "customer", "advisor_id": row.advisor_id})
 
 
 def archive_call(app: Any, call: FinishedCall) -> str:
@@ -203,11 +249,20 @@ def archive_call(app: Any, call: FinishedCall) -> str:
         except InputError:
             log.warning("call %s: caller number %s is not a phone number; not kept as a subject", call.call_id,
                         mask_number(n))
-    if call.consents:
-        # Only consents the core recorded (the advisor's request, applied by the runner) count: a
-        # source cannot vouch for a consent itself.
+    # Only consents the core recorded (the advisor's request applied by the runner, or the customer's
+    # opt-in the PBX reported live) count: a source cannot vouch for a consent itself. The evidence a
+    # source attaches to a claimed consent (``Consent.proof``) is kept with the core's consent of the
+    # same method, in order; it never makes a consent count.
+    claimed = [c for c in call.consents if c.proof]
+    unmatched = len(call.consents)
+    for i, c in enumerate(consents):
+        match = next((k for k, p in enumerate(claimed) if p.method is c.method), None)
+        if match is not None:
+            consents[i] = attrs.evolve(c, proof=claimed.pop(match).proof)
+            unmatched -= 1
+    if unmatched > 0:
         log.warning("call %s: %d consent(s) claimed by source %s ignored; only the core's own count",
-                    call.call_id, len(call.consents), call.source)
+                    call.call_id, unmatched, call.source)
     rec_id = ingest_call(app, attrs.evolve(call, consents=tuple(consents), customer_numbers=tuple(numbers)),  # type: ignore[arg-type]
                          ctx=system_context(f"capture.{call.source}"[:64]), wall_seconds=wall_seconds)
     now = app.clock.now()
@@ -348,15 +403,33 @@ def list_calls(app: Any, ctx: RequestContext, *, active_only: bool = True, limit
     """Calls the actor may see: their own as an advisor; all for roles that list recordings."""
     own = list_scope(app, ctx, "recording.list", kind="call", detail={"function": "call.list"})
     with app.catalog.session() as s:
-        q = select(LiveCall).order_by(LiveCall.started_at.desc()).limit(limit)
-        if active_only:
-            q = q.where(LiveCall.state.in_(ACTIVE))
-        if own:
-            q = q.where(LiveCall.advisor_id == own)
-        rows = [_view(r) for r in s.scalars(q)]
+        rows = _calls(s, own, active_only, limit)
         app.audit.append(s, ctx, "call.list", "call", None, "ok",
                          {"count": len(rows), "scope": "own" if own else "all", "active_only": active_only})
     return rows
+
+
+def _calls(s: Any, own: str | None, active_only: bool, limit: int) -> list[CallView]:
+    q = select(LiveCall).order_by(LiveCall.started_at.desc()).limit(limit)
+    if active_only:
+        q = q.where(LiveCall.state.in_(ACTIVE))
+    if own:
+        q = q.where(LiveCall.advisor_id == own)
+    return [_view(r) for r in s.scalars(q)]
+
+
+def watch_scope(app: Any, ctx: RequestContext) -> str | None:
+    """The scope of a live-call feed (the web UI's pushed view), decided and audited once when the
+    feed opens: an advisor id (own calls only) or None (all)."""
+    own = list_scope(app, ctx, "recording.list", kind="call", detail={"function": "call.watch"})
+    app.audit.record(ctx, "call.watch", "call", None, "ok", {"scope": "own" if own else "all"})
+    return own
+
+
+def calls_in_scope(app: Any, own: str | None, *, limit: int = 50) -> list[CallView]:
+    """Active calls in a scope already decided by ``watch_scope`` (polled by the feed, not audited per poll)."""
+    with app.catalog.session() as s:
+        return _calls(s, own, True, limit)
 
 
 # --------------------------------------------------------------------------- the runner's side

@@ -39,6 +39,7 @@ from sqlalchemy import select
 
 from hookspecs.types import AudioFrame, CallEvent, ChannelRole, Consent, Direction, ModeSegment, RecordingMode
 
+from .. import outbox
 from ..archive import new_recording_id, object_key, recording_info, row_digest
 from ..crypto import envelope
 from ..crypto.keyring import unwrap_data_key, wrap_data_key
@@ -491,12 +492,18 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
                              applied_at=c.applied_at) for c in consents],
         subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
         media=media_rows)
+    from ..sync.site_keys import site_keys_for
+
+    site_keys = site_keys_for(app, rec_id, key)  # a site seals the key to the archive (docs/sites.md)
     try:
         with app.catalog.session() as s:
             apply_retention(app, s, rec)
             s.add(rec)
-            s.add(DataKey(recording_id=rec_id, kek_id=meta["kek_id"], wrapped=bytes.fromhex(meta["wrapped"]),
-                          created_at=now))
+            if site_keys is None or site_keys.keep_local:
+                s.add(DataKey(recording_id=rec_id, kek_id=meta["kek_id"], wrapped=bytes.fromhex(meta["wrapped"]),
+                              created_at=now))
+            if site_keys is not None:
+                s.add(site_keys.row(rec_id, now))
             s.flush()
             app.audit.append(s, None, "recording.archive", "recording", rec_id, "ok", {
                 "row_digest": row_digest(rec), "channels": sorted(blobs), "duration": duration,
@@ -512,17 +519,20 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
                 row.ended_at = row.ended_at or now
                 if incomplete:
                     row.end_reason = (reason or "capture stopped mid-call")[:200]
+            # cf_recording_archived goes through the outbox, committed with the archive
+            events = outbox.enqueue(app, s, "cf_recording_archived", recording_info(rec))
     except Exception:
         for okey in written:
             with contextlib.suppress(Exception):
                 app.stores.delete(okey)
         raise
     shutil.rmtree(folder, ignore_errors=True)
-    lock_recording_media(app, rec, None)
-    try:
-        app.pm.hook.cf_recording_archived(recording=recording_info(rec))
-    except Exception:
-        log.exception("cf_recording_archived failed for %s", rec_id)
+    if site_keys is None:  # a site's copies go away at hand-over; the archive locks its own
+        lock_recording_media(app, rec, None)
+    try:  # first delivery now; failures are audited and retried by cf serve (cfcore.outbox)
+        outbox.deliver(app, events)
+    except Exception:  # noqa: BLE001 - the outbox job retries; never undoes the archive
+        log.exception("delivering cf_recording_archived for %s failed", rec_id)
     return str(rec_id)
 
 

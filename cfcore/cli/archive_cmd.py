@@ -139,9 +139,11 @@ def register(cli: click.Group) -> None:
 
     @recordings.command("show")
     @click.argument("rec_id", metavar="ID")
+    @click.option("--consent-proof", "proof", is_flag=True,
+                  help="Also decrypt and show the consents' proofs (e.g. a dial-in opt-in); audited.")
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_obj
-    def show(state: Any, rec_id: str, as_json: bool) -> None:
+    def show(state: Any, rec_id: str, proof: bool, as_json: bool) -> None:
         """Show one recording's metadata (customers by pseudonym only)."""
         from ..access.guard import authorize
         from ..archive import get_recording, recording_target
@@ -163,6 +165,12 @@ def register(cli: click.Group) -> None:
                   for x in data["segments"]]
         lines += [f"consent: at {x['offset']:.3f} s ({x['given_at']}) by {x['by_user']} via {x['method']}"
                   + (f", applied by the PBX {x['applied_at']}" if x["applied_at"] else "") for x in data["consents"]]
+        if proof:
+            from ..archive import consent_proofs
+
+            data["consent_proofs"] = [c["proof"] for c in consent_proofs(app, ctx, rec_id)]
+            lines += [f"consent proof: {', '.join(f'{k}={v}' for k, v in sorted(p.items()))}"
+                      for p in data["consent_proofs"] if p]
         lines += [f"subject: {x['kind']} {x['pseudonym'][:16]}…" for x in data["subjects"]]
         lines += [f"media: {x['channel']} in {x['store']}: {x['key']} ({x['size']} bytes, sha256 {x['sha256'][:16]}…)"
                   for x in data["media"]]

@@ -20,10 +20,27 @@ def register(cli: click.Group) -> None:
                   help="Demo deployment directory (created with 'cf init' when missing).")
     @click.option("--pace", type=float, default=1.0, show_default=True, help="Scale the pauses between steps.")
     @click.option("--force", is_flag=True, help="Run against a --config deployment that cf demo did not create.")
+    @click.option("--sites", type=click.IntRange(1, 26), default=None,
+                  help="Instead: N sites record and hand over to one archive over SFTP (in --dir, default demo-sites).")
     @click.option("--json", "as_json", is_flag=True)
     @click.pass_obj
-    def demo(state: Any, directory: str, pace: float, force: bool, as_json: bool) -> None:
+    def demo(state: Any, directory: str, pace: float, force: bool, sites: int | None, as_json: bool) -> None:
         """Run a simulated Asterisk with advisors making calls; recordings arrive in the archive."""
+        if sites is not None:
+            from ..sim.sites_demo import run_sites_demo
+
+            root = Path("demo-sites" if directory == "demo" else directory)
+            say_lines: list[str] = []
+
+            def say_sites(text: str) -> None:
+                say_lines.append(text)
+                if not as_json:
+                    click.echo(text)
+
+            result = asyncio.run(run_sites_demo(root, sites, say_sites))
+            if as_json:
+                emit({**result, "log": say_lines}, True)
+            return
         from ..app import App
         from ..errors import ConflictError
         from ..sim.demo import MARKER, PASSWORD_FILE, USERS, run_demo, seed_users
@@ -72,11 +89,13 @@ def register(cli: click.Group) -> None:
             click.echo(f"  {r['id']}  advisor {r['advisor_id']}  {r['direction']:<3} {r['duration']:5.1f}s  "
                        f"{'both sides' if r['two_sided'] else 'advisor only'}  [{segs}]")
         cf = _cf_command()
-        click.echo("\nLook at them as the supervisor sam, check the audit trail as the DPO dora (one password, "
-                   "in the demo directory) / als Teamleitung sam ansehen, als DSB dora den Audit-Trail prüfen:")
+        click.echo("\nLook at them as the supervisor sam, check the audit trail as the DPO dirk (one password, "
+                   "in the demo directory) / als Teamleitung sam ansehen, als DSB dirk den Audit-Trail prüfen:")
         click.echo(f"  export CF_CONFIG={cfg.resolve()} CF_PASSWORD=\"$(cat {pw_path})\"")
         click.echo(f"  CF_USER=sam {cf} recordings list\n  CF_USER=sam {cf} recordings show ID\n"
-                   f"  CF_USER=sam {cf} calls list --all\n  CF_USER=dora {cf} audit verify")
+                   f"  CF_USER=sam {cf} calls list --all\n  CF_USER=dirk {cf} audit verify")
+        click.echo("\nOr in the browser / oder im Browser (user anna or sam, the same password):")
+        click.echo(f"  {cf} --config {cfg.resolve()} serve    # then open http://127.0.0.1:8750/")
         del password
 
 

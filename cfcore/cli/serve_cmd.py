@@ -1,7 +1,9 @@
 """``cf serve``: the REST API (uvicorn) and the background jobs, in one process.
 
 Listens on ``[server] host`` / ``port`` (default 127.0.0.1:8750). Put a TLS-terminating reverse
-proxy in front for anything but loopback and list it in ``[server] trusted_proxies``. ``cf serve``
+proxy in front for anything but loopback and list it in ``[server] trusted_proxies``, or let
+uvicorn speak TLS itself, with client certificates required (``[server] tls_cert``, ``tls_key``,
+``tls_client_ca``; ``cfcore.web.tls``). ``cf serve``
 is a system path: it needs no login (it runs as the service account), and records its start in
 the audit trail with the operating-system user, host and IP.
 """
@@ -59,13 +61,17 @@ def register(cli: click.Group) -> None:
         jobs = [] if no_jobs else sorted(registered_jobs(app))
         app.audit.record(system_cli_context("cli.serve"), "server.start", "server", f"{host}:{port}", "ok",
                          {"jobs": jobs})
+        from ..web.tls import tls_options
+
+        tls = tls_options(app)
         fa = create_app(app, run_jobs=not no_jobs)
-        click.echo(f"CallFort API on http://{host}:{port}/api (OpenAPI: /api/openapi.json); "
+        scheme = "https" if tls else "http"
+        click.echo(f"CallFort API on {scheme}://{host}:{port}/api (OpenAPI: /api/openapi.json); "
                    f"jobs: {', '.join(jobs) or 'none'}", err=True)
         # proxy_headers off: the client IP of the audit trail comes from the connection, or from
         # X-Forwarded-For only behind [server] trusted_proxies (cfcore.web.deps).
         server = uvicorn.Server(uvicorn.Config(fa, host=host, port=port, log_level=log_level, proxy_headers=False,
-                                               server_header=False, log_config=None))
+                                               server_header=False, log_config=None, **tls))
         redact_access_log()  # after uvicorn configured its loggers: link tokens never reach the log
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: a stop
         # asked for is a normal end (exit 0), not an interruption.

@@ -5,5 +5,7 @@ from . import (
     models_access,  # noqa: F401
     models_capture,  # noqa: F401
     models_fis,  # noqa: F401
+    models_integration,  # noqa: F401
     models_retention,  # noqa: F401
+    models_sync,  # noqa: F401
 )

@@ -74,6 +74,9 @@ class ConsentRow(Base):
     method: Mapped[str] = mapped_column(String(16))
     #: when the PBX confirmed the switch (None for consents from before 2026-12)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the consent's proof (``Consent.proof``) as JSON, encrypted under the recording's data key
+    #: (envelope channel ``consent-<n>``); gone with the data key when the recording is purged
+    proof_enc: Mapped[bytes | None] = mapped_column(LargeBinary(), nullable=True)
     recording: Mapped[Recording] = relationship(back_populates="consents")
 
 

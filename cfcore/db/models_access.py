@@ -37,6 +37,8 @@ class User(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
+    #: The web UI's language (``de``/``en``); None: taken from the browser's Accept-Language.
+    language: Mapped[str | None] = mapped_column(String(8))
 
     roles: Mapped[list[UserRole]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                  order_by="UserRole.role", lazy="selectin")

@@ -8,6 +8,7 @@ Cells:
 - ``allow``: allowed.
 - ``own``: allowed when the target belongs to the actor (``target.owner_advisor_id ==
   actor.advisor_id``), denied otherwise.
+- ``own/four-eyes``: allowed on the actor's own call; anyone else's needs four-eyes.
 - ``four-eyes``: NEEDS_APPROVAL; the guard allows it under an APPROVED request of the same
   requester, action and target (``cfcore.access.approvals``).
 - ``deny``: denied.
@@ -25,6 +26,8 @@ from hookspecs.types import AccessDecision, AccessTarget, Actor, Decision, Reque
 ROLE_ORDER = ("advisor", "supervisor", "qa_reviewer", "compliance", "dpo", "auditor", "administrator")
 
 ALLOW, OWN, FOUR_EYES, DENY = "allow", "own", "four-eyes", "deny"
+#: Own calls allowed, anyone else's under four-eyes (an advisor asking for a colleague's call).
+OWN_ELSE_FOUR_EYES = "own/four-eyes"
 
 
 def _row(advisor: str = DENY, supervisor: str = DENY, qa_reviewer: str = DENY, compliance: str = DENY,
@@ -39,8 +42,10 @@ MATRIX: dict[str, dict[str, str]] = {
                            auditor=ALLOW),
     "recording.show": _row(advisor=OWN, supervisor=ALLOW, qa_reviewer=ALLOW, compliance=ALLOW, dpo=ALLOW,
                            auditor=ALLOW),
-    "recording.play": _row(advisor=OWN, supervisor=FOUR_EYES, qa_reviewer=FOUR_EYES, compliance=FOUR_EYES,
+    "recording.play": _row(advisor=OWN_ELSE_FOUR_EYES, supervisor=FOUR_EYES, qa_reviewer=FOUR_EYES, compliance=FOUR_EYES,
                            dpo=FOUR_EYES),
+    "transcript.read": _row(advisor=OWN_ELSE_FOUR_EYES, supervisor=FOUR_EYES, qa_reviewer=FOUR_EYES,
+                            compliance=FOUR_EYES, dpo=FOUR_EYES),
     "recording.export": _row(compliance=FOUR_EYES, dpo=FOUR_EYES),
     "recording.delete": _row(compliance=FOUR_EYES, dpo=FOUR_EYES),
     "recording.erase": _row(dpo=FOUR_EYES),
@@ -62,11 +67,13 @@ MATRIX: dict[str, dict[str, str]] = {
     "breach.manage": _row(dpo=ALLOW),
     "store.repair": _row(administrator=ALLOW),
     "recording.ingest": _row(administrator=ALLOW),
+    "sync.run": _row(administrator=ALLOW),
 }
 
 #: four-eyes action -> roles that may approve it (never the requester; see approvals.py).
 APPROVERS: dict[str, frozenset[str]] = {
     "recording.play": frozenset({"supervisor", "compliance", "dpo"}),
+    "transcript.read": frozenset({"supervisor", "compliance", "dpo"}),
     "recording.export": frozenset({"compliance", "dpo"}),
     "recording.delete": frozenset({"compliance", "dpo"}),
     "recording.erase": frozenset({"compliance", "dpo"}),
@@ -95,6 +102,8 @@ def cell_decision(cell: str, actor: Actor, target: AccessTarget) -> Decision:
         return Decision.ALLOW if is_own(actor, target) else Decision.DENY
     if cell == FOUR_EYES:
         return Decision.NEEDS_APPROVAL
+    if cell == OWN_ELSE_FOUR_EYES:
+        return Decision.ALLOW if is_own(actor, target) else Decision.NEEDS_APPROVAL
     return Decision.DENY
 
 

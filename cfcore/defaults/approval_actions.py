@@ -12,7 +12,7 @@ from hookspecs.types import ApprovalAction
 
 @hookimpl
 def cf_approval_actions() -> list[ApprovalAction]:
-    from cfcore import archive, retention
+    from cfcore import archive, retention, transcripts
     from cfcore.access import auditlog, links, users
     from cfcore.crypto import rotation
     from cfcore.dsar import export
@@ -33,4 +33,6 @@ def cf_approval_actions() -> list[ApprovalAction]:
                        flags=("bind_ip",), description="a download link for an approved export"),
         ApprovalAction(name="audit.export", execute=auditlog._exec_export, target_kind="audit", fallback=True,
                        description="export audit entries (params since_seq, until_seq)"),
+        ApprovalAction(name="transcript.read", execute=transcripts._exec_read, target_kind="recording",
+                       description="a link to the transcript of another advisor's call"),
     ]

@@ -8,11 +8,13 @@ from hookspecs.types import BackgroundJob
 
 @hookimpl
 def cf_background_jobs() -> list[BackgroundJob]:
+    from cfcore import outbox, transcripts
     from cfcore.access.approvals import expire_job
     from cfcore.access.authflood import flush_job
     from cfcore.capture.jobs import run_capture
     from cfcore.fis.jobs import ANCHOR_JOB, JOB_NAME, TICK_SECONDS, run_anchor, run_scheduled
     from cfcore.retention import JOB_POLL_SECONDS, purge_job
+    from cfcore.sync.jobs import archive_job, site_job
 
     return [
         BackgroundJob(name="approvals.expire", interval_seconds=60, run=expire_job,
@@ -27,4 +29,12 @@ def cf_background_jobs() -> list[BackgroundJob]:
                       description="anchors the audit trail outside the database when due"),
         BackgroundJob(name="capture", interval_seconds=0, run=run_capture,
                       description="runs the configured capture sources"),
+        BackgroundJob(name="transcripts.run", interval_seconds=60, run=transcripts.job,
+                      description="transcribes consented recordings when [transcription] is enabled"),
+        BackgroundJob(name="integration.outbox", interval_seconds=5, run=outbox.job,
+                      description="retries cf_recording_archived / cf_after_purge deliveries that failed"),
+        BackgroundJob(name="sync.send", interval_seconds=300, run=site_job,
+                      description="on a site: ships the day's recordings to the archive inside the nightly window"),
+        BackgroundJob(name="sync.receive", interval_seconds=60, run=archive_job,
+                      description="on the archive: imports the sites' inbox, then checks for overdue sites"),
     ]

@@ -22,6 +22,7 @@ from hookspecs.types import AccessTarget, Direction, RecordingInfo
 from ..access.roles import ROLES
 from ..db.models import AuditEntry, Recording, RecordingSubject, TombstoneRow, TombstoneSubject
 from ..db.models_access import User
+from ..db.models_integration import TranscriptRow
 from ..errors import InputError
 from ..retention import decide_retention, retention_settings, rules_for
 from ..subjects import normalise_customer_id, normalise_number, pseudonyms_for
@@ -135,6 +136,9 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
         roles = {u.username: u.role_names for u in s.scalars(select(User).where(User.username.in_(usernames)))} \
             if usernames else {}
         decisions = {r.id: decide_retention(app, r, s, settings) for r in recs}
+        transcribed = {row.recording_id: (row.language, row.created_at) for row in s.scalars(
+            select(TranscriptRow).where(TranscriptRow.recording_id.in_([r.id for r in recs]),
+                                        TranscriptRow.state == "done"))} if recs else {}
 
     accesses: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
@@ -176,6 +180,10 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
                                     method=method_text(lang, c.method))}
                          for c in sorted(r.consents, key=lambda c: c.given_at)],
             "accesses": accesses.get(r.id, []),
+            "transcript": ({"language": transcribed[r.id][0], "created_at": _iso(transcribed[r.id][1]),
+                            "text": t(lang, "transcript_yes", language=transcribed[r.id][0],
+                                      at=human_time(lang, _iso(transcribed[r.id][1])))}
+                           if r.id in transcribed else None),
         })
 
     deleted = []

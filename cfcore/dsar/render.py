@@ -37,6 +37,8 @@ def _record_rows(lang: str, r: Mapping[str, Any]) -> list[tuple[str, str | list[
     else:
         rows.append((t(lang, "retention"), r["retention"]["text"]))
         rows.append((t(lang, "consents"), [c["text"] for c in r["consents"]] or [t(lang, "no_consent")]))
+        transcript = r.get("transcript")
+        rows.append((t(lang, "transcript"), transcript["text"] if transcript else t(lang, "transcript_none")))
     rows.append((t(lang, "accesses"), [t(lang, "access_line", at=human_time(lang, a["at"]), action=a["action_text"],
                                            role=", ".join(a["roles"])) for a in r["accesses"]]
                  or [t(lang, "no_access")]))

@@ -49,11 +49,18 @@ TEXTS: dict[str, dict[str, str]] = {
     "advisor_only": {"de": "nur die Stimme der Beraterin / des Beraters; Ihre Stimme wurde nicht aufgezeichnet",
                      "en": "the advisor's voice only; your voice was not recorded"},
     "data_categories": {"de": "Datenkategorien", "en": "Categories of data"},
+    "transcript": {"de": "Verschriftung", "en": "Transcript"},
+    "transcript_yes": {"de": "maschinelle Verschriftung des Gesprächs (Sprache: {language}, erstellt {at}), "
+                             "verschlüsselt wie die Aufzeichnung; eine Kopie erhalten Sie mit der Kopie der Aufzeichnung",
+                       "en": "machine transcript of the call (language: {language}, made {at}), encrypted like the "
+                             "recording; you receive a copy with the copy of the recording"},
+    "transcript_none": {"de": "keine", "en": "none"},
     "categories_text": {
         "de": "Tonaufzeichnung (verschlüsselt), Zeitpunkt und Dauer, Richtung, Standort, Kundennummer und "
-              "Rufnummer (nur pseudonymisiert gespeichert), Einwilligungszeitpunkt",
+              "Rufnummer (nur pseudonymisiert gespeichert), Einwilligungszeitpunkt, maschinelle Verschriftung "
+              "(verschlüsselt)",
         "en": "audio recording (encrypted), time and length, direction, site, customer id and phone number "
-              "(stored pseudonymised only), time of consent"},
+              "(stored pseudonymised only), time of consent, machine transcript (encrypted)"},
     "purposes": {"de": "Zwecke und Rechtsgrundlagen", "en": "Purposes and legal bases"},
     "retention": {"de": "Speicherdauer", "en": "Retention"},
     "retention_until": {"de": "gespeichert bis {date} ({rule})", "en": "kept until {date} ({rule})"},

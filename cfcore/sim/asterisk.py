@@ -636,6 +636,25 @@ class AsteriskSim:
         self.calls.append(call)
         return call
 
+    def ons_call(self, number: str, mobile: str, *, variable: str, advisor_id: str) -> SimCall:
+        """ONS: a customer calls an advisor's number and the PBX routes the leg to the advisor's
+        mobile through the trunk; a pre-dial handler sets ``variable`` = ``advisor_id`` on the
+        outgoing channel (``VarSet``) before ``DialBegin``."""
+        self._advance(self.clock())
+        cus = self._new_channel(self.trunk, state=4, caller_num=number, context="from-trunk", exten="200")
+        mob = self._new_channel(self.trunk, linkedid=cus.linkedid, context="from-trunk", exten="")
+        mob.dialled = True
+        mob.caller_num = mobile
+        self._event("VarSet", mob, [("Variable", variable), ("Value", advisor_id)])
+        mob.connected_num = number
+        self._event("NewConnectedLine", mob)
+        self._event("DialBegin", cus, [("DialString", f"trunk/{mobile}")], dest=mob)
+        self._set_state(mob, 5)
+        self._event("DialState", cus, [("DialStatus", "RINGING")], dest=mob)
+        call = SimCall(caller=cus, callee=mob, advisor=mob, customer=cus, direction="in")
+        self.calls.append(call)
+        return call
+
     def outbound_call(self, endpoint: str, number: str) -> SimCall:
         """An advisor dials a customer's number out through the trunk (measured order: the trunk's
         Newchannel has no number and ``Exten=s``; the number arrives by NewCallerid; DialBegin

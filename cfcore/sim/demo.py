@@ -24,7 +24,8 @@ MARKER = ".cf-demo"
 PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name, not a password
 ADVISORS = {"PJSIP/100": "A100", "PJSIP/101": "A101", "PJSIP/102": "A102"}
 USERS = [("anna", "advisor", "A100"), ("bert", "advisor", "A101"), ("carla", "advisor", "A102"),
-         ("sam", "supervisor", None), ("dora", "dpo", None)]
+         ("dora", "advisor", "A103"), ("sam", "supervisor", None), ("dirk", "dpo", None)]
+DORA_MOBILE = "+491701234567"  # dora works from her mobile: the dial-in (plugin mobile_ons)
 
 
 def seed_users(app: Any, directory: Path) -> str:
@@ -89,17 +90,49 @@ def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
     return sources[0]
 
 
+def mobile_source(app: Any, sim: Any, pin: str) -> Any:
+    """The mobile_ons plugin's dial-in source, configured for the ARI simulator (None if absent)."""
+    import hashlib
+
+    types = app.pm.capture_source_types()
+    reg = next((r for n, r in types.items() if app.pm.registered_by("cf_capture_sources", n) == "mobile_ons"), None)
+    if reg is None:
+        return None
+    from argon2 import PasswordHasher
+
+    config = {"name": "mobile-demo", "ari_url": sim.url, "ari_username": sim.username, "ari_password": sim.password,
+              "dial_endpoint": "PJSIP/{number}@carrier", "caller_id": "+4930999000",
+              "announcement": {"id": "mobile-consent", "version": "1", "media": "sound:callfort/consent-v1",
+                               "sha256": hashlib.sha256(b"demo announcement v1").hexdigest()},
+              "advisors": {"A103": {"mobile": DORA_MOBILE,
+                                    "pin_hash": PasswordHasher(time_cost=2, memory_cost=19 * 1024,
+                                                               parallelism=1).hash(pin)}},
+              "optin_timeout": 10, "finish_timeout": 5}
+    ctx = PluginContext(name="mobile_ons", config=config, clock=app.clock.now,
+                        data_dir=app.data_dir / "plugins" / "mobile_ons-demo")
+    try:
+        return reg.create(app.plugin_options(reg, config, "plugins.mobile_ons"), ctx)[0]
+    except Exception as exc:
+        raise PluginError(f"mobile_ons cannot start: {exc}") from exc
+
+
 async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pace: float = 1.0) -> dict[str, Any]:
     """Run the scenario; returns what was archived. ``pace`` scales every pause (tests: smaller)."""
     from ..capture import controller
     from ..capture.runner import CaptureRunner
     from ..db.models_capture import LiveCall
+    from .ari import AriSim
 
     spool = (directory / "pbx-spool").resolve()
     sim = AsteriskSim(monitor_root=spool, clock=app.clock.now)
     await sim.start()
     source = pbx_source(app, sim, spool)
-    runner = CaptureRunner(app, [source], poll_interval=0.05)
+    ari = AriSim((directory / "ari-recordings").resolve(), playback_seconds=0.3 * pace)
+    ari.answer_after = 0.3 * pace
+    await ari.start()
+    pin = "".join(secrets.choice("0123456789") for _ in range(6))
+    mobile = mobile_source(app, ari, pin)
+    runner = CaptureRunner(app, [source] + ([mobile] if mobile is not None else []), poll_interval=0.05)
     task = asyncio.create_task(runner.run())
     ctx = {name: await asyncio.to_thread(_user_ctx, app, name) for name, _, _ in USERS}
     notes: list[str] = []
@@ -174,11 +207,62 @@ async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pac
         sim.hangup(to_bert)
         say("  [bert] transferred call ended / weitergeleitetes Gespräch beendet")
 
+    async def until(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+        for _ in range(int(timeout / 0.02)):
+            if cond():
+                return
+            await asyncio.sleep(0.02)
+        raise PluginError(f"demo: timed out waiting for {what}")
+
+    def played(suffix: str) -> int:
+        return sum(1 for _, m in ari.plays if m.endswith(suffix))
+
+    async def dora_call(n: int, answer: str) -> None:
+        adv = await ari.incoming(DORA_MOBILE)
+        await until(lambda: played("enter-pin") >= n, "the PIN prompt")
+        await ari.dtmf(adv, pin + "#")
+        await until(lambda: played("enter-number") >= n, "the number prompt")
+        number = "0301112223" if n == 1 else "0405556667"
+        await ari.dtmf(adv, number + "#")
+        await until(lambda: played("confirm-number") >= n, "the read-back")
+        await ari.dtmf(adv, "1")
+        say(f"  [dora] mobile dial-in: PIN ok, customer +49******{number[-2:]} keyed, read back, confirmed / "
+            "PIN ok, Kundennummer bestätigt")
+        await until(lambda: sum(1 for e in ari.events_sent if e["type"] == "PlaybackFinished"
+                                and "announcement" in e["playback"]["id"]) >= n, "the announcement")
+        cus = ari.customer_channel()
+        assert cus is not None
+        if answer == "1":
+            await ari.dtmf(cus, "1")
+            say("  [customer] heard announcement mobile-consent v1, pressed 1: recording both legs / "
+                "Ansage gehört, 1 gedrückt: Aufnahme")
+            await until(lambda: len([r for r in ari.live.values() if r.state == "recording"]) == 2, "the recording")
+            await pause(2.0)
+            await ari.hangup(cus)
+            say("  [dora] call ended; consent proof stored encrypted with the recording")
+        else:
+            await ari.dtmf(cus, "2")
+            say("  [customer] pressed 2 (declined): nothing recorded, call ended, FIS alert / abgelehnt: "
+                "keine Aufnahme, Alarm")
+            await until(lambda: adv not in ari.channels, "the end of the declined call")
+
+    async def dora() -> None:
+        if mobile is None:
+            say("  [dora] mobile_ons is not installed: no mobile dial-in in this demo")
+            return
+        await until(lambda: mobile.client.connected.is_set(), "the dial-in's ARI connection")
+        await pause(0.2)
+        await dora_call(1, "1")
+        await until(lambda: len(mobile.archived) == 1, "the mobile recording archived", 30)
+        await dora_call(2, "2")
+
     try:
         await sim.wait_for(lambda: source.client.connected.is_set() and source.resyncs > 0, 10,
                            "the plugin logging in to the simulated PBX")
         say(f"simulated Asterisk on 127.0.0.1:{sim.port}; pbx_asterisk logged in (MD5) / angemeldet")
-        await asyncio.gather(anna(), bert(), carla())
+        if mobile is not None:
+            say(f"simulated Asterisk ARI on 127.0.0.1:{ari.port}; mobile_ons Stasis app connected")
+        await asyncio.gather(anna(), bert(), carla(), dora())
 
         def pending() -> list[str]:
             with app.catalog.session() as s:
@@ -193,8 +277,12 @@ async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pac
             rows = s.scalars(select(LiveCall).where(LiveCall.call_id.in_(legs)).order_by(LiveCall.started_at)).all()
             archived = [{"call_id": r.call_id, "advisor_id": r.advisor_id, "recording_id": r.recording_id,
                          "state": r.state} for r in rows]
+        for rid in (mobile.archived if mobile is not None else []):
+            archived.append({"call_id": "mobile dial-in", "advisor_id": "A103", "recording_id": rid,
+                             "state": "archived"})
     finally:
         await runner.stop()
         await asyncio.wait_for(task, 20)
         await sim.stop()
+        await ari.stop()
     return {"legs": archived, "notes": notes}

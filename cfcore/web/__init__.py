@@ -3,7 +3,8 @@
 ``create_app(app)`` builds the FastAPI application: every module ``cfcore/web/routes_*.py`` with a
 ``router`` (an ``fastapi.APIRouter``) is included, in name order; ASGI apps from the
 ``cf_web_apps`` hook are mounted at their paths. The OpenAPI schema is published at
-``/api/openapi.json`` (interactive docs at ``/api/docs``). A ``CallFortError`` becomes its
+``/api/openapi.json`` (interactive docs at ``/api/docs``). The web UI (``cfcore.webui``) is
+mounted at ``/`` and ``/ui/...``. A ``CallFortError`` becomes its
 ``http_status`` with the body ``{"error": "<message (hint)>"}``; so do validation and HTTP errors.
 
 Nothing here imports FastAPI at module level: the CLI imports ``cfcore.web`` cheaply.
@@ -55,7 +56,7 @@ def redact_access_log() -> None:
 #: ``routes_*.py`` is here).
 ROUTE_MODULES = (
     "routes_approvals", "routes_audit", "routes_auth", "routes_calls", "routes_dsar", "routes_fis",
-    "routes_health", "routes_recordings", "routes_retention", "routes_stream", "routes_users",
+    "routes_health", "routes_recordings", "routes_retention", "routes_stream", "routes_transcripts", "routes_users",
 )
 
 
@@ -74,6 +75,8 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
 
     from .. import __version__
     from ..errors import AuthenticationFailed, CallFortError, TooManyRequests
+    from ..webui import is_ui_path
+    from ..webui import mount as mount_ui
 
     @asynccontextmanager
     async def lifespan(fa: FastAPI) -> Any:
@@ -106,19 +109,31 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
     redact_access_log()
 
     @fa.exception_handler(CallFortError)
-    async def _cf_error(request: Request, exc: CallFortError) -> JSONResponse:
+    async def _cf_error(request: Request, exc: CallFortError) -> Any:
+        if is_ui_path(request.url.path):
+            from ..webui.routes import handle
+
+            return handle(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else {}
         if isinstance(exc, TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse({"error": str(exc)}, status_code=exc.http_status, headers=headers)
 
     @fa.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Any:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        if is_ui_path(request.url.path):
+            from ..webui import error_response
+
+            return error_response(request, 422, f"invalid request: {problems}")
         return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
 
     @fa.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
+        if is_ui_path(request.url.path) and exc.status_code in (404, 405):
+            from ..webui import error_response
+
+            return error_response(request, exc.status_code, str(exc.detail))
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @fa.exception_handler(Exception)
@@ -141,6 +156,15 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
             continue
         fa.include_router(router)
 
-    for web_app in app.pm.web_apps(app.plugin_context("web")):
+    mount_ui(fa, app)
+
+    # each plugin gets its own context and the archive gateway acting for it (cfcore.gateway)
+    from starlette.routing import Route
+
+    from ..gateway import archive_for, plugin_context
+
+    for web_app in app.pm.web_apps(lambda plugin: plugin_context(app, plugin), lambda plugin: archive_for(app, plugin)):
+        # the exact path (e.g. POST /soap/crm, GET /soap/crm?wsdl) and everything below it
+        fa.router.routes.append(Route(web_app.path, endpoint=web_app.app, name=web_app.name or None))
         fa.mount(web_app.path, web_app.app, name=web_app.name or None)
     return fa

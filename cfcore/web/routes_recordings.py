@@ -89,6 +89,9 @@ class SearchIn(BaseModel):
     customer_ids: list[str] = Field(default_factory=list, max_length=20,
                                     description="CRM customer ids (searched by pseudonym)")
     numbers: list[str] = Field(default_factory=list, max_length=20, description="phone numbers (searched by pseudonym)")
+    site: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=64, description="the PBX / capture source")
+    mode: str | None = Field(default=None, max_length=16, description="both or advisor_only")
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0)
 
@@ -111,19 +114,25 @@ def list_recordings(
                                       {"reason": "personal data in the URL", "params": personal})
         raise InputError(f"'{personal[0]}' is personal data and never goes into a URL",
                          hint="search with POST /api/recordings/search and the customer in the JSON body")
-    return _search(get_app(request), ctx, advisor_id=advisor_id, since=since, until=until, customer_ids=[],
-                   numbers=[], limit=limit, offset=offset)
+    return find_recordings(get_app(request), ctx, advisor_id=advisor_id, since=since, until=until, customer_ids=[],
+                           numbers=[], limit=limit, offset=offset)
 
 
 @router.post("/search", summary="Search recordings by customer (recording.list; advisors: own calls only)")
 def search_recordings(body: SearchIn, request: Request,
                       ctx: RequestContext = Depends(request_context("api.recordings.search"))) -> dict[str, Any]:
-    return _search(get_app(request), ctx, advisor_id=body.advisor_id, since=body.since, until=body.until,
-                   customer_ids=body.customer_ids, numbers=body.numbers, limit=body.limit, offset=body.offset)
+    return find_recordings(get_app(request), ctx, advisor_id=body.advisor_id, since=body.since, until=body.until,
+                           customer_ids=body.customer_ids, numbers=body.numbers, site=body.site,
+                           source=body.source, mode=body.mode, limit=body.limit, offset=body.offset)
 
 
-def _search(app: Any, ctx: RequestContext, *, advisor_id: str | None, since: str | None, until: str | None,
-            customer_ids: list[str], numbers: list[str], limit: int, offset: int) -> dict[str, Any]:
+def find_recordings(app: Any, ctx: RequestContext, *, advisor_id: str | None, since: str | None, until: str | None,
+            customer_ids: list[str], numbers: list[str], site: str | None = None, source: str | None = None,
+            mode: str | None = None, limit: int, offset: int) -> dict[str, Any]:
+    """List or search recordings in the caller's scope (the API and the web UI). ``mode``:
+    ``both`` (two-sided) or ``advisor_only``. Customers are searched by pseudonym only."""
+    if mode not in (None, "", "both", "advisor_only"):
+        raise InputError(f"mode {mode!r} is unknown", hint="choose both or advisor_only")
     since_dt, until_dt = _time("since", since), _time("until", until)
     pseudonyms: list[str] = []
     if customer_ids or numbers:
@@ -132,8 +141,11 @@ def _search(app: Any, ctx: RequestContext, *, advisor_id: str | None, since: str
         pseudonyms += [pseudonym(app, "customer_id", c) for c in customer_ids]
         pseudonyms += [pseudonym(app, "number", n) for n in numbers]
     search = bool(pseudonyms)
-    filters = {"advisor_id": advisor_id, "since": since, "until": until, "limit": limit, "offset": offset,
-               "customer_pseudonyms": pseudonyms}
+    filters: dict[str, Any] = {"advisor_id": advisor_id, "since": since, "until": until, "limit": limit,
+                               "offset": offset, "customer_pseudonyms": pseudonyms}
+    for key, value in (("site", site), ("source", source), ("mode", mode)):
+        if value:
+            filters[key] = value
     scope = list_scope(app, ctx, "recording.list", detail=filters)
     with app.catalog.session() as s:
         q = (select(Recording).where(Recording.state.in_(LIVE)).options(selectinload(Recording.subjects))
@@ -146,6 +158,12 @@ def _search(app: Any, ctx: RequestContext, *, advisor_id: str | None, since: str
             q = q.where(Recording.started_at >= since_dt)
         if until_dt:
             q = q.where(Recording.started_at < until_dt)
+        if site:
+            q = q.where(Recording.site == site)
+        if source:
+            q = q.where(Recording.source == source)
+        if mode:
+            q = q.where(Recording.two_sided.is_(mode == "both"))
         for p in pseudonyms:
             q = q.where(Recording.id.in_(select(RecordingSubject.recording_id).where(RecordingSubject.pseudonym == p)))
         rows = [summary(r) for r in s.scalars(q)]

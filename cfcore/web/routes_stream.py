@@ -98,6 +98,8 @@ def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, descri
                                  client_ip=client_ip(request), require_user=require_login)
     if claims is None:
         return _refused(app, request, ctx, rec_id, "recording.play", reason)
+    if claims.purpose not in ("play", "export"):  # a transcript link never opens the audio
+        return _refused(app, request, ctx, rec_id, "recording.play", f"a {claims.purpose} link")
     action = "recording.export" if claims.purpose == "export" else "recording.play"
     if ctx is None:
         actor = _link_actor(app, claims.user_id)

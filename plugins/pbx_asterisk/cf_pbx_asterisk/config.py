@@ -85,6 +85,10 @@ class AsteriskSettings:
     max_message: int
     write_buffer: int
     site: str | None
+    #: ONS: a channel variable the dialplan sets on a mobile leg routed through the PBX, naming the
+    #: advisor (never the caller id); accepted values: the advisor ids below and ``ons_advisors``
+    advisor_variable: str | None = None
+    ons_advisors: frozenset[str] = frozenset()
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> AsteriskSettings:
@@ -152,6 +156,8 @@ class AsteriskSettings:
             max_message=_get(cfg, "max_message", int, 64 * 1024),
             write_buffer=_write_buffer(cfg),
             site=_get(cfg, "site", str),
+            advisor_variable=_advisor_variable(cfg),
+            ons_advisors=frozenset(str(a) for a in _get(cfg, "ons_advisors", list, [])),
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -163,6 +169,13 @@ class AsteriskSettings:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
+    def ons_advisor(self, variable: str, value: str) -> str | None:
+        """The advisor a dialplan-set channel variable names (ONS), if it is ours and known."""
+        if not self.advisor_variable or variable != self.advisor_variable:
+            return None
+        value = value.strip()
+        return value if value in set(self.advisors.values()) | self.ons_advisors else None
+
     def advisor_for(self, channel_name: str) -> str | None:
         """The advisor id of a channel: by endpoint (``PJSIP/100``) or bare resource (``100``)."""
         endpoint = endpoint_of(channel_name)
@@ -170,6 +183,16 @@ class AsteriskSettings:
             return self.advisors[endpoint]
         resource = endpoint.split("/", 1)[-1]
         return self.advisors.get(resource)
+
+
+def _advisor_variable(cfg: Mapping[str, Any]) -> str | None:
+    import re
+
+    value = _get(cfg, "advisor_variable", str)
+    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+        raise AsteriskConfigError("plugins.pbx_asterisk.advisor_variable must be a channel variable name "
+                                  "(letters, digits, '_')")
+    return value
 
 
 def _write_buffer(cfg: Mapping[str, Any]) -> int:

@@ -354,6 +354,18 @@ class AsteriskSource:
         if chan is not None and chan.state == UP:
             await self._maybe_record(chan)
 
+    async def _ev_varset(self, m: AmiMessage) -> None:
+        """ONS: the dialplan names the advisor of a mobile leg routed through the PBX by a channel
+        variable (``advisor_variable``); the caller id is never used for that."""
+        if not self.settings.advisor_variable:
+            return
+        advisor = self.settings.ons_advisor(m.get("Variable") or "", m.get("Value") or "")
+        if advisor is None:
+            return
+        chan = self._chan_from(m)
+        if chan is not None and chan.uniqueid not in self._leg_of_chan:
+            chan.advisor_id = advisor
+
     async def _ev_newcallerid(self, m: AmiMessage) -> None:
         self._chan_from(m)
 

@@ -1,0 +1,145 @@
+"""The integration outbox: events for plugins that must arrive, even across a crash or restart.
+
+``cf_recording_archived`` and ``cf_after_purge`` are delivered through it. The event is written in
+the same catalog transaction as the change it announces (the archive commit, the purge's shred),
+one row per implementing plugin, with an id that is the event's **idempotency key** (the same on
+every retry). Right after the commit the core tries each row once; a plugin that raises (its CRM is
+down) is retried by the ``integration.outbox`` job of ``cf serve`` with growing back-off (5 s,
+10 s, … up to 1 h) for ``[server] outbox_max_attempts`` (default 200) attempts, then the row is
+``dead`` (audited, so the FIS sees it). Each plugin is called alone, with its own context, so one
+failing CRM never repeats another plugin's delivery. Every failed attempt is audited
+(``recording.archived_hook`` / ``recording.purged_hook``, outcome ``error``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hookspecs.types import Direction, RecordingInfo, Tombstone
+
+from .clock import utc
+from .db.models_integration import OutboxRow
+
+log = logging.getLogger(__name__)
+
+HOOKS = {"cf_recording_archived": ("recording", "recording.archived_hook"),
+         "cf_after_purge": ("tombstone", "recording.purged_hook")}
+BACKOFF_FIRST, BACKOFF_MAX = 5.0, 3600.0
+
+
+def _iso(dt: datetime) -> str:
+    return utc(dt).isoformat()
+
+
+def encode(value: RecordingInfo | Tombstone) -> dict[str, Any]:
+    if isinstance(value, RecordingInfo):
+        return {"id": value.id, "site": value.site, "source": value.source, "advisor_id": value.advisor_id,
+                "direction": value.direction.value, "started_at": _iso(value.started_at),
+                "ended_at": _iso(value.ended_at), "two_sided": value.two_sided,
+                "retention_class": value.retention_class, "legal_hold": value.legal_hold,
+                "subject_pseudonyms": list(value.subject_pseudonyms), "state": value.state}
+    return {"recording_id": value.recording_id, "started_at": _iso(value.started_at),
+            "ended_at": _iso(value.ended_at), "deleted_at": _iso(value.deleted_at), "reason": value.reason,
+            "rule": value.rule, "subject_pseudonyms": list(value.subject_pseudonyms),
+            "ciphertext_sha256": list(value.ciphertext_sha256)}
+
+
+def decode(hook: str, payload: dict[str, Any]) -> RecordingInfo | Tombstone:
+    p = dict(payload)
+    for key in ("started_at", "ended_at", "deleted_at"):
+        if key in p:
+            p[key] = datetime.fromisoformat(p[key])
+    if hook == "cf_recording_archived":
+        p["direction"] = Direction(p["direction"])
+        return RecordingInfo(**p)
+    return Tombstone(**p)
+
+
+def _plugins(app: Any, hook: str) -> list[str]:
+    return app.pm.implementers(hook)  # type: ignore[no-any-return]
+
+
+def enqueue(app: Any, s: Session, hook: str, value: RecordingInfo | Tombstone) -> list[str]:
+    """Add the event for every plugin implementing ``hook`` to the session (commit with the change)."""
+    now = app.clock.now()
+    subject = value.id if isinstance(value, RecordingInfo) else value.recording_id
+    ids = []
+    for plugin in _plugins(app, hook):
+        row = OutboxRow(id=secrets.token_hex(16), hook=hook, plugin=plugin, subject_id=subject, payload=encode(value),
+                        state="pending", attempts=0, next_attempt_at=now, created_at=now)
+        s.add(row)
+        ids.append(row.id)
+    return ids
+
+
+def _call(app: Any, row_hook: str, plugin: str, event_id: str, value: Any) -> None:
+    from .gateway import plugin_context
+
+    app.pm.call_one(row_hook, plugin, **{HOOKS[row_hook][0]: value, "event_id": event_id,
+                                         "ctx": plugin_context(app, plugin)})
+
+
+def _max_attempts(app: Any) -> int:
+    return max(1, app.config.get("server.outbox_max_attempts", int, 200))
+
+
+def deliver(app: Any, ids: list[str] | None = None, *, limit: int = 100) -> dict[str, int]:
+    """Try the given rows (or every due row); returns counts of delivered / failed / dead."""
+    now = app.clock.now()
+    with app.catalog.session() as s:
+        q = select(OutboxRow.id).where(OutboxRow.state == "pending")
+        q = q.where(OutboxRow.id.in_(ids)) if ids is not None else q.where(OutboxRow.next_attempt_at <= now)
+        due = list(s.scalars(q.order_by(OutboxRow.created_at, OutboxRow.id).limit(limit)))
+    counts = {"delivered": 0, "failed": 0, "dead": 0}
+    for row_id in due:
+        with app.catalog.session() as s:
+            row = s.get(OutboxRow, row_id)
+            if row is None or row.state != "pending":
+                continue
+            hook, plugin, payload = row.hook, row.plugin, dict(row.payload)
+        error: str | None = None
+        try:
+            _call(app, hook, plugin, row_id, decode(hook, payload))
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure is retried, never fatal
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("delivery of %s to %s failed: %s", hook, plugin, type(exc).__name__)
+        with app.catalog.session() as s:
+            row = s.get(OutboxRow, row_id)
+            if row is None or row.state != "pending":
+                continue
+            row.attempts += 1
+            now = app.clock.now()
+            if error is None:
+                row.state, row.delivered_at, row.last_error = "delivered", now, None
+                counts["delivered"] += 1
+                continue
+            row.last_error = error
+            dead = row.attempts >= _max_attempts(app)
+            if dead:
+                row.state = "dead"
+                counts["dead"] += 1
+            else:
+                delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (row.attempts - 1))
+                row.next_attempt_at = now + timedelta(seconds=delay)
+                counts["failed"] += 1
+            app.audit.append(s, None, HOOKS[hook][1], "recording", row.subject_id, "dead" if dead else "error",
+                             {"plugin": plugin, "event": row_id, "attempt": row.attempts, "error": error})
+    return counts
+
+
+def pending(app: Any) -> list[OutboxRow]:
+    with app.catalog.session() as s:
+        rows = list(s.scalars(select(OutboxRow).where(OutboxRow.state == "pending").order_by(OutboxRow.created_at)))
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
+def job(app: Any) -> dict[str, int]:
+    return deliver(app)
