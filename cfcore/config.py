@@ -191,12 +191,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def validate(cfg: Config) -> None:
+    from .config_schema import closest
+
     unknown = sorted(set(cfg.data) - KNOWN_SECTIONS)
     if unknown:
+        near = closest(unknown[0], KNOWN_SECTIONS)
         raise ConfigError(
-            f"{cfg.path}: unknown section [{unknown[0]}]",
+            f"{cfg.path}: unknown section [{unknown[0]}]" + (f" (did you mean [{near}]?)" if near else ""),
             hint="choose one of: " + ", ".join(sorted(KNOWN_SECTIONS)),
         )
+    _check_keys(cfg)
+    _check_clear_secrets(cfg, cfg.data, "")
     cfg.get("deployment.site", str, "site-a")
     role = cfg.get("deployment.role", str, "standalone")
     if role not in ("standalone", "site", "archive"):  # see cfcore.sync.settings
@@ -220,3 +225,39 @@ def validate(cfg: Config) -> None:
     copies = cfg.get("archive.required_copies", int, 1)
     if copies < 1 or copies > max(1, len(names)):
         raise ConfigError(f"{cfg.path}: archive.required_copies must be between 1 and {len(names)}")
+
+
+def _check_keys(cfg: Config) -> None:
+    """Every key of a core section is declared (``cfcore.config_schema``)."""
+    from .config_schema import SECTIONS, closest
+
+    for dotted, keys in SECTIONS.items():
+        if dotted == "keys" and cfg.get("keys.provider", str, "keyring") != "keyring":
+            continue  # a provider plugin's options; checked by the plugin
+        node: Any = cfg.data
+        for part in dotted.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"{cfg.path}: [{dotted}] must be a table")
+        names = [k.name for k in keys]
+        for key in node:
+            if key in names or (dotted in ("plugins", "sync") and isinstance(node[key], Mapping)):
+                continue  # [plugins.<name>], [sync.targets|sites.<name>]: checked by their owners
+            near = closest(key, names)
+            raise ConfigError(f"{cfg.path}: unknown key {dotted}.{key}" + (f" (did you mean {near}?)" if near else ""),
+                              hint="see docs/config.md for every key")
+
+
+def _check_clear_secrets(cfg: Config, node: Any, where: str) -> None:
+    """A key that names a secret (``password``, ``secret_key`` …) must be ``{ env }``/``{ file }``."""
+    from .config_schema import SECRET_NAMES
+
+    if not isinstance(node, Mapping):
+        return
+    for key, value in node.items():
+        here = f"{where}.{key}" if where else str(key)
+        if key in SECRET_NAMES and isinstance(value, str):
+            raise ConfigError(f"{cfg.path}: {here} is a secret written in clear",
+                              hint=f'write {key} = {{ env = "NAME" }} or {{ file = "path" }} (mode 0600) instead')
+        if isinstance(value, Mapping):
+            _check_clear_secrets(cfg, value, here)

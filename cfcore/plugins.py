@@ -461,6 +461,7 @@ def get_plugin_manager(config: Config | None = None, *, entry_points: Sequence[m
     for name, plugin in extra:
         mgr.register(plugin, name, distribution="(test)")
     mgr.pm.check_pending()
+    _check_plugin_names(config, mgr, disabled, required)
     warning = mgr.test_only_warning()
     if warning:
         log.warning("%s", warning)
@@ -472,6 +473,27 @@ def get_plugin_manager(config: Config | None = None, *, entry_points: Sequence[m
         if st.status not in ("ok", "no hooks yet"):
             raise PluginError(f"required plugin '{name}' is {st.status}: {st.error or 'see cf plugins'}")
     return mgr
+
+
+def _check_plugin_names(config: Config | None, mgr: CorePluginManager, disabled: set[str],
+                        required: list[str]) -> None:
+    """A misspelt plugin name in ``disabled`` or ``[plugins.<name>]`` stops start-up (a disabled
+    plugin that still runs, or options that reach nobody, would go unnoticed)."""
+    import difflib
+
+    if config is None:
+        return
+    known = {s.name for s in mgr.statuses}
+    sections = [k for k, v in config.section("plugins").items() if k not in ("disabled", "required")]
+    for kind, names in (("plugins.disabled", sorted(disabled)), ("[plugins.<name>]", sections)):
+        for name in names:
+            if name in known:
+                continue
+            near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            where = f"plugins.disabled names '{name}'" if kind == "plugins.disabled" else f"[plugins.{name}]"
+            raise PluginError(f"{config.path}: {where}, but no plugin of that name is installed"
+                              + (f" (did you mean {near[0]}?)" if near else ""),
+                              hint="cf plugins --all lists the installed plugins")
 
 
 def _version(dist: str) -> str:

@@ -27,6 +27,7 @@ from hookspecs.types import BrokenCopy, MediaStore, RequestContext, StoreFailure
 
 from .db.models import MediaObject, Recording
 from .errors import CallFortError, ConfigError, IntegrityError, NotFound, StoreError
+from .metrics_store import timed
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class StoreSet:
         errors: list[str] = []
         for name, store in self.stores.items():
             try:
-                store.put(key, data)
+                with timed(name, "put"):
+                    store.put(key, data)
                 confirmed.append(name)
             except FileExistsError:
                 errors.append(f"{name}: object exists already")
@@ -121,7 +123,8 @@ class StoreSet:
         order = sorted(self.stores.items(), key=lambda item: item[0] in known_broken)
         for name, store in order:
             try:
-                data = store.get(key, start, end)
+                with timed(name, "get"):
+                    data = store.get(key, start, end)
             except KeyError:
                 failed.append(f"{name}: missing")
                 missing.append(name)

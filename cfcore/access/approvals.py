@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextvars
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -227,6 +227,32 @@ def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
     return params
 
 
+def _check_action_name(app: Any, action: str) -> None:
+    """An unknown function name is a typo, not a denial: say so, with the closest name."""
+    import difflib
+
+    from ..defaults.access_policy import MATRIX
+
+    known = set(MATRIX) | set(registered_actions(app))
+    if action in known:
+        return
+    near = difflib.get_close_matches(action, sorted(known), n=1, cutoff=0.6)
+    raise InputError(f"unknown action {action!r}" + (f", did you mean {near[0]}?" if near else ""),
+                     hint="four-eyes functions: " + ", ".join(sorted(a for a in known if "." in a))[:600])
+
+
+def _roles_hint(action: str, held: Iterable[str] = ()) -> str:
+    """``" (needs the role compliance or dpo)"``: the roles the default policy gives ``action``
+    to; nothing when the person holds one of them already (then it was their own-data limit)."""
+    from ..defaults.access_policy import MATRIX, ROLE_ORDER
+
+    row = MATRIX.get(action, {})
+    roles = [r for r in ROLE_ORDER if row.get(r, "deny") != "deny"]
+    if not roles or set(roles) & set(held):
+        return ""
+    return f" (needs the role {' or '.join(roles)})"
+
+
 def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, reason: str,
             params: dict[str, Any] | None = None) -> str:
     """File a four-eyes request; returns its id (32 hex characters). Audited ``approval.request``."""
@@ -239,6 +265,7 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
     if target_id is not None and (not str(target_id).strip() or len(str(target_id)) > 128):
         raise InputError("target must be 1 to 128 characters")
     params = _check_params(params)
+    _check_action_name(app, action)
     spec = registered_actions(app).get(action)
     for flag in spec.flags if spec else ():
         param_flag(params, flag)  # "rewrap=flase" is refused now, not after two people approved it
@@ -250,7 +277,8 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
         app.audit.record(ctx, "approval.request", "approval", None, "denied",
                          {"action": action, "target_kind": target.kind, "target_id": target_id,
                           "reason": decision.reason})
-        raise AccessDenied(f"{ctx.actor.username} may not request {action} on {target.kind} {target_id or ''}".rstrip())
+        raise AccessDenied(f"{ctx.actor.username} may not request {action} on {target.kind} {target_id or ''}".rstrip()
+                           + _roles_hint(action, ctx.actor.roles))
     if decision.decision is Decision.ALLOW:
         raise InputError(f"{action} on {target.kind} {target_id or ''} needs no approval for you".replace("  ", " "),
                          hint="run the function directly")
@@ -435,7 +463,8 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
 
     The approval is claimed (APPROVED → EXECUTED, audited) before the executor runs, so it runs
     once even when two people press the button at once; if the executor fails, the failure is
-    audited (``approval.result`` / ``failed``) and a new request is needed. ``executor`` replaces
+    audited (``approval.result`` / ``failed``) and the claim is released: the request is approved
+    again and its requester may run it again until it expires. ``executor`` replaces
     the registered one (the API runs ``recording.export`` as a download link instead of a file
     written on the server)."""
     a = _load(app, approval_id)
@@ -461,9 +490,15 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
         result = run(app, actx, a.target_id or "", dict(a.params))
     except Exception as exc:
         message = exc.message if isinstance(exc, CallFortError) else "internal error"
-        app.audit.record(actx, "approval.result", "approval", a.id, "failed",
-                         {"action": a.action, "target_id": a.target_id, "error": type(exc).__name__,
-                          "message": message})
+        # the approval is released again (APPROVED): a failed run (a full disk, a store outage, a
+        # wrong file name) must not use up the second person's decision; still only until expiry
+        with app.catalog.session() as s:
+            row = s.scalars(select(Approval).where(Approval.id == a.id).with_for_update()).one()
+            if row.state == "executed" and row.executed_by == ctx.actor.username:
+                row.state, row.executed_at, row.executed_by = "approved", None, None
+            app.audit.append(s, actx, "approval.result", "approval", a.id, "failed",
+                             {"action": a.action, "target_id": a.target_id, "error": type(exc).__name__,
+                              "message": message, "approval": "still approved: run it again"})
         raise
     finally:
         _running.reset(token)

@@ -55,7 +55,10 @@ def authorize(app: Any, ctx: RequestContext, action: str, target: AccessTarget, 
     outcome = "denied" if decision.decision is Decision.DENY else "needs-approval"
     app.audit.record(ctx, action, target.kind, target.id, outcome, {**(detail or {}), "reason": decision.reason})
     if decision.decision is Decision.DENY:
-        raise AccessDenied(f"{ctx.actor.username} may not {action} {target.kind} {target.id or ''}".rstrip())
+        from .approvals import _roles_hint
+
+        raise AccessDenied(f"{ctx.actor.username} may not {action} {target.kind} {target.id or ''}".rstrip()
+                           + _roles_hint(action, ctx.actor.roles))
     raise ApprovalRequired(f"{action} on {target.kind} {target.id or ''}".rstrip() + " needs four-eyes approval",
                            hint=f"cf request {action} {target.id or '-'} --reason TEXT, then a second person "
                                 "approves it and you run cf execute ID")

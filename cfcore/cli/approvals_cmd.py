@@ -95,6 +95,10 @@ def _do_execute(state: Any, approval_id: str, out: str | None, as_json: bool) ->
         # refused before the approval is used up: a copy for a person is never a file at rest
         raise InputError("copies of a person's recordings are never written to a file",
                          hint=DOWNLOAD_HINT.replace("{id}", approval_id))
+    request = approvals.get_request(app, ctx, approval_id)
+    if request.action == "recording.export":
+        _execute_export(app, ctx, request, out, as_json)
+        return
     result = approvals.execute(app, ctx, approval_id)
     if out:
         path = Path(out)
@@ -108,6 +112,29 @@ def _do_execute(state: Any, approval_id: str, out: str | None, as_json: bool) ->
         return
     emit({"approval_id": approval_id, "result": result}, as_json,
          f"executed {approval_id}: " + json.dumps(result, sort_keys=True, default=str)[:2000])
+
+
+def _execute_export(app: Any, ctx: Any, request: Any, out: str | None, as_json: bool) -> None:
+    """An approved ``recording.export``: the WAV goes to ``--out`` (or the ``out=`` the request
+    named). Checked before the approval is used: a missing or existing file costs nothing."""
+    from ..access import approvals
+    from ..archive import export_recording
+    from ..errors import ConflictError, InputError
+
+    target = out or request.params.get("out")
+    if not target:
+        raise InputError(f"say where the exported WAV goes: cf execute {request.id} --out FILE.wav",
+                         hint="the approval is still unused")
+    path = Path(target)
+    if path.exists():
+        raise ConflictError(f"{path} exists already", hint="choose another --out file; the approval is still unused")
+
+    def run(app_: Any, actx: Any, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return export_recording(app_, actx, target_id, path)
+
+    result = approvals.execute(app, ctx, request.id, executor=run)
+    emit({"approval_id": request.id, "out": str(path), **result}, as_json,
+         f"executed {request.id}; recording {request.target_id} exported to {path} (SHA-256 {result.get('sha256')})")
 
 
 def register(cli: click.Group) -> None:
@@ -172,11 +199,20 @@ def register(cli: click.Group) -> None:
     @cli.command("execute")
     @click.argument("approval_id", metavar="ID")
     @click.option("--out", default=None, type=click.Path(dir_okay=False),
-                  help="Write the result (e.g. an audit export) as JSON to this new file.")
-    @click.option("--json", "as_json", is_flag=True)
+                  help="recording.export: the WAV file to write (unless the request named out=). "
+                       "Other functions: write the result (e.g. an audit export) as JSON to this new file.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
     @click.pass_obj
     def execute_(state: Any, approval_id: str, out: str | None, as_json: bool) -> None:
-        """Run your approved request."""
+        """Run your approved request (only its requester). A run that fails (a file that exists, a
+        store outage) leaves the request approved: fix the cause and run it again.
+
+        \b
+        Example:
+          cf request recording.export REC_ID --reason "complaint 2026-117, customer asked for it"
+          cf approve AID        (a second person)
+          cf execute AID --out call.wav
+        """
         _do_execute(state, approval_id, out, as_json)
 
     @cli.group("approvals")

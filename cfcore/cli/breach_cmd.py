@@ -52,7 +52,7 @@ def _human(case: dict[str, Any]) -> str:
 
 
 def register(cli: click.Group) -> None:
-    @cli.group("breach")
+    @cli.group("breach", short_help="Personal-data breach cases (GDPR Art. 33): open, update, export the draft.")
     def breach() -> None:
         """Personal-data breach cases (GDPR Art. 33): 72 hours from awareness."""
 
@@ -77,7 +77,7 @@ def register(cli: click.Group) -> None:
             f = click.option(opt, key, default=None, help=help_ + " Empty text clears it.")(f)
         return f
 
-    @breach.command("update")
+    @breach.command("update", short_help="Record the particulars of Art. 33(3): nature, consequences, measures.")
     @click.argument("case_id")
     @_update_options
     @click.option("--status", type=click.Choice(["open", "notified", "closed"]))

@@ -88,12 +88,27 @@ def register(cli: click.Group) -> None:
             segs = ", ".join(f"{s['mode']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])
             click.echo(f"  {r['id']}  advisor {r['advisor_id']}  {r['direction']:<3} {r['duration']:5.1f}s  "
                        f"{'both sides' if r['two_sided'] else 'advisor only'}  [{segs}]")
-        click.echo("\nLook at them as the supervisor (password in the demo directory) / als Teamleitung ansehen:")
-        click.echo(f"  export CF_CONFIG={cfg.resolve()} CF_USER=sam CF_PASSWORD=\"$(cat {pw_path})\"")
-        click.echo("  cf recordings list\n  cf recordings show ID\n  cf calls list --all")
+        cf = _cf_command()
+        click.echo("\nLook at them as the supervisor sam, check the audit trail as the DPO dirk (one password, "
+                   "in the demo directory) / als Teamleitung sam ansehen, als DSB dirk den Audit-Trail prüfen:")
+        click.echo(f"  export CF_CONFIG={cfg.resolve()} CF_PASSWORD=\"$(cat {pw_path})\"")
+        click.echo(f"  CF_USER=sam {cf} recordings list\n  CF_USER=sam {cf} recordings show ID\n"
+                   f"  CF_USER=sam {cf} calls list --all\n  CF_USER=dirk {cf} audit verify")
         click.echo("\nOr in the browser / oder im Browser (user anna or sam, the same password):")
-        click.echo(f"  cf --config {cfg.resolve()} serve    # then open http://127.0.0.1:8750/")
+        click.echo(f"  {cf} --config {cfg.resolve()} serve    # then open http://127.0.0.1:8750/")
         del password
+
+
+def _cf_command() -> str:
+    """``cf`` if it is on PATH, else the full path of the ``cf`` next to this Python (the venv's)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    if shutil.which("cf"):
+        return "cf"
+    beside = Path(sys.executable).parent / "cf"
+    return str(beside) if beside.exists() else f"{sys.executable} -m cfcore"
 
 
 def _recordings(app: Any, ids: list[str]) -> list[dict[str, Any]]:

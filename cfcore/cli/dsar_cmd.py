@@ -12,7 +12,7 @@ from .output import emit
 
 
 def register(cli: click.Group) -> None:
-    @cli.command("dsar")
+    @cli.command("dsar", short_help="Write the Art. 15 access report of a person (JSON, HTML, PDF; de/en).")
     @click.option("--customer", "customers", multiple=True, help="The person's customer id (repeatable).")
     @click.option("--number", "numbers", multiple=True, help="The person's phone number, e.g. +49 30 1234567 (repeatable).")
     @click.option("--format", "fmt", type=click.Choice(["json", "html", "pdf"]), default="pdf", show_default=True)

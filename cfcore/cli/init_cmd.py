@@ -14,9 +14,16 @@ def register(cli: click.Group) -> None:
     @cli.command("init")
     @click.argument("directory", type=click.Path(file_okay=False))
     @click.option("--site", default="site-a", show_default=True, help="Name of this site.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print {config, keys, next_steps} as JSON.")
     def init(directory: str, site: str, as_json: bool) -> None:
-        """Write a working default deployment into DIRECTORY."""
+        """Write a working default deployment into DIRECTORY: a commented callfort.toml (SQLite
+        catalog, local store), the key ring and the secret files in keys/ (mode 0600). Prints the
+        next steps; the first is to back up keys/.
+
+        \b
+        Example:
+          cf init /srv/callfort --site frankfurt
+        """
         from ..app import App
         from ..clock import clock_from_plugins
         from ..config import load_config
@@ -31,7 +38,10 @@ def register(cli: click.Group) -> None:
         target.mkdir(parents=True, exist_ok=True)
         (target / "keys").mkdir(mode=0o700, exist_ok=True)
         (target / "media").mkdir(exist_ok=True)
-        cfg_path.write_text(DEFAULT_CONFIG.replace("{site}", site), encoding="utf-8")
+        from ..config_schema import commented_sections
+
+        written = ("deployment", "catalog", "keys", "archive", "plugins")
+        cfg_path.write_text(DEFAULT_CONFIG.replace("{site}", site) + commented_sections(written), encoding="utf-8")
         # the only place secrets are created (existing files are never replaced)
         # (the real clock; only the test-only plugin can pin it)
         create_secrets(target / "keys", clock_from_plugins(get_plugin_manager(load_config(cfg_path))).now)
@@ -43,4 +53,14 @@ def register(cli: click.Group) -> None:
                 app.audit.append(s, None, "deployment.init", "deployment", site)
         finally:
             app.close()
-        emit({"config": str(cfg_path.resolve())}, as_json, f"initialised {cfg_path.resolve()}")
+        cfg, keys = cfg_path.resolve(), (target / "keys").resolve()
+        steps = [
+            f"back up {keys}/ now (and after every 'cf keys rotate'): without it no recording can be read again",
+            f"export CF_CONFIG={cfg}",
+            "cf users add admin --role administrator --bootstrap   (then a second person: cf users add dora "
+            "--role dpo --bootstrap)",
+            "cf doctor   (checks config, catalog, keys, stores, clock)",
+            "cf serve    (API, capture, purge, FIS scan; see docs/operations.md for the service files)",
+        ]
+        emit({"config": str(cfg), "keys": str(keys), "next_steps": steps}, as_json,
+             f"initialised {cfg}\nNext steps:\n" + "\n".join(f"  {i}. {s}" for i, s in enumerate(steps, 1)))

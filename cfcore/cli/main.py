@@ -79,9 +79,9 @@ class CliState:
 #: The core's command modules, each with ``register(cli)``. Listed, not discovered by file name:
 #: a plugin adds commands through ``cf_cli_commands`` (a test checks that every ``*_cmd.py`` is here).
 COMMAND_MODULES = (
-    "approvals_cmd", "archive_cmd", "audit_cmd", "breach_cmd", "calls_cmd", "demo_cmd", "dsar_cmd", "fis_cmd",
-    "hold_cmd", "init_cmd", "keys_cmd", "mobile_cmd", "plugins_cmd", "retention_cmd", "serve_cmd", "store_cmd",
-    "sync_cmd", "transcribe_cmd", "users_cmd",
+    "approvals_cmd", "archive_cmd", "audit_cmd", "backup_cmd", "breach_cmd", "calls_cmd", "demo_cmd", "doctor_cmd",
+    "dsar_cmd", "fis_cmd", "hold_cmd", "init_cmd", "keys_cmd", "mobile_cmd", "plugins_cmd", "retention_cmd",
+    "serve_cmd", "store_cmd", "sync_cmd", "transcribe_cmd", "users_cmd",
 )
 
 

@@ -49,7 +49,7 @@ def _requested_text(r: dict[str, Any]) -> str:
 
 
 def register(cli: click.Group) -> None:
-    @cli.group("retention")
+    @cli.group("retention", short_help="Retention periods, the purge (crypto-shredding) and Art. 17 erasure.")
     def retention() -> None:
         """Retention periods, the purge (crypto-shredding) and Art. 17 erasure."""
 
@@ -133,7 +133,7 @@ def register(cli: click.Group) -> None:
         """Request a shorter retention (four-eyes: retention.shorten); never below a legal duty."""
         _change(state, "shorten", recording_id, until, years, reason, as_json)
 
-    @retention.command("erase")
+    @retention.command("erase", short_help="Request Art. 17 erasure of a recording no law requires us to keep (four-eyes).")
     @click.argument("recording_id")
     @click.option("--reason", required=True, help="The data subject's request (reference, not the name).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -26,16 +26,36 @@ def register(cli: click.Group) -> None:
     @click.option("--no-jobs", is_flag=True, help="Serve the API only; run no background jobs.")
     @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
                   default="info", show_default=True)
+    @click.option("--log-format", type=click.Choice(["text", "json", "kv"]), default=None,
+                  help="Log lines as text, JSON lines or key=value, each with a UTC timestamp "
+                       "(default [server] log_format or text).")
     @click.pass_obj
-    def serve(state: Any, host: str | None, port: int | None, no_jobs: bool, log_level: str) -> None:
-        """Run the REST API and the background jobs (retention purge, FIS scan, capture, expiry)."""
+    def serve(state: Any, host: str | None, port: int | None, no_jobs: bool, log_level: str,
+              log_format: str | None) -> None:
+        """Run the REST API and the background jobs (retention purge, FIS scan, capture, expiry).
+
+        Also serves /health, /ready and /metrics (Prometheus) for load balancers and monitoring.
+
+        \b
+        Example:
+          cf --config /srv/callfort/callfort.toml serve --log-format json
+        """
+        import logging
+
         import uvicorn
 
         from ..jobs import registered_jobs
+        from ..logs import FORMATS, configure
         from ..web import create_app, redact_access_log
         from .context import system_cli_context
 
         app = state.app
+        fmt = log_format or app.config.get("server.log_format", str, "text")
+        if fmt not in FORMATS:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{app.config.path}: server.log_format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        configure(fmt, getattr(logging, log_level.upper()))
         host = host or app.config.get("server.host", str, DEFAULT_HOST)
         port = port if port is not None else app.config.get("server.port", int, DEFAULT_PORT)
         jobs = [] if no_jobs else sorted(registered_jobs(app))
@@ -51,7 +71,7 @@ def register(cli: click.Group) -> None:
         # proxy_headers off: the client IP of the audit trail comes from the connection, or from
         # X-Forwarded-For only behind [server] trusted_proxies (cfcore.web.deps).
         server = uvicorn.Server(uvicorn.Config(fa, host=host, port=port, log_level=log_level, proxy_headers=False,
-                                               server_header=False, **tls))
+                                               server_header=False, log_config=None, **tls))
         redact_access_log()  # after uvicorn configured its loggers: link tokens never reach the log
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: a stop
         # asked for is a normal end (exit 0), not an interruption.

@@ -24,7 +24,7 @@ MARKER = ".cf-demo"
 PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name, not a password
 ADVISORS = {"PJSIP/100": "A100", "PJSIP/101": "A101", "PJSIP/102": "A102"}
 USERS = [("anna", "advisor", "A100"), ("bert", "advisor", "A101"), ("carla", "advisor", "A102"),
-         ("dora", "advisor", "A103"), ("sam", "supervisor", None)]
+         ("dora", "advisor", "A103"), ("sam", "supervisor", None), ("dirk", "dpo", None)]
 DORA_MOBILE = "+491701234567"  # dora works from her mobile: the dial-in (plugin mobile_ons)
 
 

@@ -56,7 +56,7 @@ def redact_access_log() -> None:
 #: ``routes_*.py`` is here).
 ROUTE_MODULES = (
     "routes_approvals", "routes_audit", "routes_auth", "routes_calls", "routes_dsar", "routes_fis",
-    "routes_recordings", "routes_retention", "routes_stream", "routes_transcripts", "routes_users",
+    "routes_health", "routes_recordings", "routes_retention", "routes_stream", "routes_transcripts", "routes_users",
 )
 
 
@@ -97,11 +97,14 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
                 pool.shutdown(wait=False)
 
     fa = FastAPI(title="CallFort API", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
-                 docs_url=f"{API_PREFIX}/docs", redoc_url=None, lifespan=lifespan,
+                 docs_url=None, redoc_url=None, lifespan=lifespan,
                  description="Recording search and details, streaming links, four-eyes requests and "
                              "approvals, audit queries. Every call is audited with user, PC host name "
                              "(header X-Client-Host), IP address and function.")
     fa.state.cf_app = app
+    from .docs_offline import install as install_docs
+
+    install_docs(fa, f"{API_PREFIX}/openapi.json", "CallFort API")  # Swagger UI served here, no CDN
     fa.state.cf_jobs = None
     redact_access_log()
 
