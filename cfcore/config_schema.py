@@ -36,6 +36,8 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("country_code", "string", '"49"', "Country calling code for numbers written without one."),
         _k("role", "string", '"standalone"', "standalone, site (records, hands over to the archive) or archive "
            "(see docs/sites.md)."),
+        _k("time_zone", "string", '"Europe/Berlin"', "Time zone of the deployment: Art. 15 reports show times in it "
+           "(and the web UI, unless [webui] time_zone says otherwise)."),
     ),
     "catalog": (
         _k("url", "string", '"sqlite:///catalog.db"',
@@ -141,10 +143,13 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
     "webui": (
         _k("default_language", "string", '"de"', "Language of the web UI before a user picks one (de or en)."),
         _k("idle_minutes", "integer", "15", "Web UI sessions end after this many idle minutes."),
-        _k("time_zone", "string", '"Europe/Berlin"', "Time zone the web UI shows times in."),
+        _k("time_zone", "string", "the [deployment] time_zone", "Time zone the web UI shows times in."),
     ),
     "dsar": (
-        _k("controller", "string or {de, en}", '""', "Controller's name and address printed on Art. 15 reports."),
+        _k("controller_name", "string or {de, en}", '""', "The controller's name on Art. 15 reports (missing: the "
+           "report says so)."),
+        _k("controller_address", "string or {de, en}", '""', "The controller's postal address on Art. 15 reports."),
+        _k("controller", "string or {de, en}", '""', "Older spelling of controller_name."),
         _k("dpo_contact", "string or {de, en}", '""', "The data protection officer's contact on Art. 15 reports."),
         _k("authority", "string or {de, en}", "the Hessian DPA", "Supervisory authority named on reports."),
         _k("crm_name", "string", '"CRM"', "Name of the CRM listed as a source of data."),

@@ -74,7 +74,8 @@ def test_json_report_names_the_persons_records_only(world):
     assert two["retention"]["until"].startswith("2029-06-03")
     assert any("MiFID II" in p["legal_basis"] and p["statutory"] for p in two["purposes"])
     assert two["consents"] and two["consents"][0]["given_at"].startswith("2024-06-03T10:00")
-    assert "2024-06-03 10:00 UTC" in two["consents"][0]["text"] and "2029-06-03" in two["retention"]["text"]
+    # times in the deployment's zone (default Europe/Berlin), English formats
+    assert "3 Jun 2024, 12:00 GMT+02:00" in two["consents"][0]["text"] and "3 Jun 2029" in two["retention"]["text"]
     roles = [a for a in two["accesses"] if a["action"] == "recording.show"]
     assert roles and roles[0]["roles"] == ["Compliance officer"] and roles[0]["at"].startswith("2026-11-28")
     assert "carla" not in text  # roles and dates, not the employees' names
@@ -186,3 +187,160 @@ def test_unknown_person_gets_an_empty_report(world):
     _, report = produce_report(world["app"], world["dpo"], customer_ids=["K-999"], fmt="json", lang="de")
     assert report["recordings"] == [] and report["deleted"] == []
     assert "keine Aufzeichnungen" in report["summary"]["text"]
+
+
+# ------------------------------------------------------------ issue 14 item 8: a report a DPO signs
+
+SIGNED_TOML = """
+[dsar]
+controller_name = "Beispielbank AG"
+controller_address = "Musterstraße 1, 60311 Frankfurt am Main"
+dpo_contact = "datenschutz@beispielbank.example, +49 69 1234-0"
+"""
+
+
+def _pdf_text(data: bytes, tmp_path: Path) -> tuple[str, list[str]]:
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(data)
+    pages = [page.extract_text() for page in PdfReader(pdf).pages]
+    return "\n".join(pages), pages
+
+
+def _signed_app(deployment, make_app, extra: str = ""):
+    deployment.write_text(deployment.read_text() + SIGNED_TOML + extra)
+    return make_app(deployment)
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_controller_address_and_dpo_come_from_config(deployment, make_app, tmp_path, frozen_clock, lang):
+    app = _signed_app(deployment, make_app)
+    ingest(app, tmp_path, "2026-11-25T10:00:00+00:00", customer="K-100", name="c")
+    dpo = make_user(app, "dora", "dpo")
+    for fmt in ("html", "pdf"):
+        data, report = produce_report(app, dpo, customer_ids=["K-100"], fmt=fmt, lang=lang)
+        text = data.decode() if fmt == "html" else _pdf_text(data, tmp_path)[0]
+        assert "Beispielbank AG" in text and "Musterstraße 1, 60311 Frankfurt am Main" in text
+        assert "datenschutz@beispielbank.example, +49 69 1234-0" in text
+        assert ("Anschrift" if lang == "de" else "Address") in text
+        assert ("nicht angegeben" not in text) and ("not stated" not in text)
+    assert report["controller"]["address"] == "Musterstraße 1, 60311 Frankfurt am Main"
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_missing_controller_is_stated_not_left_out(deployment, make_app, tmp_path, frozen_clock, lang):
+    app = make_app(deployment)
+    dpo = make_user(app, "dora", "dpo")
+    for fmt in ("html", "pdf"):
+        data, _ = produce_report(app, dpo, customer_ids=["K-100"], fmt=fmt, lang=lang)
+        text = data.decode() if fmt == "html" else _pdf_text(data, tmp_path)[0]
+        missing = "nicht angegeben" if lang == "de" else "not stated"
+        label = "Datenschutzbeauftragte/r" if lang == "de" else "Data protection officer"
+        assert text.count(missing) == 3, text  # name, address, DPO contact
+        assert f"{label}: {missing}" in text
+
+
+def test_unknown_dsar_key_is_refused(deployment, make_app):
+    from cfcore.errors import ConfigError
+
+    deployment.write_text(deployment.read_text() + '[dsar]\ncontroler_address = "x"\n')
+    with pytest.raises(ConfigError, match="controller_address"):
+        make_app(deployment)
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_times_in_the_deployment_time_zone_with_local_formats(deployment, make_app, tmp_path, frozen_clock, lang):
+    app = _signed_app(deployment, make_app)
+    rec = ingest(app, tmp_path, "2026-01-15T10:00:00+00:00", customer="K-100", name="winter")
+    dpo = make_user(app, "dora", "dpo")
+    data, report = produce_report(app, dpo, customer_ids=["K-100"], fmt="html", lang=lang)
+    html = data.decode()
+    assert report["time_zone"] == "Europe/Berlin"
+    (r,) = report["recordings"]
+    assert r["id"] == rec
+    if lang == "de":  # 10:00 UTC is 11:00 in Berlin in January; German date, German zone name
+        assert "15.01.2026, 11:00 MEZ" in html and "Alle Zeitangaben in der Zeitzone Europe/Berlin." in html
+        assert r["duration_text"] == f"{r['duration_seconds']}".replace(".", ",").removesuffix(",0")
+    else:
+        assert "15 Jan 2026, 11:00 GMT+01:00" in html and "All times are in the Europe/Berlin time zone." in html
+        assert r["duration_text"] == f"{r['duration_seconds']}".removesuffix(".0")
+    assert "UTC" not in html.replace("UTC+", "")
+
+
+def test_time_zone_is_configurable(deployment, make_app, tmp_path, frozen_clock):
+    text = deployment.read_text()
+    assert "[deployment]" in text
+    deployment.write_text(text.replace("[deployment]", '[deployment]\ntime_zone = "America/New_York"', 1))
+    app = make_app(deployment)
+    ingest(app, tmp_path, "2026-07-15T10:00:00+00:00", customer="K-100", name="summer")
+    dpo = make_user(app, "dora", "dpo")
+    for lang, expected in (("de", "15.07.2026, 06:00 "), ("en", "15 Jul 2026, 06:00 GMT-04:00")):
+        data, report = produce_report(app, dpo, customer_ids=["K-100"], fmt="html", lang=lang)
+        assert report["time_zone"] == "America/New_York" and expected in data.decode()
+
+
+def test_german_number_formats():
+    from cfcore.dsar.texts import number
+
+    assert number("de", 1234.5) == "1.234,5" and number("en", 1234.5) == "1,234.5"
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_no_internal_jargon(world, lang, tmp_path):
+    data, report = produce_report(world["app"], world["dpo"], customer_ids=["K-100"], numbers=["+49 30 5550100"],
+                                  fmt="html", lang=lang)
+    pdf, _ = produce_report(world["app"], world["dpo"], customer_ids=["K-100"], numbers=["+49 30 5550100"],
+                            fmt="pdf", lang=lang)
+    import re
+
+    for text in (data.decode(), _pdf_text(pdf, tmp_path)[0]):
+        for jargon in (r"\bcli\b", r"\bapi\.", r"mifid-\d", r"advisor-only-\d", r"consent-\w", r"\bingest\b"):
+            assert not re.search(jargon, text), (jargon, re.search(jargon, text))
+        if lang == "de":
+            assert "gesetzliche Aufbewahrung nach MiFID II, 5 Jahre" in text
+            assert "Erfassung durch unsere Mitarbeitenden" in text or "manuelle Übernahme" in text
+        else:
+            assert "statutory keeping under MiFID II, 5 years" in text
+            assert "entry by our staff" in text or "manual import" in text
+    # the machine-readable rule id stays in the JSON data for the DPO's records
+    assert report["deleted"][0]["retention"]["rule"].startswith(("mifid-", "advisor-only-"))
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_range_reads_of_one_playback_are_one_access(world, lang):
+    from access_helpers import api_server, client, login
+
+    app, rec = world["app"], world["p_live"]
+    with api_server(app) as server, client(server, login(server, "adam")) as c:  # the call's own advisor
+        links = []
+        for _ in range(2):
+            r = c.post(f"/api/recordings/{rec}/link", json={})
+            assert r.status_code == 201, r.text
+            links.append(r.json()["url"])
+        for header in ("bytes=0-99", "bytes=100-199", "bytes=200-"):  # one playback, three range reads
+            assert c.get(links[0], headers={"Range": header}).status_code == 206
+        assert c.get(links[1]).status_code == 200  # a second playback through a new link
+    _, report = produce_report(app, world["dpo"], customer_ids=["K-100"], fmt="json", lang=lang)
+    (two,) = [r for r in report["recordings"] if r["id"] == rec]
+    plays = [a for a in two["accesses"] if a["action"] == "recording.play"]
+    assert sorted(a["reads"] for a in plays) == [1, 3]
+    data, _ = produce_report(app, world["dpo"], customer_ids=["K-100"], fmt="html", lang=lang)
+    html = data.decode()
+    listened = "angehört" if lang == "de" else "listened to"
+    assert html.count(listened) == 2 and ("3 Lesezugriffe" if lang == "de" else "3 reads") in html
+    with app.catalog.session() as s:  # the audit trail itself keeps every read
+        n = len(s.scalars(select(AuditEntry).where(AuditEntry.action == "recording.play",
+                                                    AuditEntry.target_id == rec)).all())
+    assert n == 4
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_pdf_pages_say_page_n_of_m(world, lang, tmp_path):
+    data, _ = produce_report(world["app"], world["dpo"], customer_ids=["K-100"], numbers=["+49 30 5550100"],
+                             fmt="pdf", lang=lang)
+    _, pages = _pdf_text(data, tmp_path)
+    assert len(pages) >= 2
+    word = "Seite" if lang == "de" else "Page"
+    other = "Page" if lang == "de" else "Seite"
+    for i, page in enumerate(pages, 1):
+        assert f"{word} {i} von {len(pages)}" in page if lang == "de" else f"{word} {i} of {len(pages)}" in page
+        assert f"{other} {i}" not in page

@@ -10,6 +10,7 @@ is this dict, the HTML and PDF renderers lay it out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -34,7 +35,10 @@ from .texts import (
     human_date,
     human_time,
     method_text,
+    number,
+    rule_label,
     rule_texts,
+    source_label,
     t,
 )
 
@@ -102,6 +106,21 @@ def _recipients(app: Any, lang: str, any_mifid: bool) -> list[str]:
     return out
 
 
+def report_time_zone(app: Any) -> str:
+    """``[deployment] time_zone`` (the web UI uses the same unless ``[webui] time_zone`` says otherwise)."""
+    return str(app.config.get("deployment.time_zone", str, "Europe/Berlin"))
+
+
+def _link(detail: str) -> str | None:
+    """The streaming link (nonce) an audited read went through, if any."""
+    try:
+        value = json.loads(detail or "{}")
+    except ValueError:
+        return None
+    link = value.get("link") if isinstance(value, dict) else None
+    return str(link) if link else None
+
+
 def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", customer_ids: Iterable[str] = (),
                  numbers: Iterable[str] = ()) -> dict[str, Any]:
     """The report data for the person with these pseudonyms (access is checked by the caller).
@@ -110,6 +129,7 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
     person); nothing is looked up by them.
     """
     check_lang(lang)
+    tz = report_time_zone(app)
     settings = retention_settings(app)
     cc = app.config.get("deployment.country_code", str, "49")
     with app.catalog.session() as s:
@@ -141,15 +161,26 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
                                         TranscriptRow.state == "done"))} if recs else {}
 
     accesses: dict[str, list[dict[str, Any]]] = {}
+    #: (recording, user, action, link) -> the access already listed: HTTP range reads of one
+    #: playback through one link are one access, with the number of reads.
+    by_link: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for e in entries:
         if e.target_id is None or not e.action.startswith(("recording.", "retention.", "hold.", "dsar.")):
             continue
         action = e.action
         if action == "recording.export" and '"via":"dsar.export"' in e.detail:
             action = "dsar.export"  # a copy for the person themself
-        accesses.setdefault(e.target_id, []).append({
-            "at": _iso(e.at), "action": action, "action_text": action_text(lang, action),
-            "roles": _role_text(lang, e.user, roles.get(e.user, ()))})
+        link = _link(e.detail) if action in ("recording.play", "recording.stream", "recording.export") else None
+        key = (e.target_id, e.user, action, link) if link else None
+        if key is not None and key in by_link:
+            by_link[key]["reads"] += 1
+            by_link[key]["last_at"] = _iso(e.at)
+            continue
+        item = {"at": _iso(e.at), "action": action, "action_text": action_text(lang, action),
+                "roles": _role_text(lang, e.user, roles.get(e.user, ())), "reads": 1, "last_at": _iso(e.at)}
+        if key is not None:
+            by_link[key] = item
+        accesses.setdefault(e.target_id, []).append(item)
 
     any_mifid = False
     stored = []
@@ -166,23 +197,25 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
             "id": r.id, "status": "being deleted" if r.state == "purging" else "stored",
             "status_text": t(lang, "status_deleting" if r.state == "purging" else "status_stored"),
             "started_at": _iso(r.started_at), "ended_at": _iso(r.ended_at), "duration_seconds": round(r.duration, 1),
+            "duration_text": number(lang, round(r.duration, 1)),
             "direction": r.direction, "direction_text": t(lang, f"dir_{r.direction}"),
-            "site": r.site, "source": r.source, "source_text": t(lang, "source_text", source=r.source, site=r.site),
+            "site": r.site, "source": r.source, "source_text": t(lang, "source_text", source=source_label(lang, r.source), site=r.site),
             "two_sided": bool(r.two_sided), "content_text": t(lang, "two_sided" if r.two_sided else "advisor_only"),
             "retention": {"class": r.retention_class, "until": _iso(until), "rule": r.retention_rule,
                           "legal_hold": bool(r.legal_hold),
-                          "text": (t(lang, "retention_until", date=human_date(lang, _iso(until)), rule=r.retention_rule)
+                          "text": (t(lang, "retention_until", date=human_date(lang, _iso(until), tz),
+                                     rule=rule_label(lang, r.retention_rule))
                                    if until else t(lang, "retention_none"))
                                   + ("; " + t(lang, "legal_hold") if r.legal_hold else "")},
             "purposes": purposes,
             "consents": [{"given_at": _iso(c.given_at), "method": c.method,
-                          "text": t(lang, "consent_line", at=human_time(lang, _iso(c.given_at)),
+                          "text": t(lang, "consent_line", at=human_time(lang, _iso(c.given_at), tz),
                                     method=method_text(lang, c.method))}
                          for c in sorted(r.consents, key=lambda c: c.given_at)],
             "accesses": accesses.get(r.id, []),
             "transcript": ({"language": transcribed[r.id][0], "created_at": _iso(transcribed[r.id][1]),
                             "text": t(lang, "transcript_yes", language=transcribed[r.id][0],
-                                      at=human_time(lang, _iso(transcribed[r.id][1])))}
+                                      at=human_time(lang, _iso(transcribed[r.id][1]), tz))}
                            if r.id in transcribed else None),
         })
 
@@ -197,10 +230,11 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
             "id": x.recording_id, "status": "deleted", "status_text": t(lang, "status_deleted"),
             "started_at": _iso(x.started_at), "ended_at": _iso(x.ended_at),
             "duration_seconds": round((x.ended_at - x.started_at).total_seconds(), 1),
+            "duration_text": number(lang, round((x.ended_at - x.started_at).total_seconds(), 1)),
             "direction": x.direction, "direction_text": t(lang, f"dir_{x.direction}"),
-            "site": x.site, "source": x.source, "source_text": t(lang, "source_text", source=x.source, site=x.site),
+            "site": x.site, "source": x.source, "source_text": t(lang, "source_text", source=source_label(lang, x.source), site=x.site),
             "two_sided": bool(x.two_sided), "content_text": t(lang, "two_sided" if x.two_sided else "advisor_only"),
-            "retention": {"class": x.retention_class, "rule": x.rule},
+            "retention": {"class": x.retention_class, "rule": x.rule, "rule_text": rule_label(lang, x.rule)},
             "purposes": _purposes(lang, rules),
             "deleted_at": _iso(x.deleted_at), "reason": x.reason,
             "reason_text": t(lang, f"reason_{x.reason}") if f"reason_{x.reason}" in _REASONS else x.reason,
@@ -216,8 +250,12 @@ def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", custo
         "lang": lang,
         "title": t(lang, "title"),
         "generated_at": _iso(app.clock.now()),
-        "controller": {"name": _localised(dsar_cfg.get("controller", ""), lang),
-                       "dpo_contact": _localised(dsar_cfg.get("dpo_contact", ""), lang)},
+        "time_zone": tz,
+        "time_zone_text": t(lang, "time_zone_note", tz=tz),
+        "controller": {"name": _localised(dsar_cfg.get("controller_name", dsar_cfg.get("controller", "")), lang),
+                       "address": _localised(dsar_cfg.get("controller_address", ""), lang),
+                       "dpo_contact": _localised(dsar_cfg.get("dpo_contact", ""), lang),
+                       "not_configured": t(lang, "not_configured")},
         "subject": subject,
         "summary": {"stored": len(stored), "deleted": len(deleted),
                     "text": t(lang, "summary_text", live=len(stored), deleted=len(deleted))

@@ -14,34 +14,48 @@ from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 from ..errors import InputError
-from .texts import human_date, human_time, t
+from .texts import human_date, human_time, number, t
 
 FORMATS = ("json", "html", "pdf")
 
 
-def _record_rows(lang: str, r: Mapping[str, Any]) -> list[tuple[str, str | list[str]]]:
+def _access_line(lang: str, a: Mapping[str, Any], tz: str) -> str:
+    line = t(lang, "access_line", at=human_time(lang, a["at"], tz), action=a["action_text"], role=", ".join(a["roles"]))
+    reads = int(a.get("reads", 1))
+    return line + (f" ({t(lang, 'reads', n=number(lang, reads))})" if reads > 1 else "")
+
+
+def _controller_lines(lang: str, report: Mapping[str, Any]) -> list[str]:
+    """Controller, address and DPO contact; a missing one is said to be missing, never left out."""
+    ctrl = report["controller"]
+    missing = ctrl.get("not_configured") or t(lang, "not_configured")
+    return [f"{t(lang, 'controller')}: {ctrl['name'] or missing}",
+            f"{t(lang, 'controller_address')}: {ctrl.get('address') or missing}",
+            f"{t(lang, 'dpo_contact')}: {ctrl['dpo_contact'] or missing}",
+            report.get("time_zone_text", "")]
+
+
+def _record_rows(lang: str, r: Mapping[str, Any], tz: str = "UTC") -> list[tuple[str, str | list[str]]]:
     """(label, text or lines) of one recording, shared by HTML and PDF."""
     rows: list[tuple[str, str | list[str]]] = [
         (t(lang, "id"), r["id"]),
         (t(lang, "status"), r["status_text"]),
-        (t(lang, "recorded"), f"{human_time(lang, r['started_at'])} – {human_time(lang, r['ended_at'])}"),
-        (t(lang, "duration"), f"{r['duration_seconds']} {t(lang, 'seconds')}"),
+        (t(lang, "recorded"), f"{human_time(lang, r['started_at'], tz)} – {human_time(lang, r['ended_at'], tz)}"),
+        (t(lang, "duration"), f"{r['duration_text']} {t(lang, 'seconds')}"),
         (t(lang, "direction"), r["direction_text"]),
         (t(lang, "content"), r["content_text"]),
         (t(lang, "source"), r["source_text"]),
         (t(lang, "purposes"), [f"{p['purpose']} – {p['legal_basis']}" for p in r["purposes"]] or ["-"]),
     ]
     if r["status"] == "deleted":
-        rows.append((t(lang, "deleted_at"), human_time(lang, r["deleted_at"])))
-        rows.append((t(lang, "deleted_why"), f"{r['reason_text']} ({r['retention']['rule']})"))
+        rows.append((t(lang, "deleted_at"), human_time(lang, r["deleted_at"], tz)))
+        rows.append((t(lang, "deleted_why"), f"{r['reason_text']} ({r['retention'].get('rule_text') or r['retention']['rule']})"))
     else:
         rows.append((t(lang, "retention"), r["retention"]["text"]))
         rows.append((t(lang, "consents"), [c["text"] for c in r["consents"]] or [t(lang, "no_consent")]))
         transcript = r.get("transcript")
         rows.append((t(lang, "transcript"), transcript["text"] if transcript else t(lang, "transcript_none")))
-    rows.append((t(lang, "accesses"), [t(lang, "access_line", at=human_time(lang, a["at"]), action=a["action_text"],
-                                           role=", ".join(a["roles"])) for a in r["accesses"]]
-                 or [t(lang, "no_access")]))
+    rows.append((t(lang, "accesses"), [_access_line(lang, a, tz) for a in r["accesses"]] or [t(lang, "no_access")]))
     return rows
 
 
@@ -82,16 +96,12 @@ def _cell(value: str | list[str]) -> str:
 
 
 def render_html(report: Mapping[str, Any]) -> bytes:
-    lang = report["lang"]
+    lang, tz = report["lang"], report.get("time_zone", "UTC")
     out = [f'<!DOCTYPE html>\n<html lang="{_e(lang)}">\n<head>\n<meta charset="utf-8">\n'
            f"<title>{_e(report['title'])}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n",
            f"<h1>{_e(report['title'])}</h1>\n",
-           f"<p>{_e(t(lang, 'generated'))}: {_e(human_time(lang, report['generated_at']))}</p>\n"]
-    ctrl = report["controller"]
-    if ctrl["name"]:
-        out.append(f"<p>{_e(t(lang, 'controller'))}: {_e(ctrl['name'])}</p>\n")
-    if ctrl["dpo_contact"]:
-        out.append(f"<p>{_e(t(lang, 'dpo_contact'))}: {_e(ctrl['dpo_contact'])}</p>\n")
+           f"<p>{_e(t(lang, 'generated'))}: {_e(human_time(lang, report['generated_at'], tz))}</p>\n"]
+    out += [f"<p>{_e(line)}</p>\n" for line in _controller_lines(lang, report)]
     out.append(f"<h2>{_e(t(lang, 'subject'))}</h2>\n<ul>"
                + "".join(f"<li>{_e(x)}</li>" for x in _subject_lines(lang, report)) + "</ul>\n")
     out.append(f"<h2>{_e(t(lang, 'summary'))}</h2>\n<p>{_e(report['summary']['text'])}</p>\n"
@@ -104,7 +114,7 @@ def render_html(report: Mapping[str, Any]) -> bytes:
             out.append(f"<p>{_e(report['deleted_note'])}</p>\n")
         for r in items:
             out.append(f'<table class="rec" id="rec-{_e(r["id"])}">\n')
-            for label, value in _record_rows(lang, r):
+            for label, value in _record_rows(lang, r, tz):
                 out.append(f"<tr><th>{_e(label)}</th><td>{_cell(value)}</td></tr>\n")
             out.append("</table>\n")
     out.append(f"<h2>{_e(t(lang, 'recipients'))}</h2>\n<ul>"
@@ -115,7 +125,7 @@ def render_html(report: Mapping[str, Any]) -> bytes:
                f"<p>{_e(report['copy'])}</p>\n")
     if report["previous_reports"]:
         out.append(f"<p>{_e(t(lang, 'previous'))}: "
-                   + _e(", ".join(human_date(lang, x) for x in report["previous_reports"])) + "</p>\n")
+                   + _e(", ".join(human_date(lang, x, tz) for x in report["previous_reports"])) + "</p>\n")
     out.append("</body>\n</html>\n")
     return "".join(out).encode("utf-8")
 
@@ -130,7 +140,7 @@ def render_pdf(report: Mapping[str, Any]) -> bytes:
     from reportlab.lib.units import mm
     from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    lang = report["lang"]
+    lang, tz = report["lang"], report.get("time_zone", "UTC")
     styles = getSampleStyleSheet()
     body = ParagraphStyle("cf-body", parent=styles["BodyText"], fontName="Helvetica", fontSize=9, leading=11.5)
     label = ParagraphStyle("cf-label", parent=body, fontName="Helvetica-Bold")
@@ -147,12 +157,9 @@ def render_pdf(report: Mapping[str, Any]) -> bytes:
         return p(value, style)
 
     story: list[Any] = [p(report["title"], h1),
-                        p(f"{t(lang, 'generated')}: {human_time(lang, report['generated_at'])}")]
+                        p(f"{t(lang, 'generated')}: {human_time(lang, report['generated_at'], tz)}")]
     ctrl = report["controller"]
-    if ctrl["name"]:
-        story.append(p(f"{t(lang, 'controller')}: {ctrl['name']}"))
-    if ctrl["dpo_contact"]:
-        story.append(p(f"{t(lang, 'dpo_contact')}: {ctrl['dpo_contact']}"))
+    story += [p(line) for line in _controller_lines(lang, report)]
     story += [p(t(lang, "subject"), h2)] + [p(x) for x in _subject_lines(lang, report)]
     story += [p(t(lang, "summary"), h2), p(report["summary"]["text"]),
               p(f"{t(lang, 'data_categories')}: {report['data_categories']}")]
@@ -167,7 +174,7 @@ def render_pdf(report: Mapping[str, Any]) -> bytes:
             story.append(p(report["deleted_note"]))
         for r in items:
             rows = [[p(lbl, label), cell(val, mono if i == 0 else body)]
-                    for i, (lbl, val) in enumerate(_record_rows(lang, r))]
+                    for i, (lbl, val) in enumerate(_record_rows(lang, r, tz))]
             table = Table(rows, colWidths=[38 * mm, 132 * mm], style=style)
             story += [Spacer(1, 4 * mm), KeepTogether([table]) if len(rows) < 14 else table]
     story += [p(t(lang, "recipients"), h2)] + [p("• " + x) for x in report["recipients"]]
@@ -175,19 +182,38 @@ def render_pdf(report: Mapping[str, Any]) -> bytes:
     story += [p(t(lang, "rights"), h2)] + [p("• " + x) for x in report["rights"]] + [Spacer(1, 2 * mm),
                                                                                       p(report["copy"])]
     if report["previous_reports"]:
-        story.append(p(f"{t(lang, 'previous')}: " + ", ".join(human_date(lang, x) for x in report["previous_reports"])))
+        story.append(p(f"{t(lang, 'previous')}: " + ", ".join(human_date(lang, x, tz) for x in report["previous_reports"])))
 
-    def footer(canvas: Any, doc: Any) -> None:
-        canvas.saveState()
-        canvas.setFont("Helvetica", 7.5)
-        canvas.drawString(20 * mm, 10 * mm, f"{report['title']} – {t(lang, 'page')} {doc.page}")
-        canvas.restoreState()
+    from reportlab.pdfgen.canvas import Canvas
+
+    class NumberedCanvas(Canvas):
+        """Holds the pages back until the end so each footer can say "page N of M"."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._pages: list[dict[str, Any]] = []
+
+        def showPage(self) -> None:  # noqa: N802 (ReportLab's name)
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self) -> None:
+            total = len(self._pages)
+            for state in self._pages:
+                self.__dict__.update(state)
+                self.saveState()
+                self.setFont("Helvetica", 7.5)
+                self.drawString(20 * mm, 10 * mm, f"{report['title']} – "
+                                + t(lang, "page_of", page=number(lang, self._pageNumber), total=number(lang, total)))
+                self.restoreState()
+                super().showPage()
+            super().save()
 
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm,
                             bottomMargin=18 * mm, title=report["title"], author=ctrl["name"] or "CallFort",
                             subject="Art. 15 GDPR", creator="CallFort")
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    doc.build(story, canvasmaker=NumberedCanvas)
     return buf.getvalue()
 
 

@@ -7,7 +7,12 @@ built-in retention rules are known here by the rule's prefix (``mifid-``, ``advi
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
 
 LANGS = ("de", "en")
 
@@ -17,6 +22,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "generated": {"de": "Erstellt am", "en": "Generated on"},
     "controller": {"de": "Verantwortlicher", "en": "Controller"},
     "dpo_contact": {"de": "Datenschutzbeauftragte/r", "en": "Data protection officer"},
+    "controller_address": {"de": "Anschrift", "en": "Address"},
+    "not_configured": {"de": "nicht angegeben – bitte vor dem Versand ergänzen",
+                       "en": "not stated – please complete before sending"},
+    "time_zone_note": {"de": "Alle Zeitangaben in der Zeitzone {tz}.", "en": "All times are in the {tz} time zone."},
+    "page_of": {"de": "Seite {page} von {total}", "en": "Page {page} of {total}"},
+    "reads": {"de": "{n} Lesezugriffe", "en": "{n} reads"},
     "subject": {"de": "Betroffene Person", "en": "Data subject"},
     "customer_id": {"de": "Kundennummer", "en": "Customer id"},
     "number": {"de": "Rufnummer", "en": "Phone number"},
@@ -199,10 +210,51 @@ ACTIONS: dict[str, dict[str, str]] = {
 METHODS: dict[str, dict[str, str]] = {
     "web": {"de": "Web-Oberfläche", "en": "web interface"},
     "api": {"de": "Schnittstelle", "en": "interface"},
-    "cli": {"de": "Kommandozeile", "en": "command line"},
+    "cli": {"de": "Erfassung durch unsere Mitarbeitenden", "en": "entry by our staff"},
     "cti": {"de": "Telefonie-Taste", "en": "telephony key"},
     "dtmf": {"de": "Tastenkombination am Telefon", "en": "phone key code"},
 }
+
+
+#: Capture sources as the person reads them (internal names never appear in the report).
+SOURCES: dict[str, dict[str, str]] = {
+    "cli": {"de": "manuelle Übernahme durch die Verwaltung", "en": "manual import by the administration"},
+    "import": {"de": "manuelle Übernahme durch die Verwaltung", "en": "manual import by the administration"},
+    "api": {"de": "Schnittstelle der Telefonanlage", "en": "interface of the telephone system"},
+    "upload": {"de": "Hochladen durch die Verwaltung", "en": "upload by the administration"},
+}
+
+_RULE_NAMES: dict[str, dict[str, str]] = {
+    "mifid-": {"de": "gesetzliche Aufbewahrung nach MiFID II", "en": "statutory keeping under MiFID II"},
+    "advisor-only-": {"de": "Betriebsvereinbarung", "en": "works agreement"},
+    "consent-": {"de": "Ihre Einwilligung", "en": "your consent"},
+    "extended": {"de": "Verlängerung auf Verlangen der Aufsicht", "en": "extension at the authority's request"},
+}
+_UNITS = {"y": ("Jahre", "years"), "d": ("Tage", "days"), "m": ("Monate", "months"), "w": ("Wochen", "weeks")}
+
+
+def source_label(lang: str, source: str) -> str:
+    if source.startswith("api.") or source.startswith("api:"):
+        source = "api"
+    return SOURCES.get(source, {}).get(lang, source)
+
+
+def rule_label(lang: str, rule: str | None) -> str:
+    """``mifid-5y`` -> "statutory keeping under MiFID II, 5 years"; a plugin's rule keeps its name."""
+    if not rule:
+        return "-"
+    for prefix, names in _RULE_NAMES.items():
+        if rule == prefix or (prefix.endswith("-") and rule.startswith(prefix)):
+            m = re.fullmatch(r"(\d+)([ydmw])", rule[len(prefix):]) if prefix.endswith("-") else None
+            if m:
+                unit = _UNITS[m.group(2)][0 if lang == "de" else 1]
+                return f"{names[lang]}, {m.group(1)} {unit}"
+            return names[lang]
+    return rule
+
+
+def number(lang: str, value: float) -> str:
+    return format_decimal(value, locale=lang)
 
 
 def t(lang: str, key: str, **values: object) -> str:
@@ -226,16 +278,16 @@ def method_text(lang: str, method: str) -> str:
     return METHODS.get(method, {}).get(lang, method)
 
 
-def human_time(lang: str, iso: str | None) -> str:
-    """``28.11.2026, 09:00 UTC`` (de) or ``2026-11-28 09:00 UTC`` (en)."""
+def human_time(lang: str, iso: str | None, tz: str = "UTC") -> str:
+    """``03.06.2024, 12:00 MESZ`` (de) or ``3 Jun 2024, 12:00 GMT+02:00`` (en), in the zone ``tz``."""
     if not iso:
         return "-"
-    at = datetime.fromisoformat(iso)
-    return at.strftime("%d.%m.%Y, %H:%M UTC") if lang == "de" else at.strftime("%Y-%m-%d %H:%M UTC")
+    at = datetime.fromisoformat(iso).astimezone(ZoneInfo(tz))
+    return format_datetime(at, "dd.MM.yyyy, HH:mm zzz" if lang == "de" else "d MMM yyyy, HH:mm ZZZZ", locale=lang)
 
 
-def human_date(lang: str, iso: str | None) -> str:
+def human_date(lang: str, iso: str | None, tz: str = "UTC") -> str:
     if not iso:
         return "-"
-    at = datetime.fromisoformat(iso)
-    return at.strftime("%d.%m.%Y") if lang == "de" else at.strftime("%Y-%m-%d")
+    at = datetime.fromisoformat(iso).astimezone(ZoneInfo(tz))
+    return format_datetime(at, "dd.MM.yyyy" if lang == "de" else "d MMM yyyy", locale=lang)

@@ -61,7 +61,7 @@ def negotiate(accept_language: str | None, default: str = "de") -> str:
 
 
 def time_zone(app: Any) -> ZoneInfo:
-    return ZoneInfo(app.config.get("webui.time_zone", str, "Europe/Berlin"))
+    return ZoneInfo(app.config.get("webui.time_zone", str, app.config.get("deployment.time_zone", str, "Europe/Berlin")))
 
 
 class Formats:
