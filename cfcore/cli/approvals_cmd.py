@@ -141,9 +141,9 @@ def register(cli: click.Group) -> None:
     @cli.command("request")
     @click.argument("action")
     @click.argument("target")
-    @click.option("--reason", required=True, help="Why (shown to the approver; audited).")
+    @click.option("--reason", required=True, help="Why, at least 3 characters (shown to the approver; audited).")
     @click.option("--param", "params", multiple=True, help="KEY=VALUE for the function (repeatable).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def request_(state: Any, action: str, target: str, reason: str, params: tuple[str, ...], as_json: bool) -> None:
         """Request a four-eyes function ACTION on TARGET ('-' for none)."""
@@ -165,7 +165,7 @@ def register(cli: click.Group) -> None:
     @requests_group.command("list")
     @click.option("--state", "request_state", type=click.Choice(["requested", "approved", "rejected", "expired",
                                                                   "executed"]), default=None)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def requests_list(state: Any, request_state: str | None, as_json: bool) -> None:
         """List requests, newest first."""
@@ -173,7 +173,7 @@ def register(cli: click.Group) -> None:
 
     @requests_group.command("show")
     @click.argument("approval_id", metavar="ID")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def requests_show(state: Any, approval_id: str, as_json: bool) -> None:
         """Show one request with its reason and parameters."""
@@ -181,7 +181,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command("approve")
     @click.argument("approval_id", metavar="ID")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def approve_(state: Any, approval_id: str, as_json: bool) -> None:
         """Approve a request as the second person."""
@@ -190,7 +190,7 @@ def register(cli: click.Group) -> None:
     @cli.command("reject")
     @click.argument("approval_id", metavar="ID")
     @click.option("--note", default=None, help="Why (shown to the requester).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def reject_(state: Any, approval_id: str, note: str | None, as_json: bool) -> None:
         """Reject a request (or withdraw your own)."""

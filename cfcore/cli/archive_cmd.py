@@ -76,7 +76,7 @@ def register(cli: click.Group) -> None:
     @click.option("--started", default=None, help="Start of the call, ISO-8601 with time zone (default: now minus its length).")
     @click.option("--site", default=None, help="Site name (default: deployment.site).")
     @click.option("--direction", type=click.Choice(["in", "out", "internal"]), default="in", show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def ingest(state: Any, file: str, agent: str, customers: tuple[str, ...], numbers: tuple[str, ...],
                consent_at: float | None, started: str | None, site: str | None, direction: str, as_json: bool) -> None:
@@ -106,7 +106,7 @@ def register(cli: click.Group) -> None:
     @click.option("--agent", default=None, help="Only this advisor's recordings.")
     @click.option("--since", default=None, help="Only recordings started at or after this ISO-8601 date/time.")
     @click.option("--limit", type=int, default=1000, show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def list_(state: Any, agent: str | None, since: str | None, limit: int, as_json: bool) -> None:
         """List recordings, newest first."""
@@ -142,7 +142,7 @@ def register(cli: click.Group) -> None:
     @click.argument("rec_id", metavar="ID")
     @click.option("--consent-proof", "proof", is_flag=True,
                   help="Also decrypt and show the consents' proofs (e.g. a dial-in opt-in); audited.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.option("--metadata", "with_evidence", is_flag=True,
                   help="Also the source's signalling evidence (SIPREC metadata XML and timeline; names and "
                        "numbers in clear: decided and audited like playback).")
@@ -194,7 +194,7 @@ def register(cli: click.Group) -> None:
     @click.argument("rec_id", metavar="ID")
     @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="WAV file to write (must not exist).")
     @click.option("--approval", "approval", default=None, help="Four-eyes approval id this export runs under.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def export(state: Any, rec_id: str, out: str, approval: str | None, as_json: bool) -> None:
         """Export a recording as a PCM16 WAV file, verified against what was stored.
@@ -218,7 +218,7 @@ def register(cli: click.Group) -> None:
     @archive.command("sweep")
     @click.option("--older-than", type=float, default=3600.0, show_default=True,
                   help="Only objects older than this many seconds (an ingest in progress is younger).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def sweep(state: Any, older_than: float, as_json: bool) -> None:
         """Delete store objects no catalog row names (left by an ingest that crashed before its commit)."""

@@ -18,7 +18,7 @@ def register(cli: click.Group) -> None:
         """Verify, checkpoint and read the audit trail."""
 
     @audit.command("verify")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
     @click.pass_obj
     def verify(state: Any, as_json: bool, progress: bool | None) -> None:
@@ -53,7 +53,7 @@ def register(cli: click.Group) -> None:
                              hint="possible manipulation: secure the database and inform the DPO")
 
     @audit.command("checkpoint")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def checkpoint(state: Any, as_json: bool) -> None:
         """Sign the current head of the chain (Ed25519)."""
@@ -76,7 +76,7 @@ def register(cli: click.Group) -> None:
     @click.option("--target", "target_id", default=None)
     @click.option("--user", default=None)
     @click.option("--limit", type=int, default=1000, show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def list_(state: Any, since_seq: int, action: str | None, target_id: str | None, user: str | None, limit: int,
               as_json: bool) -> None:

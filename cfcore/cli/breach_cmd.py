@@ -59,7 +59,7 @@ def register(cli: click.Group) -> None:
     @breach.command("open")
     @click.option("--alert", "alerts", multiple=True, required=True, help="Alert id (repeatable).")
     @click.option("--aware-at", help="When the controller became aware (ISO-8601 with zone; default now).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def open_cmd(state: Any, alerts: tuple[str, ...], aware_at: str | None, as_json: bool) -> None:
         """Open a breach case from one or more FIS alerts."""
@@ -84,7 +84,7 @@ def register(cli: click.Group) -> None:
     @click.option("--notified-at", help="When the authority was notified (ISO-8601; sets status notified).")
     @click.option("--aware-at", help="Correct the moment of awareness (moves the deadline).")
     @click.option("--add-alert", "add_alerts", multiple=True, help="Add an alert to the case (repeatable).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def update_cmd(state: Any, case_id: str, status: str | None, notified_at: str | None, aware_at: str | None,
                    add_alerts: tuple[str, ...], as_json: bool, **fields: Any) -> None:
@@ -100,7 +100,7 @@ def register(cli: click.Group) -> None:
 
     @breach.command("show")
     @click.argument("case_id")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def show_cmd(state: Any, case_id: str, as_json: bool) -> None:
         """A case with its deadline, fields and alerts."""
@@ -113,7 +113,7 @@ def register(cli: click.Group) -> None:
 
     @breach.command("list")
     @click.option("--status", type=click.Choice(["open", "notified", "closed"]))
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def list_cmd(state: Any, status: str | None, as_json: bool) -> None:
         """All cases, newest first, with their deadlines."""
@@ -132,7 +132,7 @@ def register(cli: click.Group) -> None:
     @click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
                   help="Output file: .md for Markdown, .html for HTML.")
     @click.option("--format", "fmt", type=click.Choice(["md", "html"]), help="Override the format from --out.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def export_cmd(state: Any, case_id: str, lang: str, out: str, fmt: str | None, as_json: bool) -> None:
         """Write the notification draft for the supervisory authority (German or English)."""

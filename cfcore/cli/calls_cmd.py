@@ -54,7 +54,7 @@ def register(cli: click.Group) -> None:
     @calls.command("list")
     @click.option("--all", "show_all", is_flag=True, help="Include ended and archived calls.")
     @click.option("--limit", type=int, default=200, show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def list_(state: Any, show_all: bool, limit: int, as_json: bool) -> None:
         """List calls (advisors see their own only)."""
@@ -69,7 +69,7 @@ def register(cli: click.Group) -> None:
     @calls.command("record-both")
     @click.argument("call_id")
     @click.option("--timeout", type=float, default=15.0, show_default=True, help="Seconds to wait for the PBX.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def record_both(state: Any, call_id: str, timeout: float, as_json: bool) -> None:
         """Record the customer's side too, after informing the customer (your own calls only)."""
@@ -78,7 +78,7 @@ def register(cli: click.Group) -> None:
     @calls.command("pause")
     @click.argument("call_id")
     @click.option("--timeout", type=float, default=15.0, show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def pause(state: Any, call_id: str, timeout: float, as_json: bool) -> None:
         """Pause recording (e.g. while card data is spoken)."""
@@ -87,7 +87,7 @@ def register(cli: click.Group) -> None:
     @calls.command("resume")
     @click.argument("call_id")
     @click.option("--timeout", type=float, default=15.0, show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def resume(state: Any, call_id: str, timeout: float, as_json: bool) -> None:
         """Resume recording in the mode before the pause."""
@@ -145,7 +145,7 @@ def register(cli: click.Group) -> None:
         click.echo("capture runner stopped")
 
     @capture.command("status")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def status(state: Any, as_json: bool) -> None:
         """Running capture runners and their sources (connected, last error)."""

@@ -22,7 +22,7 @@ def register(cli: click.Group) -> None:
     @click.option("--force", is_flag=True, help="Run against a --config deployment that cf demo did not create.")
     @click.option("--sites", type=click.IntRange(1, 26), default=None,
                   help="Instead: N sites record and hand over to one archive over SFTP (in --dir, default demo-sites).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def demo(state: Any, directory: str, pace: float, force: bool, sites: int | None, as_json: bool) -> None:
         """Run a simulated Asterisk with advisors making calls; recordings arrive in the archive."""

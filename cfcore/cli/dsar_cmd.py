@@ -40,8 +40,8 @@ def register(cli: click.Group) -> None:
     @cli.command("dsar-export")
     @click.option("--customer", "customers", multiple=True, help="The person's customer id (repeatable).")
     @click.option("--number", "numbers", multiple=True, help="The person's phone number (repeatable).")
-    @click.option("--reason", required=True, help="The request's reference (not the person's name).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--reason", required=True, help="The request's reference, at least 3 characters (not the person's name).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def dsar_export(state: Any, customers: tuple[str, ...], numbers: tuple[str, ...], reason: str,
                     as_json: bool) -> None:

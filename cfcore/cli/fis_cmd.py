@@ -33,7 +33,7 @@ def register(cli: click.Group) -> None:
     @click.option("--no-scrub", is_flag=True, help="Only the rules over new audit entries.")
     @click.option("--quick", is_flag=True, help="Scrub objects by presence and size only (no decryption).")
     @click.option("--no-deliver", is_flag=True, help="Store alerts but do not send them now.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def scan_cmd(state: Any, no_scrub: bool, quick: bool, no_deliver: bool, as_json: bool) -> None:
         """Run the scrubs and the rules over the audit entries since the last scan."""
@@ -75,7 +75,7 @@ def register(cli: click.Group) -> None:
                   help="Only alerts of this severity or higher.")
     @click.option("--undelivered", is_flag=True, help="Only alerts with a delivery still pending.")
     @click.option("--limit", type=int, default=200, show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def alerts_cmd(state: Any, rule: str | None, severity: str | None, undelivered: bool, limit: int,
                    as_json: bool) -> None:
@@ -93,7 +93,7 @@ def register(cli: click.Group) -> None:
 
     @fis.command("show")
     @click.argument("alert_id")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def show_cmd(state: Any, alert_id: str, as_json: bool) -> None:
         """One alert with its evidence and deliveries."""
@@ -111,7 +111,7 @@ def register(cli: click.Group) -> None:
         emit(data, as_json, "\n".join(lines))
 
     @fis.command("deliver")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def deliver_cmd(state: Any, as_json: bool) -> None:
         """Send the alert deliveries that are due now (failed ones are retried with back-off)."""
@@ -127,7 +127,7 @@ def register(cli: click.Group) -> None:
         emit({"deliveries": [d.as_dict() for d in res], "pending": left}, as_json, "\n".join(lines))
 
     @fis.command("rules")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def rules_cmd(state: Any, as_json: bool) -> None:
         """The irregularity rules with their effective options ([fis.rules.<name>])."""

@@ -16,8 +16,8 @@ def register(cli: click.Group) -> None:
 
     @hold.command("set")
     @click.argument("recording_id")
-    @click.option("--reason", required=True, help="Why (case or matter reference).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--reason", required=True, help="Why (case or matter reference), at least 1 character.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def set_(state: Any, recording_id: str, reason: str, as_json: bool) -> None:
         """Put a recording on legal hold."""
@@ -33,8 +33,8 @@ def register(cli: click.Group) -> None:
 
     @hold.command("release")
     @click.argument("recording_id")
-    @click.option("--reason", required=True, help="Why the hold ends.")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--reason", required=True, help="Why the hold ends, at least 3 characters (shown to the approver).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def release(state: Any, recording_id: str, reason: str, as_json: bool) -> None:
         """Request the release of a legal hold (four-eyes: hold.release)."""
@@ -52,7 +52,7 @@ def register(cli: click.Group) -> None:
         emit(r, as_json, _requested_text(r))
 
     @hold.command("list")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def list_(state: Any, as_json: bool) -> None:
         """Active legal holds."""

@@ -17,7 +17,7 @@ def register(cli: click.Group) -> None:
     @keys.command("rotate")
     @click.option("--rewrap", is_flag=True, help="Re-wrap every data key under the new key right away.")
     @click.option("--approval", default=None, help="Four-eyes approval id (keys.rotate needs one).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def rotate(state: Any, rewrap: bool, approval: str | None, as_json: bool) -> None:
         """Create a new current key-encryption key (old ones stay for unwrapping). Four-eyes."""
@@ -35,7 +35,7 @@ def register(cli: click.Group) -> None:
              + (f"; re-wrapped {data['rewrap']['rewrapped']} data keys" if rewrap else ""))
 
     @keys.command("rewrap")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def rewrap(state: Any, as_json: bool) -> None:
         """Re-wrap every data key under the current key-encryption key (media is not touched).
@@ -54,7 +54,7 @@ def register(cli: click.Group) -> None:
         emit(result, as_json, f"re-wrapped {result['rewrapped']} data keys under {result['current']}")
 
     @keys.command("list")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def list_(state: Any, as_json: bool) -> None:
         """Key ids and how many data keys each wraps (no key material is shown)."""

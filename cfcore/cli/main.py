@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -42,7 +43,14 @@ class CfGroup(click.Group):
 @click.version_option(__version__, prog_name="cf")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, user: str | None, verbose: int) -> None:
-    """CallFort: compliant recording and archiving of advisory calls."""
+    """CallFort: compliant recording and archiving of advisory calls.
+
+    \b
+    Examples:
+      cf init /srv/callfort && cd /srv/callfort && cf doctor
+      cf --user sam recordings list --limit 10
+      cf users add --help
+    """
     # force: the plugin commands were registered (with a WARNING set-up) before -v was parsed
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="cf: %(levelname)s: %(message)s" if not verbose
@@ -115,7 +123,121 @@ def _register_plugin_commands(argv: list[str]) -> None:
         return  # the command itself reports the config problem when it opens the deployment
 
 
+#: One or two examples per command, added to its help as an "Examples:" block (``\b`` keeps the
+#: lines). Keyed by the command's path; a command whose docstring has its own example keeps it.
+#: tests/test_ops_help.py fails for any command (built-in or plugin) without an example.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "approvals": ("cf approvals list --state requested",),
+    "approvals approve": ("cf approve c3ab8ff13720e8ad9047dd39466b3c89  (the id from cf requests list)",),
+    "approve": ("cf approve c3ab8ff13720e8ad9047dd39466b3c89  (the id from cf requests list)",),
+    "approvals execute": ("cf execute c3ab8ff13720e8ad9047dd39466b3c89 --out call.wav",),
+    "execute": ("cf execute c3ab8ff13720e8ad9047dd39466b3c89 --out call.wav",),
+    "approvals list": ("cf approvals list --state requested --json",),
+    "requests list": ("cf requests list --state approved",),
+    "approvals reject": ("cf reject c3ab8ff13720e8ad9047dd39466b3c89 --note \"no case reference\"",),
+    "reject": ("cf reject c3ab8ff13720e8ad9047dd39466b3c89 --note \"no case reference\"",),
+    "approvals show": ("cf approvals show c3ab8ff13720e8ad9047dd39466b3c89",),
+    "requests show": ("cf requests show c3ab8ff13720e8ad9047dd39466b3c89",),
+    "requests": ("cf requests list", "cf requests show c3ab8ff13720e8ad9047dd39466b3c89"),
+    "request": ("cf request recording.export 9f86d081884c7d659a2feaa0c55ad015 --reason \"complaint 2026-114\"",),
+    "archive": ("cf archive sweep --older-than 86400",),
+    "archive sweep": ("cf archive sweep", "cf archive sweep --json"),
+    "audit": ("cf audit verify",),
+    "audit checkpoint": ("cf audit checkpoint",),
+    "audit list": ("cf audit list --action recording.play --limit 20", "cf audit list --user sam --json"),
+    "audit verify": ("cf audit verify --progress",),
+    "breach": ("cf breach open --alert 4be1c2d3e4f5", "cf breach list --status open"),
+    "breach export": ("cf breach export 9e2d4c6b8a01 --lang de --out meldung.md",),
+    "breach list": ("cf breach list --json",),
+    "breach open": ("cf breach open --alert 4be1c2d3e4f5 --alert 7a0b1c2d3e4f",),
+    "breach show": ("cf breach show 9e2d4c6b8a01",),
+    "breach update": ("cf breach update 9e2d4c6b8a01 --nature \"laptop stolen\" --risk \"low: disk encrypted\"",),
+    "calls": ("cf calls list",),
+    "calls list": ("cf calls list --all --json",),
+    "calls pause": ("cf calls pause 1733140012.42  (the call id from cf calls list)",),
+    "calls record-both": ("cf calls record-both 1733140012.42",),
+    "calls resume": ("cf calls resume 1733140012.42",),
+    "capture": ("cf capture status",),
+    "capture run": ("cf capture run", "cf capture run --for 60"),
+    "capture status": ("cf capture status --json",),
+    "demo": ("cf demo --dir demo",),
+    "dsar": ("cf dsar --number +4930123456 --lang de --out auskunft.pdf",),
+    "dsar-export": ("cf dsar-export --number +4930123456 --reason \"Art. 15 request 2026-07\"",),
+    "export": ("cf export 9f86d081884c7d659a2feaa0c55ad015 --out call.wav --approval c3ab8ff13720e8ad9047dd39466b3c89",),
+    "fis": ("cf fis scan", "cf fis alerts --undelivered"),
+    "fis alerts": ("cf fis alerts --severity high --limit 20",),
+    "fis deliver": ("cf fis deliver",),
+    "fis rules": ("cf fis rules --json",),
+    "fis scan": ("cf fis scan --quick",),
+    "fis show": ("cf fis show 4be1c2d3e4f5",),
+    "hold": ("cf hold set 9f86d081884c7d659a2feaa0c55ad015 --reason \"case 4711\"", "cf hold list"),
+    "hold list": ("cf hold list --json",),
+    "hold release": ("cf hold release 9f86d081884c7d659a2feaa0c55ad015 --reason \"case 4711 closed\"",),
+    "hold set": ("cf hold set 9f86d081884c7d659a2feaa0c55ad015 --reason \"case 4711\"",),
+    "ingest": ("cf ingest call.wav --agent A100 --customer-number +4930123456",),
+    "keys": ("cf keys list",),
+    "keys list": ("cf keys list --json",),
+    "keys rewrap": ("cf keys rewrap",),
+    "keys rotate": ("cf keys rotate --rewrap",),
+    "mobile": ("cf mobile import-cdr carrier.csv",),
+    "mobile hash-pin": ("cf mobile hash-pin",),
+    "mobile import-cdr": ("cf mobile import-cdr carrier-2026-11.csv --min-seconds 5",),
+    "plugins": ("cf plugins", "cf plugins --all --json"),
+    "recordings": ("cf recordings list --limit 10",),
+    "recordings list": ("cf recordings list --agent A100 --since 2026-11-01",),
+    "recordings show": ("cf recordings show 9f86d081884c7d659a2feaa0c55ad015 --consent-proof",),
+    "retention": ("cf retention show 9f86d081884c7d659a2feaa0c55ad015", "cf retention run --dry-run"),
+    "retention erase": ("cf retention erase 9f86d081884c7d659a2feaa0c55ad015 --reason \"Art. 17 request 2026-09\"",),
+    "retention extend": ("cf retention extend 9f86d081884c7d659a2feaa0c55ad015 --years 2 --reason \"authority request\"",),
+    "retention run": ("cf retention run --dry-run", "cf retention run --progress"),
+    "retention shorten": ("cf retention shorten 9f86d081884c7d659a2feaa0c55ad015 --years 5 --reason \"mandate ended\"",),
+    "retention show": ("cf retention show 9f86d081884c7d659a2feaa0c55ad015",),
+    "store": ("cf store check --quick",),
+    "store check": ("cf store check", "cf store check --recording 9f86d081884c7d659a2feaa0c55ad015"),
+    "store repair": ("cf store repair --recording 9f86d081884c7d659a2feaa0c55ad015",),
+    "sync": ("cf sync --wait 30", "cf sync status"),
+    "sync keys": ("cf sync keys --create",),
+    "sync receive": ("cf sync receive --json",),
+    "sync status": ("cf sync status --json",),
+    "transcribe": ("cf transcribe run --limit 10",),
+    "transcribe run": ("cf transcribe run --recording 9f86d081884c7d659a2feaa0c55ad015",),
+    "users": ("cf users list", "cf users add sam --role advisor --advisor-id A100"),
+    "users add": ("cf users add sam --role advisor --advisor-id A100",
+                  "cf users add admin --role administrator --bootstrap"),
+    "users disable": ("cf users disable sam",),
+    "users enable": ("cf users enable sam",),
+    "users list": ("cf users list --json",),
+    "users password": ("cf users password", "printf '%s' \"$NEWPW\" | cf users password --password-stdin"),
+    "users reset": ("cf users reset sam",),
+    "users reset-password": ("cf users reset-password sam",),
+    "users revoke": ("cf users revoke ID  (the id from cf users tokens)",),
+    "users roles": ("cf users roles sam", "cf users roles sam --add supervisor --reason \"team lead from May\""),
+    "users show": ("cf users show", "cf users show sam"),
+    "users token": ("cf users token --name crm --days 30",),
+    "users tokens": ("cf users tokens",),
+    "users unlock": ("cf users unlock sam",),
+    "db": ("cf db upgrade",),
+}
+
+
+def add_examples(group: click.Group, prefix: str = "") -> None:
+    """Append each command's examples (from ``EXAMPLES``) to its help text, once."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
+        path = f"{prefix}{name}"
+        lines = EXAMPLES.get(path)
+        help_text = cmd.help or ""
+        if lines and not re.search(r"^\s*Examples?:", help_text, re.M):
+            cmd.help = help_text.rstrip() + "\n\n\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+        if isinstance(cmd, click.Group):
+            add_examples(cmd, f"{path} ")
+
+
 _register_builtin_commands()
+add_examples(cli)
 
 #: The plugin manager built before parsing (for plugin commands), reused by the command itself.
 _PRELOADED: dict[str, Any] = {}

@@ -20,7 +20,7 @@ def register(cli: click.Group) -> None:
                   help="Shorter calls are not counted as advisory calls.")
     @click.option("--tolerance", type=float, default=120.0, show_default=True,
                   help="Seconds a recording's start may differ from the carrier's.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def import_cdr(state: Any, file: str, min_seconds: float, tolerance: float, as_json: bool) -> None:
         """Reconcile the carrier's call records (CSV) with the recordings; alert every unrecorded call."""

@@ -10,7 +10,7 @@ from .output import emit
 def register(cli: click.Group) -> None:
     @cli.command("plugins")
     @click.option("--all", "show_all", is_flag=True, help="Include the in-tree default plugins.")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def plugins(state, show_all: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
         """List plugins with their hooks and status."""

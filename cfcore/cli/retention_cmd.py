@@ -56,7 +56,7 @@ def register(cli: click.Group) -> None:
     @retention.command("run")
     @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
     @click.option("--limit", type=click.IntRange(min=1), help="Purge at most this many recordings.")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
     @click.pass_obj
     def run(state: Any, dry_run: bool, limit: int | None, as_json: bool, progress: bool | None) -> None:
@@ -79,7 +79,7 @@ def register(cli: click.Group) -> None:
 
     @retention.command("show")
     @click.argument("recording_id")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def show(state: Any, recording_id: str, as_json: bool) -> None:
         """Why a recording is kept until when: rules, overrides, holds, purge state."""
@@ -113,8 +113,8 @@ def register(cli: click.Group) -> None:
     @click.argument("recording_id")
     @click.option("--until", help="New keep-until date (YYYY-MM-DD).")
     @click.option("--years", type=int, help="Keep this many years after the end of the call (e.g. 7).")
-    @click.option("--reason", required=True, help="Why (e.g. the authority's request).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--reason", required=True, help="Why (e.g. the authority's request), at least 3 characters.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def extend(state: Any, recording_id: str, until: str | None, years: int | None, reason: str,
                as_json: bool) -> None:
@@ -125,8 +125,8 @@ def register(cli: click.Group) -> None:
     @click.argument("recording_id")
     @click.option("--until", help="New keep-until date (YYYY-MM-DD).")
     @click.option("--years", type=int, help="Keep this many years after the end of the call.")
-    @click.option("--reason", required=True, help="Why.")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--reason", required=True, help="Why, at least 3 characters (shown to the approver).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def shorten(state: Any, recording_id: str, until: str | None, years: int | None, reason: str,
                 as_json: bool) -> None:
@@ -135,8 +135,8 @@ def register(cli: click.Group) -> None:
 
     @retention.command("erase", short_help="Request Art. 17 erasure of a recording no law requires us to keep (four-eyes).")
     @click.argument("recording_id")
-    @click.option("--reason", required=True, help="The data subject's request (reference, not the name).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--reason", required=True, help="The data subject's request (reference, not the name), at least 3 characters.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def erase(state: Any, recording_id: str, reason: str, as_json: bool) -> None:
         """Request Art. 17 erasure of a recording no law requires us to keep (four-eyes)."""

@@ -39,7 +39,7 @@ def register(cli: click.Group) -> None:
     @store.command("check")
     @click.option("--quick", is_flag=True, help="Compare sizes only; do not read and hash every copy.")
     @click.option("--recording", "recordings", multiple=True, metavar="ID", help="Only this recording (repeatable).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def check(state, quick: bool, recordings: tuple[str, ...], as_json: bool) -> None:  # type: ignore[no-untyped-def]
         """Check that every store holds a good, locked copy of every media object."""
@@ -62,7 +62,7 @@ def register(cli: click.Group) -> None:
     @store.command("repair")
     @click.option("--quick", is_flag=True, help="Find problems by size only (a damaged copy of equal size is missed).")
     @click.option("--recording", "recordings", multiple=True, metavar="ID", help="Only this recording (repeatable).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def repair(state, quick: bool, recordings: tuple[str, ...], as_json: bool) -> None:  # type: ignore[no-untyped-def]
         """Re-create missing or damaged copies from a verified healthy one and extend short locks."""

@@ -77,7 +77,7 @@ def register(cli: click.Group) -> None:
             cctx.exit(1)
 
     @sync.command("receive")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def receive(state: Any, as_json: bool) -> None:
         """Import the complete batches in the inbox and write receipts (archive role)."""
@@ -102,7 +102,7 @@ def register(cli: click.Group) -> None:
             click.get_current_context().exit(1)
 
     @sync.command("status")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def status(state: Any, as_json: bool) -> None:
         """Site: batches and stubs. Archive: last hand-over per site and each site's audit chain."""
@@ -117,7 +117,7 @@ def register(cli: click.Group) -> None:
 
     @sync.command("keys")
     @click.option("--create", is_flag=True, help="Create the missing sync keys (once, at set-up).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def keys(state: Any, create: bool, as_json: bool) -> None:
         """Print the public keys the other side needs (and create them with --create)."""

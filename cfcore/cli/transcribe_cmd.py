@@ -32,7 +32,7 @@ def register(cli: click.Group) -> None:
     @transcribe.command("run")
     @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many recordings.")
     @click.option("--recording", "recordings", multiple=True, help="Only this recording (repeatable; redoes it).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def run(state: Any, limit: int | None, recordings: tuple[str, ...], as_json: bool) -> None:
         """Transcribe pending recordings now (the operator role of the archive: recording.ingest)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from ..access.roles import ROLES
 from .output import emit
 
 
@@ -53,6 +54,8 @@ def _user_line(u: dict[str, Any]) -> str:
             f"{' '.join(flags)}").rstrip()
 
 
+
+
 def register(cli: click.Group) -> None:
     @cli.group("users")
     def users_group() -> None:
@@ -60,15 +63,15 @@ def register(cli: click.Group) -> None:
 
     @users_group.command("add")
     @click.argument("username")
-    @click.option("--role", "roles", multiple=True, help="Role to request (repeatable); granted after four-eyes.")
+    @click.option("--role", "roles", multiple=True, type=click.Choice(list(ROLES)), help="Role to request (repeatable); granted after four-eyes.")
     @click.option("--advisor-id", default=None, help="The user's agent id at the PBX (advisors).")
     @click.option("--display-name", default=None)
-    @click.option("--reason", default=None, help="Reason for the role request (default: new user).")
+    @click.option("--reason", default=None, help="Reason for the role request, at least 3 characters (default: new user).")
     @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
     @click.option("--bootstrap", is_flag=True,
                   help="Create the first administrator (or dpo, compliance) of a new deployment; no login; "
                        "refused once a user holds that role.")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def add(state: Any, username: str, roles: tuple[str, ...], advisor_id: str | None, display_name: str | None,
             reason: str | None, password_stdin: bool, bootstrap: bool, as_json: bool) -> None:
@@ -102,7 +105,7 @@ def register(cli: click.Group) -> None:
         emit(data, as_json, text)
 
     @users_group.command("list")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def list_(state: Any, as_json: bool) -> None:
         """List users with roles, advisor id and lock state (users.manage)."""
@@ -115,7 +118,7 @@ def register(cli: click.Group) -> None:
 
     @users_group.command("show")
     @click.argument("username", required=False)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def show(state: Any, username: str | None, as_json: bool) -> None:
         """Show yourself, or another user (users.manage)."""
@@ -130,7 +133,7 @@ def register(cli: click.Group) -> None:
     def _simple(name: str, fn_name: str, doc: str, **kwargs: Any) -> None:
         @users_group.command(name, help=doc)
         @click.argument("username")
-        @click.option("--json", "as_json", is_flag=True)
+        @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
         @click.pass_obj
         def cmd(state: Any, username: str, as_json: bool) -> None:
             from ..access import users
@@ -146,11 +149,11 @@ def register(cli: click.Group) -> None:
 
     @users_group.command("roles")
     @click.argument("username")
-    @click.option("--add", "add", multiple=True, help="Role to add (repeatable).")
-    @click.option("--remove", "remove", multiple=True, help="Role to remove (repeatable).")
+    @click.option("--add", "add", multiple=True, type=click.Choice(list(ROLES)), help="Role to add (repeatable).")
+    @click.option("--remove", "remove", multiple=True, type=click.Choice(list(ROLES)), help="Role to remove (repeatable).")
     @click.option("--advisor-id", default=None, help="Set the agent id ('' removes it).")
-    @click.option("--reason", default=None, help="Why (required for a change).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--reason", default=None, help="Why, at least 3 characters (required for a change).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def roles(state: Any, username: str, add: tuple[str, ...], remove: tuple[str, ...], advisor_id: str | None,
               reason: str | None, as_json: bool) -> None:
@@ -196,7 +199,7 @@ def register(cli: click.Group) -> None:
 
     @users_group.command("reset")
     @click.argument("username")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def reset(state: Any, username: str, as_json: bool) -> None:
         """Issue one half of a password reset: first an administrator, then a DPO or compliance officer.
@@ -243,7 +246,7 @@ def register(cli: click.Group) -> None:
     @click.argument("username", required=False)
     @click.option("--name", default="cli", show_default=True, help="A label for the token.")
     @click.option("--days", type=int, default=None, help="Lifetime in days (default [access] token_days).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def token(state: Any, username: str | None, name: str, days: int | None, as_json: bool) -> None:
         """Create your own API token (printed once; use it as CF_TOKEN or Authorization: Bearer).
@@ -259,7 +262,7 @@ def register(cli: click.Group) -> None:
 
     @users_group.command("tokens")
     @click.argument("username", required=False)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.pass_obj
     def tokens(state: Any, username: str | None, as_json: bool) -> None:
         """List tokens and sessions (no secrets)."""
