@@ -458,6 +458,14 @@ def consume(app: Any, ctx: RequestContext, action: str, target: AccessTarget) ->
         return _view(a)
 
 
+def refuse_unless_requester(app: Any, ctx: RequestContext, approval_id: str) -> None:
+    """Refuse (audited, ``AccessDenied``) anyone but the requester, before any other check of an
+    ``execute`` (so a stranger learns nothing from the questions the executor would ask)."""
+    a = _load(app, approval_id)
+    if ctx.actor.user_id != _requester_id(app, a.id):
+        _refuse(app, ctx, a, "execute", "only the requester runs an approved request")
+
+
 def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Executor | None = None) -> dict[str, Any]:
     """Run an approved request (only its requester). Returns the executor's result.
 

@@ -121,6 +121,7 @@ def _execute_export(app: Any, ctx: Any, request: Any, out: str | None, as_json: 
     from ..archive import export_recording
     from ..errors import ConflictError, InputError
 
+    approvals.refuse_unless_requester(app, ctx, request.id)
     target = out or request.params.get("out")
     if not target:
         raise InputError(f"say where the exported WAV goes: cf execute {request.id} --out FILE.wav",
