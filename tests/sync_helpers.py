@@ -75,9 +75,13 @@ class SftpServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
-            self._lt.run(self._server.wait_closed())
-            self._server = None
+            server, self._server = self._server, None
+
+            async def shut() -> None:  # on the server's own loop (asyncio is not thread-safe)
+                server.close()
+                await server.wait_closed()
+
+            self._lt.run(shut())
 
     def close(self) -> None:
         self.stop()
@@ -215,8 +219,15 @@ class CutProxy:
         return self
 
     def close(self) -> None:
+        # asyncio servers are not thread-safe: close on the proxy's own loop (closing from the
+        # test's thread raced the loop's wake-ups: CI 2026-12-02, "'NoneType' is not iterable")
         if self._server is not None:
-            self._server.close()
+            server, self._server = self._server, None
+
+            async def shut() -> None:
+                server.close()
+
+            self._lt.run(shut())
         self._lt.stop()
 
 

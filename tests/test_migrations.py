@@ -27,15 +27,23 @@ def test_upgrade_is_idempotent(app):
     assert app.audit.verify().ok
 
 
-def test_processes_opening_a_new_catalog_at_once_all_succeed(deployment):
+def test_processes_opening_a_new_catalog_at_once_all_succeed(deployment, tmp_path, catalog_url):
+    """Reproduces CI's failure of 2026-12-02: Alembic committed after each revision on SQLite, so
+    a second process started from a revision the first was leaving ("table ... already exists")."""
     import subprocess
     import sys
 
+    from cfcore.testing import write_deployment
+
     code = "import sys; from cfcore.app import App; App.open(sys.argv[1]).close()"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(deployment)], stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    configs = [deployment]
+    if catalog_url.startswith("sqlite"):
+        configs += [write_deployment(tmp_path / f"round{i}", "sqlite:///catalog.db") for i in range(2)]
+    for cfg in configs:
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(cfg)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        errors = [p.communicate(timeout=120)[1][-2000:] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
 
 
 def test_a_new_sqlite_catalog_is_private(tmp_path):

@@ -60,9 +60,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         Base.metadata.create_all(engine)  # before the first revision is written (development)
         return
     with engine.connect() as conn:
+        # Several processes may open a new catalog at once: one migrates, the others wait. The
+        # lock is taken in a transaction that spans the whole upgrade (Alembic then runs inside
+        # it instead of committing after each revision), so a second process never starts from a
+        # revision the first one is about to leave, and a crash leaves the schema as it was.
         if conn.dialect.name == "postgresql":
-            # several processes may open a new catalog at once: one migrates, the others wait
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7263010001)")
+        else:
+            conn.exec_driver_sql("SELECT 1")  # SQLite: begins with BEGIN IMMEDIATE (catalog.py)
         from alembic import command
 
         command.upgrade(alembic_config(conn), revision)
