@@ -210,7 +210,7 @@ def check_two_sided(app, rec_id):
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 async def test_rfc_two_streams_consent_mid_call(srs, pcaps, transport):
     ctype, body = multipart(sdp_offer(), rfc_metadata())
-    steps = invite_answered(ctype, body) + [play(pcaps["two"]), pause(6300)] + bye()
+    steps = invite_answered(ctype, body) + [play(pcaps["two"]), pause(7000)] + bye()
     async with srs() as h:
         adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
         run = asyncio.create_task(h.sipp(steps, transport=transport))
@@ -327,7 +327,7 @@ OPENSIPS = """<?xml version="1.0" encoding="UTF-8"?>
 
 async def test_opensips_labels_0_1_without_streams_and_lenient_src(srs, pcaps):
     ctype, body = multipart(sdp_offer(labels=("0", "1")), OPENSIPS, extra_part=True)
-    steps = invite_answered(ctype, body, require="", contact_param="src") + [play(pcaps["two"]), pause(6300)] + bye()
+    steps = invite_answered(ctype, body, require="", contact_param="src") + [play(pcaps["two"]), pause(7000)] + bye()
     async with srs() as h:
         adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
         run = asyncio.create_task(h.sipp(steps))
@@ -538,7 +538,7 @@ async def test_srtp_sdes_80_and_32_decrypted_into_the_archive(srs, tmp_path):
                       f"a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{b64[0]}", 1)
     sdp = sdp.replace("a=crypto:__C__", f"a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{b64[1]}|2^31", 1)
     ctype, body = multipart(sdp, rfc_metadata())
-    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
         adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
         run = asyncio.create_task(h.sipp(steps))
@@ -578,7 +578,7 @@ async def test_g722_streams_are_decoded_into_the_archive(srs, tmp_path):
     write_pcap(pcap, [(7000, 6000, adv), (7002, 6002, cus)], pt=9)  # 160 bytes / 160 ticks per 20 ms
     ctype, body = multipart(sdp_offer(fmts="9 0 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:9 G722/8000\n"
                                                                "a=rtpmap:0 PCMU/8000"), rfc_metadata())
-    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
         user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
         run = asyncio.create_task(h.sipp(steps))
@@ -602,7 +602,7 @@ async def test_cisco_cube_extra_part_streams_inactive_then_sendonly(srs, pcaps):
     rtype, rbody = multipart(sdp_offer(), None)
     steps = (invite_answered(ctype, body) + [pause(1200)]
              + [send(request("INVITE", rtype, rbody, cseq=2, in_dialog=True)), recv(100, optional=True),
-                recv(200), ack(2), play(pcaps["two"]), pause(6300)] + bye(3))
+                recv(200), ack(2), play(pcaps["two"]), pause(7000)] + bye(3))
     async with srs() as h:
         await h.sipp(steps)
         row = await h.archived()
@@ -626,7 +626,7 @@ async def test_oracle_apkt_metadata_with_labels_10_11(srs, tmp_path):
     write_pcap(pcap, [(7000, 6000, ulaw(tone(880, 6.0))), (7002, 6002, ulaw(tone(440, 6.0)))])
     sdp = sdp_offer(labels=("10", "11"))
     ctype, body = multipart(sdp, ORACLE.decode(), xml_type="application/rs-metadata")
-    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
         adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
         run = asyncio.create_task(h.sipp(steps))
@@ -716,7 +716,7 @@ async def test_broadworks_metadata_first_and_a_mixed_stream(srs, tmp_path):
     pcap = tmp_path / "mixed.pcap"
     write_pcap(pcap, [(7000, 6000, ulaw(tone(440, 6.0)))])
     ctype, body = multipart(sdp_offer(labels=("1",)), BROADWORKS_MIXED, xml_first=True)
-    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
         adv = make_user(h.app, "anna", ["advisor"], advisor_id="A4711")
         run = asyncio.create_task(h.sipp(steps))
@@ -747,7 +747,7 @@ async def test_g729_streams_are_decoded_into_the_archive(srs, tmp_path):
     write_pcap(pcap, [(7000, 6000, adv), (7002, 6002, cus)], pt=18, payload_bytes=20)
     ctype, body = multipart(sdp_offer(fmts="18 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000"),
                             rfc_metadata())
-    steps = invite_answered(ctype, body) + [play(pcap), pause(6300)] + bye()
+    steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
         user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
         run = asyncio.create_task(h.sipp(steps))
