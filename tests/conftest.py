@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = [
+    "conftest_capture",
     "conftest_s3",
     "conftest_sync",
     "pytester",

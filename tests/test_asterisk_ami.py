@@ -30,10 +30,6 @@ from tests.asterisk_sim import (
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 # ---------------------------------------------------------------------- framing (no network)
 
@@ -224,13 +220,6 @@ async def test_reconnect_with_backoff_while_the_pbx_refuses(tmp_path):
 
 # ---------------------------------------------------------------------- malformed input during a call
 
-
-@pytest.fixture
-def harness(tmp_path, deployment, make_app, frozen_clock):
-    def make(**kwargs):
-        return CaptureHarness(tmp_path=tmp_path, deployment=deployment, make_app=make_app, clock=frozen_clock,
-                              **kwargs)
-    return make
 
 
 async def test_malformed_frames_and_oversized_messages_mid_call(harness, frozen_clock, caplog):

@@ -38,10 +38,6 @@ from tests.asterisk_sim import (
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def start_cf(deployment: Path, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, "CF_CONFIG": str(deployment), **(env_extra or {})}

@@ -16,7 +16,6 @@ from cfcore.capture.controller import CaptureUnavailable
 from cfcore.errors import AccessDenied, ConflictError
 from tests.asterisk_sim import (
     SLACK,
-    CaptureHarness,
     assert_segments,
     audit_entries,
     channel,
@@ -33,19 +32,8 @@ from tests.asterisk_sim import (
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 CUSTOMER = "+4930123456"
 
-
-@pytest.fixture
-def harness(tmp_path, deployment, make_app, frozen_clock):
-    def make(**kwargs):
-        return CaptureHarness(tmp_path=tmp_path, deployment=deployment, make_app=make_app, clock=frozen_clock,
-                              **kwargs)
-    return make
 
 
 def assert_customer_silent_before(app, rec_id, consent_offset):

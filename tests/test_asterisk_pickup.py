@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from cfcore.capture import runner as runner_mod
 from cfcore.db.models import Recording
 from tests.asterisk_sim import (
-    CaptureHarness,
     SftpServer,
     assert_segments,
     channel,
@@ -26,17 +25,6 @@ from tests.asterisk_sim import (
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
-def harness(tmp_path, deployment, make_app, frozen_clock):
-    def make(**kwargs):
-        return CaptureHarness(tmp_path=tmp_path, deployment=deployment, make_app=make_app, clock=frozen_clock,
-                              **kwargs)
-    return make
 
 
 def recordings_count(app) -> int:

@@ -15,7 +15,6 @@ import pytest
 from cfcore.defaults.retention_rules import MIFID_CLASS
 from tests.asterisk_sim import (
     SLACK,
-    CaptureHarness,
     assert_segments,
     audit_entries,
     channel,
@@ -33,17 +32,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 CUSTOMER = "+4930123456"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
-def harness(tmp_path, deployment, make_app, frozen_clock):
-    def make(**kwargs):
-        return CaptureHarness(tmp_path=tmp_path, deployment=deployment, make_app=make_app, clock=frozen_clock,
-                              **kwargs)
-    return make
 
 
 async def test_no_rtp_gap_then_consent_keeps_the_consented_audio_as_mifid(harness, frozen_clock):

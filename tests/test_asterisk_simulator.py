@@ -19,10 +19,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 IGNORED = {"FullyBooted", "VarSet", "Newexten", "DialState", "NewConnectedLine", "DeviceStateChange"}
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 class Wire:
     """A logged-in AMI session that keeps every event it receives."""

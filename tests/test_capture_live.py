@@ -24,10 +24,6 @@ from tests.siprec_helpers import channel, dominant, is_silent, level, recording,
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 class FrameSource:
     """A capture source the test drives frame by frame (no PBX: the unit under test is the core)."""

@@ -20,10 +20,6 @@ MOBILE = "+491701234567"
 ANN_SHA = hashlib.sha256(b"announcement v3").hexdigest()
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 #: Someone who may see any recording's details (``recording.show``), to read the consent proofs.
 COMPLIANCE = RequestContext(actor=Actor(user_id="u-carla", username="carla", roles=frozenset({"compliance"})),

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.asterisk_sim import CaptureHarness, assert_segments, channel, has_tone, leg_id, live_call, recording
+from tests.asterisk_sim import assert_segments, channel, has_tone, leg_id, live_call, recording
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
-def harness(tmp_path, deployment, make_app, frozen_clock):
-    def make(**kwargs):
-        return CaptureHarness(tmp_path=tmp_path, deployment=deployment, make_app=make_app, clock=frozen_clock,
-                              **kwargs)
-    return make
 
 
 async def test_ons_leg_is_recorded_for_the_advisor_named_by_the_dialplan(harness, frozen_clock):

@@ -150,7 +150,3 @@ async def test_capture_source_connected_then_not(tmp_path, deployment, make_app,
     result = doctor.check_capture(h.app)
     assert not result[0].ok and "no running capture runner" in result[0].detail
 
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"

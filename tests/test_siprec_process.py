@@ -35,10 +35,6 @@ from tests.test_siprec_sipp import Srs, pcaps  # noqa: F401 - the pcaps fixture
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(150)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 async def start_recorder(h: Srs) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CF_CONFIG": str(h.deployment)}

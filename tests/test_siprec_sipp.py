@@ -47,10 +47,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120),
               pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) is not installed")]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def free_udp_tcp_port() -> int:
     for _ in range(50):
@@ -176,6 +172,18 @@ addresses = ["127.0.0.1/32"]
             await asyncio.sleep(0.05)
         raise AssertionError("no SIPREC call was archived")
 
+    async def consented_call(self, steps, *, advisor="A100", after=2.5, **sipp):
+        """Play ``steps`` with sipp; ``after`` seconds into the recording the advisor starts
+        two-sided recording (the customer was informed). Returns the trigger's request and the
+        archived call."""
+        adv = make_user(self.app, "anna", ["advisor"], advisor_id=advisor)
+        run = asyncio.create_task(self.sipp(steps, **sipp))
+        call_id = await self.active_call()
+        await asyncio.sleep(after)
+        req = await asyncio.to_thread(controller.trigger, self.app, adv, call_id, "record_both", "api", 10.0)
+        await run
+        return req, await self.archived()
+
     async def active_call(self, timeout=10.0):
         for _ in range(int(timeout / 0.02)):
             if self.source.by_call:
@@ -212,14 +220,8 @@ async def test_rfc_two_streams_consent_mid_call(srs, pcaps, transport):
     ctype, body = multipart(sdp_offer(), rfc_metadata())
     steps = invite_answered(ctype, body) + [play(pcaps["two"]), pause(7000)] + bye()
     async with srs() as h:
-        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
-        run = asyncio.create_task(h.sipp(steps, transport=transport))
-        call_id = await h.active_call()
-        await asyncio.sleep(2.5)
-        req = await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
-        assert req.status == "applied"
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps, transport=transport)
+    assert req.status == "applied"
     msgs = h.messages()
     assert "+sip.srs" in msgs and "a=label:1" in msgs and "a=label:2" in msgs and "a=recvonly" in msgs
     assert row.advisor_id == "A100" and row.customer_hint == "+49******56"
@@ -329,13 +331,7 @@ async def test_opensips_labels_0_1_without_streams_and_lenient_src(srs, pcaps):
     ctype, body = multipart(sdp_offer(labels=("0", "1")), OPENSIPS, extra_part=True)
     steps = invite_answered(ctype, body, require="", contact_param="src") + [play(pcaps["two"]), pause(7000)] + bye()
     async with srs() as h:
-        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
-        run = asyncio.create_task(h.sipp(steps))
-        call_id = await h.active_call()
-        await asyncio.sleep(3.0)
-        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps, after=3.0)
     assert "a=label:0" in h.messages() and "a=label:1" in h.messages()
     check_two_sided(h.app, row.recording_id)
 
@@ -540,14 +536,8 @@ async def test_srtp_sdes_80_and_32_decrypted_into_the_archive(srs, tmp_path):
     ctype, body = multipart(sdp, rfc_metadata())
     steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
-        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
-        run = asyncio.create_task(h.sipp(steps))
-        call_id = await h.active_call()
-        await asyncio.sleep(2.5)
-        req = await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
-        assert req.status == "applied"
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps)
+    assert req.status == "applied"
     msgs = h.messages()
     answer = msgs.split("SIP/2.0 200 OK")[1]
     assert answer.count("m=audio") == 2 and answer.count("RTP/SAVP") == 2
@@ -580,13 +570,7 @@ async def test_g722_streams_are_decoded_into_the_archive(srs, tmp_path):
                                                                "a=rtpmap:0 PCMU/8000"), rfc_metadata())
     steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
-        user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
-        run = asyncio.create_task(h.sipp(steps))
-        call_id = await h.active_call()
-        await asyncio.sleep(2.5)
-        await asyncio.to_thread(controller.trigger, h.app, user, call_id, "record_both", "api", 10.0)
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps)
     answer = h.messages().split("SIP/2.0 200 OK")[1]
     assert answer.count("m=audio") == 2 and "RTP/AVP 9 101" in answer and "a=rtpmap:9 G722/8000" in answer
     rec = check_two_sided(h.app, row.recording_id)
@@ -628,13 +612,7 @@ async def test_oracle_apkt_metadata_with_labels_10_11(srs, tmp_path):
     ctype, body = multipart(sdp, ORACLE.decode(), xml_type="application/rs-metadata")
     steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
-        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
-        run = asyncio.create_task(h.sipp(steps))
-        call_id = await h.active_call()
-        await asyncio.sleep(2.5)
-        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps)
     assert row.pbx_call_id == mdmod.parse(ORACLE).vendor["ucid"]
     assert "a=label:10" in h.messages() and "a=label:11" in h.messages()
     check_two_sided(h.app, row.recording_id)
@@ -672,13 +650,7 @@ async def test_transfer_new_m_line_and_new_ssrc(srs, tmp_path):
              + [send(request("INVITE", ttype, tbody, cseq=2, in_dialog=True)), recv(100, optional=True),
                 recv(200), ack(2), pause(3800)] + bye(3))
     async with srs() as h:
-        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
-        run = asyncio.create_task(h.sipp(steps))
-        call_id = await h.active_call()
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps, after=1.0)
     answer = h.messages().split("SIP/2.0 200 OK")[2]
     assert answer.count("m=audio") == 3 and "a=label:3" in answer
     rec = recording(h.app, row.recording_id)
@@ -718,13 +690,7 @@ async def test_broadworks_metadata_first_and_a_mixed_stream(srs, tmp_path):
     ctype, body = multipart(sdp_offer(labels=("1",)), BROADWORKS_MIXED, xml_first=True)
     steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
-        adv = make_user(h.app, "anna", ["advisor"], advisor_id="A4711")
-        run = asyncio.create_task(h.sipp(steps))
-        call_id = await h.active_call()
-        await asyncio.sleep(2.5)
-        await asyncio.to_thread(controller.trigger, h.app, adv, call_id, "record_both", "api", 10.0)
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps, advisor="A4711")
     assert row.advisor_id == "A4711" and row.pbx_call_id == "12345:1" and row.customer_hint == "+49******56"
     rec = recording(h.app, row.recording_id)
     t = next(s.start for s in rec.segments if s.mode == "both")
@@ -749,13 +715,7 @@ async def test_g729_streams_are_decoded_into_the_archive(srs, tmp_path):
                             rfc_metadata())
     steps = invite_answered(ctype, body) + [play(pcap), pause(7000)] + bye()
     async with srs() as h:
-        user = make_user(h.app, "anna", ["advisor"], advisor_id="A100")
-        run = asyncio.create_task(h.sipp(steps))
-        call_id = await h.active_call()
-        await asyncio.sleep(2.5)
-        await asyncio.to_thread(controller.trigger, h.app, user, call_id, "record_both", "api", 10.0)
-        await run
-        row = await h.archived()
+        req, row = await h.consented_call(steps)
     answer = h.messages().split("SIP/2.0 200 OK")[1]
     assert "RTP/AVP 18 101" in answer and "a=rtpmap:18 G729/8000" in answer
     rec = recording(h.app, row.recording_id)

@@ -24,10 +24,6 @@ from tests.test_siprec_sipp import Srs, free_udp_tcp_port
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def _key():
     from cryptography.hazmat.primitives.asymmetric import ec

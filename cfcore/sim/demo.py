@@ -269,8 +269,13 @@ async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pac
                 rows = s.scalars(select(LiveCall).where(LiveCall.call_id.in_(legs))).all()
                 return [r.call_id for r in rows if r.state != "archived"]
 
+        def settled() -> bool:
+            # archived, and the PBX files removed: the source removes them just after the archive
+            # confirmed a leg, so stopping at "archived" could leave them for the next start
+            return not pending() and not any(spool.glob("*.wav"))
+
         for _ in range(300):
-            if not await asyncio.to_thread(pending):
+            if await asyncio.to_thread(settled):
                 break
             await asyncio.sleep(0.1)
         with app.catalog.session() as s:
