@@ -341,15 +341,30 @@ def recording_target(rec: Recording) -> Any:
                         attributes={"two_sided": bool(rec.two_sided), "state": rec.state})
 
 
+def authorized_target(app: Any, ctx: Any, action: str, rec_id: str, **kwargs: Any) -> Any:
+    """``authorize`` ``action`` on recording ``rec_id`` *before* telling whether it exists: for an
+    unknown id the decision is taken on a recording of no advisor, so that a person who may not
+    see other advisors' recordings gets the same (audited) refusal for an unknown id as for a
+    colleague's call and cannot probe which ids exist. Then ``NotFound`` for those who may."""
+    from hookspecs.types import AccessTarget
+
+    from .access.guard import authorize
+
+    with app.catalog.session() as s:
+        rec = s.get(Recording, rec_id) if isinstance(rec_id, str) and _ID.match(rec_id) else None
+        target = recording_target(rec) if rec is not None else AccessTarget(kind="recording", id=str(rec_id)[:64])
+    authorize(app, ctx, action, target, **kwargs)
+    if rec is None:
+        raise NotFound(f"no recording {rec_id!r}", hint="a recording id is 32 hex characters; see cf recordings list")
+    return target
+
+
 def export_recording(app: Any, ctx: Any, rec_id: str, out_path: str | os.PathLike[str]) -> dict[str, Any]:
     """``authorize`` ``recording.export`` (four-eyes: ``ctx.approval_id``), export, audit the
     outcome with the exported file's SHA-256. For the CLI and the four-eyes executor."""
-    from .access.guard import authorize
     from .errors import CallFortError
 
-    with app.catalog.session() as s:
-        target = recording_target(get_recording(s, rec_id))
-    authorize(app, ctx, "recording.export", target)
+    authorized_target(app, ctx, "recording.export", rec_id)
     try:
         result = export_wav(app, rec_id, out_path)
     except CallFortError as exc:
@@ -373,16 +388,14 @@ def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> 
 def consent_proofs(app: Any, ctx: Any, rec_id: str) -> list[dict[str, Any]]:
     """The recording's consents with their decrypted proofs (``Consent.proof``), for whoever may
     see the recording (``recording.show``); the read is audited (``recording.consent_proof``)."""
-    from .access.guard import authorize
     from .db.models import ConsentRow
 
+    authorized_target(app, ctx, "recording.show", rec_id)
     with app.catalog.session() as s:
-        rec = get_recording(s, rec_id)
-        target = recording_target(rec)
+        get_recording(s, rec_id)
         rows = [(c.id, c.given_at, c.offset, c.by_user, c.method, c.applied_at, c.proof_enc)
                 for c in s.scalars(select(ConsentRow).where(ConsentRow.recording_id == rec_id).order_by(ConsentRow.id))]
         dk = s.get(DataKey, rec_id)
-    authorize(app, ctx, "recording.show", target)
     key = None
     if any(r[6] for r in rows):
         if dk is None or dk.wrapped is None or dk.kek_id is None:

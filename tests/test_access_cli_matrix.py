@@ -209,3 +209,28 @@ def test_exit_codes_for_login_problems(world):
     host, ip = cli_host_ip()
     e = last_audit(world.app, action="auth.login", user=role_user("dpo"))
     assert (e.outcome, e.host, e.ip, e.function) == ("failed", host, ip, "cli.recordings.list")
+
+
+UNKNOWN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_an_unknown_id_answers_like_a_colleagues_recording(world, role):
+    """No id probing: whoever may not see a colleague's recording gets the same audited refusal for
+    an id that does not exist (earlier: "no recording …", exit 4, before any access decision);
+    whoever may see every recording learns that it does not exist."""
+    for args in (("recordings", "show", UNKNOWN, "--json"), ("export", UNKNOWN, "--out", str(world.tmp / "x.wav")),
+                 ("recordings", "show", UNKNOWN, "--consent-proof")):
+        action = "recording.export" if args[0] == "export" else "recording.show"
+        colleague = run(world, role, *(world.rec_other if a == UNKNOWN else a for a in args))
+        unknown = run(world, role, *args)
+        decision = expected(role, action, ADVISOR2)
+        if decision is Decision.ALLOW:
+            assert_exit(unknown, 4, args)
+            assert "no recording" in unknown.output
+        else:
+            assert_exit(unknown, colleague.exit_code, args)
+            assert unknown.output.replace(UNKNOWN, "ID") == colleague.output.replace(world.rec_other, "ID")
+            e = audited(world, role, "cli.recordings.show" if action == "recording.show" else "cli.export",
+                        action=action, target_id=UNKNOWN)
+            assert e.outcome in ("denied", "needs-approval")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from cfcore.access import approvals, users
 from cfcore.cli.context import system_cli_context
 from cfcore.db.models_access import ApiToken, User
-from cfcore.errors import AccessDenied, ApprovalRequired, AuthenticationFailed, ConflictError, InputError
+from cfcore.errors import AccessDenied, ApprovalRequired, AuthenticationFailed, ConflictError, InputError, NotFound
 
 LOCKOUT = "\n[access]\nmax_failed_logins = 3\nlockout_minutes = 10\n"
 
@@ -287,3 +287,20 @@ def test_cli_users_add_requests_roles(run_cf, app):
     assert view.roles == ("advisor",) and view.advisor_id == "A7"
     assert users.authenticate_password(app, "anna", "anna's long passphrase", host="h", ip="127.0.0.1",
                                        function="t").advisor_id == "A7"
+
+
+def test_revoking_an_unknown_token_tells_nothing_to_who_may_not_manage_users(app):
+    """No probing of token ids: an advisor revoking a colleague's token and an unknown one gets the
+    same refusal (audited); an administrator learns that the unknown one does not exist."""
+    make_user(app, "alice", ["advisor"])
+    make_user(app, "bob", ["advisor"])
+    make_user(app, "root", ["administrator"])
+    theirs = users.create_token(app, ctx_for(app, "alice"), name="crm", days=2, origin_token=None)
+    with pytest.raises(AccessDenied) as colleague:
+        users.revoke_token(app, ctx_for(app, "bob"), theirs.id)
+    with pytest.raises(AccessDenied) as unknown:
+        users.revoke_token(app, ctx_for(app, "bob"), "t" * 32)
+    assert type(colleague.value) is type(unknown.value)
+    assert last_audit(app, action="users.manage", user="bob").outcome == "denied"
+    with pytest.raises(NotFound):
+        users.revoke_token(app, ctx_for(app, "root"), "t" * 32)

@@ -437,6 +437,8 @@ def revoke_token(app: Any, ctx: RequestContext, token_id: str) -> None:
         row = s.get(ApiToken, token_id)
         owner = s.get(User, row.user_id) if row else None
     if row is None or owner is None:
+        # no probing of token ids: who may not manage others is refused alike (audited)
+        authorize(app, ctx, "users.manage", AccessTarget(kind="user", id=None), detail={"function": "token.revoke"})
         raise NotFound(f"no token {token_id}")
     _may_manage(app, ctx, owner.username, "token.revoke")
     with app.catalog.session() as s:

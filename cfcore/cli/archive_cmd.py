@@ -149,16 +149,12 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def show(state: Any, rec_id: str, proof: bool, as_json: bool, with_evidence: bool = False) -> None:
         """Show one recording's metadata (customers by pseudonym only)."""
-        from ..access.guard import authorize
-        from ..archive import get_recording, recording_target
+        from ..archive import authorized_target, get_recording
         from .context import cli_context
 
         app = state.app
         ctx = cli_context(app, "cli.recordings.show")
-        with app.catalog.session() as s:
-            rec = get_recording(s, rec_id)
-            target = recording_target(rec)
-        authorize(app, ctx, "recording.show", target)
+        target = authorized_target(app, ctx, "recording.show", rec_id)
         with app.catalog.session() as s:
             rec = get_recording(s, rec_id)
             data = _detail(rec)
@@ -179,6 +175,7 @@ def register(cli: click.Group) -> None:
         lines += [f"media: {x['channel']} in {x['store']}: {x['key']} ({x['size']} bytes, sha256 {x['sha256'][:16]}…)"
                   for x in data["media"]]
         if with_evidence:
+            from ..access.guard import authorize
             from ..capture.live import evidence_of
 
             # raw metadata names the customer in clear: the same decision as listening to the call
