@@ -301,3 +301,28 @@ def test_api_does_not_run_executors_that_write_server_files(world):
         r = c.post(f"/api/approvals/{aid}/execute")
     assert r.status_code == 400 and "run it on your PC" in r.json()["error"]
     assert approvals.get_request(world.app, ctx_for(world.app, "u-dpo"), aid).state == "approved"
+
+
+UNKNOWN = "0123456789abcdef0123456789abcdef"
+BY_ID = [("get", "/api/recordings/{}", None), ("post", "/api/recordings/{}/link", None),
+         ("get", "/api/retention/recordings/{}", None), ("post", "/api/retention/holds/{}", {"reason": "probe"}),
+         ("post", "/api/retention/holds/{}/release", {"reason": "probe"}),
+         ("post", "/api/retention/recordings/{}/extend", {"reason": "probe", "years": 7}),
+         ("post", "/api/retention/recordings/{}/erase", {"reason": "probe"})]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_an_unknown_recording_id_answers_like_a_colleagues(world, role):
+    """No id probing over HTTP: where a role is refused a colleague's recording, an id that does
+    not exist gets the same status and the same words; a 404 only for who may act on it."""
+    with world.http(role_user(role)) as c:
+        for method, path, body in BY_ID:
+            kw = {"json": body} if body is not None else {}
+            theirs = getattr(c, method)(path.format(world.rec_other), **kw)
+            unknown = getattr(c, method)(path.format(UNKNOWN), **kw)
+            if theirs.status_code == 403:
+                assert unknown.status_code == 403, (path, unknown.text)
+                assert unknown.json()["error"].replace(UNKNOWN, "ID") == theirs.json()["error"].replace(
+                    world.rec_other, "ID"), path
+            else:
+                assert unknown.status_code == 404, (path, theirs.status_code, unknown.text)

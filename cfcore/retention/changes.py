@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hookspecs.types import AccessTarget, RequestContext
+from hookspecs.types import AccessTarget, Decision, RequestContext
 
 from ..db.models import Recording
 from ..db.models_retention import RetentionOverride
@@ -19,11 +19,13 @@ from .common import (
     LIVE_STATES,
     authorize_retention,
     digest,
+    find_target,
     load_recording,
     lock_media,
     media_keys,
     parse_date,
     recording_target,
+    unknown_target,
     username,
 )
 from .policy import RetentionDecision, apply_retention, decide_retention
@@ -39,6 +41,15 @@ def precheck(app: Any, ctx: RequestContext | None, action: str, rec_id: str,
     """Run a state check before the access check. A refusal because of a legal duty, a hold or the
     recording's state is an attempt to delete or alter a protected recording: it is audited
     (outcome ``refused``, after the read transaction ended) so that the FIS sees it."""
+    from ..access.policy import decide
+    from ..authority import is_system
+
+    found = find_target(app, rec_id)
+    if found is None or (ctx is not None and not is_system(ctx)
+                         and decide(app, ctx, action, found).decision is Decision.DENY):
+        # the access decision comes first for who may not act here (refused alike, audited, by
+        # the caller's authorize / approvals.request), and for an unknown id (no id probing)
+        return found or unknown_target(rec_id)
     try:
         with app.catalog.session() as s:
             rec = load_recording(s, rec_id)
@@ -128,8 +139,10 @@ def request_change(app: Any, ctx: RequestContext, rec_id: str, kind: str, reason
         return check_change(app, s, rec, kind, chosen[-1])
 
     precheck(app, ctx, f"retention.{kind}", rec_id, check)
+    # no date when the check did not run (refused or unknown id): request() refuses before it
+    # would be stored
     return approvals.request(app, ctx, f"retention.{kind}", rec_id, reason,
-                             {"until": chosen[-1].isoformat(), "reason": reason})
+                             {"until": chosen[-1].isoformat() if chosen else (until or ""), "reason": reason})
 
 
 def exec_extend(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -45,10 +45,25 @@ def authorize_retention(app: Any, ctx: RequestContext | None, action: str, targe
     authorize(app, ctx or system_context("retention"), action, target)
 
 
-def authorize_recording(app: Any, ctx: RequestContext | None, action: str, rec_id: str) -> None:
+def find_target(app: Any, rec_id: str) -> AccessTarget | None:
+    """The recording's access target, or None when there is no such recording."""
     with app.catalog.session() as s:
-        target = recording_target(load_recording(s, rec_id))
-    authorize_retention(app, ctx, action, target)
+        rec = s.get(Recording, rec_id) if isinstance(rec_id, str) and len(rec_id) <= 64 else None
+        return recording_target(rec) if rec is not None else None
+
+
+def unknown_target(rec_id: str) -> AccessTarget:
+    """What the access decision sees for an id that does not exist: a recording of no advisor, so
+    that who may not act on colleagues' recordings is refused alike (no id probing)."""
+    return AccessTarget(kind="recording", id=str(rec_id)[:64])
+
+
+def authorize_recording(app: Any, ctx: RequestContext | None, action: str, rec_id: str) -> None:
+    """Decide first, then tell whether the recording exists (``NotFound`` only for who may act)."""
+    target = find_target(app, rec_id)
+    authorize_retention(app, ctx, action, target or unknown_target(rec_id))
+    if target is None:
+        raise NotFound(f"no recording {rec_id}", hint="check the id with 'cf recordings list'")
 
 
 def load_recording(session: Session, rec_id: str, *, lock: bool = False) -> Recording:
