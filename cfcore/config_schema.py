@@ -113,6 +113,13 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
     "capture": (
         _k("event_loop", "string", '"asyncio"', "Event loop of cf capture run: asyncio or uvloop."),
         _k("live_segment_size", "integer", "16000", "Bytes of PCM per encrypted live-spool segment (1 s)."),
+        _k("sources", "table of sources", "{}", "What each capture source is trusted with "
+           "[capture.sources.<name>] (by the source's name, e.g. asterisk, mobile, siprec)."),
+    ),
+    "capture.sources.<name>": (
+        _k("consent_witness", "boolean", "false", "The source may report the customer's own opt-in (a DTMF "
+           "digit after the announcement) and the core records it as consent. Off: such reports are refused, "
+           "audited and alerted (FIS rule untrusted-consent)."),
     ),
     "fis": (
         _k("scan_interval_seconds", "integer", "300", "How often cf serve scans for irregularities."),

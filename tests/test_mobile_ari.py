@@ -25,6 +25,13 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.fixture
+def app(deployment, make_app):
+    """The deployment trusts the mobile source to witness the customer's DTMF opt-in."""
+    deployment.write_text(deployment.read_text() + "\n[capture.sources.mobile]\nconsent_witness = true\n")
+    return make_app(deployment)
+
+
 #: Someone who may see any recording's details (``recording.show``), to read the consent proofs.
 COMPLIANCE = RequestContext(actor=Actor(user_id="u-carla", username="carla", roles=frozenset({"compliance"})),
                             host="pc-7", ip="10.0.0.7", function="test.consent_proof")

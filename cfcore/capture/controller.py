@@ -41,6 +41,7 @@ from ..clock import utc
 from ..db.models_capture import CallConsent, CaptureRunnerRow, LiveCall, ModeRequest
 from ..errors import CallFortError, ConflictError, InputError, NotFound
 from ..states import ACTIVE_CALL_STATES, CallState, RequestStatus
+from .witness import is_consent_witness
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +177,24 @@ def on_call_event(app: Any, event: CallEvent) -> None:
 def _record_pbx_consent(app: Any, s: Any, row: LiveCall, event: CallEvent, now: datetime) -> None:
     """Record the customer's own opt-in, reported by the PBX with the call's ANSWERED event.
 
+    Only from a source the deployment names as a consent witness (``cfcore.capture.witness``).
+
     The method must be a known ``ConsentMethod``; the time the PBX gives for the opt-in is kept
     only within what the core saw itself: not before the call opened here, not after the event
     reached the core. One such consent per call."""
     method = str(event.detail.get("consent") or "")
+    if not is_consent_witness(app.config, event.source):
+        # Only a source the deployment trusts may witness consent; anything else could make up
+        # an opt-in for any call. Refused, audited (the FIS rule untrusted-consent alerts on it).
+        log.warning("call %s: source %s reported a customer opt-in but is not a consent witness "
+                    "([capture.sources.%s] consent_witness); kept advisor-only", event.call_id, event.source,
+                    event.source)
+        app.audit.append(s, system_context("capture.consent"), "call.consent", "call", row.call_id, "refused",
+                         {"source": event.source, "method": method[:16], "by": "customer",
+                          "advisor_id": row.advisor_id,
+                          "reason": f"source is not a consent witness ([capture.sources.{event.source}] "
+                                    "consent_witness = true)"})
+        return
     if method not in METHODS:
         log.warning("call %s: source %s reported an opt-in by unknown method %r; kept advisor-only",
                     event.call_id, event.source, method[:16])

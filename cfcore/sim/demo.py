@@ -90,6 +90,10 @@ def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
     return sources[0]
 
 
+#: Name of the demo's dial-in source; ``cf demo`` trusts it to witness consent in its config.
+MOBILE_SOURCE = "mobile-demo"
+
+
 def mobile_source(app: Any, sim: Any, pin: str) -> Any:
     """The mobile_ons plugin's dial-in source, configured for the ARI simulator (None if absent)."""
     import hashlib
@@ -100,7 +104,7 @@ def mobile_source(app: Any, sim: Any, pin: str) -> Any:
         return None
     from argon2 import PasswordHasher
 
-    config = {"name": "mobile-demo", "ari_url": sim.url, "ari_username": sim.username, "ari_password": sim.password,
+    config = {"name": MOBILE_SOURCE, "ari_url": sim.url, "ari_username": sim.username, "ari_password": sim.password,
               "dial_endpoint": "PJSIP/{number}@carrier", "caller_id": "+4930999000",
               "announcement": {"id": "mobile-consent", "version": "1", "media": "sound:callfort/consent-v1",
                                "sha256": hashlib.sha256(b"demo announcement v1").hexdigest()},
