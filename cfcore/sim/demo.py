@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from hookspecs.options import Secret
 from hookspecs.types import PluginContext, RequestContext
 
 from ..errors import AccessDenied, PluginError
@@ -78,7 +79,7 @@ def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
         raise PluginError("the pbx_asterisk plugin is not installed or is disabled",
                           hint="pip install -e plugins/pbx_asterisk (scripts/setup does it)")
     config = {"name": "asterisk-demo", "host": "127.0.0.1", "port": sim.port, "username": sim.username,
-              "secret": sim.secret, "md5": True, "monitor_dir": str(spool), "recordings_dir": str(spool),
+              "secret": Secret(sim.secret), "md5": True, "monitor_dir": str(spool), "recordings_dir": str(spool),
               "settle_seconds": 0.2, "pickup_timeout": 10, "retry_seconds": 0.5, "reconnect_min": 0.1,
               "advisors": ADVISORS}
     ctx = PluginContext(name="pbx_asterisk", config=config, clock=app.clock.now,
@@ -104,7 +105,7 @@ def mobile_source(app: Any, sim: Any, pin: str) -> Any:
         return None
     from argon2 import PasswordHasher
 
-    config = {"name": MOBILE_SOURCE, "ari_url": sim.url, "ari_username": sim.username, "ari_password": sim.password,
+    config = {"name": MOBILE_SOURCE, "ari_url": sim.url, "ari_username": sim.username, "ari_password": Secret(sim.password),
               "dial_endpoint": "PJSIP/{number}@carrier", "caller_id": "+4930999000",
               "announcement": {"id": "mobile-consent", "version": "1", "media": "sound:callfort/consent-v1",
                                "sha256": hashlib.sha256(b"demo announcement v1").hexdigest()},
