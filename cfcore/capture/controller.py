@@ -40,13 +40,15 @@ from ..authority import system_context
 from ..clock import utc
 from ..db.models_capture import CallConsent, CaptureRunnerRow, LiveCall, ModeRequest
 from ..errors import CallFortError, ConflictError, InputError, NotFound
-from ..states import ACTIVE_CALL_STATES, CallState, RequestStatus
+from ..states import ACTIVE_CALL_STATES, CONSENT_METHODS, CallState, RequestStatus
 from .witness import is_consent_witness
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("record_both", "pause", "resume")
-METHODS = tuple(m.value for m in ConsentMethod)
+METHODS = CONSENT_METHODS
+#: What an advisor's own client may name through the API (the CLI and the demo say so themselves).
+API_METHODS = tuple(m.value for m in (ConsentMethod.WEB, ConsentMethod.API, ConsentMethod.CTI, ConsentMethod.DTMF))
 ACTIVE = ACTIVE_CALL_STATES
 #: ``request_id`` of a consent the customer gave at the PBX (a dial-in opt-in), not an advisor's request.
 PBX_OPT_IN = "pbx-opt-in"

@@ -19,6 +19,7 @@ from hookspecs.options import Secret
 from hookspecs.types import PluginContext, RequestContext
 
 from ..errors import AccessDenied, PluginError
+from ..states import CallState
 from .asterisk import AsteriskSim, SimCall
 
 MARKER = ".cf-demo"
@@ -272,7 +273,7 @@ async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pac
         def pending() -> list[str]:
             with app.catalog.session() as s:
                 rows = s.scalars(select(LiveCall).where(LiveCall.call_id.in_(legs))).all()
-                return [r.call_id for r in rows if r.state != "archived"]
+                return [r.call_id for r in rows if r.state != CallState.ARCHIVED]
 
         for _ in range(300):
             if not await asyncio.to_thread(pending):
