@@ -111,13 +111,17 @@ class App:
         ``None`` without one. A misspelt key or a wrong type: ``ConfigError`` naming it."""
         where = self.plugin_section(plugin)
         section = self.config.section(where)
-        cls = self.pm.plugin_options_classes().get(plugin)
+        cls = self._options_classes.get(plugin)
         if cls is None:
             return where, section, None
         try:
             return where, section, parse_options(cls, section, where=where)
         except OptionsError as exc:
             raise ConfigError(f"{self.config.path}: {exc}") from None
+
+    @functools.cached_property
+    def _options_classes(self) -> dict[str, type]:
+        return self.pm.plugin_options_classes()
 
     def plugin_options(self, registration: Any, section: Mapping[str, Any], where: str) -> Any:
         """A registration's options: its ``options`` class built from ``section`` (unknown keys and

@@ -196,9 +196,11 @@ def render_markdown() -> str:
         'must be `{ env = "NAME" }` or `{ file = "path" }`.',
         "",
         "Plugin sections (`[plugins.<name>]`, `[stores.<name>]`, `[notify.<name>]`, a key provider's `[keys]`",
-        "options) are checked against the `options` class each plugin declares on its registration",
-        "(`hookspecs.parse_options`, see `docs/plugins.md`) when the section is used; `cf doctor` checks every",
-        "store and `[notify.<name>]` section that way. `cf plugins --all` lists the installed plugins.",
+        "options) are checked against the options class each plugin declares (`cf_plugin_options` or its",
+        "registration's `options`; `hookspecs.parse_options`, see `docs/plugins.md`) when the section is used;",
+        "`cf doctor` checks every `[plugins.<name>]`, store and `[notify.<name>]` section that way. `cf plugins",
+        "--all` lists the installed plugins. `[crm]`, the 1.0 name of `[plugins.crm_soap]`, is still read (with a",
+        "deprecation warning) while `[plugins.crm_soap]` is absent.",
         "",
     ]
     for section, keys in SECTIONS.items():

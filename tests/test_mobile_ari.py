@@ -239,8 +239,8 @@ async def test_three_wrong_pins_end_the_call_and_alert(app, tmp_path):
         await h.wait(lambda: adv3 not in h.sim.channels, "locked out")
         await h.settle(0.2)
         assert [a["alert"] for a in alerts(app)] == ["pin_failed", "pin_failed", "pin_locked"]
-        from cfcore.db.models_fis import FisAlert
         from cfcore.authority import SYSTEM
+        from cfcore.db.models_fis import FisAlert
         from cfcore.fis.scan import scan
 
         await asyncio.to_thread(scan, app, SYSTEM)

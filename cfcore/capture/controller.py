@@ -163,7 +163,8 @@ def on_call_event(app: Any, event: CallEvent) -> None:
         if event.detail.get("alert"):
             # A source's irregularity (a dial-in with wrong PINs, a declined or unrecorded
             # advisory call, a recording that failed): audited for the FIS (rules over capture.alert).
-            app.audit.append(s, None, "capture.alert", "call", event.call_id, "warning",
+            app.audit.append(s, system_context(f"capture.{event.source}"[:64]), "capture.alert", "call", event.call_id,
+                             "warning",
                              {"source": event.source, "alert": str(event.detail["alert"])[:40],
                               "summary": str(event.detail.get("summary") or "")[:200],
                               "advisor_id": event.advisor_id, "pbx_call_id": event.pbx_call_id})
@@ -218,7 +219,7 @@ def _record_pbx_consent(app: Any, s: Any, row: LiveCall, event: CallEvent, now: 
     s.add(CallConsent(call_id=row.call_id, given_at=given, applied_at=latest, by_user="customer",
                       user_id="customer", method=method, request_id=PBX_OPT_IN))
     row.mode = RecordingMode.BOTH.value
-    app.audit.append(s, None, "call.consent", "call", row.call_id, "ok",
+    app.audit.append(s, system_context("capture.consent"), "call.consent", "call", row.call_id, "ok",
                      {"source": event.source, "method": method, "by": "customer", "advisor_id": row.advisor_id})
 
 
