@@ -78,9 +78,9 @@ def cf_web_apps(ctx: PluginContext, archive: ArchiveGateway) -> list[WebApp]:
     """Return ASGI apps that ``cf serve`` mounts (e.g. the CRM SOAP endpoint at ``/soap/crm``).
 
     Called once per implementing plugin with that plugin's own ``ctx`` (its config section
-    ``[plugins.<name>]``; ``[crm]`` for ``crm_soap``; the clock) and ``archive``, an
-    ``ArchiveGateway`` acting for that plugin as a named user through the access decisions and the
-    audit trail. All results are collected; each ``WebApp`` is mounted at its ``path``.
+    ``[plugins.<name>]``, built into ``ctx.options`` when the plugin declares
+    ``cf_plugin_options``; the clock) and ``archive``, an ``ArchiveGateway`` acting for that
+    plugin as a named user through the access decisions and the audit trail. All results are collected; each ``WebApp`` is mounted at its ``path``.
     Implementations may omit ``archive``.
 
     Added in 1.0; per-plugin context and ``archive`` in 1.1. Example::
