@@ -28,6 +28,7 @@ from machine import cpu_model  # noqa: E402
 from sync_helpers import build_world, record  # noqa: E402
 
 from cfcore.app import App  # noqa: E402
+from cfcore.authority import SYSTEM
 from cfcore.clock import FrozenClock  # noqa: E402
 from cfcore.db.models_sync import SyncBatch  # noqa: E402
 from cfcore.sync.receive import process_inbox  # noqa: E402
@@ -105,7 +106,7 @@ def run(kind: str, calls: int, seconds: float) -> dict[str, float]:
         t_sync, t_raw, t_par, total = asyncio.run(_measure(site, world.inbox))
         archive = world.archive()
         t = time.perf_counter()
-        rep = process_inbox(archive)
+        rep = process_inbox(archive, SYSTEM)
         t_import = time.perf_counter() - t
         assert len(rep.imported) == 1, rep
         return {"bytes": total, "ingest": t_ingest, "sync": t_sync, "raw": t_raw, "par": t_par, "import": t_import}

@@ -6,6 +6,7 @@ Every service function takes an ``App``; tests build one per test on a temporary
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,16 @@ if TYPE_CHECKING:
     from .storage import StoreSet
 
 
-#: Config section of a plugin when it is not ``[plugins.<name>]``.
-PLUGIN_SECTIONS = {"crm_soap": "crm"}
+#: A plugin's section under its 1.0 name: still read when ``[plugins.<plugin>]`` is absent, with a
+#: deprecation warning (``cf doctor`` shows it too). Both at once is an error.
+DEPRECATED_SECTIONS = {"crm_soap": "crm"}
+
+log = logging.getLogger(__name__)
+
+
+def deprecation(path: object, old: str, new: str) -> str:
+    return (f"{path}: [{old}] is deprecated and read as [{new}] until CallFort 2.0; "
+            f"rename the section (and its sub-tables [{old}.*]) to [{new}]")
 
 
 class App:
@@ -37,6 +46,7 @@ class App:
         from .secrets import check_secrets
 
         self.config = config
+        self._deprecation_warned: set[str] = set()
         self.pm = pm or get_plugin_manager(config)
         self.clock = clock or clock_from_plugins(self.pm)
         self.data_dir = config.data_dir
@@ -72,11 +82,46 @@ class App:
         cfg = self.config.section(section or f"plugins.{plugin or name}")
         return PluginContext(name=name, config=cfg, clock=self.clock.now, data_dir=self.data_dir / "plugins" / name)
 
+    def plugin_section(self, plugin: str) -> str:
+        """The dotted name of ``plugin``'s own section: ``plugins.<plugin>``, or its deprecated 1.0
+        name (``DEPRECATED_SECTIONS``) while only that one is written."""
+        old = DEPRECATED_SECTIONS.get(plugin)
+        new = f"plugins.{plugin}"
+        if old is None or old not in self.config.data:
+            return new
+        if plugin in self.config.section("plugins"):
+            raise ConfigError(f"{self.config.path}: both [{old}] and [{new}] are written",
+                              hint=f"move every key of [{old}] into [{new}] and delete [{old}]")
+        if plugin not in self._deprecation_warned:
+            self._deprecation_warned.add(plugin)
+            log.warning("%s", deprecation(self.config.path, old, new))
+        return old
+
     def integration_context(self, plugin: str) -> PluginContext:
         """The context of a plugin's event and web hooks (``cf_recording_archived``,
-        ``cf_after_purge``, ``cf_web_apps``): its own section (``PLUGIN_SECTIONS`` names the
-        exceptions), the clock and its data directory."""
-        return self.plugin_context(plugin, section=PLUGIN_SECTIONS.get(plugin))
+        ``cf_after_purge``, ``cf_web_apps``): its own section, built into ``ctx.options`` when the
+        plugin declares its class (``cf_plugin_options``), the clock and its data directory."""
+        where, section, options = self.own_options(plugin)
+        return PluginContext(name=plugin, config=section, clock=self.clock.now, section=where, options=options,
+                             data_dir=self.data_dir / "plugins" / plugin)
+
+    def own_options(self, plugin: str) -> tuple[str, Mapping[str, Any], Any]:
+        """``(section name, section, options)`` of ``plugin``'s own section; ``options`` is built
+        into the class the plugin declares (``cf_plugin_options`` or its capture registration),
+        ``None`` without one. A misspelt key or a wrong type: ``ConfigError`` naming it."""
+        where = self.plugin_section(plugin)
+        section = self.config.section(where)
+        cls = self._options_classes.get(plugin)
+        if cls is None:
+            return where, section, None
+        try:
+            return where, section, parse_options(cls, section, where=where)
+        except OptionsError as exc:
+            raise ConfigError(f"{self.config.path}: {exc}") from None
+
+    @functools.cached_property
+    def _options_classes(self) -> dict[str, type]:
+        return self.pm.plugin_options_classes()
 
     def plugin_options(self, registration: Any, section: Mapping[str, Any], where: str) -> Any:
         """A registration's options: its ``options`` class built from ``section`` (unknown keys and

@@ -33,3 +33,13 @@ def system_context(function: str = "system") -> RequestContext:
 
 def is_system(ctx: RequestContext) -> bool:
     return ctx.actor == SYSTEM_ACTOR
+
+
+def require_context(ctx: object, what: str) -> RequestContext:
+    """``ctx`` if it is a request context; ``TypeError`` otherwise. A service function that audits
+    in someone's name calls this first, so that a caller who forgot the context is an error, not
+    work done anonymously (the system's own work passes ``system_context(...)``)."""
+    if not isinstance(ctx, RequestContext):
+        raise TypeError(f"{what} needs a request context (a person's, or cfcore.authority.system_context(...) "
+                        f"for the system's own work), got {type(ctx).__name__}")
+    return ctx

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ConflictError, InputError
+from .states import RecordingState
 
 MAGIC = b"CFBACKUP1"
 FORMAT = "callfort-backup/1"
@@ -279,7 +280,7 @@ def _missing_media(app: Any) -> list[str]:
 
     missing: list[str] = []
     with app.catalog.session() as s:
-        keys = list(s.scalars(select(MediaObject.key).join(Recording).where(Recording.state != "purged")))
+        keys = list(s.scalars(select(MediaObject.key).join(Recording).where(Recording.state != RecordingState.PURGED)))
     for key in keys:
         if not any(st.exists(key) for st in app.stores.stores.values()):
             missing.append(key)

@@ -191,6 +191,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def validate(cfg: Config) -> None:
+    from .capture.witness import source_policies
     from .config_schema import closest
 
     unknown = sorted(set(cfg.data) - KNOWN_SECTIONS)
@@ -202,6 +203,7 @@ def validate(cfg: Config) -> None:
         )
     _check_keys(cfg)
     _check_clear_secrets(cfg, cfg.data, "")
+    source_policies(cfg)  # [capture.sources.<name>]
     cfg.get("deployment.site", str, "site-a")
     role = cfg.get("deployment.role", str, "standalone")
     if role not in ("standalone", "site", "archive"):  # see cfcore.sync.settings
@@ -232,6 +234,8 @@ def _check_keys(cfg: Config) -> None:
     from .config_schema import SECTIONS, closest
 
     for dotted, keys in SECTIONS.items():
+        if "<" in dotted:
+            continue  # [capture.sources.<name>]: per-name tables, checked by their owner
         if dotted == "keys" and cfg.get("keys.provider", str, "keyring") != "keyring":
             continue  # a provider plugin's options; checked by the plugin
         node: Any = cfg.data

@@ -113,6 +113,13 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
     "capture": (
         _k("event_loop", "string", '"asyncio"', "Event loop of cf capture run: asyncio or uvloop."),
         _k("live_segment_size", "integer", "16000", "Bytes of PCM per encrypted live-spool segment (1 s)."),
+        _k("sources", "table of sources", "{}", "What each capture source is trusted with "
+           "[capture.sources.<name>] (by the source's name, e.g. asterisk, mobile, siprec)."),
+    ),
+    "capture.sources.<name>": (
+        _k("consent_witness", "boolean", "false", "The source may report the customer's own opt-in (a DTMF "
+           "digit after the announcement) and the core records it as consent. Off: such reports are refused, "
+           "audited and alerted (FIS rule untrusted-consent)."),
     ),
     "fis": (
         _k("scan_interval_seconds", "integer", "300", "How often cf serve scans for irregularities."),
@@ -189,9 +196,11 @@ def render_markdown() -> str:
         'must be `{ env = "NAME" }` or `{ file = "path" }`.',
         "",
         "Plugin sections (`[plugins.<name>]`, `[stores.<name>]`, `[notify.<name>]`, a key provider's `[keys]`",
-        "options) are checked against the `options` class each plugin declares on its registration",
-        "(`hookspecs.parse_options`, see `docs/plugins.md`) when the section is used; `cf doctor` checks every",
-        "store and `[notify.<name>]` section that way. `cf plugins --all` lists the installed plugins.",
+        "options) are checked against the options class each plugin declares (`cf_plugin_options` or its",
+        "registration's `options`; `hookspecs.parse_options`, see `docs/plugins.md`) when the section is used;",
+        "`cf doctor` checks every `[plugins.<name>]`, store and `[notify.<name>]` section that way. `cf plugins",
+        "--all` lists the installed plugins. `[crm]`, the 1.0 name of `[plugins.crm_soap]`, is still read (with a",
+        "deprecation warning) while `[plugins.crm_soap]` is absent.",
         "",
     ]
     for section, keys in SECTIONS.items():

@@ -32,6 +32,8 @@ from typing import Any
 
 import attrs
 
+from .errors import CallFortError
+
 #: Allowed difference between this machine's clock and the database server's.
 CLOCK_TOLERANCE = timedelta(seconds=60)
 
@@ -191,6 +193,28 @@ def check_capture(app: Any) -> list[Check]:
     return out
 
 
+def check_plugin_options(app: Any) -> list[Check]:
+    """Each written ``[plugins.<plugin>]`` built against the options class its plugin declares
+    (misspelt key, wrong type, a secret that cannot be read): one check per configured plugin."""
+    from .app import DEPRECATED_SECTIONS, deprecation
+
+    out = []
+    for plugin in sorted(app.pm.plugin_options_classes()):
+        try:
+            where = app.plugin_section(plugin)
+            if not app.config.section(where):
+                continue  # installed, not configured
+            app.own_options(plugin)
+        except CallFortError as exc:
+            out.append(Check(f"plugin:{plugin}", False, str(exc)))
+            continue
+        note = "options accepted"
+        if where == DEPRECATED_SECTIONS.get(plugin):
+            note += "; " + deprecation(app.config.path, where, f"plugins.{plugin}")
+        out.append(Check(f"plugin:{plugin}", True, note))
+    return out
+
+
 def check_notifiers(app: Any) -> list[Check]:
     """Each ``[notify.<name>]`` built once against the options its plugin declares (misspelt
     option, wrong type, a secret that cannot be read): one check per notifier, none without any."""
@@ -282,6 +306,7 @@ def run_checks(config_path: str | os.PathLike[str] | None = None, *, app: Any = 
         results += _guard("stores", lambda: check_stores(app, cheap=cheap))
         if not cheap:
             results += _guard("capture", lambda: check_capture(app))
+        results += _guard("plugins", lambda: check_plugin_options(app))
         results += _guard("notifiers", lambda: check_notifiers(app))
         results += _guard("clock", lambda: check_clock(app))
         results += _guard("audit-anchor", lambda: check_anchor(app))

@@ -48,6 +48,7 @@ from .archive import (
     recording_info,
     row_digest,
 )
+from .authority import system_context
 from .consent import enforce_consent
 from .crypto import envelope
 from .crypto.keyring import wrap_data_key
@@ -388,7 +389,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
         raise
     # Object Lock until the retention end, now that it is known (problems are audited, not fatal).
     if site_keys is None:  # a site's copies go away at hand-over; the archive locks its own
-        lock_recording_media(app, rec, ctx)
+        lock_recording_media(app, rec, ctx or system_context("ingest"))
     # first delivery of cf_recording_archived now; failures are audited and retried from the
     # outbox by cf serve (cfcore.outbox), they never undo the archive
     if events:

@@ -46,6 +46,7 @@ class CatalogCollector:
         from .db.models_fis import FisAlert
         from .db.models_retention import PurgeTask
         from .metrics_store import snapshot
+        from .states import ACTIVE_CALL_STATES, CallState, RecordingState
 
         now = self.app.clock.now()
         with self.app.catalog.session() as s:
@@ -53,8 +54,8 @@ class CatalogCollector:
             tombstones_only = s.scalar(select(func.count()).select_from(TombstoneRow)
                                        .where(TombstoneRow.recording_id.not_in(select(Recording.id)))) or 0
             live = s.scalar(select(func.count()).select_from(LiveCall)
-                            .where(LiveCall.state.in_(("ringing", "recording", "held")))) or 0
-            failed = s.scalar(select(func.count()).select_from(LiveCall).where(LiveCall.state == "failed")) or 0
+                            .where(LiveCall.state.in_(ACTIVE_CALL_STATES))) or 0
+            failed = s.scalar(select(func.count()).select_from(LiveCall).where(LiveCall.state == CallState.FAILED)) or 0
             fresh = now - timedelta(seconds=RUNNER_STALE_SECONDS)
             runners = s.scalars(select(CaptureRunnerRow).where(CaptureRunnerRow.stopped_at.is_(None),
                                                                CaptureRunnerRow.heartbeat_at >= fresh)).all()
@@ -63,13 +64,13 @@ class CatalogCollector:
             head = s.get(AuditHead, 1)
             alerts = dict(s.execute(select(FisAlert.severity, func.count()).group_by(FisAlert.severity)).all())
             overdue = s.scalar(select(func.count()).select_from(Recording).where(
-                Recording.state != "purged", Recording.legal_hold.is_(False),
+                Recording.state != RecordingState.PURGED, Recording.legal_hold.is_(False),
                 Recording.retention_until.is_not(None), Recording.retention_until < now)) or 0
             purging = s.scalar(select(func.count()).select_from(PurgeTask).where(PurgeTask.state == "purging")) or 0
 
         g = GaugeMetricFamily("callfort_recordings", "Recordings in the catalog by state", labels=["state"])
-        for state in ("archived", "incomplete", "purged"):
-            g.add_metric([state], by_state.get(state, 0))
+        for state in (RecordingState.ARCHIVED, RecordingState.INCOMPLETE, RecordingState.PURGED):
+            g.add_metric([state.value], by_state.get(state, 0))
         yield g
         yield CounterMetricFamily("callfort_recordings_archived", "Recordings ever archived",
                                   value=sum(by_state.values()) + tombstones_only)

@@ -250,6 +250,22 @@ class CorePluginManager:
     def capture_source_types(self) -> dict[str, CaptureSourceType]:
         return self.registrations("cf_capture_sources", CaptureSourceType)
 
+    def plugin_options_classes(self) -> dict[str, type]:
+        """``plugin -> options class`` of its own ``[plugins.<plugin>]``: what ``cf_plugin_options``
+        declares, else the ``options`` of the plugin's capture source registration."""
+        found: dict[str, type] = {}
+        results, _ = self.call_each("cf_plugin_options")
+        for plugin, cls in results:
+            if not (isinstance(cls, type) and attrs.has(cls)):
+                self._failed("cf_plugin_options", plugin, TypeError(f"returned {cls!r}, not an attrs class"))
+                continue
+            found[plugin] = cls
+        for name, reg in self.capture_source_types().items():
+            owner = self.registered_by("cf_capture_sources", name)
+            if reg.options is not None and owner is not None:
+                found.setdefault(owner, reg.options)
+        return found
+
     def store_types(self) -> dict[str, StoreType]:
         return self.registrations("cf_media_stores", StoreType)
 

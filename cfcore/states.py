@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from hookspecs.types import ConsentMethod
+
 
 class RecordingState(enum.StrEnum):
     ARCHIVED = "archived"
@@ -57,3 +59,6 @@ class ApprovalState(enum.StrEnum):
 
 
 OPEN_APPROVAL_STATES = (ApprovalState.REQUESTED, ApprovalState.APPROVED)
+
+#: The catalog's spelling of every ``hookspecs.types.ConsentMethod`` (consent rows keep the value).
+CONSENT_METHODS = tuple(m.value for m in ConsentMethod)

@@ -25,9 +25,11 @@ from sqlalchemy.orm import selectinload
 
 from hookspecs.types import BrokenCopy, MediaStore, RequestContext, StoreFailure, StoreMisconfigured
 
+from .authority import require_context
 from .db.models import MediaObject, Recording
 from .errors import CallFortError, ConfigError, IntegrityError, NotFound, StoreError
 from .metrics_store import timed
+from .states import LIVE_RECORDING_STATES
 
 log = logging.getLogger(__name__)
 
@@ -287,11 +289,12 @@ def report_broken_copy(app: Any, store: str, key: str, problem: str, healthy_sto
     return event
 
 
-def lock_recording_media(app: Any, rec: Any, ctx: RequestContext | None = None) -> list[str]:
+def lock_recording_media(app: Any, rec: Any, ctx: RequestContext) -> list[str]:
     """Lock every media object of ``rec`` (a ``Recording`` with its media rows loaded) in every store
     until ``rec.retention_until``, and set the legal hold if it has one. Ingest calls this after its
     commit. Returns the problems, which are also audited (``store.lock``, outcome ``error``); the
     recording stays archived and ``cf store check`` / ``cf store repair`` find and fix the lock."""
+    require_context(ctx, "lock_recording_media")
     hold = True if rec.legal_hold else None
     if rec.retention_until is None and hold is None:
         return []
@@ -314,7 +317,7 @@ def lock_recording_media(app: Any, rec: Any, ctx: RequestContext | None = None) 
 COPY_STATES = ("missing", "damaged", "unknown_store", "lock_short", "hold_missing", "unavailable", "ok")
 _DATA_PROBLEMS = ("missing", "damaged")
 _LOCK_PROBLEMS = ("lock_short", "hold_missing")
-_LIVE = ("archived", "incomplete")
+_LIVE = LIVE_RECORDING_STATES
 
 
 @attrs.frozen(kw_only=True)
@@ -445,11 +448,12 @@ def _report_found(app: Any, obj: ObjectCheck) -> None:
             report_broken_copy(app, c.store, c.key, c.status, healthy)
 
 
-def check_copies(app: Any, ctx: RequestContext | None = None, *, content: bool = True,
+def check_copies(app: Any, ctx: RequestContext, *, content: bool = True,
                  recording_ids: tuple[str, ...] = ()) -> CheckReport:
     """Check every copy of every live recording's media objects in every store: present, same size,
     (``content``) same ciphertext SHA-256, and locked as long as the recording is kept. Broken
     catalogued copies are reported (``store.copy_broken``); the run is audited as ``store.check``."""
+    require_context(ctx, "check_copies")
     objects = copies = 0
     problems: list[CopyState] = []
     for batch in _live_batches(app, recording_ids):
@@ -525,12 +529,13 @@ def _recreate(store: MediaStore, obj: ObjectCheck, data: bytes, until: datetime 
     return how
 
 
-def repair_copies(app: Any, ctx: RequestContext | None = None, *, content: bool = True,
+def repair_copies(app: Any, ctx: RequestContext, *, content: bool = True,
                   recording_ids: tuple[str, ...] = ()) -> RepairReport:
     """Re-create missing or damaged copies from a verified healthy one (keeping the latest
     retain-until of the good copies and at least the recording's retention end), extend locks that
     fall short, and add catalog rows for copies the catalog did not list. Audited per recording as
     ``store.repair`` with the new ``row_digest``."""
+    require_context(ctx, "repair_copies")
     from .archive import row_digest
 
     stores = app.stores
@@ -584,7 +589,7 @@ def repair_copies(app: Any, ctx: RequestContext | None = None, *, content: bool 
     return RepairReport(objects=objects, repaired=repaired, failed=failed, skipped=skipped)
 
 
-def _record_repair(app: Any, ctx: RequestContext | None, rec_id: str, done: list[dict[str, Any]],
+def _record_repair(app: Any, ctx: RequestContext, rec_id: str, done: list[dict[str, Any]],
                    failed: list[dict[str, Any]], new_rows: list[tuple[ObjectCheck, str]],
                    row_digest: Callable[[Recording], str]) -> None:
     """Catalog rows for the new copies and the audit entry, in one transaction."""

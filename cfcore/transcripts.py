@@ -39,11 +39,12 @@ from .crypto.keyring import unwrap_data_key
 from .db.models import DataKey, Recording
 from .db.models_integration import TranscriptRow
 from .errors import ConflictError, InputError, NotFound
+from .states import LIVE_RECORDING_STATES
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "transcript"
-LIVE = ("archived", "incomplete")
+LIVE = LIVE_RECORDING_STATES
 SCOPES = ("consented", "all")
 #: Failed runs (engine crashed) are retried this often, then left as ``failed``.
 MAX_ATTEMPTS = 3

@@ -10,7 +10,7 @@ from .options import OptionsError, Secret, parse_options
 from .types import *  # noqa: F403 - the value types are the public contract
 
 #: Bumped when a hook or value type changes; plugins may check it.
-HOOKSPEC_VERSION = "1.1"
+HOOKSPEC_VERSION = "1.2"
 
 #: Parts of the contract the core does not use yet: their shape may still change when the issue
 #: that needs them lands (``cf plugins`` marks a plugin that implements one).

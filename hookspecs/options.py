@@ -76,6 +76,10 @@ def _check(value: Any, kind: Any, where: str) -> Any:
         args = typing.get_args(kind)
         vkind = args[1] if len(args) == 2 else Any
         return {str(k): _check(v, vkind, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(kind, type) and attrs.has(kind):  # a sub-table with its own options class
+        if not isinstance(value, Mapping):
+            raise OptionsError(f"{where} must be a table, got {type(value).__name__}")
+        return parse_options(kind, value, where=where)
     if kind is Secret:
         if not isinstance(value, Secret):
             raise OptionsError(f'{where} is a secret: write it as {{ env = "NAME" }} or {{ file = "path" }}')
@@ -106,8 +110,9 @@ def parse_options(cls: type[T], section: Mapping[str, Any], *, where: str) -> T:
 
     Unknown keys are refused with "choose one of: …", values are checked against the annotations
     (``int`` is accepted for ``float``; ``str`` for ``Path``; ``Secret`` must come from
-    ``{ env = … }`` / ``{ file = … }``), required fields must be present. The class's own validators
-    run as usual. ``where`` is the section's dotted name for messages (``stores.archive``).
+    ``{ env = … }`` / ``{ file = … }``; a field typed with another attrs class is a sub-table built
+    the same way, also inside ``Mapping[str, Sub]``, added in 1.2), required fields must be present.
+    The class's own validators run as usual. ``where`` is the section's dotted name for messages (``stores.archive``).
     Added in 1.1.
     """
     if not attrs.has(cls):

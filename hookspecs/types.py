@@ -269,12 +269,17 @@ class PluginContext:
 
     ``config`` is the plugin's own section of ``callfort.toml`` with secrets already resolved.
     ``clock`` is the one injectable clock: plugins never call ``datetime.now()`` themselves.
+    ``section`` is the dotted name of ``config`` (``plugins.crm_soap``), for messages; ``options``
+    is ``config`` built into the class the plugin declares with ``cf_plugin_options`` (``None``
+    without one). Both added in 1.2.
     """
 
     name: str = attrs.field(validator=_nonempty)
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     clock: Callable[[], datetime]
     data_dir: Path = attrs.field(converter=Path)
+    section: str = ""
+    options: Any = None
 
 
 @attrs.frozen(kw_only=True)

@@ -147,13 +147,15 @@ os.environ.setdefault("CF_TEST_CRM_PASSWORD", CRM_PASSWORD)
 os.environ.setdefault("CF_TEST_CRM_NOTIFY_PASSWORD", NOTIFY_PASSWORD)
 
 
-def crm_config(port: int, sim: CrmSimulator | None, allowed: tuple[str, ...] = ("adam", "berta", "sue")) -> str:
+def crm_config(port: int, sim: CrmSimulator | None, allowed: tuple[str, ...] = ("adam", "berta", "sue"),
+               section: str = "plugins.crm_soap") -> str:
+    """The CRM's config; ``section = "crm"`` writes it under its deprecated 1.0 name."""
     notify = (f'notify_wsdl = "{sim.wsdl}"\nnotify_username = "{NOTIFY_USER}"\n'
               'notify_password = { env = "CF_TEST_CRM_NOTIFY_PASSWORD" }\nnotify_timeout_seconds = 5\n') if sim else ""
     users = ", ".join(f'"{u}"' for u in allowed)
     return (f'\n[server]\npublic_url = "http://127.0.0.1:{port}"\n'
-            f"\n[crm]\nmax_body_bytes = 32768\nclock_skew_seconds = 300\n"
-            f'\n[crm.clients.main]\nusername = "{CRM_USER}"\npassword = {{ env = "CF_TEST_CRM_PASSWORD" }}\n'
+            f"\n[{section}]\nmax_body_bytes = 32768\nclock_skew_seconds = 300\n"
+            f'\n[{section}.clients.main]\nusername = "{CRM_USER}"\npassword = {{ env = "CF_TEST_CRM_PASSWORD" }}\n'
             f"allowed_users = [{users}]\n{notify}"
             f"\n[access]\n{FAST_ARGON2}")
 

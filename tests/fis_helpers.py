@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 
+from cfcore.authority import SYSTEM
 from cfcore.clock import FrozenClock
 
 #: A Wednesday, inside working hours in Berlin: the off-hours rule stays quiet unless a test wants it.
@@ -90,7 +91,7 @@ def scan_rules(app: Any) -> Any:
     """Rules only, no scrub, no delivery: what the rule tests need."""
     from cfcore.fis.scan import scan
 
-    return scan(app, None, scrub=False, deliver=False)
+    return scan(app, SYSTEM, scrub=False, deliver=False)
 
 
 # --------------------------------------------------------------------------- SMTP

@@ -33,6 +33,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from cfcore.testing import free_tcp_port
+from hookspecs import Secret
 
 REGION = "us-east-1"
 ACCESS_KEY = "AKIATESTCALLFORT0001"
@@ -89,23 +90,26 @@ class MotoS3:
 
 
 def store_options(endpoint: str, bucket: str, **extra: Any) -> dict[str, Any]:
-    opts: dict[str, Any] = {"type": "s3", "bucket": bucket, "endpoint_url": endpoint, "region": REGION,
-                            "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "retries": 2,
+    opts: dict[str, Any] = {"bucket": bucket, "endpoint_url": endpoint, "region": REGION,
+                            "access_key": Secret(ACCESS_KEY), "secret_key": Secret(SECRET_KEY), "retries": 2,
                             "connect_timeout": 2, "read_timeout": 10}
     opts.update(extra)
     return opts
 
 
 def make_store(endpoint: str, bucket: str, *, name: str = "cloud", clock: Any = None, **extra: Any) -> Any:
-    """Build an S3 store exactly as the plugin's ``cf_media_stores`` registration does."""
+    """Build an S3 store exactly as the core does from a ``[stores.<name>]`` section: the
+    registration's options class built with ``hookspecs.parse_options``, then ``create``."""
     from cf_store_s3 import cf_media_stores
 
+    from hookspecs import parse_options
     from hookspecs.types import PluginContext
 
     (stype,) = cf_media_stores()
     ctx = PluginContext(name=name, config={}, clock=clock or (lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC)),
                         data_dir="/nonexistent")
-    return stype.create(store_options(endpoint, bucket, **extra), ctx)
+    return stype.create(parse_options(stype.options, store_options(endpoint, bucket, **extra), where=f"stores.{name}"),
+                        ctx)
 
 
 def s3_toml(name: str, endpoint: str, bucket: str, **extra: Any) -> str:

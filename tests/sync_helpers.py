@@ -23,6 +23,7 @@ import asyncssh
 import attrs
 from archive_helpers import make_wav
 
+from cfcore.authority import SYSTEM
 from cfcore.crypto import archive_seal
 from cfcore.testing import free_tcp_port, write_deployment
 
@@ -348,13 +349,13 @@ def record(app: Any, tmp: Path, n: int = 1, seconds: float = 2.0, **kwargs: Any)
 def sync(app: Any, **kwargs: Any) -> Any:
     from cfcore.sync.send import run_sync
 
-    return asyncio.run(run_sync(app, None, **kwargs))
+    return asyncio.run(run_sync(app, SYSTEM, **kwargs))
 
 
 def receive(app: Any) -> Any:
     from cfcore.sync.receive import process_inbox
 
-    return process_inbox(app, None)
+    return process_inbox(app, SYSTEM)
 
 
 def cf(cfg: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -78,7 +78,7 @@ def test_rotation_then_old_recordings_read_and_rewrap(app, tmp_path):
         keks = dict(s.execute(select(DataKey.recording_id, DataKey.kek_id)).all())
     assert {keks[r] for r in old_ids} == {first} and keks[new_id] == result["current"]
 
-    out = rewrap_all(app, None, batch=2)
+    out = rewrap_all(app, SYSTEM, batch=2)
     assert out["rewrapped"] == 3 and out["from"] == {first: 3}
     with app.catalog.session() as s:
         assert set(s.scalars(select(DataKey.kek_id))) == {result["current"]}
@@ -88,7 +88,7 @@ def test_rotation_then_old_recordings_read_and_rewrap(app, tmp_path):
     assert {p: p.read_bytes() for p in media_before} == media_before
     actions = [e.action for e in app.audit.entries()]
     assert actions.count("keys.rewrap") == 2 and "keys.rotate" in actions
-    assert rewrap_all(app, None)["rewrapped"] == 0
+    assert rewrap_all(app, SYSTEM)["rewrapped"] == 0
     assert app.audit.verify().ok
 
 

@@ -11,8 +11,9 @@ import ssl
 import pytest
 from cf_pbx_asterisk import cf_capture_sources
 from cf_pbx_asterisk.ami import AmiClient, AmiError, FrameParser, encode_action, mask_number, md5_key
-from cf_pbx_asterisk.config import AsteriskConfigError, AsteriskSettings
+from cf_pbx_asterisk.config import AsteriskConfigError, AsteriskOptions, AsteriskSettings
 
+from hookspecs.options import Secret
 from hookspecs.types import PluginContext
 from tests.asterisk_sim import (
     AsteriskSim,
@@ -75,7 +76,7 @@ def test_md5_key_and_number_masking():
 
 
 def test_config_errors_name_the_key(tmp_path):
-    base = {"host": "pbx", "username": "u", "secret": "s3cr3t-value", "recordings_dir": str(tmp_path)}
+    base = {"host": "pbx", "username": "u", "secret": Secret("s3cr3t-value"), "recordings_dir": str(tmp_path)}
     AsteriskSettings.from_mapping(base)
     with pytest.raises(AsteriskConfigError, match="username"):
         AsteriskSettings.from_mapping({k: v for k, v in base.items() if k != "username"})
@@ -88,8 +89,12 @@ def test_config_errors_name_the_key(tmp_path):
                                        "sftp_host": "pbx", "sftp_username": "a", "sftp_key": "/k"})
     with pytest.raises(AsteriskConfigError, match="absolute"):
         AsteriskSettings.from_mapping({**base, "monitor_dir": "relative/dir"})
-    with pytest.raises(AsteriskConfigError, match="must be int"):
+    with pytest.raises(AsteriskConfigError, match=r"plugins\.pbx_asterisk\.port must be int, got str"):
         AsteriskSettings.from_mapping({**base, "port": "5038"})
+    with pytest.raises(AsteriskConfigError, match=r"plugins\.pbx_asterisk\.prot is not an option"):
+        AsteriskSettings.from_mapping({**base, "prot": 5038})
+    with pytest.raises(AsteriskConfigError, match=r"plugins\.pbx_asterisk\.secret is a secret"):
+        AsteriskSettings.from_mapping({**base, "secret": "in clear"})
     s = AsteriskSettings.from_mapping({**base, "advisors": {"PJSIP/100": "A100", "101": "A101"}})
     assert s.advisor_for("PJSIP/100-0000000a") == "A100" and s.advisor_for("SIP/101-00000001") == "A101"
     assert s.advisor_for("PJSIP/trunk-00000001") is None
@@ -101,7 +106,7 @@ def test_plugin_without_host_returns_no_source(tmp_path):
 
     ctx = PluginContext(name="pbx_asterisk", config={}, clock=lambda: datetime.now(UTC), data_dir=tmp_path)
     (reg,) = cf_capture_sources()
-    assert reg.name == "asterisk" and reg.create({}, ctx) == []
+    assert reg.name == "asterisk" and reg.create(AsteriskOptions(), ctx) == []
 
 
 # ---------------------------------------------------------------------- against the simulator

@@ -230,10 +230,11 @@ def test_window_without_a_size_falls_back_to_the_clock_and_a_pause_reaches_back(
     from cf_pbx_asterisk.config import AsteriskSettings
     from cf_pbx_asterisk.source import AsteriskSource, Leg
 
+    from hookspecs.options import Secret
     from hookspecs.types import Direction, RecordingMode
 
     t0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-    settings = AsteriskSettings.from_mapping({"host": "pbx", "username": "u", "secret": "s",
+    settings = AsteriskSettings.from_mapping({"host": "pbx", "username": "u", "secret": Secret("s"),
                                               "recordings_dir": str(tmp_path), "write_buffer": 4096})
     src = AsteriskSource(settings, clock=lambda: t0, data_dir=tmp_path / "data")
     leg = Leg(call_id="c", advisor_id="A1", adv_uniqueid="1.1", adv_channel="PJSIP/100-1", pbx_call_id="1.0",

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, text
 
 from cfcore.archive import row_digest
 from cfcore.audit import ANCHOR_PREFIX, anchor_key, canonical, chain_hash
+from cfcore.authority import SYSTEM
 from cfcore.db.models import AuditCheckpoint, AuditEntry, AuditHead, Recording
 from cfcore.errors import ConfigError
 from cfcore.fis.scan import scan
@@ -236,10 +237,10 @@ def test_verify_never_creates_a_missing_key(app, run_cf):
 def test_truncation_is_alerted_by_the_fis(app, tmp_path):
     ingest(app, tmp_path)
     _fill(app, EVERY)
-    assert scan(app).new_alerts == []
+    assert scan(app, SYSTEM).new_alerts == []
     anchored = app.audit.anchor()["seq"]  # what the cf serve job does every few minutes
     _truncate(app, anchored - 2)
-    report = scan(app)
+    report = scan(app, SYSTEM)
     hits = [a for a in report.new_alerts if a["rule"] == "scrub.audit-chain"]
     assert len(hits) == 1 and hits[0]["severity"] == "critical" and "removed" in hits[0]["summary"]
 

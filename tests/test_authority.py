@@ -22,6 +22,53 @@ def test_none_is_not_a_context(app):
         list_scope(app, None)
 
 
+def _service_calls():
+    """Every service function that once took ``ctx=None`` as "the system, allowed"."""
+    import asyncio
+
+    from cfcore.crypto.keyring import rewrap_all
+    from cfcore.fis.scan import scan
+    from cfcore.storage import check_copies, lock_recording_media, repair_copies
+    from cfcore.sync.receive import process_inbox
+    from cfcore.sync.send import run_sync
+
+    return {
+        "scan": lambda app, ctx: scan(app, ctx, scrub=False, deliver=False),
+        "check_copies": lambda app, ctx: check_copies(app, ctx),
+        "repair_copies": lambda app, ctx: repair_copies(app, ctx),
+        "lock_recording_media": lambda app, ctx: lock_recording_media(app, None, ctx),
+        "rewrap_all": lambda app, ctx: rewrap_all(app, ctx),
+        "process_inbox": lambda app, ctx: process_inbox(app, ctx),
+        "run_sync": lambda app, ctx: asyncio.run(run_sync(app, ctx)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_service_calls()))
+def test_a_service_function_without_a_context_is_an_error(app, name):
+    call = _service_calls()[name]
+    with pytest.raises(TypeError, match=rf"{name} needs a request context .*system_context"):
+        call(app, None)
+    with pytest.raises(TypeError):
+        call(app)  # no default: forgetting the context does not even reach the body
+
+
+def test_the_approvals_job_expires_in_its_own_name(app, frozen_clock, tmp_path):
+    from access_helpers import ctx_for
+    from archive_helpers import make_wav
+
+    from cfcore.access.approvals import expire, request
+    from cfcore.ingest import ingest_wav
+
+    wav, _ = make_wav(tmp_path / "a.wav", 1.0, channels=1)
+    rec_id = ingest_wav(app, wav, advisor_id="A100")
+    make_user(app, "dana", ["dpo"])
+    approval_id = request(app, ctx_for(app, "dana"), "recording.erase", rec_id, reason="test")
+    frozen_clock.advance(48 * 3600)
+    assert expire(app) == 1
+    (entry,) = list(app.audit.entries(action="approval.expire"))
+    assert entry.user == "system" and entry.function == "approvals.expire" and entry.target_id == approval_id
+
+
 def test_the_system_may_do_what_is_listed_and_nothing_else(app):
     assert set(SYSTEM_RIGHTS) == {"retention.run", "keys.rotate"}
     ok = authorize(app, system_context("retention.purge"), "retention.run", AccessTarget(kind="retention"))

@@ -20,6 +20,7 @@ from fis_helpers import (
 )
 from sqlalchemy import select
 
+from cfcore.authority import SYSTEM
 from cfcore.config import load_config
 from cfcore.db.models import AuditEntry
 from cfcore.db.models_fis import FisDelivery
@@ -43,7 +44,7 @@ def raise_alert(app, n=1):
     """A real alert through a real rule: a key rotation is a key change (``key-role-change``)."""
     for _ in range(n):
         app.audit.record(None, "keys.rotate", "keys", "kek-test", "ok", {"previous": "a", "current": "b"})
-    report = scan(app, None, scrub=False)
+    report = scan(app, SYSTEM, scrub=False)
     assert len(report.new_alerts) == n
     return report
 
@@ -198,7 +199,7 @@ def test_scan_retries_pending_deliveries(deployment, make_app, frozen_clock):
         raise_alert(app)  # webhook down, mail up
         hook = WebhookServer(hook_port, WEBHOOK_SECRET, frozen_clock.now).start()
         frozen_clock.advance(45)
-        report = scan(app, None, scrub=False)  # nothing new, but the pending webhook goes out
+        report = scan(app, SYSTEM, scrub=False)  # nothing new, but the pending webhook goes out
         assert report.new_alerts == []
         assert [(d.notifier, d.ok) for d in report.deliveries] == [("soc-hook", True)]
         assert len(hook.valid) == 1 and len(smtp.messages) == 1

@@ -9,6 +9,7 @@ import pytest
 from fis_helpers import alerts_of, ingest, media_rows, object_path, scan_rules, weekday_clock
 from sqlalchemy import select, text
 
+from cfcore.authority import SYSTEM
 from cfcore.db.models import AuditEntry
 from cfcore.db.models_fis import FisCursor
 from cfcore.errors import ConfigError
@@ -53,7 +54,7 @@ def test_cursor_moves_and_each_scan_is_audited(app):
 
 def test_small_batches_give_the_same_single_alert(app, frozen_clock):
     play(app, "carol", 30, frozen_clock, 10)
-    report = scan(app, None, scrub=False, deliver=False, batch=4)
+    report = scan(app, SYSTEM, scrub=False, deliver=False, batch=4)
     assert report.entries == 31  # the 30 plays and the fis.alert entry the scan wrote meanwhile
     (alert,) = alerts_of(app, "mass-access")
     assert len(alert.evidence) == 25
@@ -269,7 +270,7 @@ def test_two_scans_at_once_raise_each_alert_once(deployment, make_app, tmp_path)
 
     def run(app):
         try:
-            scan(app, None, deliver=False)
+            scan(app, SYSTEM, deliver=False)
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
 

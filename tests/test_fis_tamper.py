@@ -19,6 +19,7 @@ from fis_helpers import (
 )
 from sqlalchemy import select, text
 
+from cfcore.authority import SYSTEM
 from cfcore.db.models import AuditEntry
 from cfcore.db.models_fis import FisDelivery
 from cfcore.fis.scan import scan
@@ -87,12 +88,12 @@ def test_tamper_is_alerted_by_mail_and_webhook(case, fis_app, deployment, tmp_pa
     ingest(app, tmp_path, two_sided=False)
     app.audit.checkpoint()
 
-    clean = scan(app)
+    clean = scan(app, SYSTEM)
     assert clean.new_alerts == [], clean.new_alerts  # an untouched archive raises nothing
     assert all(not info.get("problems") for info in clean.scrub.checks.values()), clean.scrub.checks
 
     rule, evidence = _tamper(case, app, deployment, rec_id)
-    report = scan(app)
+    report = scan(app, SYSTEM)
     hits = [a for a in report.new_alerts if a["rule"] == rule]
     assert len(hits) == 1, report.as_dict()
     alert = hits[0]
@@ -136,6 +137,6 @@ def test_tamper_is_alerted_by_mail_and_webhook(case, fis_app, deployment, tmp_pa
 
     # the same manipulation found again is the same alert: nothing new is sent
     sent = (len(smtp.messages), len(hook.requests))
-    again = scan(app)
+    again = scan(app, SYSTEM)
     assert [a for a in again.new_alerts if a["rule"] == rule] == []
     assert (len(smtp.messages), len(hook.requests)) == sent

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cfcore.sim.ari import AriSim
+from hookspecs.options import Secret
 from hookspecs.types import Actor, RequestContext
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -19,6 +20,13 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 MOBILE = "+491701234567"
 ANN_SHA = hashlib.sha256(b"announcement v3").hexdigest()
 
+
+
+@pytest.fixture
+def app(deployment, make_app):
+    """The deployment trusts the mobile source to witness the customer's DTMF opt-in."""
+    deployment.write_text(deployment.read_text() + "\n[capture.sources.mobile]\nconsent_witness = true\n")
+    return make_app(deployment)
 
 
 #: Someone who may see any recording's details (``recording.show``), to read the consent proofs.
@@ -40,7 +48,8 @@ class Harness:
         config = {**_config(self), **self.plugin}
         ctx = PluginContext(name="mobile_ons", config=config, clock=self.app.clock.now,
                             data_dir=self.tmp_path / "mobile-data")
-        self.source = cf_capture_sources()[0].create(config, ctx)[0]
+        (reg,) = cf_capture_sources()  # built from its section as the core does (hookspecs.parse_options)
+        self.source = reg.create(self.app.plugin_options(reg, config, "plugins.mobile_ons"), ctx)[0]
         self.source.client.backoff_min = 0.05
         self.runner = CaptureRunner(self.app, [self.source], poll_interval=0.05)
         self.task = asyncio.create_task(self.runner.run())
@@ -226,10 +235,11 @@ async def test_three_wrong_pins_end_the_call_and_alert(app, tmp_path):
         await h.wait(lambda: adv3 not in h.sim.channels, "locked out")
         await h.settle(0.2)
         assert [a["alert"] for a in alerts(app)] == ["pin_failed", "pin_failed", "pin_locked"]
+        from cfcore.authority import SYSTEM
         from cfcore.db.models_fis import FisAlert
         from cfcore.fis.scan import scan
 
-        await asyncio.to_thread(scan, app)
+        await asyncio.to_thread(scan, app, SYSTEM)
         with app.catalog.session() as s:
             rules = [a.rule for a in s.scalars(select(FisAlert))]
         assert rules.count("mobile-dialin-abuse") == 3
@@ -334,7 +344,8 @@ async def test_callfort_restart_mid_recording_still_archives_the_call(app, tmp_p
 
         ctx = PluginContext(name="mobile_ons", config=_config(h), clock=app.clock.now,
                             data_dir=tmp_path / "mobile-data")
-        h.source = cf_capture_sources()[0].create(_config(h), ctx)[0]
+        (reg,) = cf_capture_sources()
+        h.source = reg.create(app.plugin_options(reg, _config(h), "plugins.mobile_ons"), ctx)[0]
         h.runner = CaptureRunner(app, [h.source], poll_interval=0.05)
         h.task = asyncio.create_task(h.runner.run())
         await h.wait(lambda: h.source.client.connected.is_set() and h.source.sessions, "restarted with the session")
@@ -351,7 +362,7 @@ async def test_callfort_restart_mid_recording_still_archives_the_call(app, tmp_p
 def _config(h: Harness) -> dict[str, Any]:
     from cf_mobile_ons.pins import hash_pin
 
-    return {"ari_url": h.sim.url, "ari_username": h.sim.username, "ari_password": h.sim.password,
+    return {"ari_url": h.sim.url, "ari_username": h.sim.username, "ari_password": Secret(h.sim.password),
             "dial_endpoint": "PJSIP/{number}@carrier", "caller_id": "+4930999000",
             "announcement": {"id": "mobile-consent", "version": "3", "media": "sound:callfort/consent-v3",
                              "sha256": ANN_SHA},

@@ -8,6 +8,7 @@ import json
 
 from sqlalchemy import select
 
+from cfcore.authority import SYSTEM
 from tests.access_helpers import login_env, make_user, make_wav
 
 MOBILE = "+491701234567"
@@ -45,7 +46,7 @@ def test_import_cdr_alerts_every_unrecorded_advisory_call(deployment, make_app, 
     # again: nothing new
     res2 = json.loads(run_cf("mobile", "import-cdr", str(cdr), "--json", env=login_env("root")).stdout)
     assert res2["unrecorded"] == 0 and res2["already_alerted"] == 1
-    scan(app)
+    scan(app, SYSTEM)
     with app.catalog.session() as s:
         rules = [a.rule for a in s.scalars(select(FisAlert))]
     assert rules.count("mobile-unrecorded") == 1

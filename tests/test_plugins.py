@@ -168,7 +168,8 @@ def test_cf_plugins_json_lists_in_tree_plugins_with_true_status(run_cf):
     assert rows["mobile_ons"]["status"] == "ok"
     assert {"cf_capture_sources", "cf_fis_rules"} <= set(rows["mobile_ons"]["hooks"])
     assert rows["crm_soap"]["status"] == "ok"
-    assert set(rows["crm_soap"]["hooks"]) == {"cf_web_apps", "cf_recording_archived", "cf_after_purge"}
+    assert set(rows["crm_soap"]["hooks"]) == {"cf_plugin_options", "cf_web_apps", "cf_recording_archived",
+                                             "cf_after_purge"}
     assert rows["transcribe_sphinx"]["hooks"] == ["cf_transcribe"]
     assert rows["transcribe_whisper"]["hooks"] == ["cf_transcribe"] and rows["transcribe_whisper"]["status"] == "ok"
     assert rows["store_local"]["status"] == "ok" and "cf_media_stores" in rows["store_local"]["hooks"]

@@ -18,6 +18,7 @@ from s3_helpers import S3_ENV, FaultProxy, s3_toml
 from sqlalchemy import func, select
 
 from cfcore.archive import WavView, read_channel, row_digest
+from cfcore.authority import SYSTEM
 from cfcore.db.models import AuditEntry, MediaObject, Recording
 from cfcore.errors import ConfigError, StoreError
 from cfcore.ingest import ingest_wav
@@ -116,7 +117,7 @@ def test_ingest_confirms_every_copy_locked_until_retention_end(three, deployment
                 three.raw.delete_object(Bucket=bucket, Key=key, VersionId=head["VersionId"])
             assert err.value.response["Error"]["Code"] == "AccessDenied"
     assert read_channel(app, rid, "advisor") == chans[0]
-    assert check_copies(app).ok
+    assert check_copies(app, SYSTEM).ok
     assert audit(app, "store.lock") == []
 
 
@@ -217,11 +218,11 @@ def test_store_down_at_ingest_then_repair_adds_the_copy(deployment, make_app, mo
     assert [e.outcome for e in audit(app, "store.lock")] == ["error"]  # cloud_b could not be locked
     fault_proxy.clear()  # cloud_b is back
 
-    report = check_copies(app)
+    report = check_copies(app, SYSTEM)
     assert {(p.store, p.status, p.catalogued) for p in report.problems} == {("cloud_b", "missing", False)}
     assert audit(app, "store.copy_broken") == []  # never written there: not broken, not yet replicated
 
-    result = repair_copies(app)
+    result = repair_copies(app, SYSTEM)
     assert result.ok and {(r["store"], r["how"]) for r in result.repaired} == {("cloud_b", "recreated")}
     rec = recording(app, rid)
     assert sorted(m.store for m in rec.media) == sorted(["primary", "cloud_a", "cloud_b"] * 2)
@@ -230,7 +231,7 @@ def test_store_down_at_ingest_then_repair_adds_the_copy(deployment, make_app, mo
             head = moto_s3.client().head_object(Bucket=b, Key=m.key)
             assert head["ObjectLockRetainUntilDate"] == ceil_seconds(rec.retention_until)
             assert hashlib.sha256(app.stores.stores["cloud_b"].get(m.key)).hexdigest() == m.sha256
-    assert check_copies(app).ok
+    assert check_copies(app, SYSTEM).ok
     (entry,) = audit(app, "store.repair")
     assert entry.detail["row_digest"] == digest(app, rid)
     from cfcore.fis.scrub import scrub_catalog_rows

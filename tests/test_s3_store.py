@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from s3_helpers import ACCESS_KEY, SECRET_KEY, make_store
 
+from hookspecs import OptionsError
 from hookspecs.types import MediaStore, StoreMisconfigured, StoreUnavailable
 
 # moto enforces Object Lock on its own, real clock: a lock meant to be running must end after the
@@ -216,12 +217,16 @@ def test_bucket_without_object_lock_refused(moto_s3):
 
 
 def test_bad_options_refused(moto_s3, s3_bucket):
-    with pytest.raises(StoreMisconfigured, match="lock_mode"):
+    with pytest.raises(OptionsError, match=r"stores\.cloud: lock_mode must be compliance or governance"):
         make_store(moto_s3.endpoint, s3_bucket, lock_mode="relaxed")
-    with pytest.raises(StoreMisconfigured, match="unknown option 'buckett'"):
+    with pytest.raises(OptionsError, match=r"stores\.cloud\.buckett is not an option \(choose one of: access_key, "):
         make_store(moto_s3.endpoint, s3_bucket, buckett="x")
-    with pytest.raises(StoreMisconfigured, match="multipart_chunk"):
+    with pytest.raises(OptionsError, match=r"stores\.cloud: multipart_chunk must be between"):
         make_store(moto_s3.endpoint, s3_bucket, multipart_chunk=1024)
+    with pytest.raises(OptionsError, match=r"stores\.cloud\.retries must be int, got str"):
+        make_store(moto_s3.endpoint, s3_bucket, retries="2")
+    with pytest.raises(OptionsError, match=r"stores\.cloud\.secret_key is a secret"):
+        make_store(moto_s3.endpoint, s3_bucket, secret_key="in clear")
 
 
 def test_unreachable_endpoint_does_not_stop_start_but_fails_use(s3_bucket, free_port):

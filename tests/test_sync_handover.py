@@ -15,6 +15,7 @@ from sync_helpers import receive, record, sync
 
 from cfcore.archive import read_channel, row_digest
 from cfcore.audit import GENESIS
+from cfcore.authority import SYSTEM
 from cfcore.db.models import DataKey, Recording
 from cfcore.db.models_sync import ArchiveWrap, SiteAuditEntry, SyncStub
 from cfcore.errors import ConflictError, NotFound
@@ -123,7 +124,7 @@ def test_import_audits_each_recording_with_its_row_digest(world, tmp_path):
     from cfcore.fis.scan import scan
 
     # the archive's scrub (objects, keys, row digests) finds the imported recording in order
-    assert [a["summary"] for a in scan(archive, None).new_alerts] == []
+    assert [a["summary"] for a in scan(archive, SYSTEM).new_alerts] == []
 
 
 def test_advisor_only_site_keeps_no_key_of_its_own(world, tmp_path):
@@ -136,7 +137,7 @@ def test_advisor_only_site_keeps_no_key_of_its_own(world, tmp_path):
         read_channel(b, rid, "advisor")
     from cfcore.fis.scan import scan
 
-    assert [a["summary"] for a in scan(b, None).new_alerts] == [], "no false 'has no data key' from the scrub"
+    assert [a["summary"] for a in scan(b, SYSTEM).new_alerts] == [], "no false 'has no data key' from the scrub"
     sync(b)
     archive = world.archive()
     receive(archive)

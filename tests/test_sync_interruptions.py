@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sync_helpers import CutProxy, cf, receive, record, rewrite_target, stored_objects, sync
 
 from cfcore.archive import read_channel
+from cfcore.authority import SYSTEM
 from cfcore.db.models import MediaObject, Recording
 from cfcore.db.models_sync import SyncBatch, SyncImport, SyncStub
 from cfcore.errors import IntegrityError
@@ -32,7 +33,7 @@ def _batch(app):
 
 
 def _alerts(app) -> list[tuple[str, str, str]]:
-    report = scan(app, None, scrub=False)
+    report = scan(app, SYSTEM, scrub=False)
     return [(a["rule"], a["severity"], a["summary"]) for a in report.new_alerts]
 
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sync_helpers import record
 
+from cfcore.authority import SYSTEM
 from cfcore.db.models import Recording
 from cfcore.db.models_sync import SyncImport
 from cfcore.errors import ConfigError
@@ -58,7 +59,7 @@ def test_cf_serve_registers_the_sync_jobs_and_runs_them(world, tmp_path):
     record(a, tmp_path, 1)
     from cfcore.sync.send import run_sync
 
-    asyncio.run(run_sync(a))
+    asyncio.run(run_sync(a, SYSTEM))
     archive = world.archive()
 
     async def serve_once() -> None:

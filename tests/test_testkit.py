@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from archive_helpers import make_wav
 from retention_helpers import ingest, login_env, make_user, state
 
+from cfcore.authority import SYSTEM
 from cfcore.clock import FrozenClock
 from cfcore.config import load_config
 from cfcore.fis.scan import scan
@@ -90,7 +91,7 @@ def test_fis_alerts_a_loaded_test_plugin(deployment, make_app):
     assert loud.pm.test_only_plugins() == ["testkit"]
     found = run_scrubs(loud, only=("platform",)).findings
     assert [(f.rule, f.severity.value, f.evidence) for f in found] == [("platform.test-plugin", "high", ("plugin:testkit",))]
-    report = scan(loud, deliver=False)
+    report = scan(loud, SYSTEM, deliver=False)
     assert [a["rule"] for a in report.new_alerts] == ["platform.test-plugin"]
     # the in-process test apps leave the test plugin out (their clock is passed in): no alert
     quiet = make_app(deployment)

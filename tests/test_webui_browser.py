@@ -13,6 +13,7 @@ from access_helpers import FAST_ARGON2, catalog_url_for, ctx_for, ingest
 from access_helpers import make_user as seed_user
 from webui_helpers import SimThread, axe, chromium, login, need_browser, shot, start_serve, stop_serve, wait
 
+from cfcore.authority import SYSTEM
 from cfcore.clock import Clock
 from cfcore.testing import free_tcp_port, write_deployment
 from tests.asterisk_sim import leg_id, plugin_toml
@@ -426,7 +427,7 @@ def test_dpo_opens_an_alert_and_a_breach_case_and_the_art15_report(web, browser)
             assert r.status_code in (401, 429)
             if r.status_code == 429:
                 time.sleep(min(5.0, float(r.headers.get("retry-after", "1"))))
-    scan(web.app, None, scrub=False, deliver=False)
+    scan(web.app, SYSTEM, scrub=False, deliver=False)
     page = new_page(browser)
     login(page, web.base, "dora", PW)
     assert page.url.endswith("/ui/dpo")

@@ -41,6 +41,7 @@ from sqlalchemy import select
 
 from hookspecs.types import AccessTarget, ApprovalAction, Decision, RequestContext
 
+from ..authority import is_system, system_context
 from ..db.models import Recording
 from ..db.models_access import Approval, ApprovalVote
 from ..errors import AccessDenied, CallFortError, ConflictError, InputError, NotFound
@@ -288,7 +289,7 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
     approval_id = secrets.token_hex(16)
     with app.catalog.session() as s:
         a = Approval(id=approval_id, action=action, target_kind=target.kind, target_id=target_id, params=params,
-                     reason=reason, state="requested", approvals_required=_required(app),
+                     reason=reason, state=ApprovalState.REQUESTED, approvals_required=_required(app),
                      requester_id=ctx.actor.user_id, requester=ctx.actor.username, requested_at=now,
                      requested_host=ctx.host, requested_ip=ctx.ip, expires_at=now + timedelta(hours=_hours(app)))
         s.add(a)
@@ -301,20 +302,21 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
 # --------------------------------------------------------------------------- expiry
 
 
-def _expire_one(app: Any, approval_id: str, ctx: RequestContext | None = None) -> bool:
-    """Mark one due request EXPIRED (audited as the system, or as ``ctx`` who touched it)."""
+def _expire_one(app: Any, approval_id: str, ctx: RequestContext) -> bool:
+    """Mark one due request EXPIRED, audited as ``ctx``: the ``approvals.expire`` job's system
+    context, or the person whose action found it expired."""
     with app.catalog.session() as s:
         a = s.scalars(select(Approval).where(Approval.id == approval_id).with_for_update()).one_or_none()
         if a is None or a.state not in OPEN_STATES or a.expires_at > app.clock.now():
             return False
         before = a.state
-        a.state = "expired"
-        actx = _actx(ctx, a.id) if ctx else None
-        if actx is None:
-            app.audit.append(s, None, "approval.expire", "approval", a.id, "expired",
+        a.state = ApprovalState.EXPIRED
+        if is_system(ctx):
+            app.audit.append(s, ctx, "approval.expire", "approval", a.id, "expired",
                              _detail(a, was=before, approval_id=a.id))
         else:
-            app.audit.append(s, actx, "approval.expire", "approval", a.id, "expired", _detail(a, was=before))
+            app.audit.append(s, _actx(ctx, a.id), "approval.expire", "approval", a.id, "expired",
+                             _detail(a, was=before))
     return True
 
 
@@ -323,7 +325,8 @@ def expire(app: Any) -> int:
     now = app.clock.now()
     with app.catalog.session() as s:
         due = s.scalars(select(Approval.id).where(Approval.state.in_(OPEN_STATES), Approval.expires_at <= now)).all()
-    return sum(1 for approval_id in due if _expire_one(app, approval_id))
+    ctx = system_context("approvals.expire")
+    return sum(1 for approval_id in due if _expire_one(app, approval_id, ctx))
 
 
 def _refuse_if_expired(app: Any, ctx: RequestContext, a: ApprovalView) -> None:
@@ -375,7 +378,7 @@ def approve(app: Any, ctx: RequestContext, approval_id: str) -> VoteResult:
             app.audit.append(s, actx, "approval.approve", "approval", row.id, "duplicate",
                              _detail(row, votes=len(row.votes), note="already approved by this person; counted once"))
             return VoteResult(approval=_view(row), counted=False)
-        if row.state != "requested":
+        if row.state != ApprovalState.REQUESTED:
             state = row.state
         else:
             state = None
@@ -384,7 +387,7 @@ def approve(app: Any, ctx: RequestContext, approval_id: str) -> VoteResult:
                                           host=ctx.host, ip=ctx.ip))
             s.flush()
             if len(row.votes) >= row.approvals_required:
-                row.state = "approved"
+                row.state = ApprovalState.APPROVED
                 row.approver_id, row.approver, row.approved_at = ctx.actor.user_id, ctx.actor.username, now
                 row.reviewer_id, row.reviewer, row.reviewed_at = ctx.actor.user_id, ctx.actor.username, now
                 outcome = "approved"
@@ -414,7 +417,7 @@ def reject(app: Any, ctx: RequestContext, approval_id: str, note: str | None = N
         row = s.scalars(select(Approval).where(Approval.id == a.id).with_for_update()).one()
         state = row.state
         if state in OPEN_STATES:
-            row.state = "rejected"
+            row.state = ApprovalState.REJECTED
             row.reviewer_id, row.reviewer, row.reviewed_at = ctx.actor.user_id, ctx.actor.username, app.clock.now()
             row.review_note = (note or "").strip()[:2000] or None
             app.audit.append(s, _actx(ctx, row.id), "approval.reject", "approval", row.id, "rejected",
@@ -449,10 +452,10 @@ def consume(app: Any, ctx: RequestContext, action: str, target: AccessTarget) ->
     now = app.clock.now()
     with app.catalog.session() as s:
         a = s.scalars(select(Approval).where(Approval.id == ctx.approval_id).with_for_update()).one_or_none()
-        if (a is None or a.state != "approved" or a.expires_at <= now
+        if (a is None or a.state != ApprovalState.APPROVED or a.expires_at <= now
                 or not _matches(a, a.requester_id, ctx, action, target)):
             return None
-        a.state = "executed"
+        a.state = ApprovalState.EXECUTED
         a.executed_at, a.executed_by = now, ctx.actor.username
         app.audit.append(s, ctx, "approval.execute", "approval", a.id, "executed", _detail(a))
         return _view(a)
@@ -485,14 +488,14 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
     with app.catalog.session() as s:
         row = s.scalars(select(Approval).where(Approval.id == a.id).with_for_update()).one()
         state = row.state
-        if state == "approved":
-            row.state = "executed"
+        if state == ApprovalState.APPROVED:
+            row.state = ApprovalState.EXECUTED
             row.executed_at, row.executed_by = app.clock.now(), ctx.actor.username
             app.audit.append(s, actx, "approval.execute", "approval", row.id, "executed", _detail(row))
             claimed = _view(row)
-    if state != "approved":
+    if state != ApprovalState.APPROVED:
         raise ConflictError(f"four-eyes request {a.id} is {state}, not approved",
-                            hint="a second person approves it with cf approve ID" if state == "requested" else None)
+                            hint="a second person approves it with cf approve ID" if state == ApprovalState.REQUESTED else None)
     token = _running.set((claimed, requester_id))
     try:
         result = run(app, actx, a.target_id or "", dict(a.params))
@@ -502,8 +505,8 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
         # wrong file name) must not use up the second person's decision; still only until expiry
         with app.catalog.session() as s:
             row = s.scalars(select(Approval).where(Approval.id == a.id).with_for_update()).one()
-            if row.state == "executed" and row.executed_by == ctx.actor.username:
-                row.state, row.executed_at, row.executed_by = "approved", None, None
+            if row.state == ApprovalState.EXECUTED and row.executed_by == ctx.actor.username:
+                row.state, row.executed_at, row.executed_by = ApprovalState.APPROVED, None, None
             app.audit.append(s, actx, "approval.result", "approval", a.id, "failed",
                              {"action": a.action, "target_id": a.target_id, "error": type(exc).__name__,
                               "message": message, "approval": "still approved: run it again"})

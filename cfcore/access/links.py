@@ -31,6 +31,7 @@ from hookspecs.types import RequestContext
 
 from ..crypto.keyfiles import load_secret
 from ..errors import ConflictError, InputError, NotFound
+from ..states import LIVE_RECORDING_STATES
 from . import approvals
 from .guard import authorize
 
@@ -173,7 +174,7 @@ def _check_live(app: Any, recording_id: str) -> None:
         state = rec.state if rec is not None else None
     if state is None:
         raise NotFound(f"no recording {recording_id}")
-    if state not in ("archived", "incomplete"):
+    if state not in LIVE_RECORDING_STATES:
         raise ConflictError(f"recording {recording_id} is {state}; it cannot be played")
 
 

@@ -40,12 +40,15 @@ from ..authority import system_context
 from ..clock import utc
 from ..db.models_capture import CallConsent, CaptureRunnerRow, LiveCall, ModeRequest
 from ..errors import CallFortError, ConflictError, InputError, NotFound
-from ..states import ACTIVE_CALL_STATES, CallState, RequestStatus
+from ..states import ACTIVE_CALL_STATES, CONSENT_METHODS, CallState, RequestStatus
+from .witness import is_consent_witness
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("record_both", "pause", "resume")
-METHODS = tuple(m.value for m in ConsentMethod)
+METHODS = CONSENT_METHODS
+#: What an advisor's own client may name through the API (the CLI and the demo say so themselves).
+API_METHODS = tuple(m.value for m in (ConsentMethod.WEB, ConsentMethod.API, ConsentMethod.CTI, ConsentMethod.DTMF))
 ACTIVE = ACTIVE_CALL_STATES
 #: ``request_id`` of a consent the customer gave at the PBX (a dial-in opt-in), not an advisor's request.
 PBX_OPT_IN = "pbx-opt-in"
@@ -160,7 +163,8 @@ def on_call_event(app: Any, event: CallEvent) -> None:
         if event.detail.get("alert"):
             # A source's irregularity (a dial-in with wrong PINs, a declined or unrecorded
             # advisory call, a recording that failed): audited for the FIS (rules over capture.alert).
-            app.audit.append(s, None, "capture.alert", "call", event.call_id, "warning",
+            app.audit.append(s, system_context(f"capture.{event.source}"[:64]), "capture.alert", "call", event.call_id,
+                             "warning",
                              {"source": event.source, "alert": str(event.detail["alert"])[:40],
                               "summary": str(event.detail.get("summary") or "")[:200],
                               "advisor_id": event.advisor_id, "pbx_call_id": event.pbx_call_id})
@@ -176,10 +180,24 @@ def on_call_event(app: Any, event: CallEvent) -> None:
 def _record_pbx_consent(app: Any, s: Any, row: LiveCall, event: CallEvent, now: datetime) -> None:
     """Record the customer's own opt-in, reported by the PBX with the call's ANSWERED event.
 
+    Only from a source the deployment names as a consent witness (``cfcore.capture.witness``).
+
     The method must be a known ``ConsentMethod``; the time the PBX gives for the opt-in is kept
     only within what the core saw itself: not before the call opened here, not after the event
     reached the core. One such consent per call."""
     method = str(event.detail.get("consent") or "")
+    if not is_consent_witness(app.config, event.source):
+        # Only a source the deployment trusts may witness consent; anything else could make up
+        # an opt-in for any call. Refused, audited (the FIS rule untrusted-consent alerts on it).
+        log.warning("call %s: source %s reported a customer opt-in but is not a consent witness "
+                    "([capture.sources.%s] consent_witness); kept advisor-only", event.call_id, event.source,
+                    event.source)
+        app.audit.append(s, system_context("capture.consent"), "call.consent", "call", row.call_id, "refused",
+                         {"source": event.source, "method": method[:16], "by": "customer",
+                          "advisor_id": row.advisor_id,
+                          "reason": f"source is not a consent witness ([capture.sources.{event.source}] "
+                                    "consent_witness = true)"})
+        return
     if method not in METHODS:
         log.warning("call %s: source %s reported an opt-in by unknown method %r; kept advisor-only",
                     event.call_id, event.source, method[:16])
@@ -201,7 +219,7 @@ def _record_pbx_consent(app: Any, s: Any, row: LiveCall, event: CallEvent, now: 
     s.add(CallConsent(call_id=row.call_id, given_at=given, applied_at=latest, by_user="customer",
                       user_id="customer", method=method, request_id=PBX_OPT_IN))
     row.mode = RecordingMode.BOTH.value
-    app.audit.append(s, None, "call.consent", "call", row.call_id, "ok",
+    app.audit.append(s, system_context("capture.consent"), "call.consent", "call", row.call_id, "ok",
                      {"source": event.source, "method": method, "by": "customer", "advisor_id": row.advisor_id})
 
 

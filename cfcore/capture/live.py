@@ -38,12 +38,23 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
-from hookspecs.types import AudioFrame, CallEvent, ChannelRole, Consent, Direction, ModeSegment, RecordingMode
+from hookspecs.types import (
+    AudioFrame,
+    CallEvent,
+    ChannelRole,
+    Consent,
+    ConsentMethod,
+    Direction,
+    ModeSegment,
+    RecordingMode,
+)
 
 from .. import outbox
 from ..archive import new_recording_id, object_key, recording_info, row_digest
+from ..authority import system_context
 from ..crypto import envelope
 from ..crypto.keyring import unwrap_data_key, wrap_data_key
+from ..states import CONSENT_METHODS, RecordingState
 from ..wav import g711_decode
 
 log = logging.getLogger(__name__)
@@ -451,7 +462,7 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
             before = sg.mode
     consents = [Consent(given_at=c.given_at,
                         offset=starts[i] if i < len(starts) else max(0.0, (c.applied_at - started_at).total_seconds()),
-                        by_user=c.by_user, method=c.method if c.method in ("web", "api", "cli", "cti", "dtmf") else "api",
+                        by_user=c.by_user, method=c.method if c.method in CONSENT_METHODS else ConsentMethod.API.value,
                         applied_at=c.applied_at)
                 for i, c in enumerate(rows)]
     for sg in plan:  # never a two-sided stretch without a consent the controller recorded before it
@@ -487,7 +498,7 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
         written.append(okey)
         media_sha[ch] = sha
     two_sided = "customer" in blobs
-    state = "incomplete" if incomplete else "archived"
+    state = RecordingState.INCOMPLETE if incomplete else RecordingState.ARCHIVED
     rec = Recording(
         id=rec_id, site=app.config.site, source=meta["source"], pbx_call_id=meta["pbx_call_id"] or meta["call_id"],
         advisor_id=meta["advisor_id"], direction=meta["direction"], started_at=started_at,
@@ -539,7 +550,7 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
         raise
     shutil.rmtree(folder, ignore_errors=True)
     if site_keys is None:  # a site's copies go away at hand-over; the archive locks its own
-        lock_recording_media(app, rec, None)
+        lock_recording_media(app, rec, system_context("capture.live"))
     try:  # first delivery now; failures are audited and retried by cf serve (cfcore.outbox)
         outbox.deliver(app, events)
     except Exception:  # noqa: BLE001 - the outbox job retries; never undoes the archive

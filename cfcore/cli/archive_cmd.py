@@ -115,6 +115,7 @@ def register(cli: click.Group) -> None:
 
         from ..access.guard import list_scope
         from ..db.models import Recording
+        from ..states import LIVE_RECORDING_STATES
         from .context import cli_context
 
         app = state.app
@@ -123,7 +124,7 @@ def register(cli: click.Group) -> None:
         filters = {"agent": agent, "since": since}
         scope = list_scope(app, ctx, "recording.list", detail=filters)
         with app.catalog.session() as s:
-            q = select(Recording).where(Recording.state.in_(("archived", "incomplete"))).options(
+            q = select(Recording).where(Recording.state.in_(LIVE_RECORDING_STATES)).options(
                 selectinload(Recording.subjects)).order_by(Recording.started_at.desc(), Recording.id).limit(limit)
             if agent:
                 q = q.where(Recording.advisor_id == agent)

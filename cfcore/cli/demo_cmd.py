@@ -43,7 +43,7 @@ def register(cli: click.Group) -> None:
             return
         from ..app import App
         from ..errors import ConflictError
-        from ..sim.demo import MARKER, PASSWORD_FILE, USERS, run_demo, seed_users
+        from ..sim.demo import MARKER, MOBILE_SOURCE, PASSWORD_FILE, USERS, run_demo, seed_users
 
         if state.config_path:
             cfg = Path(state.config_path)
@@ -62,6 +62,8 @@ def register(cli: click.Group) -> None:
                 init_cmd = cli.get_command(ctx, "init")
                 assert init_cmd is not None
                 ctx.invoke(init_cmd, directory=str(root), site="demo", as_json=False)
+                with cfg.open("a") as f:  # the simulated dial-in reports the customer's opt-in
+                    f.write(f"\n[capture.sources.{MOBILE_SOURCE}]\nconsent_witness = true\n")
                 (root / MARKER).write_text("created by cf demo\n")
         app = App.open(cfg)
         lines: list[str] = []

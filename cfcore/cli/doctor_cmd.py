@@ -17,7 +17,7 @@ def register(cli: click.Group) -> None:
         """Check that this deployment can do its job: the config loads, the catalog answers and is
         at the newest migration, every key file exists with mode 0600, each media store takes an
         object and returns it, each PBX source is connected to a running capture runner, each
-        notifier section matches the options its plugin declares, the clock
+        [plugins.<name>] and [notify.<name>] section matches the options its plugin declares, the clock
         is sane and the audit trail's newest anchor is current.
 
         One line per check; exit status 1 when any check fails. Needs no login and changes

@@ -34,6 +34,7 @@ from sqlalchemy import select
 
 from hookspecs.types import KeyProvider, PluginContext, RequestContext
 
+from ..authority import require_context
 from ..errors import ConfigError, IntegrityError
 from .keyfiles import check_private, create_private, write_private
 
@@ -209,11 +210,12 @@ def unwrap_data_key(app: Any, recording_id: str, kek_id: str, wrapped: bytes) ->
                              hint="restore the key ring from its backup") from None
 
 
-def rewrap_all(app: Any, ctx: RequestContext | None, *, batch: int = 500) -> dict[str, Any]:
+def rewrap_all(app: Any, ctx: RequestContext, *, batch: int = 500) -> dict[str, Any]:
     """Re-wrap every live data key that is not under the current KEK; media stays untouched.
 
     Each batch commits with one audit entry ``keys.rewrap``. Returns counts.
     """
+    require_context(ctx, "rewrap_all")
     from ..db.models import DataKey
 
     current = app.keys.current_kek_id()

@@ -284,6 +284,18 @@ def capture_loss(entries: tuple[AuditView, ...], now: datetime, options: Mapping
                    f"audio at archiving: {first}", _ev([e]) + ((f"recording:{e.target_id}",) if e.target_id else ()))
 
 
+def untrusted_consent(entries: tuple[AuditView, ...], now: datetime, options: Mapping[str, Any]) -> Iterator[Finding]:
+    """A capture source not trusted to witness consent reported a customer's opt-in (a buggy or
+    hostile adapter could make up consent for any call); the core refused it."""
+    actions = list(options["actions"])
+    for e in entries:
+        if _matches(e.action, actions) and e.outcome == "refused":
+            yield (Severity.HIGH,
+                   f"capture source '{e.detail.get('source', '?')}' reported a customer opt-in for call "
+                   f"{e.target_id or '?'} but is not a consent witness; refused",
+                   _ev([e]) + ((f"call:{e.target_id}",) if e.target_id else ()))
+
+
 RULES = (
     FisRule(
         name="mass-access", check=mass_access,
@@ -343,6 +355,10 @@ RULES = (
         name="capture-loss", check=capture_loss,
         description="consented customer audio did not fit the recording's files (clamped or dropped)",
         default_options={"actions": ["recording.capture_warning"]}),
+    FisRule(
+        name="untrusted-consent", check=untrusted_consent,
+        description="a capture source not trusted to witness consent reported a customer's opt-in",
+        default_options={"actions": ["call.consent"]}),
     FisRule(
         name="audit-gaps", check=audit_gaps,
         description="missing entries or time going backwards in the audit trail",

@@ -22,6 +22,7 @@ TICK_SECONDS = 60
 
 def run_scheduled(app: Any) -> dict[str, Any]:
     """One tick of the job: a scan when due (with scrubs when those are due), else the retries."""
+    from ..authority import system_context
     from ..db.models_fis import FisCursor
     from .deliver import deliver_pending
     from .scan import scan
@@ -37,7 +38,7 @@ def run_scheduled(app: Any) -> dict[str, Any]:
         sent = deliver_pending(app)
         return {"scanned": False, "deliveries": len(sent)}
     scrub = last_scrub is None or now - last_scrub >= scrub_every
-    report = scan(app, None, scrub=scrub)
+    report = scan(app, system_context("fis.scan"), scrub=scrub)
     if report.new_alerts:
         log.warning("FIS scan raised %d new alert(s)", len(report.new_alerts))
     return {"scanned": True, "scrub": scrub, "new_alerts": len(report.new_alerts),

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from hookspecs.types import AuditView, RequestContext, Severity
 
+from ..authority import require_context
 from ..db.models import AuditEntry
 from ..db.models_fis import FisCursor
 from .alerts import alert_dict, record_alerts
@@ -146,10 +147,12 @@ def _context(app: Any, rules: list[ActiveRule], last_seq: int, first_new: AuditV
     return [out[k] for k in sorted(out)]
 
 
-def scan(app: Any, ctx: RequestContext | None = None, *, scrub: bool = True, content: bool = True,
+def scan(app: Any, ctx: RequestContext, *, scrub: bool = True, content: bool = True,
          deliver: bool = True, batch: int = BATCH) -> ScanReport:
     """One scan: scrubs (unless ``scrub=False``), rules over the new audit entries, alerts,
-    deliveries. Access control is the caller's (``fis.read``)."""
+    deliveries. Access control is the caller's (``fis.read``); ``ctx`` is who runs it (the
+    ``fis.scan`` job: ``system_context("fis.scan")``)."""
+    require_context(ctx, "scan")
     rules = active_rules(app)
     now = app.clock.now()
     scrub_report = run_scrubs(app, content=content) if scrub else None

@@ -15,9 +15,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from hookspecs.options import Secret
 from hookspecs.types import PluginContext, RequestContext
 
 from ..errors import AccessDenied, PluginError
+from ..states import CallState
 from .asterisk import AsteriskSim, SimCall
 
 MARKER = ".cf-demo"
@@ -78,7 +80,7 @@ def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
         raise PluginError("the pbx_asterisk plugin is not installed or is disabled",
                           hint="pip install -e plugins/pbx_asterisk (scripts/setup does it)")
     config = {"name": "asterisk-demo", "host": "127.0.0.1", "port": sim.port, "username": sim.username,
-              "secret": sim.secret, "md5": True, "monitor_dir": str(spool), "recordings_dir": str(spool),
+              "secret": Secret(sim.secret), "md5": True, "monitor_dir": str(spool), "recordings_dir": str(spool),
               "settle_seconds": 0.2, "pickup_timeout": 10, "retry_seconds": 0.5, "reconnect_min": 0.1,
               "advisors": ADVISORS}
     ctx = PluginContext(name="pbx_asterisk", config=config, clock=app.clock.now,
@@ -88,6 +90,10 @@ def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
     except Exception as exc:
         raise PluginError(f"pbx_asterisk cannot start: {exc}") from exc
     return sources[0]
+
+
+#: Name of the demo's dial-in source; ``cf demo`` trusts it to witness consent in its config.
+MOBILE_SOURCE = "mobile-demo"
 
 
 def mobile_source(app: Any, sim: Any, pin: str) -> Any:
@@ -100,7 +106,7 @@ def mobile_source(app: Any, sim: Any, pin: str) -> Any:
         return None
     from argon2 import PasswordHasher
 
-    config = {"name": "mobile-demo", "ari_url": sim.url, "ari_username": sim.username, "ari_password": sim.password,
+    config = {"name": MOBILE_SOURCE, "ari_url": sim.url, "ari_username": sim.username, "ari_password": Secret(sim.password),
               "dial_endpoint": "PJSIP/{number}@carrier", "caller_id": "+4930999000",
               "announcement": {"id": "mobile-consent", "version": "1", "media": "sound:callfort/consent-v1",
                                "sha256": hashlib.sha256(b"demo announcement v1").hexdigest()},
@@ -267,7 +273,7 @@ async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pac
         def pending() -> list[str]:
             with app.catalog.session() as s:
                 rows = s.scalars(select(LiveCall).where(LiveCall.call_id.in_(legs))).all()
-                return [r.call_id for r in rows if r.state != "archived"]
+                return [r.call_id for r in rows if r.state != CallState.ARCHIVED]
 
         def settled() -> bool:
             # archived, and the PBX files removed: the source removes them just after the archive

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ..authority import system_context
 from ..deployment import DEFAULT_CONFIG
 from ..errors import ConflictError
 
@@ -115,17 +116,17 @@ client_key = "keys/ssh_client_ed25519"
                 wav.unlink()
             say(f"{name}: recorded {calls} calls (each data key sealed to the archive at once)")
         for name in names:
-            r = await run_sync(apps[name])
+            r = await run_sync(apps[name], system_context("sync.send"))
             say(f"{name}: cf sync -> batch {r.batch} {r.state}: {r.recordings} recordings, "
                 f"{r.audit_entries} audit entries, {r.bytes_sent} bytes")
         archive = App.open(archive_cfg)
         apps["archive"] = archive
-        got = await asyncio.to_thread(process_inbox, archive)
+        got = await asyncio.to_thread(process_inbox, archive, system_context("sync.receive"))
         for imp in got.imported:
             say(f"archive: imported {imp['site']}: {imp['recordings']} recordings verified (size, SHA-256, GCM of "
                 f"every segment), {imp['audit_entries']} audit entries; signed receipt written")
         for name in names:
-            r = await run_sync(apps[name])
+            r = await run_sync(apps[name], system_context("sync.send"))
             for h in r.handed_over:
                 say(f"{name}: receipt verified -> {h['recordings']} recordings handed over, "
                     f"{h['objects_deleted']} local objects and the keys deleted, stubs kept")

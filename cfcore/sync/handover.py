@@ -60,7 +60,7 @@ def verify_receipt(settings: SiteSettings, raw: bytes, batch: SyncBatch) -> tupl
 
 
 async def collect_receipt(app: Any, conn: SyncConnection, settings: SiteSettings, batch: SyncBatch,
-                          ctx: RequestContext | None, report: Any) -> bool:
+                          ctx: RequestContext, report: Any) -> bool:
     """True when a receipt for ``batch`` was found and acted on."""
     path = mf.receipt_path(settings.site, batch.id)
     raw = await conn.read(path, mf.MAX_RECEIPT)
@@ -99,7 +99,7 @@ async def collect_receipt(app: Any, conn: SyncConnection, settings: SiteSettings
 
 
 def handover(app: Any, settings: SiteSettings, batch: SyncBatch, body: dict[str, Any], raw: bytes,
-             receipt_sha: str, ctx: RequestContext | None) -> list[str]:
+             receipt_sha: str, ctx: RequestContext) -> list[str]:
     """The transaction that ends the site's custody. Returns the media keys to delete."""
     listed = body.get("recordings")
     if not isinstance(listed, dict):

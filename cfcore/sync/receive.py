@@ -42,6 +42,7 @@ from sqlalchemy import select
 from hookspecs.types import RequestContext
 
 from ..archive import object_key, row_digest
+from ..authority import require_context
 from ..crypto import archive_seal, envelope
 from ..crypto.keyring import wrap_data_key
 from ..db.models import ConsentRow, DataKey, MediaObject, ModeSegmentRow, Recording, RecordingSubject
@@ -204,7 +205,7 @@ def _recording_row(app: Any, c: _Checked, stores: dict[str, list[str]], now: dat
     return rec
 
 
-def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Path, ctx: RequestContext | None,
+def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Path, ctx: RequestContext,
                   report: ReceiveReport) -> None:
     batch = directory.name
     inbox = Path(settings.inbox)
@@ -294,7 +295,7 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
 
 
 def _reject(app: Any, settings: ArchiveSettings, site: str, directory: Path, problem: str,
-            ctx: RequestContext | None, report: ReceiveReport) -> None:
+            ctx: RequestContext, report: ReceiveReport) -> None:
     batch = directory.name
     inbox = Path(settings.inbox)
     receipt = _sign_receipt(app, {"format": mf.FORMAT, "status": "rejected", "site": site, "batch": batch,
@@ -317,9 +318,10 @@ def _manifest_sha(directory: Path) -> str | None:
         return None
 
 
-def process_inbox(app: Any, ctx: RequestContext | None = None) -> ReceiveReport:
+def process_inbox(app: Any, ctx: RequestContext) -> ReceiveReport:
     """Import every complete batch in the inbox. Batches of unknown sites are left alone and
-    audited once per run."""
+    audited once per run. ``ctx``: who runs it (the ``sync.receive`` job: its system context)."""
+    require_context(ctx, "process_inbox")
     settings = archive_settings(app.config)
     inbox = Path(settings.inbox)
     report = ReceiveReport()

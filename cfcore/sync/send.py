@@ -37,6 +37,7 @@ from sqlalchemy.orm import selectinload
 from hookspecs.types import RequestContext, SyncConnection, SyncRefused, SyncTarget, SyncUnavailable
 
 from ..archive import CHANNELS, new_recording_id
+from ..authority import require_context
 from ..clock import utc
 from ..crypto import archive_seal
 from ..crypto.keyfiles import write_private
@@ -143,7 +144,7 @@ def _recording_entry(rec: Recording, wrap: ArchiveWrap) -> dict[str, Any]:
     }
 
 
-def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext | None) -> SyncBatch | None:
+def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext) -> SyncBatch | None:
     """Choose what goes into the next batch and write its signed manifest. None when nothing is due."""
     key = archive_seal.signing_key(app.keys_dir)
     now = app.clock.now()
@@ -330,7 +331,7 @@ async def upload_batch(app: Any, conn: SyncConnection, settings: SiteSettings, b
 # ---------------------------------------------------------------------- a run
 
 
-def _audit_failure(app: Any, ctx: RequestContext | None, action: str, outcome: str, settings: SiteSettings,
+def _audit_failure(app: Any, ctx: RequestContext, action: str, outcome: str, settings: SiteSettings,
                    batch: str | None, error: str) -> None:
     try:
         app.audit.record(ctx, action, "sync_target", settings.target, outcome,
@@ -339,12 +340,14 @@ def _audit_failure(app: Any, ctx: RequestContext | None, action: str, outcome: s
         log.exception("could not audit %s", action)
 
 
-async def run_sync(app: Any, ctx: RequestContext | None = None, *, wait: float = 0.0, poll: float = 0.5,
+async def run_sync(app: Any, ctx: RequestContext, *, wait: float = 0.0, poll: float = 0.5,
                    progress: Progress | None = None) -> SyncReport:
     """Collect a pending receipt, then send (or resume) one batch; with ``wait`` > 0 wait that many
-    seconds for its receipt and hand it over. Returns what moved."""
+    seconds for its receipt and hand it over. Returns what moved. ``ctx``: who runs it (the
+    ``sync.send`` job: its system context)."""
     from .handover import collect_receipt
 
+    require_context(ctx, "run_sync")
     settings = site_settings(app.config)
     target = open_target(app, settings)
     report = SyncReport(site=settings.site, target=settings.target)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from hookspecs.types import RequestContext
+from hookspecs.types import ConsentMethod, RequestContext
 
 from .deps import get_app, request_context
 
@@ -32,7 +32,7 @@ def _control(app: Any, ctx: RequestContext, call_id: str, action: str, body: Con
     from ..capture import controller
 
     body = body or ControlIn()
-    method = body.method if body.method in ("web", "api", "cti", "dtmf") else "api"
+    method = body.method if body.method in controller.API_METHODS else ConsentMethod.API.value
     return controller.trigger(app, ctx, call_id, action, method=method, timeout=body.timeout,
                               acted_at=body.acted_at).as_dict()
 

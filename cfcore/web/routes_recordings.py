@@ -20,11 +20,12 @@ from ..access import approvals, links
 from ..access.guard import authorize, list_scope
 from ..db.models import Recording, RecordingSubject
 from ..errors import InputError, NotFound
+from ..states import LIVE_RECORDING_STATES
 from .deps import get_app, request_context
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
-LIVE = ("archived", "incomplete")
+LIVE = LIVE_RECORDING_STATES
 
 
 class LinkIn(BaseModel):

@@ -7,7 +7,8 @@
 - ``cf_recording_archived`` / ``cf_after_purge``: ``NotifyCallRecorded`` / ``NotifyRecordingPurged``
   to each CRM's own SOAP endpoint, delivered from the core's outbox (idempotency key, retries).
 
-Configuration in ``[crm]`` (``options.py``); see docs/crm.md.
+Configuration in ``[plugins.crm_soap]`` (``options.py``; the 1.0 name ``[crm]`` is still read, with
+a deprecation warning); see docs/crm.md.
 """
 
 from __future__ import annotations
@@ -19,14 +20,21 @@ PATH = "/soap/crm"
 
 
 @hookimpl
+def cf_plugin_options() -> type:
+    from .options import CrmSoapOptions
+
+    return CrmSoapOptions
+
+
+@hookimpl
 def cf_web_apps(ctx: PluginContext, archive: ArchiveGateway) -> list[WebApp]:
     from spyne.server.wsgi import WsgiApplication
 
     from .gate import SoapGate
-    from .options import parse
+    from .options import from_context
     from .service import application
 
-    options = parse(ctx.config)
+    options = from_context(ctx)
     gate = SoapGate(WsgiApplication(application()), options, archive, ctx.clock)
     return [WebApp(path=PATH, app=gate, name="crm_soap")]
 

@@ -2,7 +2,7 @@
 
 For ``POST`` (SOAP calls), in this order:
 
-1. ``Content-Length`` above ``[crm] max_body_bytes`` → **413** before reading; a body that grows
+1. ``Content-Length`` above ``[plugins.crm_soap] max_body_bytes`` → **413** before reading; a body that grows
    past it while read (chunked) → 413 as well.
 2. Any ``<!DOCTYPE`` or ``<!ENTITY`` → **400** (spyne would answer a DTD with a bare 500; no DTD
    is legitimate in SOAP 1.1: XXE and billion-laughs payloads end here).
@@ -11,7 +11,7 @@ For ``POST`` (SOAP calls), in this order:
 4. WS-Security UsernameToken (``wssec.py``) → 401 fault on any problem; the ``ActingUser`` header
    must name a user on that CRM's allow-list → 403 fault.
 5. spyne (in a worker thread) validates the body against the schema (lengths, patterns) and runs
-   the operation through the archive gateway. Client faults get ``[crm] client_fault_status``
+   the operation through the archive gateway. Client faults get ``[plugins.crm_soap] client_fault_status``
    (default 400), server faults 500 with a fixed text; a traceback never leaves the process.
 
 ``GET ?wsdl`` serves the WSDL without authentication (it holds no data). Everything else is 405.

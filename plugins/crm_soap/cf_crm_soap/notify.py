@@ -13,7 +13,7 @@ from typing import Any
 
 from hookspecs.types import PluginContext, RecordingInfo, Tombstone
 
-from .options import CrmClient, parse
+from .options import CrmClient, from_context
 
 _clients: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
@@ -45,7 +45,7 @@ def _zeep(crm: CrmClient, clock: Any) -> tuple[Any, Any]:
 
 
 def _send(ctx: PluginContext, operation: str, fields: dict[str, Any]) -> int:
-    options = parse(ctx.config)
+    options = from_context(ctx)
     sent = 0
     for crm in options.clients:
         if not crm.notify_wsdl:

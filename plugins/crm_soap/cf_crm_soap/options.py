@@ -1,13 +1,13 @@
-"""The ``[crm]`` section: limits, the WS-Security window and one table per CRM.
+"""The ``[plugins.crm_soap]`` section: limits, the WS-Security window and one table per CRM.
 
 ::
 
-    [crm]
+    [plugins.crm_soap]
     max_body_bytes = 65536        # larger SOAP requests get 413
     clock_skew_seconds = 300      # wsu:Created may differ this much from CallFort's clock
     client_fault_status = 400     # HTTP status of a Client fault (WS-I BP asks 500; see docs/crm.md)
 
-    [crm.clients.main]            # one per CRM
+    [plugins.crm_soap.clients.main]   # one per CRM
     username = "crm-main"         # its technical account (WS-Security UsernameToken)
     password = { env = "CF_CRM_MAIN_PASSWORD" }
     allowed_users = ["adam", "berta"]   # whom this CRM may act for (the ActingUser header)
@@ -15,6 +15,13 @@
     notify_username = "callfort"
     notify_password = { env = "CF_CRM_MAIN_NOTIFY_PASSWORD" }
     notify_timeout_seconds = 10
+
+Before 1.2 the section was ``[crm]`` (``[crm.clients.<name>]``); the core still reads it, with a
+deprecation warning, while ``[plugins.crm_soap]`` is absent.
+
+The core builds the section into ``CrmSoapOptions`` (``cf_plugin_options``, ``hookspecs.parse_options``):
+a misspelt key, a wrong type or a password in clear stops start-up with the key named; the checks
+below run as the object is built. The plugin's hooks get it as ``ctx.options``.
 """
 
 from __future__ import annotations
@@ -25,11 +32,71 @@ from typing import Any
 
 import attrs
 
+from hookspecs import Secret
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class OptionsError(ValueError):
-    """The ``[crm]`` section is wrong; the message names the key."""
+def _between(low: float, high: float) -> Any:
+    def check(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"{attr.name} must be from {low:g} to {high:g}")
+    return check
+
+
+def _nonempty(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+    if not value:
+        raise ValueError(f"{attr.name} must not be empty")
+
+
+def _generated(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+    if len(value) < 16:
+        raise ValueError(f"{attr.name} must be at least 16 characters (a generated secret)")
+
+
+def _users(_inst: object, attr: attrs.Attribute[Any], value: list[str]) -> None:
+    if not all(u.strip() for u in value):
+        raise ValueError(f"{attr.name} must be a list of user names")
+
+
+def _http_url(_inst: object, attr: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not value.startswith(("https://", "http://")):
+        raise ValueError(f"{attr.name} must be an http(s) URL")
+
+
+@attrs.frozen(kw_only=True)
+class CrmClientOptions:
+    """``[plugins.crm_soap.clients.<name>]``: one CRM."""
+
+    username: str = attrs.field(validator=_nonempty)
+    password: Secret = attrs.field(repr=False, validator=_generated)
+    allowed_users: list[str] = attrs.field(factory=list, validator=_users)
+    notify_wsdl: str | None = attrs.field(default=None, validator=_http_url)
+    notify_username: str | None = None
+    notify_password: Secret | None = attrs.field(default=None, repr=False)
+    notify_timeout_seconds: float = attrs.field(default=10.0, validator=_between(0.001, 120))
+
+
+@attrs.frozen(kw_only=True)
+class CrmSoapOptions:
+    """``[plugins.crm_soap]``."""
+
+    max_body_bytes: int = attrs.field(default=65536, validator=_between(1024, 10 * 1024 * 1024))
+    clock_skew_seconds: int = attrs.field(default=300, validator=_between(1, 3600))
+    client_fault_status: int = 400
+    clients: Mapping[str, CrmClientOptions] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_fault_status not in (400, 500):
+            raise ValueError("client_fault_status must be 400 or 500")
+        seen: dict[str, str] = {}
+        for name, c in self.clients.items():
+            if not _NAME.match(name):
+                raise ValueError(f"clients.{name} must have a simple name (letters, digits, '._-')")
+            if c.username in seen:
+                raise ValueError(f"clients.{name}.username {c.username!r} is used by two CRMs "
+                                 f"({seen[c.username]} and {name})")
+            seen[c.username] = name
 
 
 @attrs.frozen(kw_only=True)
@@ -46,66 +113,29 @@ class CrmClient:
 
 @attrs.frozen(kw_only=True)
 class CrmOptions:
+    """What the service and the notifications use: the options with each CRM named."""
+
     max_body_bytes: int = 65536
     clock_skew_seconds: int = 300
     client_fault_status: int = 400
     clients: tuple[CrmClient, ...] = ()
 
+    @classmethod
+    def from_options(cls, o: CrmSoapOptions) -> CrmOptions:
+        return cls(max_body_bytes=o.max_body_bytes, clock_skew_seconds=o.clock_skew_seconds,
+                   client_fault_status=o.client_fault_status, clients=tuple(
+                       CrmClient(name=name, username=c.username, password=c.password,
+                                 allowed_users=frozenset(u.strip().lower() for u in c.allowed_users),
+                                 notify_wsdl=c.notify_wsdl, notify_username=c.notify_username or None,
+                                 notify_password=c.notify_password, notify_timeout_seconds=c.notify_timeout_seconds)
+                       for name, c in o.clients.items()))
+
     def client_by_username(self, username: str) -> CrmClient | None:
         return next((c for c in self.clients if c.username == username), None)
 
 
-def _int(section: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = section.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise OptionsError(f"crm.{key} must be a whole number from {low} to {high}")
-    return value
-
-
-def _str(where: str, value: Any, *, required: bool = True) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise OptionsError(f"{where} must be a non-empty string")
-    return value
-
-
-def parse(section: Mapping[str, Any]) -> CrmOptions:
-    clients = []
-    raw = section.get("clients", {})
-    if not isinstance(raw, Mapping):
-        raise OptionsError("[crm.clients] must be a table of CRMs")
-    seen: set[str] = set()
-    for name, c in raw.items():
-        where = f"crm.clients.{name}"
-        if not _NAME.match(str(name)) or not isinstance(c, Mapping):
-            raise OptionsError(f"{where} must be a table with a simple name")
-        username = _str(f"{where}.username", c.get("username"))
-        password = _str(f"{where}.password", c.get("password"))
-        assert username is not None and password is not None
-        if len(password) < 16:
-            raise OptionsError(f"{where}.password must be at least 16 characters (a generated secret)")
-        if username in seen:
-            raise OptionsError(f"{where}.username {username!r} is used by two CRMs")
-        seen.add(username)
-        users = c.get("allowed_users", [])
-        if not isinstance(users, list) or not all(isinstance(u, str) and u for u in users):
-            raise OptionsError(f"{where}.allowed_users must be a list of user names")
-        timeout = c.get("notify_timeout_seconds", 10)
-        if not isinstance(timeout, int | float) or not 0 < timeout <= 120:
-            raise OptionsError(f"{where}.notify_timeout_seconds must be between 0 and 120")
-        wsdl = _str(f"{where}.notify_wsdl", c.get("notify_wsdl"), required=False)
-        if wsdl is not None and not wsdl.startswith(("https://", "http://")):
-            raise OptionsError(f"{where}.notify_wsdl must be an http(s) URL")
-        clients.append(CrmClient(
-            name=str(name), username=username, password=password,
-            allowed_users=frozenset(u.strip().lower() for u in users), notify_wsdl=wsdl,
-            notify_username=_str(f"{where}.notify_username", c.get("notify_username"), required=False),
-            notify_password=_str(f"{where}.notify_password", c.get("notify_password"), required=False),
-            notify_timeout_seconds=float(timeout)))
-    status = _int(section, "client_fault_status", 400, 400, 500)
-    if status not in (400, 500):
-        raise OptionsError("crm.client_fault_status must be 400 or 500")
-    return CrmOptions(max_body_bytes=_int(section, "max_body_bytes", 65536, 1024, 10 * 1024 * 1024),
-                      clock_skew_seconds=_int(section, "clock_skew_seconds", 300, 1, 3600),
-                      client_fault_status=status, clients=tuple(clients))
+def from_context(ctx: Any) -> CrmOptions:
+    """The options the core built into ``ctx.options`` (``cf_plugin_options``)."""
+    if not isinstance(ctx.options, CrmSoapOptions):
+        raise RuntimeError("the core did not build [plugins.crm_soap] (it needs hookspecs 1.2)")
+    return CrmOptions.from_options(ctx.options)

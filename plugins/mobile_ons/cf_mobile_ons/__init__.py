@@ -12,31 +12,28 @@ is installed but idle.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from hookspecs import hookimpl
 from hookspecs.types import CaptureSource, CaptureSourceType, FisRule, PluginContext
 
-from .config import MobileConfigError, MobileSettings
+from .config import MobileConfigError, MobileOptions, MobileSettings
 from .fis import RULES
 
-__all__ = ["MobileConfigError", "MobileSettings", "cf_capture_sources", "cf_fis_rules", "create_sources"]
+__all__ = ["MobileConfigError", "MobileOptions", "MobileSettings", "cf_capture_sources", "cf_fis_rules", "create_sources"]
 
 
-def create_sources(options: Mapping[str, Any], ctx: PluginContext) -> list[CaptureSource]:
-    """The dial-in source of ``[plugins.mobile_ons]`` (validated by ``MobileSettings``), or none
+def create_sources(options: MobileOptions, ctx: PluginContext) -> list[CaptureSource]:
+    """The dial-in source of ``[plugins.mobile_ons]`` (checked by ``MobileSettings``), or none
     without ``ari_url``."""
-    if not options.get("ari_url"):
+    if not options.ari_url:
         return []
     from .stasis import MobileSource
 
-    return [MobileSource(MobileSettings.from_mapping(options), clock=ctx.clock, data_dir=ctx.data_dir)]
+    return [MobileSource(MobileSettings.from_options(options), clock=ctx.clock, data_dir=ctx.data_dir)]
 
 
 @hookimpl
 def cf_capture_sources() -> list[CaptureSourceType]:
-    return [CaptureSourceType(name="mobile_ons", create=create_sources,
+    return [CaptureSourceType(name="mobile_ons", create=create_sources, options=MobileOptions,
                               description="mobile advisors' dial-in recording through Asterisk ARI (Stasis)")]
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from hookspecs.options import OptionsError, Secret, parse_options
+
 from .flow import Announcement
 from .numbers import DEFAULT_ALLOWED, DEFAULT_BLOCKED, NumberPolicy
 from .pins import is_pin_hash
@@ -21,18 +23,57 @@ _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def _get(cfg: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None,
-         required: bool = False) -> Any:
-    if key not in cfg:
-        if required:
-            raise MobileConfigError(f"plugins.mobile_ons.{key} is required")
-        return default
-    value = cfg[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MobileConfigError(f"plugins.mobile_ons.{key} has the wrong type ({type(value).__name__})")
-    return value
+WHERE = "plugins.mobile_ons"
+
+
+@attrs.frozen(kw_only=True)
+class AdvisorOptions:
+    """``[plugins.mobile_ons.advisors.<advisor id>]``."""
+
+    pin_hash: str = attrs.field(repr=False)
+    mobile: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AnnouncementOptions:
+    """``[plugins.mobile_ons.announcement]``: the versioned text the customer hears."""
+
+    id: str
+    version: str
+    media: str
+    sha256: str
+
+
+@attrs.frozen(kw_only=True)
+class MobileOptions:
+    """``[plugins.mobile_ons]`` as written, typed; the core builds it with
+    ``hookspecs.parse_options`` (unknown keys, wrong types and secrets in clear refused with the
+    key named). ``MobileSettings.from_options`` adds the checks of each value's form."""
+
+    name: str = "mobile"
+    #: without it the plugin is installed but idle
+    ari_url: str | None = None
+    ari_username: str | None = None
+    ari_password: Secret | None = attrs.field(default=None, repr=False)
+    app: str = "callfort-mobile"
+    dial_endpoint: str | None = None
+    caller_id: str | None = None
+    dial_timeout: int = 30
+    advisors: Mapping[str, AdvisorOptions] = attrs.field(factory=dict)
+    country_code: str = "49"
+    allowed_prefixes: list[str] = attrs.field(factory=lambda: list(DEFAULT_ALLOWED))
+    blocked_prefixes: list[str] = attrs.field(factory=lambda: list(DEFAULT_BLOCKED))
+    daily_cap: int = 20
+    unrecorded: str = "hangup"
+    opt_in_digit: str = "1"
+    decline_digit: str = "2"
+    input_timeout: float = 20.0
+    optin_timeout: float = 20.0
+    lockout_failures: int = 6
+    lockout_seconds: float = 3600.0
+    announcement: AnnouncementOptions | None = None
+    finish_timeout: float = 10.0
+    site: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -72,64 +113,55 @@ class MobileSettings:
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> MobileSettings:
-        app = _get(cfg, "app", str, "callfort-mobile")
-        if not _NAME.match(app):
-            raise MobileConfigError("plugins.mobile_ons.app may hold letters, digits, '_', '.', '-' only")
-        endpoint = _get(cfg, "dial_endpoint", str, required=True)
+        """Settings from a section as a mapping (what ``[plugins.mobile_ons]`` holds)."""
+        try:
+            return cls.from_options(parse_options(MobileOptions, cfg, where=WHERE))
+        except OptionsError as exc:
+            raise MobileConfigError(str(exc)) from None
+
+    @classmethod
+    def from_options(cls, o: MobileOptions) -> MobileSettings:
+        """The checks of each value's form and of keys that go together; each message names the key."""
+        for key in ("ari_url", "ari_username", "ari_password", "dial_endpoint", "announcement"):
+            if not getattr(o, key):
+                raise MobileConfigError(f"{WHERE}.{key} is required")
+        assert o.ari_url and o.ari_username and o.ari_password and o.dial_endpoint and o.announcement
+        if not _NAME.match(o.app):
+            raise MobileConfigError(f"{WHERE}.app may hold letters, digits, '_', '.', '-' only")
+        endpoint = o.dial_endpoint
         if endpoint.count("{number}") != 1 or any(c in endpoint for c in " ,;&|()'\"\\\r\n"):
-            raise MobileConfigError("plugins.mobile_ons.dial_endpoint must contain {number} once, e.g. "
+            raise MobileConfigError(f"{WHERE}.dial_endpoint must contain {{number}} once, e.g. "
                                     "'PJSIP/{number}@carrier', and no spaces, commas, quotes or brackets")
         advisors: dict[str, Advisor] = {}
-        for adv_id, entry in _get(cfg, "advisors", Mapping, {}).items():
-            if not isinstance(entry, Mapping) or not _NAME.match(str(adv_id)):
-                raise MobileConfigError(f"plugins.mobile_ons.advisors.{adv_id} must be a table (mobile, pin_hash)")
-            pin_hash = entry.get("pin_hash")
-            if not isinstance(pin_hash, str) or not is_pin_hash(pin_hash):
-                raise MobileConfigError(f"plugins.mobile_ons.advisors.{adv_id}.pin_hash must be an argon2id hash "
+        for adv_id, entry in o.advisors.items():
+            if not _NAME.match(adv_id):
+                raise MobileConfigError(f"{WHERE}.advisors.{adv_id} is not an advisor id (letters, digits, '_.-')")
+            if not is_pin_hash(entry.pin_hash):
+                raise MobileConfigError(f"{WHERE}.advisors.{adv_id}.pin_hash must be an argon2id hash "
                                         "(make one with 'cf mobile hash-pin')")
-            mobile = entry.get("mobile")
-            if mobile is not None and (not isinstance(mobile, str) or not _E164.match(mobile)):
-                raise MobileConfigError(f"plugins.mobile_ons.advisors.{adv_id}.mobile must be E.164 (+491701234567)")
-            advisors[str(adv_id)] = Advisor(advisor_id=str(adv_id), mobile=mobile, pin_hash=pin_hash)
-        ann = _get(cfg, "announcement", Mapping, required=True)
-        try:
-            announcement = Announcement(id=str(ann["id"]), version=str(ann["version"]), media=str(ann["media"]),
-                                        sha256=str(ann["sha256"]).lower())
-        except KeyError as exc:
-            raise MobileConfigError(f"plugins.mobile_ons.announcement.{exc.args[0]} is required") from None
+            if entry.mobile is not None and not _E164.match(entry.mobile):
+                raise MobileConfigError(f"{WHERE}.advisors.{adv_id}.mobile must be E.164 (+491701234567)")
+            advisors[adv_id] = Advisor(advisor_id=adv_id, mobile=entry.mobile, pin_hash=entry.pin_hash)
+        ann = o.announcement
+        announcement = Announcement(id=ann.id, version=ann.version, media=ann.media, sha256=ann.sha256.lower())
         if not re.fullmatch(r"[0-9a-f]{64}", announcement.sha256):
-            raise MobileConfigError("plugins.mobile_ons.announcement.sha256 must be the SHA-256 (hex) of the sound file")
+            raise MobileConfigError(f"{WHERE}.announcement.sha256 must be the SHA-256 (hex) of the sound file")
         if not re.fullmatch(r"sound:[A-Za-z0-9_/.-]{1,120}", announcement.media) or ".." in announcement.media:
-            raise MobileConfigError("plugins.mobile_ons.announcement.media must be 'sound:<name>'")
-        caller_id = _get(cfg, "caller_id", str)
-        if caller_id is not None and not _E164.match(caller_id):
-            raise MobileConfigError("plugins.mobile_ons.caller_id must be E.164")
+            raise MobileConfigError(f"{WHERE}.announcement.media must be 'sound:<name>'")
+        if o.caller_id is not None and not _E164.match(o.caller_id):
+            raise MobileConfigError(f"{WHERE}.caller_id must be E.164")
         try:
-            numbers = NumberPolicy(country_code=_get(cfg, "country_code", str, "49"),
-                                   allowed=tuple(_get(cfg, "allowed_prefixes", list, list(DEFAULT_ALLOWED))),
-                                   blocked=tuple(_get(cfg, "blocked_prefixes", list, list(DEFAULT_BLOCKED))))
+            numbers = NumberPolicy(country_code=o.country_code, allowed=tuple(o.allowed_prefixes),
+                                   blocked=tuple(o.blocked_prefixes))
         except ValueError as exc:
-            raise MobileConfigError(f"plugins.mobile_ons: {exc}") from None
-        unrecorded = _get(cfg, "unrecorded", str, "hangup")
-        if unrecorded not in ("hangup", "continue"):
-            raise MobileConfigError("plugins.mobile_ons.unrecorded must be 'hangup' or 'continue'")
+            raise MobileConfigError(f"{WHERE}: {exc}") from None
+        if o.unrecorded not in ("hangup", "continue"):
+            raise MobileConfigError(f"{WHERE}.unrecorded must be 'hangup' or 'continue'")
         return cls(
-            name=_get(cfg, "name", str, "mobile"),
-            ari_url=_get(cfg, "ari_url", str, required=True),
-            ari_username=_get(cfg, "ari_username", str, required=True),
-            ari_password=str(_get(cfg, "ari_password", str, required=True)),
-            app=app, dial_endpoint=endpoint, caller_id=caller_id,
-            dial_timeout=_get(cfg, "dial_timeout", int, 30),
-            advisors=advisors, numbers=numbers,
-            daily_cap=_get(cfg, "daily_cap", int, 20),
-            unrecorded=unrecorded,
-            opt_in_digit=_get(cfg, "opt_in_digit", str, "1"),
-            decline_digit=_get(cfg, "decline_digit", str, "2"),
-            input_timeout=_get(cfg, "input_timeout", float, 20.0),
-            optin_timeout=_get(cfg, "optin_timeout", float, 20.0),
-            lockout_failures=_get(cfg, "lockout_failures", int, 6),
-            lockout_seconds=_get(cfg, "lockout_seconds", float, 3600.0),
-            announcement=announcement,
-            finish_timeout=_get(cfg, "finish_timeout", float, 10.0),
-            site=_get(cfg, "site", str),
+            name=o.name, ari_url=o.ari_url, ari_username=o.ari_username, ari_password=str(o.ari_password),
+            app=o.app, dial_endpoint=endpoint, caller_id=o.caller_id, dial_timeout=o.dial_timeout,
+            advisors=advisors, numbers=numbers, daily_cap=o.daily_cap, unrecorded=o.unrecorded,
+            opt_in_digit=o.opt_in_digit, decline_digit=o.decline_digit, input_timeout=o.input_timeout,
+            optin_timeout=o.optin_timeout, lockout_failures=o.lockout_failures, lockout_seconds=o.lockout_seconds,
+            announcement=announcement, finish_timeout=o.finish_timeout, site=o.site,
         )

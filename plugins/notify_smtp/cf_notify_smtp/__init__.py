@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import smtplib
 import ssl
-from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -40,11 +39,14 @@ from hookspecs.types import Alert, NotifierType, PluginContext
 
 @attrs.frozen(kw_only=True)
 class SmtpOptions:
-    """``[notify.<name>] type = "smtp"``; the core builds it and refuses unknown keys."""
+    """``[notify.<name>] type = "smtp"``; the core builds it with ``hookspecs.parse_options``
+    (unknown keys, wrong types, a password in clear refused with the key named) and these checks
+    run as the object is built, so a wrong section stops ``cf doctor`` and start-up, not a send."""
 
-    host: str
-    sender: str
-    recipients: list[str] | str
+    host: str = attrs.field(validator=lambda _i, _a, v: _required("host", v))
+    sender: str = attrs.field(validator=lambda _i, _a, v: _required("sender", v))
+    recipients: list[str] | str = attrs.field(
+        validator=lambda _i, _a, v: _required("recipients (a list of addresses)", v))
     port: int | None = None
     starttls: bool = False
     tls: bool = False
@@ -57,8 +59,27 @@ class SmtpOptions:
     allow_plaintext_auth: bool = False
     local_hostname: str | None = None
 
+    def __attrs_post_init__(self) -> None:
+        if self.starttls and self.tls:
+            raise ValueError("choose either starttls or tls, not both")
+        if bool(self.username) != bool(self.password):
+            raise ValueError("username and password go together")
+        if self.username and not (self.starttls or self.tls) and not self.allow_plaintext_auth:
+            raise ValueError("authentication without starttls or tls would send the password in clear "
+                             "(set starttls = true, or allow_plaintext_auth = true on a trusted network)")
 
-_KNOWN = {f.name for f in attrs.fields(SmtpOptions)}
+    @property
+    def effective_port(self) -> int:
+        return self.port or (465 if self.tls else 587 if self.starttls else 25)
+
+    @property
+    def recipient_list(self) -> list[str]:
+        return [self.recipients] if isinstance(self.recipients, str) else list(self.recipients)
+
+
+def _required(what: str, value: object) -> None:
+    if not value:
+        raise ValueError(f"{what} is required")
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:
@@ -87,39 +108,20 @@ def render_text(alert: Alert) -> str:
 
 
 class SmtpNotifier:
-    def __init__(self, name: str, options: Mapping[str, Any], ctx: PluginContext) -> None:
-        unknown = sorted(set(options) - _KNOWN)
-        if unknown:
-            raise ValueError(f"unknown option '{unknown[0]}' (choose one of: {', '.join(sorted(_KNOWN))})")
+    def __init__(self, name: str, options: SmtpOptions, ctx: PluginContext) -> None:
         self.name = name
         self._clock = ctx.clock
-        self.host = str(options.get("host") or "")
-        if not self.host:
-            raise ValueError("host is required")
-        self.starttls = bool(options.get("starttls", False))
-        self.tls = bool(options.get("tls", False))
-        if self.starttls and self.tls:
-            raise ValueError("choose either starttls or tls, not both")
-        self.port = int(options.get("port") or (465 if self.tls else 587 if self.starttls else 25))
-        self.username = options.get("username")
-        self.password = options.get("password")
-        if bool(self.username) != bool(self.password):
-            raise ValueError("username and password go together")
-        if self.username and not (self.starttls or self.tls) and not options.get("allow_plaintext_auth", False):
-            raise ValueError("authentication without starttls or tls would send the password in clear "
-                             "(set starttls = true, or allow_plaintext_auth = true on a trusted network)")
-        self.sender = str(options.get("sender") or "")
-        if not self.sender:
-            raise ValueError("sender is required")
-        recipients = options.get("recipients") or []
-        self.recipients = [recipients] if isinstance(recipients, str) else [str(r) for r in recipients]
-        if not self.recipients:
-            raise ValueError("recipients is required (a list of addresses)")
-        self.timeout = float(options.get("timeout", 30))
-        self.subject_prefix = str(options.get("subject_prefix", "[CallFort]"))
-        self.local_hostname = options.get("local_hostname")
-        self._ssl = ssl.create_default_context(cafile=options.get("cafile") or None)
-        if options.get("verify", True) is False:
+        self.host = options.host
+        self.starttls, self.tls = options.starttls, options.tls
+        self.port = options.effective_port
+        self.username, self.password = options.username, options.password
+        self.sender = options.sender
+        self.recipients = options.recipient_list
+        self.timeout = options.timeout
+        self.subject_prefix = options.subject_prefix
+        self.local_hostname = options.local_hostname
+        self._ssl = ssl.create_default_context(cafile=options.cafile or None)
+        if not options.verify:
             self._ssl.check_hostname = False
             self._ssl.verify_mode = ssl.CERT_NONE
 
@@ -158,7 +160,7 @@ class SmtpNotifier:
 
 
 def create(options: SmtpOptions, ctx: PluginContext) -> SmtpNotifier:
-    return SmtpNotifier(ctx.name, {k: v for k, v in attrs.asdict(options, recurse=False).items() if v is not None}, ctx)
+    return SmtpNotifier(ctx.name, options, ctx)
 
 
 @hookimpl

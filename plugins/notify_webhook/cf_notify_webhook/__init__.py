@@ -30,8 +30,6 @@ import hashlib
 import hmac
 import json
 import ssl
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -46,18 +44,27 @@ ALERT_HEADER = "X-CallFort-Alert-Id"
 MIN_SECRET = 16
 
 
+def _http_url(_inst: object, _attr: object, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("url must be an http:// or https:// URL")
+
+
+def _long_secret(_inst: object, _attr: object, value: str) -> None:
+    if len(value) < MIN_SECRET:
+        raise ValueError(f"secret must have at least {MIN_SECRET} characters")
+
+
 @attrs.frozen(kw_only=True)
 class WebhookOptions:
-    """``[notify.<name>] type = "webhook"``; the core builds it and refuses unknown keys."""
+    """``[notify.<name>] type = "webhook"``; the core builds it with ``hookspecs.parse_options``
+    (unknown keys, wrong types, a secret in clear refused with the key named)."""
 
-    url: str
-    secret: Secret = attrs.field(repr=False)
+    url: str = attrs.field(validator=_http_url)
+    secret: Secret = attrs.field(repr=False, validator=_long_secret)
     timeout: float = 10.0
     cafile: str | None = None
     verify: bool = True
-
-
-_KNOWN = {f.name for f in attrs.fields(WebhookOptions)}
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -86,28 +93,17 @@ def body_for(alert: Alert) -> bytes:
 
 
 class WebhookNotifier:
-    def __init__(self, name: str, options: Mapping[str, Any], ctx: PluginContext) -> None:
-        unknown = sorted(set(options) - _KNOWN)
-        if unknown:
-            raise ValueError(f"unknown option '{unknown[0]}' (choose one of: {', '.join(sorted(_KNOWN))})")
+    def __init__(self, name: str, options: WebhookOptions, ctx: PluginContext) -> None:
         self.name = name
         self._clock = ctx.clock
-        self.url = str(options.get("url") or "")
+        self.url = options.url
         parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("url must be an http:// or https:// URL")
         self._where = f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
-        secret = options.get("secret")
-        if not isinstance(secret, str) or len(secret) < MIN_SECRET:
-            raise ValueError(f"secret is required and must have at least {MIN_SECRET} characters "
-                             "(write it as { env = \"NAME\" } or { file = \"path\" })")
-        self._secret = secret.encode()
-        self.timeout = float(options.get("timeout", 10))
-        verify: bool | ssl.SSLContext = True
-        if options.get("cafile"):
-            verify = ssl.create_default_context(cafile=str(options["cafile"]))
-        elif options.get("verify", True) is False:
-            verify = False
+        self._secret = options.secret.encode()
+        self.timeout = options.timeout
+        verify: bool | ssl.SSLContext = options.verify
+        if options.cafile:
+            verify = ssl.create_default_context(cafile=options.cafile)
         self._verify = verify
 
     def __repr__(self) -> str:  # never show the secret
@@ -134,8 +130,7 @@ class WebhookNotifier:
 
 
 def create(options: WebhookOptions, ctx: PluginContext) -> WebhookNotifier:
-    return WebhookNotifier(ctx.name, {k: v for k, v in attrs.asdict(options, recurse=False).items() if v is not None},
-                           ctx)
+    return WebhookNotifier(ctx.name, options, ctx)
 
 
 @hookimpl

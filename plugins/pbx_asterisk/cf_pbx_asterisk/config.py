@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,24 +32,58 @@ from typing import Any
 
 import attrs
 
+from hookspecs.options import OptionsError, Secret, parse_options
+
+WHERE = "plugins.pbx_asterisk"
+
 
 class AsteriskConfigError(ValueError):
     """The plugin section is incomplete or wrong; the message names the key."""
 
 
-def _get(cfg: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None,
-         required: bool = False) -> Any:
-    if key not in cfg:
-        if required:
-            raise AsteriskConfigError(f"plugins.pbx_asterisk.{key} is required")
-        return default
-    value = cfg[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise AsteriskConfigError(f"plugins.pbx_asterisk.{key} must be {name}, got {type(value).__name__}")
-    return value
+@attrs.frozen(kw_only=True)
+class AsteriskOptions:
+    """``[plugins.pbx_asterisk]`` as written, typed; the core builds it with
+    ``hookspecs.parse_options`` (unknown keys, wrong types and secrets in clear refused with the
+    key named). ``AsteriskSettings.from_options`` adds what depends on several keys."""
+
+    name: str = "asterisk"
+    #: without a host the plugin is installed but idle
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    secret: Secret | None = attrs.field(default=None, repr=False)
+    md5: bool = False
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_verify: bool = True
+    tls_server_name: str | None = None
+    advisors: Mapping[str, str] = attrs.field(factory=dict)
+    monitor_dir: str = "/var/spool/asterisk/monitor/callfort"
+    recordings_dir: Path | None = None
+    sftp_host: str | None = None
+    sftp_port: int = 22
+    sftp_username: str | None = None
+    sftp_password: Secret | None = attrs.field(default=None, repr=False)
+    sftp_key: Path | None = None
+    sftp_known_hosts: Path | None = None
+    sftp_dir: str | None = None
+    record_internal: bool = False
+    done_marker: bool = False
+    settle_seconds: float = 2.0
+    pickup_timeout: float = 120.0
+    ping_interval: float = 20.0
+    action_timeout: float = 10.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    retry_seconds: float = 10.0
+    max_message: int = 64 * 1024
+    #: Bytes Asterisk may hold unflushed per file (its stdio buffer): glibc uses the file system's
+    #: block size up to BUFSIZ = 8192, musl 1024. The default covers both.
+    write_buffer: int = 8192
+    site: str | None = None
+    advisor_variable: str | None = None
+    ons_advisors: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen(kw_only=True)
@@ -92,72 +127,58 @@ class AsteriskSettings:
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> AsteriskSettings:
-        advisors = _get(cfg, "advisors", Mapping, {})
-        for k, v in advisors.items():
-            if not isinstance(v, str) or not v.strip():
-                raise AsteriskConfigError(f"plugins.pbx_asterisk.advisors.{k!r} must be an advisor id (string)")
-        tls = _get(cfg, "tls", bool, False)
-        monitor_dir = _get(cfg, "monitor_dir", str, "/var/spool/asterisk/monitor/callfort").rstrip("/")
+        """Settings from a section as a mapping (what ``[plugins.pbx_asterisk]`` holds)."""
+        try:
+            return cls.from_options(parse_options(AsteriskOptions, cfg, where=WHERE))
+        except OptionsError as exc:
+            raise AsteriskConfigError(str(exc)) from None
+
+    @classmethod
+    def from_options(cls, o: AsteriskOptions) -> AsteriskSettings:
+        """The checks that involve several keys or a value's form; each message names the key."""
+        for k, v in o.advisors.items():
+            if not v.strip():
+                raise AsteriskConfigError(f"{WHERE}.advisors.{k!r} must be an advisor id (string)")
+        for key in ("host", "username", "secret"):
+            if not getattr(o, key):
+                raise AsteriskConfigError(f"{WHERE}.{key} is required")
+        assert o.host and o.username and o.secret
+        monitor_dir = o.monitor_dir.rstrip("/")
         if not monitor_dir.startswith("/"):
-            raise AsteriskConfigError("plugins.pbx_asterisk.monitor_dir must be an absolute path (as Asterisk sees it)")
+            raise AsteriskConfigError(f"{WHERE}.monitor_dir must be an absolute path (as Asterisk sees it)")
         if any(c in monitor_dir for c in "(),|'\"\\\r\n"):
-            raise AsteriskConfigError("plugins.pbx_asterisk.monitor_dir must not contain ( ) , | quotes, "
+            raise AsteriskConfigError(f"{WHERE}.monitor_dir must not contain ( ) , | quotes, "
                                       "backslashes or line breaks")
-        recordings_dir = _get(cfg, "recordings_dir", str)
-        sftp_host = _get(cfg, "sftp_host", str)
-        if recordings_dir and sftp_host:
-            raise AsteriskConfigError("set either plugins.pbx_asterisk.recordings_dir or sftp_host, not both")
-        if not recordings_dir and not sftp_host:
+        if o.recordings_dir and o.sftp_host:
+            raise AsteriskConfigError(f"set either {WHERE}.recordings_dir or sftp_host, not both")
+        if not o.recordings_dir and not o.sftp_host:
             raise AsteriskConfigError(
-                "plugins.pbx_asterisk needs recordings_dir (a directory shared with Asterisk) or sftp_host "
+                f"{WHERE} needs recordings_dir (a directory shared with Asterisk) or sftp_host "
                 "(pick the files up over SFTP)")
-        sftp_username = _get(cfg, "sftp_username", str)
-        sftp_key = _get(cfg, "sftp_key", str)
-        sftp_password = _get(cfg, "sftp_password", str)
-        sftp_known_hosts = _get(cfg, "sftp_known_hosts", str)
-        if sftp_host:
-            if not sftp_username:
-                raise AsteriskConfigError("plugins.pbx_asterisk.sftp_username is required with sftp_host")
-            if not (sftp_key or sftp_password):
-                raise AsteriskConfigError("plugins.pbx_asterisk.sftp_key or sftp_password is required with sftp_host")
-            if not sftp_known_hosts:
+        if o.sftp_host:
+            if not o.sftp_username:
+                raise AsteriskConfigError(f"{WHERE}.sftp_username is required with sftp_host")
+            if not (o.sftp_key or o.sftp_password):
+                raise AsteriskConfigError(f"{WHERE}.sftp_key or sftp_password is required with sftp_host")
+            if not o.sftp_known_hosts:
                 raise AsteriskConfigError(
-                    "plugins.pbx_asterisk.sftp_known_hosts is required with sftp_host (the Asterisk host's SSH key)")
+                    f"{WHERE}.sftp_known_hosts is required with sftp_host (the Asterisk host's SSH key)")
+        if o.advisor_variable is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", o.advisor_variable):
+            raise AsteriskConfigError(f"{WHERE}.advisor_variable must be a channel variable name (letters, digits, '_')")
+        if not 0 <= o.write_buffer <= 1 << 20:
+            raise AsteriskConfigError(f"{WHERE}.write_buffer must be between 0 and 1048576 bytes")
         return cls(
-            name=_get(cfg, "name", str, "asterisk"),
-            host=_get(cfg, "host", str, required=True),
-            port=_get(cfg, "port", int, 5039 if tls else 5038),
-            username=_get(cfg, "username", str, required=True),
-            secret=_get(cfg, "secret", str, required=True),  # the core's Secret keeps its repr masked
-            md5=_get(cfg, "md5", bool, False),
-            tls=tls,
-            tls_ca=Path(cfg["tls_ca"]) if _get(cfg, "tls_ca", str) else None,
-            tls_verify=_get(cfg, "tls_verify", bool, True),
-            tls_server_name=_get(cfg, "tls_server_name", str),
-            advisors=dict(advisors),
-            monitor_dir=monitor_dir,
-            recordings_dir=Path(recordings_dir) if recordings_dir else None,
-            sftp_host=sftp_host,
-            sftp_port=_get(cfg, "sftp_port", int, 22),
-            sftp_username=sftp_username,
-            sftp_password=str(sftp_password) if sftp_password else None,
-            sftp_key=Path(sftp_key) if sftp_key else None,
-            sftp_known_hosts=Path(sftp_known_hosts) if sftp_known_hosts else None,
-            sftp_dir=_get(cfg, "sftp_dir", str, monitor_dir).rstrip("/") or "/",
-            record_internal=_get(cfg, "record_internal", bool, False),
-            done_marker=_get(cfg, "done_marker", bool, False),
-            settle_seconds=_get(cfg, "settle_seconds", float, 2.0),
-            pickup_timeout=_get(cfg, "pickup_timeout", float, 120.0),
-            ping_interval=_get(cfg, "ping_interval", float, 20.0),
-            action_timeout=_get(cfg, "action_timeout", float, 10.0),
-            reconnect_min=_get(cfg, "reconnect_min", float, 0.5),
-            reconnect_max=_get(cfg, "reconnect_max", float, 30.0),
-            retry_seconds=_get(cfg, "retry_seconds", float, 10.0),
-            max_message=_get(cfg, "max_message", int, 64 * 1024),
-            write_buffer=_write_buffer(cfg),
-            site=_get(cfg, "site", str),
-            advisor_variable=_advisor_variable(cfg),
-            ons_advisors=frozenset(str(a) for a in _get(cfg, "ons_advisors", list, [])),
+            name=o.name, host=o.host, port=o.port if o.port is not None else 5039 if o.tls else 5038,
+            username=o.username, secret=o.secret, md5=o.md5, tls=o.tls, tls_ca=o.tls_ca, tls_verify=o.tls_verify,
+            tls_server_name=o.tls_server_name, advisors=dict(o.advisors), monitor_dir=monitor_dir,
+            recordings_dir=o.recordings_dir, sftp_host=o.sftp_host, sftp_port=o.sftp_port,
+            sftp_username=o.sftp_username, sftp_password=o.sftp_password, sftp_key=o.sftp_key,
+            sftp_known_hosts=o.sftp_known_hosts, sftp_dir=(o.sftp_dir or monitor_dir).rstrip("/") or "/",
+            record_internal=o.record_internal, done_marker=o.done_marker, settle_seconds=o.settle_seconds,
+            pickup_timeout=o.pickup_timeout, ping_interval=o.ping_interval, action_timeout=o.action_timeout,
+            reconnect_min=o.reconnect_min, reconnect_max=o.reconnect_max, retry_seconds=o.retry_seconds,
+            max_message=o.max_message, write_buffer=o.write_buffer, site=o.site,
+            advisor_variable=o.advisor_variable, ons_advisors=frozenset(o.ons_advisors),
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -183,25 +204,6 @@ class AsteriskSettings:
             return self.advisors[endpoint]
         resource = endpoint.split("/", 1)[-1]
         return self.advisors.get(resource)
-
-
-def _advisor_variable(cfg: Mapping[str, Any]) -> str | None:
-    import re
-
-    value = _get(cfg, "advisor_variable", str)
-    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
-        raise AsteriskConfigError("plugins.pbx_asterisk.advisor_variable must be a channel variable name "
-                                  "(letters, digits, '_')")
-    return value
-
-
-def _write_buffer(cfg: Mapping[str, Any]) -> int:
-    """Bytes Asterisk may hold unflushed per file (its stdio buffer): glibc uses the file system's
-    block size up to BUFSIZ = 8192, musl 1024. The default covers both."""
-    value = _get(cfg, "write_buffer", int, 8192)
-    if not 0 <= value <= 1 << 20:
-        raise AsteriskConfigError("plugins.pbx_asterisk.write_buffer must be between 0 and 1048576 bytes")
-    return int(value)
 
 
 def endpoint_of(channel_name: str) -> str:

@@ -6,26 +6,23 @@ Configured by ``[plugins.pbx_siprec]`` (see ``cf_pbx_siprec.config`` and docs/si
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from hookspecs import hookimpl
 from hookspecs.types import CaptureSource, CaptureSourceType, PluginContext
 
-from .config import SiprecConfigError, SiprecSettings
+from .config import SiprecConfigError, SiprecOptions, SiprecSettings
 
-__all__ = ["SiprecConfigError", "SiprecSettings", "cf_capture_sources"]
+__all__ = ["SiprecConfigError", "SiprecOptions", "SiprecSettings", "cf_capture_sources"]
 
 
-def create_sources(options: Mapping[str, Any], ctx: PluginContext) -> list[CaptureSource]:
-    if not options.get("src"):
+def create_sources(options: SiprecOptions, ctx: PluginContext) -> list[CaptureSource]:
+    if not options.src:
         return []
     from .server import SiprecSource
 
-    return [SiprecSource(SiprecSettings.from_mapping(options), clock=ctx.clock)]
+    return [SiprecSource(SiprecSettings.from_options(options), clock=ctx.clock)]
 
 
 @hookimpl
 def cf_capture_sources() -> list[CaptureSourceType]:
-    return [CaptureSourceType(name="siprec", create=create_sources,
+    return [CaptureSourceType(name="siprec", create=create_sources, options=SiprecOptions,
                               description="SIPREC recording sessions from an SBC (RFC 7866)")]

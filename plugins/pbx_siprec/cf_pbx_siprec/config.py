@@ -32,9 +32,46 @@ from typing import Any
 
 import attrs
 
+from hookspecs.options import OptionsError, parse_options
+
+WHERE = "plugins.pbx_siprec"
+
 
 class SiprecConfigError(ValueError):
     """A setting of [plugins.pbx_siprec] is wrong; the message says which."""
+
+
+@attrs.frozen(kw_only=True)
+class SrcOptions:
+    """One ``[[plugins.pbx_siprec.src]]``: a recording client (SBC) allowed to connect."""
+
+    name: str = "src"
+    addresses: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen(kw_only=True)
+class SiprecOptions:
+    """``[plugins.pbx_siprec]`` as written, typed; the core builds it with
+    ``hookspecs.parse_options`` (unknown keys and wrong types refused with the key named).
+    ``SiprecSettings.from_options`` adds the checks of each value's form."""
+
+    name: str = "siprec"
+    listen: str = "0.0.0.0"  # noqa: S104 - a recorder listens for its SBCs
+    advertise: str | None = None
+    sip_port: int = 5060
+    transports: list[str] = attrs.field(factory=lambda: ["udp", "tcp"])
+    rtp_ports: list[int] = attrs.field(factory=lambda: [40000, 40999])
+    session_expires: int = 1800
+    max_body: int = 65536
+    #: without an entry the plugin is installed but idle
+    src: list[SrcOptions] = attrs.field(factory=list)
+    advisors: Mapping[str, str] = attrs.field(factory=dict)
+    backlog_seconds: float = 10.0
+    tls_port: int = 5061
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    tls_require_client_cert: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -78,40 +115,47 @@ class SiprecSettings:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> SiprecSettings:
+        """Settings from a section as a mapping (what ``[plugins.pbx_siprec]`` holds)."""
         try:
-            srcs = []
-            for e in m.get("src") or []:
-                nets = tuple(ipaddress.ip_network(a, strict=False) for a in e.get("addresses") or [])
-                if not nets:
-                    raise SiprecConfigError(f"src {e.get('name')!r} has no addresses")
-                srcs.append(SrcEntry(name=str(e.get("name") or "src"), networks=nets))
-            rng = m.get("rtp_ports") or [40000, 40999]
-            lo, hi = int(rng[0]), int(rng[1])
-            if lo < 1024 or hi > 65535 or hi - lo < 3:
-                raise SiprecConfigError("rtp_ports must be a range [low, high] within 1024..65535")
-            transports = tuple(str(t).lower() for t in m.get("transports") or ("udp", "tcp"))
-            bad = [t for t in transports if t not in ("udp", "tcp", "tls")]
-            if bad:
-                raise SiprecConfigError(f"transport {bad[0]!r} is not available (choose udp, tcp, tls)")
-            tls = {k: (str(m[k]) if m.get(k) else None) for k in ("tls_cert", "tls_key", "tls_client_ca")}
-            require_cc = bool(m.get("tls_require_client_cert", False))
-            if "tls" in transports:
-                _check_tls_files(tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"], require_cc)
-            listen = str(m.get("listen") or "0.0.0.0")  # noqa: S104
-            advertise = str(m.get("advertise") or (listen if listen not in ("0.0.0.0", "::") else "127.0.0.1"))
+            return cls.from_options(parse_options(SiprecOptions, m, where=WHERE))
+        except OptionsError as exc:
+            raise SiprecConfigError(str(exc)) from None
+
+    @classmethod
+    def from_options(cls, o: SiprecOptions) -> SiprecSettings:
+        """The checks of each value's form and of keys that go together; each message names the key."""
+        srcs = []
+        for i, e in enumerate(o.src):
+            try:
+                nets = tuple(ipaddress.ip_network(a, strict=False) for a in e.addresses)
+            except ValueError as exc:
+                raise SiprecConfigError(f"{WHERE}.src[{i}].addresses: {exc}") from None
+            if not nets:
+                raise SiprecConfigError(f"{WHERE}.src[{i}] ({e.name!r}) has no addresses")
+            srcs.append(SrcEntry(name=e.name or "src", networks=nets))
+        if len(o.rtp_ports) != 2:
+            raise SiprecConfigError(f"{WHERE}.rtp_ports must be a range [low, high]")
+        lo, hi = o.rtp_ports
+        if lo < 1024 or hi > 65535 or hi - lo < 3:
+            raise SiprecConfigError(f"{WHERE}.rtp_ports must be a range [low, high] within 1024..65535")
+        transports = tuple(t.lower() for t in o.transports) or ("udp", "tcp")
+        bad = [t for t in transports if t not in ("udp", "tcp", "tls")]
+        if bad:
+            raise SiprecConfigError(f"{WHERE}.transports: {bad[0]!r} is not available (choose udp, tcp, tls)")
+        if "tls" in transports:
+            _check_tls_files(o.tls_cert, o.tls_key, o.tls_client_ca, o.tls_require_client_cert)
+        advertise = o.advertise or (o.listen if o.listen not in ("0.0.0.0", "::") else "127.0.0.1")  # noqa: S104
+        try:
             ipaddress.ip_address(advertise)
-            advisors = {normalise_aor(str(k)): str(v) for k, v in (m.get("advisors") or {}).items()}
-            return cls(name=str(m.get("name") or "siprec"), listen=listen, advertise=advertise,
-                       sip_port=int(m.get("sip_port", 5060)), transports=transports, rtp_min=lo + (lo % 2),
-                       rtp_max=hi, session_expires=int(m.get("session_expires", 1800)),
-                       max_body=int(m.get("max_body", 65536)), srcs=tuple(srcs), advisors=advisors,
-                       backlog_seconds=float(m.get("backlog_seconds", 10.0)),
-                       tls_port=int(m.get("tls_port", 5061)), tls_cert=tls["tls_cert"], tls_key=tls["tls_key"],
-                       tls_client_ca=tls["tls_client_ca"], tls_require_client_cert=require_cc)
-        except SiprecConfigError:
-            raise
-        except (TypeError, ValueError, KeyError, IndexError) as exc:
-            raise SiprecConfigError(f"[plugins.pbx_siprec] is invalid: {exc}") from exc
+        except ValueError:
+            raise SiprecConfigError(f"{WHERE}.advertise must be an IP address, got {advertise!r}") from None
+        return cls(name=o.name or "siprec", listen=o.listen, advertise=advertise, sip_port=o.sip_port,
+                   transports=transports, rtp_min=lo + (lo % 2), rtp_max=hi, session_expires=o.session_expires,
+                   max_body=o.max_body, srcs=tuple(srcs),
+                   advisors={normalise_aor(k): v for k, v in o.advisors.items()},
+                   backlog_seconds=o.backlog_seconds, tls_port=o.tls_port, tls_cert=o.tls_cert or None,
+                   tls_key=o.tls_key or None, tls_client_ca=o.tls_client_ca or None,
+                   tls_require_client_cert=o.tls_require_client_cert)
 
     def tls_context(self) -> ssl.SSLContext:
         """The server side of SIP over TLS: TLS 1.2 or later, our certificate chain, and client

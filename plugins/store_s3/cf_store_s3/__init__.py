@@ -16,18 +16,17 @@ See docs/storage.md for every option.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hookspecs import hookimpl
 from hookspecs.types import PluginContext, StoreType
 
-from .options import S3Options, parse_options
+from .options import S3Options
 
 if TYPE_CHECKING:
     from .store import S3Store
 
-__all__ = ["S3Options", "S3Store", "create_store", "parse_options"]
+__all__ = ["S3Options", "S3Store", "create_store"]
 
 
 def __getattr__(name: str) -> Any:
@@ -40,16 +39,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def create_store(options: Mapping[str, Any], ctx: PluginContext) -> S3Store:
+def create_store(options: S3Options, ctx: PluginContext) -> S3Store:
     """Build the store of a ``[stores.<name>]`` section and check its bucket (``StoreMisconfigured``
     for a bucket without versioning or Object Lock)."""
     from .store import S3Store
 
-    name = str(options.get("name") or ctx.name)
-    return S3Store(name, parse_options(name, options), clock=ctx.clock).start()
+    return S3Store(options.name or ctx.name, options, clock=ctx.clock).start()
 
 
 @hookimpl
 def cf_media_stores() -> list[StoreType]:
-    return [StoreType(name="s3", create=create_store,
+    return [StoreType(name="s3", create=create_store, options=S3Options,
                       description="S3-compatible object storage (AWS, MinIO, Ceph) with Object Lock")]

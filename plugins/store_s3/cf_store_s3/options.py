@@ -6,12 +6,11 @@ Secrets (``access_key``, ``secret_key``, ``session_token``) arrive resolved from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from hookspecs.types import StoreMisconfigured
+from hookspecs import Secret
 
 MiB = 1024 * 1024
 #: S3's smallest part (all but the last); its largest part is 5 GiB.
@@ -24,82 +23,71 @@ DEFAULT_CHUNK = 16 * MiB
 LOCK_MODES = {"compliance": "COMPLIANCE", "governance": "GOVERNANCE"}
 
 
+def _lock_mode(value: str) -> str:
+    mode = LOCK_MODES.get(value.lower()) or (value if value in LOCK_MODES.values() else None)
+    if mode is None:
+        raise ValueError(f"lock_mode must be compliance or governance, not '{value}'")
+    return mode
+
+
+def _prefix(value: str) -> str:
+    return value + "/" if value and not value.endswith("/") else value
+
+
+def _one_of(*choices: str) -> Any:
+    def check(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{attr.name} must be {', '.join(choices[:-1])} or {choices[-1]}")
+    return check
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attr.name} must be a positive number of seconds")
+
+
+def _part(_inst: object, attr: attrs.Attribute[Any], value: int) -> None:
+    if not MIN_PART <= value <= MAX_PART:
+        raise ValueError(f"{attr.name} must be between 5 MiB and 5 GiB ({MIN_PART}..{MAX_PART})")
+
+
 @attrs.frozen(kw_only=True)
 class S3Options:
-    bucket: str
+    """``[stores.<name>]`` with ``type = "s3"``; the core builds it with ``hookspecs.parse_options``
+    (unknown keys, wrong types and secrets in clear refused with the key named) and these checks
+    run as it is built. No message carries a value of a secret."""
+
+    bucket: str = attrs.field(validator=lambda _i, _a, v: _require_bucket(v))
+    #: the store's name in messages (default: the section's name)
+    name: str | None = None
     endpoint_url: str | None = None
     region: str = "us-east-1"
-    access_key: str | None = attrs.field(default=None, repr=False)
-    secret_key: str | None = attrs.field(default=None, repr=False)
-    session_token: str | None = attrs.field(default=None, repr=False)
-    prefix: str = ""
-    lock_mode: str = "COMPLIANCE"
+    access_key: Secret | None = attrs.field(default=None, repr=False)
+    secret_key: Secret | None = attrs.field(default=None, repr=False)
+    session_token: Secret | None = attrs.field(default=None, repr=False)
+    prefix: str = attrs.field(default="", converter=_prefix)
+    lock_mode: str = attrs.field(default="COMPLIANCE", converter=_lock_mode)
     multipart_threshold: int = DEFAULT_THRESHOLD
-    multipart_chunk: int = DEFAULT_CHUNK
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
+    multipart_chunk: int = attrs.field(default=DEFAULT_CHUNK, validator=_part)
+    connect_timeout: float = attrs.field(default=5.0, validator=_positive)
+    read_timeout: float = attrs.field(default=60.0, validator=_positive)
     retries: int = 4
-    addressing_style: str = "path"
+    addressing_style: str = attrs.field(default="path", validator=_one_of("path", "virtual", "auto"))
     ca_bundle: str | None = None
     #: ``auto``: send ``If-None-Match: *`` and stop sending it if the server answers 501.
-    conditional_put: str = "auto"
+    conditional_put: str = attrs.field(default="auto", validator=_one_of("auto", "always", "never"))
     max_pool_connections: int = 10
 
+    def __attrs_post_init__(self) -> None:
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("give both access_key and secret_key, or neither "
+                             "(then the AWS default chain is used: AWS_ACCESS_KEY_ID, profiles, roles)")
+        if self.multipart_threshold < 1:
+            raise ValueError("multipart_threshold must be at least 1 byte")
+        if self.retries < 0 or self.max_pool_connections < 1:
+            raise ValueError("retries must be >= 0 and max_pool_connections >= 1")
 
-_STRINGS = ("bucket", "endpoint_url", "region", "access_key", "secret_key", "session_token", "prefix",
-            "lock_mode", "addressing_style", "ca_bundle", "conditional_put")
-_INTS = ("multipart_threshold", "multipart_chunk", "retries", "max_pool_connections")
-_FLOATS = ("connect_timeout", "read_timeout")
-#: Keys the core may leave in the section it hands over.
-_IGNORED = ("type", "name")
 
-
-def parse_options(store: str, raw: Mapping[str, Any]) -> S3Options:
-    """Validate a config section; every error names the store and the option, never its value."""
-    where = f"[stores.{store}]"
-    known = set(_STRINGS) | set(_INTS) | set(_FLOATS)
-    unknown = sorted(set(raw) - known - set(_IGNORED))
-    if unknown:
-        raise StoreMisconfigured(f"{where}: unknown option '{unknown[0]}' for type s3 "
-                                 f"(choose from: {', '.join(sorted(known))})")
-    values: dict[str, Any] = {}
-    for key in _STRINGS:
-        if key in raw:
-            if not isinstance(raw[key], str):
-                raise StoreMisconfigured(f"{where}: {key} must be a string")
-            values[key] = raw[key]
-    for key in _INTS:
-        if key in raw:
-            if not isinstance(raw[key], int) or isinstance(raw[key], bool):
-                raise StoreMisconfigured(f"{where}: {key} must be an integer")
-            values[key] = raw[key]
-    for key in _FLOATS:
-        if key in raw:
-            if not isinstance(raw[key], int | float) or isinstance(raw[key], bool) or raw[key] <= 0:
-                raise StoreMisconfigured(f"{where}: {key} must be a positive number of seconds")
-            values[key] = float(raw[key])
-    if not values.get("bucket"):
-        raise StoreMisconfigured(f"{where}: bucket is required for type s3")
-    mode = values.pop("lock_mode", "compliance").lower()
-    if mode not in LOCK_MODES:
-        raise StoreMisconfigured(f"{where}: lock_mode must be compliance or governance, not '{mode}'")
-    values["lock_mode"] = LOCK_MODES[mode]
-    if ("access_key" in values) != ("secret_key" in values):
-        raise StoreMisconfigured(f"{where}: give both access_key and secret_key, or neither "
-                                 "(then the AWS default chain is used: AWS_ACCESS_KEY_ID, profiles, roles)")
-    prefix = values.get("prefix", "")
-    if prefix and not prefix.endswith("/"):
-        values["prefix"] = prefix + "/"
-    if values.get("addressing_style", "path") not in ("path", "virtual", "auto"):
-        raise StoreMisconfigured(f"{where}: addressing_style must be path, virtual or auto")
-    if values.get("conditional_put", "auto") not in ("auto", "always", "never"):
-        raise StoreMisconfigured(f"{where}: conditional_put must be auto, always or never")
-    chunk = values.get("multipart_chunk", DEFAULT_CHUNK)
-    if not MIN_PART <= chunk <= MAX_PART:
-        raise StoreMisconfigured(f"{where}: multipart_chunk must be between 5 MiB and 5 GiB ({MIN_PART}..{MAX_PART})")
-    threshold = values.get("multipart_threshold", DEFAULT_THRESHOLD)
-    if threshold < 1:
-        raise StoreMisconfigured(f"{where}: multipart_threshold must be at least 1 byte")
-    if values.get("retries", 0) < 0 or values.get("max_pool_connections", 1) < 1:
-        raise StoreMisconfigured(f"{where}: retries must be >= 0 and max_pool_connections >= 1")
-    return S3Options(**values)
+def _require_bucket(value: str) -> None:
+    if not value:
+        raise ValueError("bucket is required for type s3")

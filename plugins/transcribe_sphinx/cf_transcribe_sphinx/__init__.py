@@ -25,7 +25,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from hookspecs import hookimpl
+import attrs
+
+from hookspecs import OptionsError, hookimpl, parse_options
 from hookspecs.types import AudioClip, Transcript, TranscriptionUnavailable, TranscriptSegment
 
 ENGINE = "pocketsphinx"
@@ -79,23 +81,50 @@ def upsample(pcm: bytes, rate: int, target: int = MODEL_RATE) -> bytes:
     return out.tobytes()
 
 
-def _model(language: str, settings: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """``()`` for the shipped en-us model, ``(hmm, lm, dict)`` for an operator's, None if none
-    (or when ``[transcription] engine`` chooses another engine)."""
+@attrs.frozen(kw_only=True)
+class SphinxModel:
+    """``[transcription.sphinx.models.<language>]``: an operator-installed model."""
+
+    hmm: str
+    lm: str
+    dict: str
+
+
+@attrs.frozen(kw_only=True)
+class SphinxOptions:
+    """``[transcription.sphinx]``, built with ``hookspecs.parse_options`` (a misspelt key or a
+    wrong type is refused with the key named, as ``TranscriptionUnavailable``)."""
+
+    models: Mapping[str, SphinxModel] = attrs.field(factory=dict)
+
+
+def _options(settings: Mapping[str, Any]) -> SphinxOptions | None:
+    """This engine's ``[transcription.sphinx]``, or None when ``[transcription] engine`` chooses another."""
     chosen = str(settings.get("engine", "") if isinstance(settings, Mapping) else "").strip().lower()
     if chosen and chosen != "sphinx":
         return None
     own = settings.get("sphinx", {}) if isinstance(settings, Mapping) else {}
-    models = own.get("models", {}) if isinstance(own, Mapping) else {}
-    cfg = models.get(language) if isinstance(models, Mapping) else None
+    if not isinstance(own, Mapping):
+        raise TranscriptionUnavailable("[transcription.sphinx] must be a table")
+    try:
+        return parse_options(SphinxOptions, own, where="transcription.sphinx")
+    except OptionsError as exc:
+        raise TranscriptionUnavailable(str(exc)) from None
+
+
+def _model(language: str, settings: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """``()`` for the shipped en-us model, ``(hmm, lm, dict)`` for an operator's, None if none
+    (or when ``[transcription] engine`` chooses another engine)."""
+    own = _options(settings)
+    if own is None:
+        return None
+    cfg = own.models.get(language)
     if cfg is None:
         return () if language in BUILTIN else None
-    if not isinstance(cfg, Mapping):
-        raise TranscriptionUnavailable(f"[transcription.sphinx.models.{language}] must be a table with hmm, lm and dict")
     paths = []
     for key in ("hmm", "lm", "dict"):
-        value = cfg.get(key)
-        if not isinstance(value, str) or not value:
+        value = getattr(cfg, key)
+        if not value:
             raise TranscriptionUnavailable(
                 f"the PocketSphinx model for '{language}' needs '{key}' in [transcription.sphinx.models.{language}]")
         if not os.path.exists(value):

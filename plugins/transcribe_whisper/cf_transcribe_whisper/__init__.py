@@ -27,7 +27,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from hookspecs import hookimpl
+import attrs
+
+from hookspecs import OptionsError, hookimpl, parse_options
 from hookspecs.types import AudioClip, Transcript, TranscriptionUnavailable, TranscriptSegment
 
 ENGINE = "faster-whisper"
@@ -39,20 +41,36 @@ _lock = threading.Lock()
 _models: dict[tuple[str, str, int], Any] = {}
 
 
-def _options(settings: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """This engine's ``[transcription.whisper]`` table, or None when another engine is chosen."""
+@attrs.frozen(kw_only=True)
+class WhisperOptions:
+    """``[transcription.whisper]``, built with ``hookspecs.parse_options`` (a misspelt key or a
+    wrong type is refused with the key named, as ``TranscriptionUnavailable``)."""
+
+    model_path: str = ""
+    #: serve only these languages (default: all)
+    languages: list[str] | None = None
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+    beam_size: int = 5
+
+
+def _options(settings: Mapping[str, Any]) -> WhisperOptions | None:
+    """This engine's ``[transcription.whisper]``, or None when another engine is chosen."""
     if not isinstance(settings, Mapping) or str(settings.get("engine", "")).strip().lower() != NAME:
         return None
     own = settings.get(NAME, {})
     if not isinstance(own, Mapping):
-        raise TranscriptionUnavailable("[transcription.whisper] must be a table with model_path")
-    return own
+        raise TranscriptionUnavailable(f"[transcription.{NAME}] must be a table with model_path")
+    try:
+        return parse_options(WhisperOptions, own, where=f"transcription.{NAME}")
+    except OptionsError as exc:
+        raise TranscriptionUnavailable(str(exc)) from None
 
 
-def model_dir(own: Mapping[str, Any]) -> str:
+def model_dir(own: WhisperOptions) -> str:
     """The validated model directory; ``TranscriptionUnavailable`` naming what is wrong."""
-    path = own.get("model_path")
-    if not isinstance(path, str) or not path.strip():
+    path = own.model_path
+    if not path.strip():
         raise TranscriptionUnavailable(
             "the faster-whisper engine needs model_path in [transcription.whisper] "
             "(a local CTranslate2 model directory; nothing is downloaded)")
@@ -102,13 +120,10 @@ def transcribe(audio: AudioClip, language: str, settings: Mapping[str, Any]) -> 
     own = _options(settings)
     if own is None:
         return None
-    languages = own.get("languages")
-    if languages is not None and language not in [str(x).lower() for x in languages]:
+    if own.languages is not None and language not in [x.lower() for x in own.languages]:
         return None
     path = model_dir(own)
-    compute_type = str(own.get("compute_type", "int8"))
-    threads = int(own.get("cpu_threads", 0))
-    beam = int(own.get("beam_size", 5))
+    compute_type, threads, beam = own.compute_type, own.cpu_threads, own.beam_size
     lang = language.split("-", 1)[0]  # Whisper knows "en", not "en-us"
     samples = to_float16k(audio.pcm_s16le, audio.sample_rate)
     words: list[TranscriptSegment] = []
