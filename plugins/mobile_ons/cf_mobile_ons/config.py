@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .flow import Announcement
 from .numbers import DEFAULT_ALLOWED, DEFAULT_BLOCKED, NumberPolicy
 from .pins import is_pin_hash
+
+if TYPE_CHECKING:
+    from .flow import Announcement  # imported where used: flow's many classes cost every cf command
 
 
 class MobileConfigError(ValueError):
@@ -92,6 +94,8 @@ class MobileSettings:
                 raise MobileConfigError(f"plugins.mobile_ons.advisors.{adv_id}.mobile must be E.164 (+491701234567)")
             advisors[str(adv_id)] = Advisor(advisor_id=str(adv_id), mobile=mobile, pin_hash=pin_hash)
         ann = _get(cfg, "announcement", Mapping, required=True)
+        from .flow import Announcement
+
         try:
             announcement = Announcement(id=str(ann["id"]), version=str(ann["version"]), media=str(ann["media"]),
                                         sha256=str(ann["sha256"]).lower())

@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-import httpx
 
 from hookspecs import Secret, hookimpl
 from hookspecs.types import Alert, NotifierType, PluginContext
@@ -122,6 +121,8 @@ class WebhookNotifier:
         return body, headers
 
     def send(self, alert: Alert) -> None:
+        import httpx  # here, not at the top: every cf command imports this plugin
+
         body, headers = self.request(alert)
         try:
             with httpx.Client(timeout=self.timeout, verify=self._verify, follow_redirects=False) as client:
