@@ -133,7 +133,10 @@ def main() -> None:
         ])
         path = ROOT / "BENCHMARKS.md"
         text = path.read_text()
-        text = re.sub(r"(?ms)^## CLI\n.*?(?=^## |\Z)", "", text).rstrip() + "\n\n" + section
+        if re.search(r"(?m)^## CLI\n", text):  # in place, so that the sections keep their order
+            text = re.sub(r"(?ms)^## CLI\n.*?(?=^## |\Z)", lambda _: section + "\n", text)
+        else:
+            text = text.rstrip() + "\n\n" + section
         path.write_text(text)
 
 
