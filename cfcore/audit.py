@@ -37,7 +37,6 @@ import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import event, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hookspecs.types import AuditView, RequestContext
@@ -235,6 +234,8 @@ class AuditTrail:
         q = select(AuditHead).where(AuditHead.id == 1).with_for_update().execution_options(populate_existing=True)
         head = session.execute(q).scalar_one_or_none()
         if head is None:
+            from sqlalchemy.dialects import postgresql, sqlite  # here: each costs every cf command
+
             dialect = session.get_bind().dialect.name
             ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditHead)
             session.execute(ins.values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing())

@@ -451,12 +451,14 @@ def get_plugin_manager(config: Config | None = None, *, entry_points: Sequence[m
     disabled = set(plugins_cfg.get("disabled", []))
     required = list(plugins_cfg.get("required", []))
     mgr = CorePluginManager()
+    core_version = _version("callfort")
     for modname in DEFAULT_PLUGINS:
         mod = importlib.import_module(modname)
-        mgr.register(mod, modname.rsplit(".", 1)[-1], version=_version("callfort"), builtin=True)
+        mgr.register(mod, modname.rsplit(".", 1)[-1], version=core_version, builtin=True)
     for ep in entry_points if entry_points is not None else _entry_points():
-        dist = ep.dist.name if ep.dist else "?"
-        version = ep.dist.version if ep.dist else "?"
+        meta = ep.dist.metadata if ep.dist else None  # parsed once (.name and .version parse it each)
+        dist = meta["Name"] if meta is not None else "?"
+        version = meta["Version"] if meta is not None else "?"
         if ep.name in disabled:
             mgr._set_status(PluginStatus(name=ep.name, distribution=dist, version=version, hooks=(),
                                          status="disabled"))

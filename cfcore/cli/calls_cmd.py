@@ -7,7 +7,6 @@ for the outcome.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 from typing import Any
@@ -102,6 +101,8 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def run(state: Any, seconds: float | None) -> None:
         """Run the configured capture sources until interrupted (SIGINT/SIGTERM)."""
+        import asyncio
+
         from ..capture.runner import CaptureRunner
         from .context import system_cli_context
 

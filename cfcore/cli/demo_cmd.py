@@ -5,7 +5,6 @@ missing). Finishes by itself in about fifteen seconds.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def demo(state: Any, directory: str, pace: float, force: bool, sites: int | None, as_json: bool) -> None:
         """Run a simulated Asterisk with advisors making calls; recordings arrive in the archive."""
+        import asyncio
+
         if sites is not None:
             from ..sim.sites_demo import run_sites_demo
 

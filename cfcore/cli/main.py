@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
 import re
 import sys
+import threading
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import click
@@ -81,6 +84,7 @@ class CliState:
             config = load_config(self.config_path)
             pm = _PRELOADED.get(str(config.path))
             self._app = App(config, pm=pm)
+            _collect_again()
         return self._app
 
 
@@ -93,9 +97,99 @@ COMMAND_MODULES = (
 )
 
 
+#: The top-level commands each module registers: ``cf recordings list`` imports and registers
+#: ``archive_cmd`` only, ``cf --help`` all of them (tests/test_cli_fast.py checks the names). A
+#: module listed in ``COMMAND_MODULES`` but not here is registered at start-up.
+LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
+    "approvals_cmd": ("approvals", "approve", "execute", "reject", "request", "requests"),
+    "archive_cmd": ("archive", "export", "ingest", "recordings"),
+    "audit_cmd": ("audit",),
+    "backup_cmd": ("backup", "db", "restore"),
+    "breach_cmd": ("breach",),
+    "calls_cmd": ("calls", "capture"),
+    "demo_cmd": ("demo",),
+    "doctor_cmd": ("doctor",),
+    "dsar_cmd": ("dsar", "dsar-export"),
+    "fis_cmd": ("fis",),
+    "hold_cmd": ("hold",),
+    "init_cmd": ("init",),
+    "keys_cmd": ("keys",),
+    "mobile_cmd": ("mobile",),
+    "plugins_cmd": ("plugins",),
+    "retention_cmd": ("retention",),
+    "serve_cmd": ("serve",),
+    "store_cmd": ("store",),
+    "sync_cmd": ("sync",),
+    "transcribe_cmd": ("transcribe",),
+    "users_cmd": ("users",),
+}
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """The ``commands`` of the ``cf`` group: every name is known from the start, a command module is
+    imported (and its ``register(cli)`` run) when one of its commands is looked up.
+
+    Iterating gives the names without importing anything (click's list of close matches for a
+    mistyped command); ``cf --help`` looks every command up and so imports every module. A command
+    added before its module was loaded (a plugin's ``cf_cli_commands`` reusing a built-in name)
+    stays, as it did when the built-ins were registered first."""
+
+    def __init__(self, group: click.Group, modules: dict[str, tuple[str, ...]]) -> None:
+        self._group = group
+        self._loaded: dict[str, click.Command] = {}
+        self._pending = {name: module for module, names in modules.items() for name in names}
+        self._loading: list[str] = []  # modules being registered (one may look up another's group)
+
+    def _load(self, module: str) -> None:
+        self._loading.append(module)
+        try:
+            importlib.import_module(f"{__package__}.{module}").register(self._group)
+        finally:
+            self._loading.pop()
+        for name, mod in list(self._pending.items()):
+            if mod == module:
+                del self._pending[name]
+                cmd = self._loaded.get(name)
+                if cmd is not None:
+                    _add_examples_to(cmd, name)
+
+    def __getitem__(self, name: str) -> click.Command:
+        module = self._pending.get(name)
+        if module is not None and module not in self._loading:
+            self._load(module)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, cmd: click.Command) -> None:
+        if self._loading and self._pending.get(name) != self._loading[-1] and name in self._loaded:
+            return  # added by a plugin before this module was loaded: the plugin's stays
+        self._loaded[name] = cmd
+        if not self._loading:
+            self._pending.pop(name, None)
+
+    def __delitem__(self, name: str) -> None:
+        if name in self._pending:
+            del self._pending[name]
+        else:
+            del self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._loaded, *(n for n in self._pending if n not in self._loaded)])
+
+    def __len__(self) -> int:
+        return len(set(self._loaded) | set(self._pending))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._pending
+
+
 def _register_builtin_commands() -> None:
+    cli.commands = LazyCommands(cli, {m: LAZY_COMMANDS[m] for m in COMMAND_MODULES if m in LAZY_COMMANDS})
     for name in COMMAND_MODULES:
-        importlib.import_module(f"{__package__}.{name}").register(cli)
+        if name not in LAZY_COMMANDS:
+            before = set(cli.commands)
+            importlib.import_module(f"{__package__}.{name}").register(cli)
+            for added in set(cli.commands) - before:
+                _add_examples_to(cli.commands[added], added)
 
 
 def _register_plugin_commands(argv: list[str]) -> None:
@@ -225,25 +319,52 @@ def add_examples(group: click.Group, prefix: str = "") -> None:
     ctx = click.Context(group)
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
-        if cmd is None:
-            continue
-        path = f"{prefix}{name}"
-        lines = EXAMPLES.get(path)
-        help_text = cmd.help or ""
-        if lines and not re.search(r"^\s*Examples?:", help_text, re.M):
-            cmd.help = help_text.rstrip() + "\n\n\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
-        if isinstance(cmd, click.Group):
-            add_examples(cmd, f"{path} ")
+        if cmd is not None:
+            _add_examples_to(cmd, f"{prefix}{name}")
 
 
-_register_builtin_commands()
-add_examples(cli)
+def _add_examples_to(cmd: click.Command, path: str) -> None:
+    lines = EXAMPLES.get(path)
+    help_text = cmd.help or ""
+    if lines and not re.search(r"^\s*Examples?:", help_text, re.M):
+        cmd.help = help_text.rstrip() + "\n\n\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+    if isinstance(cmd, click.Group):
+        add_examples(cmd, f"{path} ")
+
+
+_register_builtin_commands()  # lazily: the examples are added as each module is loaded
 
 #: The plugin manager built before parsing (for plugin commands), reused by the command itself.
 _PRELOADED: dict[str, Any] = {}
 
 
+#: Seconds after which ``cf`` turns the cyclic garbage collector back on even if the command has
+#: not opened its deployment yet (a long-running command of a plugin, ``cf demo``).
+GC_PAUSE_SECONDS = 2.0
+
+
+def _collect_again() -> None:
+    """End the start-up pause of the garbage collector: what start-up built (modules, mapped
+    classes, plugins) is frozen, so that later collections do not walk it again."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    _register_plugin_commands(args)
-    cli.main(args=args, prog_name="cf")
+    # Start-up (imports, the catalog's mapped classes, plugins, login) allocates hundreds of
+    # thousands of objects and no garbage worth collecting: the collector's full passes over the
+    # growing heap cost a fifth of an everyday command's CPU. It is paused until the deployment is
+    # open (``CliState.app``), for at most ``GC_PAUSE_SECONDS``, and in a forked child never.
+    gc.disable()
+    os.register_at_fork(after_in_child=_collect_again)
+    timer = threading.Timer(GC_PAUSE_SECONDS, _collect_again)
+    timer.daemon = True
+    timer.start()
+    try:
+        args = list(sys.argv[1:] if argv is None else argv)
+        _register_plugin_commands(args)
+        cli.main(args=args, prog_name="cf")
+    finally:
+        timer.cancel()
+        _collect_again()

@@ -7,7 +7,6 @@ runs both as jobs (see docs/sites.md). Progress goes to stderr; the report of wh
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -54,6 +53,8 @@ def register(cli: click.Group) -> None:
         """Send this site's recordings and audit trail to the archive (site role)."""
         if cctx.invoked_subcommand is not None:
             return
+        import asyncio
+
         from ..sync.send import run_sync
         from ..sync.settings import require_role
 

@@ -11,8 +11,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError
-from . import all_models  # noqa: F401 - registers every table on Base.metadata
 from .base import Base
+
+# Not ``all_models``: a command imports the model modules it queries (each one imports the modules
+# its foreign keys name), so that ``cf recordings list`` does not map the forty classes of every
+# area; the schema tools (migrations, backup) import ``all_models`` themselves.
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

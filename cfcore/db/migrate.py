@@ -55,6 +55,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if heads and current_revisions(engine) == heads:
             return  # at the newest revision already: no Alembic, no lock
     if not any(p.name != "__init__.py" for p in (MIGRATIONS / "versions").glob("*.py")):
+        from . import all_models  # noqa: F401 - every table
         from .base import Base
 
         Base.metadata.create_all(engine)  # before the first revision is written (development)

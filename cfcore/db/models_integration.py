@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import models  # noqa: F401 - the table "recordings" that the foreign keys name
 from .base import Base, UTCDateTime
 
 

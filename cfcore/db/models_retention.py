@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import models  # noqa: F401 - the table "recordings" that the foreign keys name
 from .base import Base, UTCDateTime
 
 

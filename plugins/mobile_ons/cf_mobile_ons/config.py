@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from hookspecs.options import OptionsError, Secret, parse_options
 
-from .flow import Announcement
 from .numbers import DEFAULT_ALLOWED, DEFAULT_BLOCKED, NumberPolicy
 from .pins import is_pin_hash
+
+if TYPE_CHECKING:
+    from .flow import Announcement  # imported where used: flow's many classes cost every cf command
 
 
 class MobileConfigError(ValueError):
@@ -143,6 +145,8 @@ class MobileSettings:
                 raise MobileConfigError(f"{WHERE}.advisors.{adv_id}.mobile must be E.164 (+491701234567)")
             advisors[adv_id] = Advisor(advisor_id=adv_id, mobile=entry.mobile, pin_hash=entry.pin_hash)
         ann = o.announcement
+        from .flow import Announcement
+
         announcement = Announcement(id=ann.id, version=ann.version, media=ann.media, sha256=ann.sha256.lower())
         if not re.fullmatch(r"[0-9a-f]{64}", announcement.sha256):
             raise MobileConfigError(f"{WHERE}.announcement.sha256 must be the SHA-256 (hex) of the sound file")

@@ -25,16 +25,16 @@ This plugin imports only ``hookspecs`` and the standard library.
 from __future__ import annotations
 
 import json
-import smtplib
 import ssl
-from email.message import EmailMessage
-from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from hookspecs import Secret, hookimpl
 from hookspecs.types import Alert, NotifierType, PluginContext
+
+if TYPE_CHECKING:  # smtplib and email are imported where used: every cf command imports this plugin
+    from email.message import EmailMessage
 
 
 @attrs.frozen(kw_only=True)
@@ -126,6 +126,9 @@ class SmtpNotifier:
             self._ssl.verify_mode = ssl.CERT_NONE
 
     def message(self, alert: Alert) -> EmailMessage:
+        from email.message import EmailMessage
+        from email.utils import format_datetime
+
         msg = EmailMessage()
         msg["Subject"] = (f"{self.subject_prefix} {alert.severity.value.upper()}: {alert.rule} "
                           f"(Alarm/alert {alert.id})")
@@ -141,6 +144,8 @@ class SmtpNotifier:
         return msg
 
     def send(self, alert: Alert) -> None:
+        import smtplib
+
         msg = self.message(alert)
         if self.tls:
             conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._ssl,

@@ -33,7 +33,6 @@ import ssl
 from urllib.parse import urlsplit
 
 import attrs
-import httpx
 
 from hookspecs import Secret, hookimpl
 from hookspecs.types import Alert, NotifierType, PluginContext
@@ -118,6 +117,8 @@ class WebhookNotifier:
         return body, headers
 
     def send(self, alert: Alert) -> None:
+        import httpx  # here, not at the top: every cf command imports this plugin
+
         body, headers = self.request(alert)
         try:
             with httpx.Client(timeout=self.timeout, verify=self._verify, follow_redirects=False) as client:

@@ -21,20 +21,28 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncssh
 import attrs
 
 from hookspecs import hookimpl
 from hookspecs.types import PluginContext, SyncRefused, SyncTargetType, SyncUnavailable
 
-_TRANSIENT = (OSError, asyncssh.DisconnectError, asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost,
-              asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError, TimeoutError)
+if TYPE_CHECKING:
+    import asyncssh  # imported where used: asyncssh costs a tenth of a second that cf commands need not pay
+
+
+def _transient() -> tuple[type[BaseException], ...]:
+    import asyncssh
+
+    return (OSError, asyncssh.DisconnectError, asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost,
+            asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError, TimeoutError)
 
 
 def _fail(exc: BaseException, what: str) -> Exception:
     """Map an asyncssh/OS error to the contract's two errors."""
+    import asyncssh
+
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return SyncRefused(f"{what}: the archive's host key is not the pinned one ({exc})")
     if isinstance(exc, asyncssh.PermissionDenied):
@@ -52,15 +60,19 @@ class _File:
         self._path = path
 
     async def write(self, data: bytes) -> None:
+        import asyncssh
+
         try:
             await self._f.write(data)
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"writing {self._path}") from None
 
     async def close(self) -> None:
+        import asyncssh
+
         try:
             await self._f.close()
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"closing {self._path}") from None
 
 
@@ -77,48 +89,60 @@ class SshConnection:
         return posixpath.join(self._root, path)
 
     async def size(self, path: str) -> int | None:
+        import asyncssh
+
         try:
             attrs = await self._sftp.stat(self._p(path))
         except asyncssh.SFTPNoSuchFile:
             return None
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"stat {path}") from None
         return int(attrs.size or 0)
 
     async def open_write(self, path: str, offset: int) -> _File:
+        import asyncssh
+
         try:
             if offset == 0:
                 f = await self._sftp.open(self._p(path), "wb")
             else:
                 f = await self._sftp.open(self._p(path), "r+b")
                 await f.seek(offset)
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"opening {path}") from None
         return _File(f, path)
 
     async def read(self, path: str, limit: int) -> bytes | None:
+        import asyncssh
+
         try:
             async with self._sftp.open(self._p(path), "rb") as f:
                 data = await f.read(limit)
         except asyncssh.SFTPNoSuchFile:
             return None
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"reading {path}") from None
         return bytes(data)
 
     async def makedirs(self, path: str) -> None:
+        import asyncssh
+
         try:
             await self._sftp.makedirs(self._p(path), exist_ok=True)
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"mkdir {path}") from None
 
     async def rename(self, old: str, new: str) -> None:
+        import asyncssh
+
         try:
             await self._sftp.rename(self._p(old), self._p(new))
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"rename {old}") from None
 
     async def remove(self, path: str) -> None:
+        import asyncssh
+
         p = self._p(path)
         try:
             attrs = await self._sftp.lstat(p)
@@ -129,7 +153,7 @@ class SshConnection:
                 await self._sftp.remove(p)
         except asyncssh.SFTPNoSuchFile:
             return
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"remove {path}") from None
 
     @property
@@ -163,6 +187,8 @@ class SshTarget:
     """A pinned-host-key, client-key-only SFTP connection to the archive's inbox."""
 
     def __init__(self, options: SshOptions, ctx: PluginContext) -> None:
+        import asyncssh
+
         self.name = ctx.name
         self.host = options.host
         self.port = options.port
@@ -177,6 +203,8 @@ class SshTarget:
         self.client_key_path = options.client_key
 
     def _client_key(self) -> asyncssh.SSHKey:
+        import asyncssh
+
         try:
             mode = stat.S_IMODE(os.stat(self.client_key_path).st_mode)
         except FileNotFoundError:
@@ -186,6 +214,8 @@ class SshTarget:
         return asyncssh.read_private_key(self.client_key_path)
 
     async def connect(self) -> SshConnection:
+        import asyncssh
+
         key = self._client_key()
         try:
             conn = await asyncssh.connect(
@@ -194,11 +224,11 @@ class SshTarget:
                 preferred_auth="publickey", kbdint_auth=False, password_auth=False, gss_auth=False,
                 host_based_auth=False, connect_timeout=self.timeout, keepalive_interval=self.keepalive,
                 keepalive_count_max=3)
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             raise _fail(exc, f"connecting to {self.host}:{self.port}") from None
         try:
             sftp = await conn.start_sftp_client()
-        except (asyncssh.Error, *_TRANSIENT) as exc:
+        except (asyncssh.Error, *_transient()) as exc:
             conn.close()
             raise _fail(exc, "starting SFTP") from None
         return SshConnection(conn, sftp, self.remote_dir)
