@@ -147,11 +147,22 @@ async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pac
     async def pause(seconds: float) -> None:
         await asyncio.sleep(seconds * pace)
 
+    def leg_state(cid: str) -> str | None:
+        with app.catalog.session() as s:
+            row = s.get(LiveCall, cid)
+            return row.state if row is not None else None
+
     async def answered(call: SimCall) -> str:
         sim.answer(call)
         await sim.wait_recording(call)
         cid = f"{call.customer.linkedid}_{call.advisor.uniqueid}"
         legs.append(cid)
+        # the PBX recording runs; the buttons work once the capture runner has the leg as answered
+        # (on a loaded machine that can take a moment after the PBX's event)
+        for _ in range(500):
+            if await asyncio.to_thread(leg_state, cid) not in (None, "ringing"):
+                break
+            await asyncio.sleep(0.02)
         return cid
 
     async def control(who: str, cid: str, action: str) -> None:
