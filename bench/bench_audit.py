@@ -9,7 +9,8 @@ same run:
   process per core) and with one worker;
 - CallFort incremental: ``verify(incremental=True)``, from the newest anchor;
 - raw baseline: one ``SELECT`` of every column of every entry through the DB-API cursor, and
-  HMAC-SHA256 of ``prev_hash`` + the same canonical bytes, computed beforehand (so the baseline
+  HMAC-SHA256 (``hmac.digest``, one C call) of ``prev_hash`` + the same canonical bytes, computed
+  beforehand (so the baseline
   pays no serialisation at all), compared with the stored hash.
 
 Usage: ``.venv/bin/python bench/bench_audit.py [--entries N] [--postgres URL | --no-postgres] [--no-write]``
@@ -20,7 +21,6 @@ Usage: ``.venv/bin/python bench/bench_audit.py [--entries N] [--postgres URL | -
 from __future__ import annotations
 
 import argparse
-import hashlib
 import hmac
 import os
 import re
@@ -84,8 +84,7 @@ def raw_baseline(app: App) -> tuple[float, int]:
                 break
             for r in rows:
                 body = blobs[r[iseq]]
-                if not hmac.compare_digest(hmac.new(key, r[iprev].encode() + body, hashlib.sha256).hexdigest(),
-                                           r[ihash]):
+                if not hmac.compare_digest(hmac.digest(key, r[iprev].encode() + body, "sha256").hex(), r[ihash]):
                     raise SystemExit(f"baseline: entry {r[iseq]} does not verify")
                 n += 1
         wall = time.perf_counter() - t0
@@ -194,6 +193,21 @@ def main() -> None:
         lines.append(f"| {r['backend']} | {r['rate']:,.0f} entries/s | {r['rate1']:,.0f} entries/s "
                      f"| {r['raw']:,.0f} entries/s | {r['rate'] / r['raw']:.2f} ({r['rate1'] / r['raw']:.2f}) "
                      f"| {r['inc_ms']:.0f} ms |")
+    lines += [
+        "",
+        "Reading the figures:",
+        "",
+        "- Before (issue 20): 15.4 k entries/s on SQLite and 15.2 k/s on PostgreSQL against 241 k/s raw (6 %): "
+        "`json.dumps(sort_keys=True)` of a dict per entry and ORM rows.",
+        "- Now the canonical bytes are built field by field with `json`'s own C string encoder (byte for byte "
+        "the old definition: existing chains verify unchanged), the rows come straight from the DB-API cursor "
+        "(a server-side cursor on PostgreSQL, the time formatted as text by the database), and the keyed hash is "
+        "one `hmac.digest` call. Chains from 20,000 entries are cut into ranges checked by worker processes; "
+        "the ranges are joined in order, checking each boundary link.",
+        "- On a machine this loaded the extra processes gain little or lose (they share two cores with a dozen "
+        "other processes); the one-worker column is the per-core cost. The incremental check (from the newest "
+        "anchor) is what a frequent job runs; only the full walk finds a change before the anchor.",
+    ]
     text_ = "\n".join(lines)
     print(text_)
     if not args.no_write:

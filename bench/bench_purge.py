@@ -12,7 +12,7 @@ purge touches). Then, in the same run on the same machine:
 - raw baseline: the same number of clones deleted the plain way: unlink the object files (one
   directory fsync per batch) and ``DELETE`` their rows set-based, 500 recordings per transaction.
 
-Usage: ``.venv/bin/python bench/bench_purge.py [--catalog URL] [--recordings N] [--no-write]``
+Usage: ``.venv/bin/python bench/bench_purge.py [--catalog sqlite|URL ...] [--recordings N] [--no-write]``
 (``--catalog postgresql+psycopg://postgres@127.0.0.1:5432/postgres`` creates and drops a database of
 its own). Writes the section "Purge" of BENCHMARKS.md unless ``--no-write``.
 """
@@ -191,14 +191,15 @@ def write_section(text_: str) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--catalog", action="append", default=None,
-                    help="catalog URL (repeatable; default: SQLite in a temporary directory)")
+                    help="catalog URL, or 'sqlite' for SQLite in a temporary directory (repeatable; default: sqlite)")
     ap.add_argument("--recordings", type=int, default=2000)
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args()
 
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     results = []
-    for url in args.catalog or [None]:
+    for url in args.catalog or ["sqlite"]:
+        url = None if url == "sqlite" else url
         work = Path(tempfile.mkdtemp(prefix="cf-bench-purge-"))
         try:
             results.append(run(url, args.recordings, work))
@@ -221,6 +222,22 @@ def main() -> None:
         rate, raw = r["n"] / r["wall"], r["n"] / r["raw_wall"]
         lines.append(f"| {r['backend']} | {rate:,.0f} recordings/s | {raw:,.0f} recordings/s | {rate / raw:.2f} "
                      f"| {r['cpu'] / r['n'] * 1e3:.2f} ms per recording |")
+    lines += [
+        "",
+        "Reading the figures:",
+        "",
+        "- Before the batched purge (issue 20): 32 recordings/s against a raw 9,189 recordings/s on SQLite (ratio "
+        "0.003; 44 SQL statements and 4 commits per recording, about 30 ms of CPU each).",
+        "- Now a batch (1, 2, 4, … up to 500 recordings) costs one transaction to mark it, one directory fsync per "
+        "directory for its media, one transaction to shred it (set-based deletes and updates naming the batch), "
+        "and one `cf_after_purge` delivery for the whole run (the `crm_soap` plugin is installed here). What stays "
+        "per recording: the rule and veto hooks, two audit entries (`started`, `ok` with the new `row_digest`), "
+        "the tombstone and the outbox row.",
+        "- The raw baseline does none of that; the ratio is what the checks and the audit trail cost. The absolute "
+        "figures depend on the machine's load (with the load above, the raw delete ran at a fraction of the "
+        "9,189/s of an idle run); at the measured ratio an idle run of this machine purges about "
+        "ratio × 9,189 recordings/s.",
+    ]
     text_ = "\n".join(lines)
     print(text_)
     if not args.no_write:

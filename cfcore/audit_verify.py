@@ -16,7 +16,6 @@ verifies.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import multiprocessing
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import String, create_engine, func, select, type_coerce
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 
 from .db.models import AuditEntry
@@ -67,13 +66,11 @@ def canonical_bytes(seq: Any, at: str, user: Any, host: Any, ip: Any, function: 
 
 # --------------------------------------------------------------------------- reading rows
 
-
-def _at_column(dialect: str) -> Any:
-    """The entry time as text, without building a datetime per row: PostgreSQL formats it in
-    UTC; SQLite returns what it stores (UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
-    if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", AuditEntry.at), 'YYYY-MM-DD"T"HH24:MI:SS.US')
-    return type_coerce(AuditEntry.at, String)
+_COLUMNS = ('seq, {at}, "user", host, ip, function, action, target_kind, target_id, outcome, approval_id, '
+            'detail, prev_hash, hash')
+#: The entry time as text, without building a datetime per row: PostgreSQL formats it in UTC;
+#: SQLite returns what it stores (UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``).
+_AT = {"postgresql": """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')""", "sqlite": "at"}
 
 
 def _at_text(raw: str, dialect: str) -> str:
@@ -85,23 +82,32 @@ def _at_text(raw: str, dialect: str) -> str:
     return utc_text(at if at.tzinfo else at.replace(tzinfo=UTC))
 
 
-def _rows(conn: Connection, lo: int | None, hi: int) -> Iterator[Any]:
+def _rows(conn: Connection, lo: int | None, hi: int) -> Iterator[tuple[Any, ...]]:
     """Entries ``lo..hi`` in seq order (``lo=None``: no lower bound, so that an entry inserted
-    with seq 0 or below is seen), read in rounds of ``FETCH``."""
+    with seq 0 or below is seen), straight from the DB-API cursor in rounds of ``FETCH`` (a
+    server-side cursor on PostgreSQL: the range is never held in memory at once)."""
     dialect = conn.dialect.name
-    e = AuditEntry
-    cols = (e.seq, _at_column(dialect), e.user, e.host, e.ip, e.function, e.action, e.target_kind, e.target_id,
-            e.outcome, e.approval_id, e.detail, e.prev_hash, e.hash)
-    last = lo - 1 if lo is not None else None
-    while True:
-        q = select(*cols).where(e.seq <= hi).order_by(e.seq).limit(FETCH)
-        if last is not None:
-            q = q.where(e.seq > last)
-        batch = conn.execute(q).all()
-        if not batch:
-            return
-        yield from batch
-        last = batch[-1][0]
+    table = AuditEntry.__tablename__
+    cols = _COLUMNS.format(at=_AT.get(dialect, "at"))
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    if dialect == "postgresql":
+        cur = raw.cursor(name=f"cf_audit_verify_{os.getpid()}_{lo}")  # type: ignore[call-arg]
+        mark = "%s"
+    else:
+        cur = raw.cursor()
+        mark = "?"
+    where = f"seq <= {mark}" if lo is None else f"seq >= {mark} AND seq <= {mark}"
+    params = (hi,) if lo is None else (lo, hi)
+    try:
+        cur.execute(f"SELECT {cols} FROM {table} WHERE {where} ORDER BY seq", params)  # noqa: S608 - fixed names
+        while True:
+            batch = cur.fetchmany(FETCH)
+            if not batch:
+                return
+            yield from batch
+    finally:
+        cur.close()
 
 
 # --------------------------------------------------------------------------- one range
@@ -124,11 +130,13 @@ def check_range(conn: Connection, mac_key: bytes, lo: int | None, hi: int,
                 marks: Mapping[int, tuple[tuple[str, str], ...]]) -> Chunk:
     """Check entries ``lo..hi``: each keyed hash over the entry's stored ``prev_hash``, the links
     inside the range, and the hashes pinned by checkpoints and the anchor (``marks``: seq ->
-    ((hash, message if it differs), ...)). The link of the first entry to the range before is checked by the caller."""
+    ((hash, message if it differs), ...)). The link of the first entry to the range before is
+    checked by the caller."""
     dialect = conn.dialect.name
-    new = hmac.new
-    sha256 = hashlib.sha256
+    pg = dialect == "postgresql"
+    digest = hmac.digest
     compare = hmac.compare_digest
+    enc = _encode
     count = 0
     first_seq = first_prev = None
     prev_seq: int | None = None
@@ -150,16 +158,30 @@ def check_range(conn: Connection, mac_key: bytes, lo: int | None, hi: int,
             if problem is not None:
                 return Chunk(count=count, first_seq=first_seq, first_prev=first_prev, last_seq=prev_seq,
                              last_hash=prev_hash, problem=(count, bad, problem))
-        body = canonical_bytes(seq, _at_text(at, dialect), user, host, ip, function, action, target_kind,
-                               target_id, outcome, approval_id, detail)
-        if not compare(new(mac_key, stored_prev.encode() + body, sha256).hexdigest(), stored_hash):
+        if pg:
+            at = at + "+00:00"
+        elif len(at) == 26 and at[10] == " ":
+            at = f"{at[:10]}T{at[11:]}+00:00"
+        else:
+            at = _at_text(at, dialect)
+        try:  # the columns are text (the two nullable ones aside): the C encoder straight away
+            body = (f'{{"action":{enc(action)},"approval_id":{"null" if approval_id is None else enc(approval_id)},'
+                    f'"at":"{at}","detail":{enc(detail)},"function":{enc(function)},"host":{enc(host)},'
+                    f'"ip":{enc(ip)},"outcome":{enc(outcome)},"seq":{seq},'
+                    f'"target_id":{"null" if target_id is None else enc(target_id)},'
+                    f'"target_kind":{enc(target_kind)},"user":{enc(user)}}}').encode("ascii")
+        except TypeError:  # a value of another type: the general form
+            body = canonical_bytes(seq, at, user, host, ip, function, action, target_kind, target_id, outcome,
+                                   approval_id, detail)
+        if not compare(digest(mac_key, stored_prev.encode() + body, "sha256").hex(), stored_hash):
             return Chunk(count=count, first_seq=first_seq, first_prev=first_prev, last_seq=prev_seq,
                          last_hash=prev_hash, problem=(count, seq, f"entry {seq} was changed, forged or re-hashed "
                                                                    "after it was written (its keyed hash does not match)"))
-        for pinned, message in marks.get(seq, ()):
-            if pinned != stored_hash:
-                return Chunk(count=count, first_seq=first_seq, first_prev=first_prev, last_seq=prev_seq,
-                             last_hash=prev_hash, problem=(count, seq, message))
+        if seq in marks:
+            for pinned, message in marks[seq]:
+                if pinned != stored_hash:
+                    return Chunk(count=count, first_seq=first_seq, first_prev=first_prev, last_seq=prev_seq,
+                                 last_hash=prev_hash, problem=(count, seq, message))
         prev_seq, prev_hash = seq, stored_hash
         count += 1
     return Chunk(count=count, first_seq=first_seq, first_prev=first_prev, last_seq=prev_seq, last_hash=prev_hash)
