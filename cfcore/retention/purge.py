@@ -1,4 +1,8 @@
-"""The purge of expired recordings: mark, delete media, shred, disposal log."""
+"""The purge of expired recordings: mark, delete media, shred, disposal log (see the package
+docstring for the state machine). Recordings go in batches: each step is one transaction or one
+store pass for the whole batch, with set-based statements naming the batch's ids; what the law and
+the FIS need per recording (rule and veto hooks, the audit entries with ``row_digest``, the
+tombstone) stays per recording."""
 
 from __future__ import annotations
 
@@ -32,10 +36,6 @@ from .settings import retention_settings
 
 log = logging.getLogger(__name__)
 
-_LOOK_UP = object()
-
-
-
 
 @attrs.define
 class PurgeReport:
@@ -55,15 +55,12 @@ class PurgeReport:
 
 
 def mark(app: Any, ctx: RequestContext, s: Session, rec: Recording, reason: str, rule: str,
-         approval_id: str | None, *, task: PurgeTask | None | object = _LOOK_UP) -> PurgeTask:
-    """Step 1 for one recording inside the caller's transaction (the row is locked by the caller).
-
-    ``task``: the recording's purge task when the caller loaded the tasks of a batch already
-    (None: it has none), so that a batch of marks costs no query per recording."""
-    if task is _LOOK_UP:
-        task = s.get(PurgeTask, rec.id)
+         approval_id: str | None) -> PurgeTask:
+    """Step 1 for one recording (an erasure) inside the caller's transaction (the row is locked
+    by the caller); ``_mark_batch`` does the same for a batch of expired recordings."""
+    task = s.get(PurgeTask, rec.id)
     now = app.clock.now()
-    if not isinstance(task, PurgeTask):
+    if task is None:
         task = PurgeTask(recording_id=rec.id, attempts=0)
         s.add(task)
     task.state, task.reason, task.rule, task.approval_id = "purging", reason, rule, approval_id
