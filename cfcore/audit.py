@@ -36,11 +36,12 @@ from typing import Any
 import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import AuditView, RequestContext
 
+from .audit_verify import canonical_bytes, utc_text
 from .clock import Clock, utc
 from .crypto.keyfiles import load_secret
 from .db.catalog import Catalog
@@ -59,8 +60,17 @@ ANCHOR_RETAIN_DAYS = 3650
 
 
 def canonical(entry: Any) -> bytes:
-    """The canonical bytes of an entry (an ``AuditEntry`` or a row with the same columns)."""
+    """The canonical bytes of an entry (an ``AuditEntry`` or a row with the same columns): the
+    JSON of its fields with sorted keys, built without a dict or a sort (``audit_verify``)."""
     # ``at`` in UTC: the catalog returns UTC, so a clock in another zone must hash the same way.
+    return canonical_bytes(entry.seq, utc_text(entry.at), entry.user, entry.host, entry.ip, entry.function,
+                           entry.action, entry.target_kind, entry.target_id, entry.outcome, entry.approval_id,
+                           entry.detail)
+
+
+def canonical_json(entry: Any) -> bytes:
+    """The definition of ``canonical`` (``json.dumps`` of the fields with sorted keys), kept to
+    test that the fast form gives the very same bytes."""
     body = {
         "seq": entry.seq,
         "at": entry.at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -329,10 +339,19 @@ class AuditTrail:
         return a, None
 
     # ------------------------------------------------------------------ verifying
-    def verify(self, batch: int = 5000, progress: Callable[[int], None] | None = None) -> VerifyResult:
+    def verify(self, batch: int = 5000, progress: Callable[[int], None] | None = None, *,
+               workers: int | None = None, incremental: bool = False) -> VerifyResult:
         """Walk the whole chain; report the first entry that was changed, removed, inserted or
         reordered, a removed tail, a checkpoint or anchor that does not match, or a swapped key.
-        Raises ``ConfigError`` when a key is missing (never creates one)."""
+        Raises ``ConfigError`` when a key is missing (never creates one).
+
+        Long chains are checked in ranges by ``workers`` processes (default: one per core; see
+        ``cfcore.audit_verify``). ``incremental``: start at the newest anchor instead of the first
+        entry (the anchored entry must still match the signed anchor and its keyed hash): a quick
+        check of what was written since, for a frequent job. Only a full walk finds an entry before
+        the anchor that was changed or removed. ``batch`` is kept for callers of 1.0."""
+        from .audit_verify import default_workers, walk
+
         kid, key = self._signing_key()
         mac_key = self.mac_key()
         pub = key.public_key()
@@ -358,67 +377,56 @@ class AuditTrail:
                                              "(key swapped?)")
         with self.catalog.session() as s:
             if not self.catalog.is_sqlite:
-                # one snapshot for the whole walk: entries appended meanwhile are not "inserted"
+                # one snapshot: entries appended meanwhile (after ``highest``) are not "inserted"
                 s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             cp_list = list(s.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq, AuditCheckpoint.id)))
             ncp = len(cp_list)
-            checkpoints: dict[int, list[AuditCheckpoint]] = {}
-            for c in cp_list:
-                checkpoints.setdefault(c.seq, []).append(c)
             head = s.get(AuditHead, 1)
-            prev_hash, expected_seq, checked = GENESIS, 1, 0
-            last = 0
-            first_batch = True
-            while True:
-                q = select(*AuditEntry.__table__.columns).order_by(AuditEntry.seq).limit(batch)
-                # the first batch has no lower bound: a row inserted with seq 0 or below is noticed;
-                # plain rows (not ORM objects) carry the same attributes and read several times faster
-                rows = s.execute(q if first_batch else q.where(AuditEntry.seq > last)).all()
-                first_batch = False
-                if not rows:
-                    break
-                if progress is not None:
-                    progress(len(rows))
-                for e in rows:
-                    if e.seq < expected_seq:
-                        return bad(checked, ncp, e.seq, f"entry {e.seq} was inserted before the start of the chain")
-                    if e.seq != expected_seq:
-                        return bad(checked, ncp, expected_seq, f"entry {expected_seq} is missing (next present is {e.seq})")
-                    if e.prev_hash != prev_hash:
-                        return bad(checked, ncp, e.seq,
-                                   f"entry {e.seq} does not follow entry {e.seq - 1} (removed, inserted or reordered)")
-                    if not hmac.compare_digest(chain_hash(mac_key, prev_hash, e), e.hash):
-                        return bad(checked, ncp, e.seq,
-                                   f"entry {e.seq} was changed, forged or re-hashed after it was written "
-                                   "(its keyed hash does not match)")
-                    if any(cp.hash != e.hash for cp in checkpoints.get(e.seq, ())):
-                        return bad(checked, ncp, e.seq, f"checkpoint at entry {e.seq} does not match the chain")
-                    if anchor is not None and e.seq == anchor_seq and e.hash != anchor["hash"]:
-                        return bad(checked, ncp, e.seq, f"entry {e.seq} differs from the anchor written outside the "
-                                                        "database (chain rewritten)")
-                    prev_hash, expected_seq, last = e.hash, e.seq + 1, e.seq
-                    checked += 1
-            for cp in cp_list:
-                if cp.key_id != kid:
-                    return bad(checked, ncp, cp.seq, f"checkpoint at {cp.seq} signed by unknown key {cp.key_id}")
-                try:
-                    pub.verify(bytes.fromhex(cp.signature), f"{cp.seq}:{cp.hash}".encode())
-                except (InvalidSignature, ValueError):
-                    return bad(checked, ncp, cp.seq, f"checkpoint at entry {cp.seq} has a bad signature")
-                if cp.seq > last:
-                    return bad(checked, ncp, last + 1, f"entries after {last} were removed (checkpoint at {cp.seq})")
-            if anchor_seq is not None and anchor_seq > last:
-                return bad(checked, ncp, last + 1, f"entries after {last} were removed: the anchor outside the database "
-                                                   f"names entry {anchor_seq}")
-            if anchor is None and last >= self.anchor_every and self._stores():
-                return bad(checked, ncp, None, f"no anchor outside the database although the trail has {last} entries "
-                                               f"(anchors are written every {self.anchor_every}; removed?)")
-            if head is None and last:
-                return bad(checked, ncp, last, "the chain head row was removed")
-            if head is not None and (head.seq != last or head.hash != prev_hash):
-                return bad(checked, ncp, last + 1 if head.seq > last else head.seq,
-                           f"the chain ends at entry {last} but its head says {head.seq}")
-            return VerifyResult(ok=True, checked=checked, checkpoints=ncp, anchor_seq=anchor_seq)
+            highest = s.scalar(select(func.max(AuditEntry.seq)))
+            marks: dict[int, tuple[tuple[str, str], ...]] = {}
+            for c in cp_list:
+                marks[c.seq] = (*marks.get(c.seq, ()), (c.hash, f"checkpoint at entry {c.seq} does not match the chain"))
+            if anchor is not None:
+                aseq = int(anchor["seq"])
+                marks[aseq] = (*marks.get(aseq, ()), (anchor["hash"], f"entry {aseq} differs from the anchor written "
+                                                      "outside the database (chain rewritten)"))
+            start_seq, start_hash, bounded = 1, GENESIS, False
+            if incremental and anchor_seq is not None and highest is not None and anchor_seq <= highest:
+                pinned = s.scalar(select(AuditEntry.prev_hash).where(AuditEntry.seq == anchor_seq))
+                if pinned is not None:
+                    # the anchored entry is checked against the anchor and its keyed hash below
+                    start_seq, start_hash, bounded = anchor_seq, pinned, True
+            if highest is None:
+                w_checked, last, prev_hash, w_bad, w_problem = 0, 0, GENESIS, None, None
+            else:
+                w = walk(self.catalog.url, s.connection(), mac_key, start_seq=start_seq, start_hash=start_hash,
+                         bounded=bounded, highest=highest, marks=marks,
+                         workers=default_workers() if workers is None else workers, progress=progress)
+                w_checked, last, prev_hash, w_bad, w_problem = w.checked, w.last, w.last_hash, w.bad_seq, w.problem
+        if w_problem is not None:
+            return bad(w_checked, ncp, w_bad, w_problem)
+        checked = w_checked
+        for cp in cp_list:
+            if cp.key_id != kid:
+                return bad(checked, ncp, cp.seq, f"checkpoint at {cp.seq} signed by unknown key {cp.key_id}")
+            try:
+                pub.verify(bytes.fromhex(cp.signature), f"{cp.seq}:{cp.hash}".encode())
+            except (InvalidSignature, ValueError):
+                return bad(checked, ncp, cp.seq, f"checkpoint at entry {cp.seq} has a bad signature")
+            if cp.seq > last:
+                return bad(checked, ncp, last + 1, f"entries after {last} were removed (checkpoint at {cp.seq})")
+        if anchor_seq is not None and anchor_seq > last:
+            return bad(checked, ncp, last + 1, f"entries after {last} were removed: the anchor outside the database "
+                                               f"names entry {anchor_seq}")
+        if anchor is None and last >= self.anchor_every and self._stores():
+            return bad(checked, ncp, None, f"no anchor outside the database although the trail has {last} entries "
+                                           f"(anchors are written every {self.anchor_every}; removed?)")
+        if head is None and last:
+            return bad(checked, ncp, last, "the chain head row was removed")
+        if head is not None and (head.seq != last or head.hash != prev_hash):
+            return bad(checked, ncp, last + 1 if head.seq > last else head.seq,
+                       f"the chain ends at entry {last} but its head says {head.seq}")
+        return VerifyResult(ok=True, checked=checked, checkpoints=ncp, anchor_seq=anchor_seq)
 
     # ------------------------------------------------------------------ reading
     def entries(self, since_seq: int = 0, *, limit: int | None = None, action: str | None = None,

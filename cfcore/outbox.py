@@ -90,31 +90,38 @@ def _max_attempts(app: Any) -> int:
 
 
 def deliver(app: Any, ids: list[str] | None = None, *, limit: int = 100) -> dict[str, int]:
-    """Try the given rows (or every due row); returns counts of delivered / failed / dead."""
+    """Try the given rows (or every due row); returns counts of delivered / failed / dead.
+
+    The rows are read in one transaction and their outcomes written in another (a batch of
+    events, e.g. a purge batch's ``cf_after_purge``, costs two commits, not two per event); a row
+    another worker settled meanwhile is left as that worker wrote it."""
     now = app.clock.now()
     with app.catalog.session() as s:
-        q = select(OutboxRow.id).where(OutboxRow.state == "pending")
+        q = select(OutboxRow.id, OutboxRow.hook, OutboxRow.plugin, OutboxRow.payload).where(OutboxRow.state == "pending")
         q = q.where(OutboxRow.id.in_(ids)) if ids is not None else q.where(OutboxRow.next_attempt_at <= now)
-        due = list(s.scalars(q.order_by(OutboxRow.created_at, OutboxRow.id).limit(limit)))
+        due = list(s.execute(q.order_by(OutboxRow.created_at, OutboxRow.id).limit(limit)))
     counts = {"delivered": 0, "failed": 0, "dead": 0}
-    for row_id in due:
-        with app.catalog.session() as s:
-            row = s.get(OutboxRow, row_id)
-            if row is None or row.state != "pending":
-                continue
-            hook, plugin, payload = row.hook, row.plugin, dict(row.payload)
+    outcomes: dict[str, str | None] = {}
+    for row_id, hook, plugin, payload in due:
         error: str | None = None
         try:
-            _call(app, hook, plugin, row_id, decode(hook, payload))
+            _call(app, hook, plugin, row_id, decode(hook, dict(payload)))
         except Exception as exc:  # noqa: BLE001 - a plugin's failure is retried, never fatal
             error = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("delivery of %s to %s failed: %s", hook, plugin, type(exc).__name__)
-        with app.catalog.session() as s:
-            row = s.get(OutboxRow, row_id)
-            if row is None or row.state != "pending":
+        outcomes[row_id] = error
+    if not outcomes:
+        return counts
+    with app.catalog.session() as s:
+        rows = s.scalars(select(OutboxRow).where(OutboxRow.id.in_(list(outcomes))).order_by(OutboxRow.created_at,
+                                                                                          OutboxRow.id)
+                         .with_for_update()).all()
+        now = app.clock.now()
+        for row in rows:
+            if row.state != "pending":
                 continue
+            error = outcomes[row.id]
             row.attempts += 1
-            now = app.clock.now()
             if error is None:
                 row.state, row.delivered_at, row.last_error = "delivered", now, None
                 counts["delivered"] += 1
@@ -128,8 +135,8 @@ def deliver(app: Any, ids: list[str] | None = None, *, limit: int = 100) -> dict
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (row.attempts - 1))
                 row.next_attempt_at = now + timedelta(seconds=delay)
                 counts["failed"] += 1
-            app.audit.append(s, None, HOOKS[hook][1], "recording", row.subject_id, "dead" if dead else "error",
-                             {"plugin": plugin, "event": row_id, "attempt": row.attempts, "error": error})
+            app.audit.append(s, None, HOOKS[row.hook][1], "recording", row.subject_id, "dead" if dead else "error",
+                             {"plugin": row.plugin, "event": row.id, "attempt": row.attempts, "error": error})
     return counts
 
 

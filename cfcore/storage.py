@@ -158,18 +158,32 @@ class StoreSet:
                 continue
         raise NotFound(f"stored object {key} is missing from every store")
 
-    def delete(self, key: str) -> None:
-        """Delete from every store; an absent copy is fine. StoreError naming the stores that failed."""
+    def delete(self, key: str, *, sync: bool = True) -> None:
+        """Delete from every store; an absent copy is fine. StoreError naming the stores that failed.
+
+        ``sync=False`` (a batch of deletes, e.g. the purge): a store that can defer making its
+        deletes durable (``sync_deletes``, see ``hookspecs.types.MediaStore``) does so until
+        ``sync_deletes()`` is called; the others delete durably at once."""
         failed: list[str] = []
         for name, store in self.stores.items():
             try:
-                store.delete(key)
+                if not sync and hasattr(store, "sync_deletes"):
+                    store.delete(key, sync=False)  # type: ignore[call-arg]
+                else:
+                    store.delete(key)
             except KeyError:
                 pass
             except Exception as exc:
                 failed.append(f"{name}: {type(exc).__name__}: {exc}")
         if failed:
             raise StoreError(f"could not delete {key} everywhere: {'; '.join(failed)}")
+
+    def sync_deletes(self) -> None:
+        """Make the deferred deletes of every store durable (one directory sync per directory)."""
+        for store in self.stores.values():
+            sync = getattr(store, "sync_deletes", None)
+            if sync is not None:
+                sync()
 
     def _report_broken(self, key: str, missing: list[str], damaged: list[str], healthy: str | None,
                        verified: bool = False) -> None:

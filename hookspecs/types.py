@@ -338,7 +338,13 @@ class MediaStore(Protocol):
         """Extend the retention lock (never shorten) and/or set the legal hold, where supported."""
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """All object keys below ``prefix``."""
+        """All object keys below ``prefix``.
+
+        Optional (added in 1.1), for stores that make deletes durable one by one (a directory
+        fsync): ``delete(key, *, sync=False)`` defers that, ``sync_deletes()`` makes every deferred
+        delete durable; the purge deletes a batch, then syncs once, then commits. Optional too:
+        ``object_lock = False`` says the store never refuses a delete for a lock, so the purge
+        does not ask it for every object's lock state."""
 
 
 @attrs.frozen(kw_only=True)

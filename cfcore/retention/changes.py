@@ -17,6 +17,7 @@ from ..defaults.retention_rules import add_years
 from ..errors import ConflictError, InputError
 from .common import (
     LIVE_STATES,
+    as_context,
     authorize_retention,
     digest,
     find_target,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 
-def precheck(app: Any, ctx: RequestContext | None, action: str, rec_id: str,
+def precheck(app: Any, ctx: RequestContext, action: str, rec_id: str,
               check: Callable[[Session, Recording], RetentionDecision]) -> AccessTarget:
     """Run a state check before the access check. A refusal because of a legal duty, a hold or the
     recording's state is an attempt to delete or alter a protected recording: it is audited
@@ -93,6 +94,7 @@ def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: st
                      reason: str) -> dict[str, Any]:
     """Extend or shorten the retention of one recording (four-eyes ``retention.extend`` /
     ``retention.shorten``; call it through the approval executor)."""
+    ctx = as_context(ctx, f"retention.{kind}")
     if not reason or not reason.strip():
         raise InputError("a reason is required")
     action = f"retention.{kind}"
@@ -107,7 +109,7 @@ def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: st
             ov = RetentionOverride(recording_id=rec.id)
             s.add(ov)
         ov.kind, ov.until, ov.reason = kind, until, reason
-        ov.set_at, ov.set_by, ov.approval_id = app.clock.now(), username(ctx), ctx.approval_id if ctx else None
+        ov.set_at, ov.set_by, ov.approval_id = app.clock.now(), username(ctx), ctx.approval_id
         s.flush()
         apply_retention(app, s, rec)
         s.flush()

@@ -37,12 +37,19 @@ def recording_target(rec: Recording) -> AccessTarget:
                                     "legal_hold": bool(rec.legal_hold)})
 
 
-def authorize_retention(app: Any, ctx: RequestContext | None, action: str, target: AccessTarget) -> None:
+def as_context(ctx: RequestContext | None, function: str) -> RequestContext:
+    """The caller's context, or the system's own (``SYSTEM`` doing ``function``) when no person
+    started the work. The system is allowed only what ``SYSTEM_RIGHTS`` lists: ``None`` never
+    means "allow", and every audit entry names who acted and in which function."""
+    return ctx if ctx is not None else system_context(function)
+
+
+def authorize_retention(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> None:
     """Ask the access policy. Never call it inside an open catalog transaction: a denial is
     audited in a transaction of its own (SQLite would wait for our own write lock)."""
     from ..access.guard import authorize
 
-    authorize(app, ctx or system_context("retention"), action, target)
+    authorize(app, ctx, action, target)
 
 
 def find_target(app: Any, rec_id: str) -> AccessTarget | None:
@@ -58,7 +65,7 @@ def unknown_target(rec_id: str) -> AccessTarget:
     return AccessTarget(kind="recording", id=str(rec_id)[:64])
 
 
-def authorize_recording(app: Any, ctx: RequestContext | None, action: str, rec_id: str) -> None:
+def authorize_recording(app: Any, ctx: RequestContext, action: str, rec_id: str) -> None:
     """Decide first, then tell whether the recording exists (``NotFound`` only for who may act)."""
     target = find_target(app, rec_id)
     authorize_retention(app, ctx, action, target or unknown_target(rec_id))
@@ -82,15 +89,15 @@ def digest(rec: Recording) -> str:
     return row_digest(rec)
 
 
-def username(ctx: RequestContext | None) -> str:
-    return ctx.actor.username if ctx else "system"
+def username(ctx: RequestContext) -> str:
+    return ctx.actor.username
 
 
 def media_keys(rec: Recording) -> list[str]:
     return sorted({m.key for m in rec.media})
 
 
-def lock_media(app: Any, ctx: RequestContext | None, rec_id: str, keys: Iterable[str], *,
+def lock_media(app: Any, ctx: RequestContext, rec_id: str, keys: Iterable[str], *,
                 until: datetime | None = None, legal_hold: bool | None = None) -> list[str]:
     """Extend object locks / set or release legal holds in the stores that support them. The
     catalog change stands; problems are returned and audited (``store.lock`` outcome ``error``),

@@ -12,7 +12,7 @@ from hookspecs.types import RequestContext
 from ..db.models import Recording
 from ..errors import ConflictError, InputError
 from .changes import precheck
-from .common import LIVE_STATES, REASON_ERASURE, authorize_retention, crash_point, load_recording
+from .common import LIVE_STATES, REASON_ERASURE, as_context, authorize_retention, crash_point, load_recording
 from .policy import RetentionDecision, decide_retention, info_of
 from .purge import PurgeReport, finish, mark, purge_veto
 
@@ -48,6 +48,7 @@ def check_erasable(app: Any, session: Session, rec: Recording) -> RetentionDecis
 def erase_recording(app: Any, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
     """Art. 17 erasure of one recording (four-eyes ``recording.erase``): a tombstone like the purge,
     reason ``art17-erasure``. Refused under a statutory duty or a legal hold."""
+    ctx = as_context(ctx, "recording.erase")
     target = precheck(app, ctx, "recording.erase", rec_id, lambda s, rec: check_erasable(app, s, rec))
     authorize_retention(app, ctx, "recording.erase", target)
     with app.catalog.session() as s:
@@ -56,7 +57,7 @@ def erase_recording(app: Any, ctx: RequestContext | None, rec_id: str, reason: s
         veto = purge_veto(app, info_of(rec))
         if veto:
             raise ConflictError(f"recording {rec_id} cannot be erased: {veto}")
-        mark(app, ctx, s, rec, REASON_ERASURE, rec.retention_rule or "-", ctx.approval_id if ctx else None)
+        mark(app, ctx, s, rec, REASON_ERASURE, rec.retention_rule or "-", ctx.approval_id)
     report = PurgeReport(now=app.clock.now(), dry_run=False)
     crash_point(app, "purge-after-mark")
     done = finish(app, ctx, rec_id, report)

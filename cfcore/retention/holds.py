@@ -13,6 +13,7 @@ from ..db.models_retention import LegalHold
 from ..errors import ConflictError, InputError
 from .common import (
     LIVE_STATES,
+    as_context,
     authorize_recording,
     authorize_retention,
     digest,
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 def set_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str) -> dict[str, Any]:
     """Put a recording on legal hold: it is never deleted until the hold is released."""
+    ctx = as_context(ctx, "hold.set")
     if not reason or not reason.strip():
         raise InputError("a reason is required for a legal hold")
     authorize_recording(app, ctx, "hold.set", rec_id)
@@ -52,6 +54,7 @@ def set_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str) -> 
 
 def release_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
     """Release a legal hold (four-eyes ``hold.release``)."""
+    ctx = as_context(ctx, "hold.release")
     authorize_recording(app, ctx, "hold.release", rec_id)
     with app.catalog.session() as s:
         rec = load_recording(s, rec_id, lock=True)
@@ -61,7 +64,7 @@ def release_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str 
         for hold in s.scalars(select(LegalHold).where(LegalHold.recording_id == rec.id,
                                                       LegalHold.released_at.is_(None))):
             hold.released_at, hold.released_by = now, username(ctx)
-            hold.release_approval_id = ctx.approval_id if ctx else None
+            hold.release_approval_id = ctx.approval_id
         rec.legal_hold = False
         s.flush()
         app.audit.append(s, ctx, "hold.release", "recording", rec.id, "ok",
@@ -72,6 +75,7 @@ def release_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str 
 
 
 def list_holds(app: Any, ctx: RequestContext | None) -> list[dict[str, Any]]:
+    ctx = as_context(ctx, "hold.list")
     authorize_retention(app, ctx, "hold.set", AccessTarget(kind="recording"))
     with app.catalog.session() as s:
         rows = s.scalars(select(LegalHold).where(LegalHold.released_at.is_(None)).order_by(LegalHold.set_at)).all()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..authority import system_context
 from .purge import PurgeReport, run_purge
 from .settings import retention_settings
 
@@ -29,4 +30,4 @@ def purge_job(app: Any) -> PurgeReport | None:
                          .order_by(AuditEntry.seq.desc()).limit(1)).first()
     if last is not None and (app.clock.now() - last).total_seconds() < interval:
         return None
-    return run_purge(app, None)
+    return run_purge(app, system_context("retention.purge"))

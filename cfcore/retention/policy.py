@@ -18,6 +18,8 @@ from .settings import choose_class, retention_settings
 
 log = logging.getLogger(__name__)
 
+_LOOK_UP = object()
+
 
 
 
@@ -63,7 +65,10 @@ class RetentionDecision:
 
 
 def decide_retention(app: Any, rec: Recording, session: Session | None = None,
-                     settings: Mapping[str, Any] | None = None) -> RetentionDecision:
+                     settings: Mapping[str, Any] | None = None, *,
+                     override: RetentionOverride | None | object = _LOOK_UP) -> RetentionDecision:
+    """Why ``rec`` is kept until when. ``override``: the recording's override when the caller
+    loaded those of a batch already (None: it has none); else it is looked up in ``session``."""
     settings = retention_settings(app) if settings is None else settings
     cls = choose_class(settings, rec)
     rules = tuple(sorted(rules_for(app, info_of(rec, cls), settings), key=lambda r: (r.keep_until, r.name)))
@@ -71,8 +76,10 @@ def decide_retention(app: Any, rec: Recording, session: Session | None = None,
     statutory = [r for r in rules if r.statutory]
     floor = statutory[-1] if statutory else None
     until, rule = (base.keep_until, base.name) if base else (None, None)
-    session = session or (object_session(rec) if rec.id else None)
-    override = session.get(RetentionOverride, rec.id) if session is not None and rec.id else None
+    if override is _LOOK_UP:
+        session = session or (object_session(rec) if rec.id else None)
+        override = session.get(RetentionOverride, rec.id) if session is not None and rec.id else None
+    assert override is None or isinstance(override, RetentionOverride)
     if override is not None:
         if override.kind == "extend" and (until is None or override.until > until):
             until, rule = override.until, "extended"

@@ -1,14 +1,19 @@
-"""The purge of expired recordings: mark, delete media, shred, disposal log."""
+"""The purge of expired recordings: mark, delete media, shred, disposal log (see the package
+docstring for the state machine). Recordings go in batches: each step is one transaction or one
+store pass for the whole batch, with set-based statements naming the batch's ids; what the law and
+the FIS need per recording (rule and veto hooks, the audit entries with ``row_digest``, the
+tombstone) stays per recording."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from hookspecs.types import AccessTarget, RecordingInfo, RequestContext, Tombstone
@@ -19,6 +24,7 @@ from .common import (
     LIVE_STATES,
     REASON_ERASURE,
     REASON_EXPIRED,
+    as_context,
     authorize_retention,
     crash_point,
     digest,
@@ -29,8 +35,6 @@ from .policy import decide_retention, info_of
 from .settings import retention_settings
 
 log = logging.getLogger(__name__)
-
-
 
 
 @attrs.define
@@ -50,8 +54,10 @@ class PurgeReport:
         return attrs.asdict(self)
 
 
-def mark(app: Any, ctx: RequestContext | None, s: Session, rec: Recording, reason: str, rule: str,
-          approval_id: str | None) -> PurgeTask:
+def mark(app: Any, ctx: RequestContext, s: Session, rec: Recording, reason: str, rule: str,
+         approval_id: str | None) -> PurgeTask:
+    """Step 1 for one recording (an erasure) inside the caller's transaction (the row is locked
+    by the caller); ``_mark_batch`` does the same for a batch of expired recordings."""
     task = s.get(PurgeTask, rec.id)
     now = app.clock.now()
     if task is None:
@@ -65,7 +71,6 @@ def mark(app: Any, ctx: RequestContext | None, s: Session, rec: Recording, reaso
         # Art. 17: the audio becomes unreadable at once (crypto-shredding), even where a store
         # keeps the ciphertext under an Object Lock until its retention date.
         shredded = _destroy_key(s, rec.id, now)
-    s.flush()
     action = "recording.erase" if reason == REASON_ERASURE else "recording.purge"
     app.audit.append(s, ctx, action, "recording", rec.id, "started",
                      {"reason": reason, "rule": rule, "key_destroyed": shredded, "row_digest": digest(rec)})
@@ -83,9 +88,15 @@ def _destroy_key(s: Session, rec_id: str, now: datetime) -> bool:
     return True
 
 
+def _lockable(store: Any) -> bool:
+    """Whether a store may refuse a delete (Object Lock). A store that says it has no object lock
+    (``object_lock = False``, e.g. a local directory) is not asked for every object."""
+    return bool(getattr(store, "object_lock", True))
+
+
 def store_locks(app: Any, keys: Iterable[str], now: datetime) -> list[str]:
     """Objects a store would refuse to delete now (Object Lock retention or legal hold)."""
-    stores = getattr(app.stores, "stores", {})
+    stores = {name: store for name, store in getattr(app.stores, "stores", {}).items() if _lockable(store)}
     found = []
     for key in keys:
         for name, store in stores.items():
@@ -103,107 +114,180 @@ def store_locks(app: Any, keys: Iterable[str], now: datetime) -> list[str]:
     return found
 
 
-def _delete_media(app: Any, keys: list[str]) -> None:
-    """Delete every copy; raises PermissionError (a lock) or another error from the stores."""
-    for key in keys:
-        try:
-            app.stores.delete(key)
-        except KeyError:
-            pass  # already gone: a rerun after a crash
-        crash_point(app, "purge-after-store-delete")
+def _delete_media(app: Any, keys_by_rec: Mapping[str, list[str]]) -> dict[str, Exception]:
+    """Step 2 for a batch: delete every copy of every object; returns the recordings whose delete
+    failed (PermissionError: a lock; another error from the stores), which stay ``purging``.
 
-
-def _shred(app: Any, ctx: RequestContext | None, rec_id: str) -> Tombstone | None:
-    """Destroy the key, write the tombstone, drop the catalog rows: one transaction."""
-    from .. import outbox
-    from ..transcripts import drop as drop_transcript
-
-    with app.catalog.session() as s:
-        rec = load_recording(s, rec_id, lock=True)
-        task = s.get(PurgeTask, rec_id)
-        if rec.state != "purging" or task is None or task.state != "purging":
-            return None  # another worker finished it
-        now = app.clock.now()
-        pseudonyms = sorted({x.pseudonym for x in rec.subjects})
-        hashes = sorted({m.sha256 for m in rec.media})
-        if s.get(TombstoneRow, rec.id) is None:
-            s.add(TombstoneRow(
-                recording_id=rec.id, site=rec.site, source=rec.source, direction=rec.direction,
-                two_sided=bool(rec.two_sided), started_at=rec.started_at, ended_at=rec.ended_at,
-                retention_class=rec.retention_class or "", rule=task.rule, reason=task.reason, deleted_at=now,
-                subject_pseudonyms=pseudonyms, ciphertext_sha256=hashes, approval_id=task.approval_id))
-            s.flush()
-            for p in pseudonyms:
-                s.add(TombstoneSubject(recording_id=rec.id, pseudonym=p))
-        key_destroyed = _destroy_key(s, rec.id, now)
-        rec.segments.clear()
-        rec.consents.clear()
-        rec.subjects.clear()
-        rec.media.clear()
-        drop_transcript(s, rec.id)  # its ciphertext is unreadable already: the key is gone
-        for hold in s.scalars(select(LegalHold).where(LegalHold.recording_id == rec.id)):
-            s.delete(hold)
-        ov = s.get(RetentionOverride, rec.id)
-        if ov is not None:
-            s.delete(ov)
-        rec.pbx_call_id = None
-        rec.advisor_id = "-"
-        rec.state = "purged"
-        task.state, task.done_at = "done", now
-        s.flush()
-        action = "recording.erase" if task.reason == REASON_ERASURE else "recording.purge"
-        seq = app.audit.append(s, ctx, action, "recording", rec.id, "ok", {
-            "reason": task.reason, "rule": task.rule, "deleted_at": now, "key_destroyed": key_destroyed,
-            "ciphertext_sha256": hashes, "subjects": len(pseudonyms), "approval_id": task.approval_id,
-            "row_digest": digest(rec)})
-        if task.reason == REASON_ERASURE:
-            task.disposal_seq = seq  # the erasure entry is its own disposal record
-        tomb = Tombstone(recording_id=rec.id, started_at=rec.started_at, ended_at=rec.ended_at, deleted_at=now,
-                         reason=task.reason, rule=task.rule, subject_pseudonyms=pseudonyms,
-                         ciphertext_sha256=hashes)
-        events = outbox.enqueue(app, s, "cf_after_purge", tomb)  # committed with the shred
-    try:  # first delivery now; failures are audited and retried by cf serve (cfcore.outbox)
-        outbox.deliver(app, events)
-    except Exception:  # a broken listener must not undo or block the purge
-        log.exception("a cf_after_purge implementation failed for %s", rec_id)
-    return tomb
-
-
-def finish(app: Any, ctx: RequestContext | None, rec_id: str, report: PurgeReport) -> bool:
-    """Steps 2 and 3 for a recording in state ``purging``. False when it stays pending."""
-    with app.catalog.session() as s:
-        rec = load_recording(s, rec_id)
-        keys = media_keys(rec)
-        task = s.get(PurgeTask, rec_id)
-        task_rule, task_reason = (task.rule, task.reason) if task else (rec.retention_rule or "-", REASON_EXPIRED)
+    Local stores unlink without syncing their directory per object; ``sync_deletes`` makes the
+    whole batch durable with one fsync per directory before the shred commits."""
+    failed: dict[str, Exception] = {}
     try:
-        _delete_media(app, keys)
-    except Exception as exc:  # noqa: BLE001 - a store refused (object lock) or failed: retried next run
-        locked = isinstance(exc, PermissionError) or "PermissionError" in str(exc)
-        message = f"{'locked' if locked else 'store error'}: {type(exc).__name__}: {exc}"
-        with app.catalog.session() as s:
-            task = s.get(PurgeTask, rec_id)
+        for rec_id, keys in keys_by_rec.items():
+            for key in keys:
+                try:
+                    app.stores.delete(key, sync=False)
+                except KeyError:
+                    pass  # already gone: a rerun after a crash
+                except Exception as exc:  # noqa: BLE001 - a store refused (object lock) or failed: retried next run
+                    failed[rec_id] = exc
+                    break
+                crash_point(app, "purge-after-store-delete")
+    finally:
+        app.stores.sync_deletes()
+    return failed
+
+
+def _pending(app: Any, ctx: RequestContext, failed: Mapping[str, Exception], tasks: Mapping[str, tuple[str, str]],
+             report: PurgeReport) -> None:
+    """Record the recordings a store did not let go: attempt counted, audited, reported."""
+    with app.catalog.session() as s:
+        rows = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(PurgeTask.recording_id.in_(list(failed))))}
+        for rec_id, exc in failed.items():
+            locked = isinstance(exc, PermissionError) or "PermissionError" in str(exc)
+            message = f"{'locked' if locked else 'store error'}: {type(exc).__name__}: {exc}"
+            task = rows.get(rec_id)
             if task is not None:
                 task.attempts = (task.attempts or 0) + 1
                 task.last_error = message[:2000]
-            action = "recording.erase" if task_reason == REASON_ERASURE else "recording.purge"
+            rule, reason = tasks[rec_id]
+            action = "recording.erase" if reason == REASON_ERASURE else "recording.purge"
             app.audit.append(s, ctx, action, "recording", rec_id, "pending", {"error": message[:500]})
-        log.warning("purge of %s pending: %s", rec_id, message)
-        report.pending.append({"id": rec_id, "rule": task_rule, "reason": task_reason, "error": message})
-        return False
-    tomb = _shred(app, ctx, rec_id)
+            log.warning("purge of %s pending: %s", rec_id, message)
+            report.pending.append({"id": rec_id, "rule": rule, "reason": reason, "error": message})
+
+
+def _children(s: Session, model: Any, ids: list[str], *cols: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {rec_id: [] for rec_id in ids}
+    for row in s.execute(select(model.recording_id, *cols).where(model.recording_id.in_(ids))):
+        out[row[0]].append(row[1] if len(cols) == 1 else row[1:])
+    return out
+
+
+def _shred(app: Any, ctx: RequestContext, ids: list[str], events: list[str]) -> list[Tombstone]:
+    """Step 3 for a batch, one transaction: destroy the keys, write the tombstones, drop the
+    catalog rows set-based, audit every recording. Recordings another worker finished are skipped.
+    The ids of the ``cf_after_purge`` events (committed with the shred) are added to ``events``."""
+    from .. import outbox
+    from ..archive import row_digest
+    from ..db.models import ConsentRow, MediaObject, ModeSegmentRow, RecordingSubject
+    from ..db.models_integration import TranscriptRow
+
+    tombs: list[Tombstone] = []
+    with app.catalog.session() as s:
+        recs = list(s.execute(select(*Recording.__table__.columns).where(Recording.id.in_(ids))
+                              .order_by(Recording.id).with_for_update()))
+        tasks = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(PurgeTask.recording_id.in_(ids)))}
+        recs = [r for r in recs if r.state == "purging" and r.id in tasks and tasks[r.id].state == "purging"]
+        if not recs:
+            return []
+        ids = [r.id for r in recs]
+        now = app.clock.now()
+        pseudonyms = {k: sorted(set(v)) for k, v in _children(s, RecordingSubject, ids, RecordingSubject.pseudonym).items()}
+        hashes = {k: sorted(set(v)) for k, v in _children(s, MediaObject, ids, MediaObject.sha256).items()}
+        have_tomb = set(s.scalars(select(TombstoneRow.recording_id).where(TombstoneRow.recording_id.in_(ids))))
+        have_key = set(s.scalars(select(DataKey.recording_id).where(DataKey.recording_id.in_(ids))))
+        new = [r for r in recs if r.id not in have_tomb]
+        if new:
+            s.execute(insert(TombstoneRow), [dict(
+                recording_id=r.id, site=r.site, source=r.source, direction=r.direction, two_sided=bool(r.two_sided),
+                started_at=r.started_at, ended_at=r.ended_at, retention_class=r.retention_class or "",
+                rule=tasks[r.id].rule, reason=tasks[r.id].reason, deleted_at=now, subject_pseudonyms=pseudonyms[r.id],
+                ciphertext_sha256=hashes[r.id], approval_id=tasks[r.id].approval_id) for r in new])
+            subjects = [{"recording_id": r.id, "pseudonym": p} for r in new for p in pseudonyms[r.id]]
+            if subjects:
+                s.execute(insert(TombstoneSubject), subjects)
+        # crypto-shredding: the wrapped data keys go (a key destroyed before keeps its date)
+        s.execute(update(DataKey).where(DataKey.recording_id.in_(ids), DataKey.destroyed_at.is_(None))
+                  .values(destroyed_at=now))
+        s.execute(update(DataKey).where(DataKey.recording_id.in_(ids), DataKey.wrapped.is_not(None))
+                  .values(wrapped=None))
+        for model in (ModeSegmentRow, ConsentRow, RecordingSubject, MediaObject, TranscriptRow, LegalHold,
+                      RetentionOverride):
+            s.execute(delete(model).where(model.recording_id.in_(ids)))
+        s.execute(update(Recording).where(Recording.id.in_(ids))
+                  .values(state="purged", pbx_call_id=None, advisor_id="-"))
+        s.execute(update(PurgeTask).where(PurgeTask.recording_id.in_(ids)).values(state="done", done_at=now))
+        listeners = bool(app.pm.implementers("cf_after_purge"))
+        for r in recs:
+            task = tasks[r.id]
+            # the row as it is now (the children are gone): what row_digest covers
+            row = SimpleNamespace(**{**r._mapping, "state": "purged", "pbx_call_id": None, "advisor_id": "-",
+                                     "segments": [], "consents": [], "subjects": [], "media": []})
+            action = "recording.erase" if task.reason == REASON_ERASURE else "recording.purge"
+            seq = app.audit.append(s, ctx, action, "recording", r.id, "ok", {
+                "reason": task.reason, "rule": task.rule, "deleted_at": now, "key_destroyed": r.id in have_key,
+                "ciphertext_sha256": hashes[r.id], "subjects": len(pseudonyms[r.id]), "approval_id": task.approval_id,
+                "row_digest": row_digest(row)})  # type: ignore[arg-type]
+            if task.reason == REASON_ERASURE:
+                # the erasure entry is its own disposal record
+                s.execute(update(PurgeTask).where(PurgeTask.recording_id == r.id).values(disposal_seq=seq))
+            tomb = Tombstone(recording_id=r.id, started_at=r.started_at, ended_at=r.ended_at, deleted_at=now,
+                             reason=task.reason, rule=task.rule, subject_pseudonyms=pseudonyms[r.id],
+                             ciphertext_sha256=hashes[r.id])
+            tombs.append(tomb)
+            if listeners:
+                events += outbox.enqueue(app, s, "cf_after_purge", tomb)  # committed with the shred
+    return tombs
+
+
+def deliver_events(app: Any, events: list[str]) -> None:
+    """First delivery of ``cf_after_purge`` now; failures are audited and retried by cf serve
+    (cfcore.outbox). A crash before it leaves the events to cf serve as well."""
+    from .. import outbox
+
+    for start in range(0, len(events), 500):
+        try:
+            outbox.deliver(app, events[start:start + 500], limit=500)
+        except Exception:  # a broken listener must not undo or block the purge
+            log.exception("a cf_after_purge implementation failed")
+
+
+def finish_batch(app: Any, ctx: RequestContext, ids: list[str], report: PurgeReport,
+                 events: list[str] | None = None) -> set[str]:
+    """Steps 2 and 3 for recordings in state ``purging``. Returns the ids purged (by this call);
+    the others stay pending. The ``cf_after_purge`` events are delivered at once, or, given a list
+    ``events``, added to it for the caller to deliver (one delivery for a whole run)."""
+    from ..db.models import MediaObject
+
+    if not ids:
+        return set()
+    with app.catalog.session() as s:
+        keys = {k: sorted(set(v)) for k, v in _children(s, MediaObject, ids, MediaObject.key).items()}
+        rules = {r.id: r.retention_rule for r in s.execute(select(Recording.id, Recording.retention_rule)
+                                                          .where(Recording.id.in_(ids)))}
+        tasks = {rec_id: (rules.get(rec_id) or "-", REASON_EXPIRED) for rec_id in ids}
+        for t in s.execute(select(PurgeTask.recording_id, PurgeTask.rule, PurgeTask.reason)
+                           .where(PurgeTask.recording_id.in_(ids))):
+            tasks[t.recording_id] = (t.rule, t.reason)
+    failed = _delete_media(app, {rec_id: keys[rec_id] for rec_id in ids})
+    if failed:
+        _pending(app, ctx, failed, tasks, report)
+    new_events: list[str] = []
+    tombs = _shred(app, ctx, [rec_id for rec_id in ids if rec_id not in failed], new_events)
     crash_point(app, "purge-after-shred")
-    if tomb is not None:
-        report.purged.append({"id": rec_id, "rule": tomb.rule, "reason": tomb.reason,
+    if events is None:
+        deliver_events(app, new_events)
+    else:
+        events += new_events
+    for tomb in tombs:
+        report.purged.append({"id": tomb.recording_id, "rule": tomb.rule, "reason": tomb.reason,
                               "deleted_at": tomb.deleted_at})
-    return True
+    return {tomb.recording_id for tomb in tombs}
+
+
+def finish(app: Any, ctx: RequestContext, rec_id: str, report: PurgeReport) -> bool:
+    """Steps 2 and 3 for one recording in state ``purging``. False when it stays pending."""
+    with app.catalog.session() as s:
+        load_recording(s, rec_id)  # NotFound for an unknown id
+    finish_batch(app, ctx, [rec_id], report)
+    return not any(p["id"] == rec_id for p in report.pending)
 
 
 def purge_veto(app: Any, info: RecordingInfo) -> str | None:
     return app.pm.purge_veto(info)  # a failing veto plugin vetoes in its name: when in doubt, keep
 
 
-def _assign_missing(app: Any, ctx: RequestContext | None, batch: int = 500) -> int:
+def _assign_missing(app: Any, ctx: RequestContext, batch: int = 500) -> int:
     """Recordings archived without a retention date get one (audited)."""
     settings = retention_settings(app)
     done = 0
@@ -235,57 +319,111 @@ def _candidates(app: Any, now: datetime, after: str, batch: int) -> list[str]:
             .order_by(Recording.id).limit(batch)))
 
 
-def _unchanged(rec: Recording, now: datetime) -> bool:
+def _unchanged(rec: Any, now: datetime) -> bool:
     return (rec.state in LIVE_STATES and not rec.legal_hold and rec.retention_until is not None
             and rec.retention_until <= now)
 
 
-def _consider(app: Any, ctx: RequestContext | None, rec_id: str, now: datetime, settings: Mapping[str, Any],
-              report: PurgeReport, dry_run: bool) -> bool:
-    """Decide on one expired candidate; mark it (step 1) unless dry-run. True when it goes.
+def _plain(s: Session, ids: list[str], *, lock: bool = False, children: tuple[str, ...] = ()) -> list[Any]:
+    """The recordings ``ids`` as plain rows (no ORM objects: a batch of hundreds is read several
+    times faster), each with the child lists named in ``children`` (rows with the same attributes
+    as the ORM's, so ``info_of``, ``choose_class`` and ``row_digest`` read them alike)."""
+    from ..db.models import ConsentRow, MediaObject, ModeSegmentRow, RecordingSubject
 
-    Plugins (rules, vetoes) and the stores (lock check: a HEAD per object) are asked outside the
-    transaction that locks the row; that transaction checks again that nothing changed meanwhile.
-    """
+    q = select(*Recording.__table__.columns).where(Recording.id.in_(ids)).order_by(Recording.id)
+    recs = [SimpleNamespace(**r._mapping) for r in s.execute(q.with_for_update() if lock else q)]
+    models: dict[str, Any] = {"segments": ModeSegmentRow, "consents": ConsentRow, "subjects": RecordingSubject, "media": MediaObject}
+    for name in children:
+        model = models[name]
+        by_rec: dict[str, list[Any]] = {r.id: [] for r in recs}
+        for row in s.execute(select(*model.__table__.columns).where(model.recording_id.in_(ids))):
+            by_rec[row.recording_id].append(row)
+        for r in recs:
+            setattr(r, name, by_rec[r.id])
+    return recs
+
+
+def _consider(app: Any, ctx: RequestContext, ids: list[str], now: datetime, settings: Mapping[str, Any],
+              report: PurgeReport, dry_run: bool) -> list[str]:
+    """Decide on a batch of expired candidates; mark them (step 1, one transaction) unless
+    dry-run. Returns the ids that go.
+
+    Plugins (rules, vetoes) and the stores (lock check: a HEAD per object where a store has
+    object locks) are asked outside the transaction that locks the rows; that transaction checks
+    again that nothing changed meanwhile."""
     with app.catalog.session() as s:
-        rec = load_recording(s, rec_id)
-        if not _unchanged(rec, now):
-            return False  # changed since the candidate query
-        d = decide_retention(app, rec, s, settings)
-        info = info_of(rec)
-        keys = media_keys(rec)
-        rule = rec.retention_rule or d.rule or "-"
-        until = rec.retention_until
-    if d.until is None or d.until > now:
-        # the rules changed since archive (a class lengthened, a new plugin): keep, and say so
-        report.kept.append({"id": rec_id, "until": d.until, "rule": d.rule})
-        if not dry_run:
-            with app.catalog.session() as s:
-                rec = load_recording(s, rec_id, lock=True)
-                if rec.state in LIVE_STATES:
-                    old = rec.retention_until
-                    rec.retention_class, rec.retention_until, rec.retention_rule = d.retention_class, d.until, d.rule
-                    s.flush()
-                    app.audit.append(s, ctx, "retention.apply", "recording", rec.id, "ok",
-                                     {"old_until": old, "until": d.until, "rule": d.rule, "row_digest": digest(rec)})
-        return False
-    veto = purge_veto(app, info)
-    if veto:
-        report.vetoed.append({"id": rec_id, "reason": veto})
-        return False
-    locks = store_locks(app, keys, now)
-    if locks:  # the store would refuse: keep it readable and unmarked until the lock ends
-        report.locked.append({"id": rec_id, "locks": locks})
-        return False
-    if dry_run:
-        report.purged.append({"id": rec_id, "rule": rule, "reason": REASON_EXPIRED, "until": until})
-        return True
+        recs = _plain(s, ids, children=("subjects", "media"))
+        overrides = {o.recording_id: o for o in
+                     s.scalars(select(RetentionOverride).where(RetentionOverride.recording_id.in_(ids)))}
+        seen = []
+        for rec in recs:
+            if not _unchanged(rec, now):
+                continue  # changed since the candidate query
+            d = decide_retention(app, rec, s, settings, override=overrides.get(rec.id))
+            seen.append((rec.id, d, info_of(rec), media_keys(rec), rec.retention_rule or d.rule or "-",
+                         rec.retention_until))
+    go: dict[str, str] = {}
+    for rec_id, d, info, keys, rule, until in seen:
+        if d.until is None or d.until > now:
+            # the rules changed since archive (a class lengthened, a new plugin): keep, and say so
+            report.kept.append({"id": rec_id, "until": d.until, "rule": d.rule})
+            if not dry_run:
+                _reapply(app, ctx, rec_id, d)
+            continue
+        veto = purge_veto(app, info)
+        if veto:
+            report.vetoed.append({"id": rec_id, "reason": veto})
+            continue
+        locks = store_locks(app, keys, now)
+        if locks:  # the store would refuse: keep it readable and unmarked until the lock ends
+            report.locked.append({"id": rec_id, "locks": locks})
+            continue
+        if dry_run:
+            report.purged.append({"id": rec_id, "rule": rule, "reason": REASON_EXPIRED, "until": until})
+        go[rec_id] = rule
+    if dry_run or not go:
+        return list(go)
+    return _mark_batch(app, ctx, go, now)
+
+
+def _mark_batch(app: Any, ctx: RequestContext, go: Mapping[str, str], now: datetime) -> list[str]:
+    """Step 1 for a batch of expired recordings (``{id: rule}``), one transaction, set-based:
+    re-check under the row locks, ``state = "purging"``, the purge tasks, one audit entry each."""
+    from ..archive import row_digest
+
+    with app.catalog.session() as s:
+        recs = [r for r in _plain(s, list(go), lock=True, children=("segments", "consents", "subjects", "media"))
+                if _unchanged(r, now)]  # held or changed meanwhile: left alone
+        if not recs:
+            return []
+        ids = [r.id for r in recs]
+        at = app.clock.now()
+        s.execute(update(Recording).where(Recording.id.in_(ids)).values(state="purging"))
+        old = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(PurgeTask.recording_id.in_(ids)))}
+        for task in old.values():  # a task left from an earlier attempt keeps its attempt count
+            task.state, task.reason, task.rule, task.approval_id = "purging", REASON_EXPIRED, go[task.recording_id], None
+            task.started_at, task.done_at, task.last_error, task.disposal_seq = at, None, None, None
+        fresh = [{"recording_id": r.id, "state": "purging", "reason": REASON_EXPIRED, "rule": go[r.id],
+                  "approval_id": None, "started_at": at, "attempts": 0} for r in recs if r.id not in old]
+        if fresh:
+            s.execute(insert(PurgeTask), fresh)
+        for r in recs:
+            r.state = "purging"
+            app.audit.append(s, ctx, "recording.purge", "recording", r.id, "started",
+                             {"reason": REASON_EXPIRED, "rule": go[r.id], "key_destroyed": False,
+                              "row_digest": row_digest(r)})
+    return ids
+
+
+def _reapply(app: Any, ctx: RequestContext, rec_id: str, d: Any) -> None:
     with app.catalog.session() as s:
         rec = load_recording(s, rec_id, lock=True)
-        if not _unchanged(rec, now):
-            return False  # held or changed meanwhile
-        mark(app, ctx, s, rec, REASON_EXPIRED, rule, None)
-    return True
+        if rec.state in LIVE_STATES:
+            old = rec.retention_until
+            rec.retention_class, rec.retention_until, rec.retention_rule = d.retention_class, d.until, d.rule
+            s.flush()
+            app.audit.append(s, ctx, "retention.apply", "recording", rec.id, "ok",
+                             {"old_until": old, "until": d.until, "rule": d.rule, "row_digest": digest(rec)})
 
 
 def count_due(app: Any) -> int:
@@ -300,17 +438,31 @@ def count_due(app: Any) -> int:
             Recording.state.in_(LIVE_STATES) & (Recording.retention_until <= now)))) or 0)
 
 
+#: The first batch of a run holds one recording, and each next one twice as many up to ``batch``:
+#: a store that refuses or fails shows on one recording, not on hundreds made unreadable
+#: (``purging``) at once.
+FIRST_BATCH = 1
+
+
 def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = False, limit: int | None = None,
-              batch: int = 200, progress: Callable[[int], None] | None = None) -> PurgeReport:
+              batch: int = 500, progress: Callable[[int], None] | None = None) -> PurgeReport:
     """Purge every expired recording that is not held or vetoed; finish interrupted purges.
 
-    ``ctx`` is the operator running ``cf retention run`` (None: the scheduled job, the system).
-    ``progress(n)`` is told of every recording looked at.
+    ``ctx`` is the operator running ``cf retention run``; without one the scheduled job runs as
+    the system (``system_context("retention.purge")``, which may do ``retention.run`` and nothing
+    else). ``progress(n)`` is told of every recording looked at.
+
+    Recordings go in batches: one transaction marks a batch, its media are deleted with one
+    directory sync per batch, one transaction shreds it. A crash leaves the batch in flight
+    ``purging``; the next run finishes it.
     """
+    ctx = as_context(ctx, "retention.purge")
     tick = progress or (lambda n: None)
     now = app.clock.now()
     report = PurgeReport(now=now, dry_run=dry_run)
     settings = retention_settings(app)
+    batch = max(1, batch)
+    events: list[str] = []  # cf_after_purge, delivered once at the end of the run
     authorize_retention(app, ctx, "retention.run", AccessTarget(kind="retention", attributes={"dry_run": dry_run}))
 
     with app.catalog.session() as s:
@@ -323,34 +475,35 @@ def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = Fa
             report.pending.append({"id": rec_id, "error": "interrupted purge: would be resumed"})
     else:
         report.assigned = _assign_missing(app, ctx)
-        for rec_id in resume:
-            finish(app, ctx, rec_id, report)
-            tick(1)
+        for start in range(0, len(resume), batch):
+            part = resume[start:start + batch]
+            finish_batch(app, ctx, part, report, events)
+            tick(len(part))
 
     after = ""
     count = 0
+    size = FIRST_BATCH
     while limit is None or count < limit:
-        ids = _candidates(app, now, after, batch)
+        want = size if limit is None else min(size, limit - count)
+        ids = _candidates(app, now, after, want)
         if not ids:
             break
         after = ids[-1]
-        for rec_id in ids:
-            if limit is not None and count >= limit:
-                break
-            tick(1)
-            if not _consider(app, ctx, rec_id, now, settings, report, dry_run):
-                continue
-            count += 1
-            if not dry_run:
-                crash_point(app, "purge-after-mark")
-                finish(app, ctx, rec_id, report)
+        size = min(batch, size * 2)
+        tick(len(ids))
+        chosen = _consider(app, ctx, ids, now, settings, report, dry_run)
+        count += len(chosen)
+        if chosen and not dry_run:
+            crash_point(app, "purge-after-mark")
+            finish_batch(app, ctx, chosen, report, events)
 
     if not dry_run:
         report.disposal_seq = _disposal_entry(app, ctx, now, report)
+        deliver_events(app, events)
     return report
 
 
-def _disposal_entry(app: Any, ctx: RequestContext | None, now: datetime, report: PurgeReport) -> int:
+def _disposal_entry(app: Any, ctx: RequestContext, now: datetime, report: PurgeReport) -> int:
     """One audit entry per run: date, rules, count and ids of what was destroyed since the last."""
     with app.catalog.session() as s:
         done = s.scalars(select(PurgeTask).where(PurgeTask.state == "done", PurgeTask.disposal_seq.is_(None))

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from hookspecs.types import RequestContext
 
 from ..db.models_retention import LegalHold, PurgeTask
-from .common import LIVE_STATES, authorize_recording, load_recording
+from .common import LIVE_STATES, as_context, authorize_recording, load_recording
 from .policy import decide_retention
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def retention_status(app: Any, ctx: RequestContext | None, rec_id: str) -> dict[str, Any]:
     """Why a recording is kept until when (for ``cf retention show``)."""
+    ctx = as_context(ctx, "retention.show")
     authorize_recording(app, ctx, "recording.show", rec_id)
     with app.catalog.session() as s:
         rec = load_recording(s, rec_id)
@@ -35,6 +36,5 @@ def retention_status(app: Any, ctx: RequestContext | None, rec_id: str) -> dict[
         holds = s.scalars(select(LegalHold).where(LegalHold.recording_id == rec.id).order_by(LegalHold.set_at)).all()
         out["holds"] = [{"hold_id": h.id, "reason": h.reason, "set_at": h.set_at, "set_by": h.set_by,
                          "released_at": h.released_at} for h in holds]
-    if ctx is not None:
-        app.audit.record(ctx, "recording.show", "recording", rec_id, "ok", {"view": "retention"})
+    app.audit.record(ctx, "recording.show", "recording", rec_id, "ok", {"view": "retention"})
     return out

@@ -39,11 +39,16 @@ class UnsafeKey(ValueError):
 
 
 class LocalStore:
+    #: A file system has no object lock: a delete is never refused for a retention date.
+    object_lock = False
+
     def __init__(self, name: str, root: Path) -> None:
         self.name = name
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         self.root = Path(os.path.realpath(root))
+        #: directories with unlinks not yet made durable (``delete(sync=False)``)
+        self._unsynced: set[Path] = set()
 
     # ------------------------------------------------------------------ paths
     def _path(self, key: str) -> Path:
@@ -144,13 +149,27 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, sync: bool = True) -> None:
+        """Unlink the object and fsync its directory. ``sync=False`` leaves the fsync to
+        ``sync_deletes()``, so that a batch of deletes costs one fsync per directory."""
         path = self._path(key)
         try:
             os.unlink(path)
         except FileNotFoundError:
             raise KeyError(key) from None
-        self._fsync_dir(path.parent)
+        if sync:
+            self._fsync_dir(path.parent)
+        else:
+            self._unsynced.add(path.parent)
+
+    def sync_deletes(self) -> None:
+        """Make every deferred delete durable: one fsync per directory touched."""
+        while self._unsynced:
+            directory = self._unsynced.pop()
+            try:
+                self._fsync_dir(directory)
+            except FileNotFoundError:
+                pass  # the directory itself is gone
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
