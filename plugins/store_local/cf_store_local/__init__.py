@@ -44,6 +44,9 @@ class LocalStore:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         self.root = Path(os.path.realpath(root))
+        #: key -> path of objects read before: their checks (realpath of the directory and the
+        #: file) are not repeated for each range of a stream; the open still refuses a symlink
+        self._read_paths: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ paths
     def _path(self, key: str) -> Path:
@@ -128,13 +131,19 @@ class LocalStore:
         return size
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        path = self._path(key)
+        path = self._read_paths.get(key) if isinstance(key, str) else None
+        if path is None:
+            path = self._path(key)
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"bad byte range [{start}, {end})")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except (FileNotFoundError, IsADirectoryError):
+            self._read_paths.pop(key, None)
             raise KeyError(key) from None
+        if len(self._read_paths) >= 4096:  # a bound, not a policy: a forgotten key is checked again
+            self._read_paths.clear()
+        self._read_paths[key] = path
         try:
             size = os.fstat(fd).st_size
             stop = size if end is None else min(end, size)
@@ -145,6 +154,7 @@ class LocalStore:
             os.close(fd)
 
     def delete(self, key: str) -> None:
+        self._read_paths.pop(key, None)
         path = self._path(key)
         try:
             os.unlink(path)
