@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 try:  # optional: only a faster interleave of two-channel audio (see _interleave)
     import numpy as _np
 except ImportError:  # pragma: no cover - depends on the installation
-    _np = None
+    _np = None  # type: ignore[assignment]
 
 CHANNELS = ("advisor", "customer")
 _ID = re.compile(r"^[0-9a-f]{32}$")
