@@ -105,17 +105,20 @@ class Catalog:
         may lose it. SQLite: ``synchronous=NORMAL`` in WAL mode; PostgreSQL:
         ``synchronous_commit=off``. Locks like ``session``. Callers that must not lose the change
         call ``sync`` soon after (``cfcore.db.durability.SyncQueue`` batches that)."""
+        if not self.is_sqlite:
+            with self._sessions() as s, s.begin():
+                s.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield s
+            return
         if self._unsynced_sessions is None:
-            if self.is_sqlite:
-                engine = create_engine(self.url, connect_args={"isolation_level": None, "timeout": 30})
-                event.listen(engine, "connect", _sqlite_unsynced_pragmas)
+            # a pool of its own: synchronous is a setting of the SQLite connection
+            engine = create_engine(self.url, connect_args={"isolation_level": None, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_unsynced_pragmas)
 
-                @event.listens_for(engine, "begin")
-                def _begin(conn):  # type: ignore[no-untyped-def]
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                engine = create_engine(self.url, pool_pre_ping=True,
-                                       connect_args={"options": "-c synchronous_commit=off"})
+            @event.listens_for(engine, "begin")
+            def _begin(conn):  # type: ignore[no-untyped-def]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
             self._unsynced_engine = engine
             self._unsynced_sessions = sessionmaker(engine, expire_on_commit=False)
         with self._unsynced_sessions() as s, s.begin():

@@ -165,8 +165,23 @@ def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, descri
                                     else f'inline; filename="{rec_id}.wav"')}
     detail: dict[str, Any] = {"method": request.method, "range": header[:100] if header else None,
                               "link": claims.nonce, "purpose": claims.purpose}
+
+    def refused_or_audited(outcome: str, entry: dict[str, Any], *, synced: bool = True) -> Response | None:
+        """Check the recording is still playable and audit the request in one transaction
+        (``synced=False``: the commit does not wait for the disk); the 403 when it is not
+        playable any more (deleted or shredded since the link's view was opened), audited."""
+        try:
+            with (app.catalog.session() if synced else app.catalog.unsynced_session()) as s:
+                check_playable(s, rec_id)
+                app.audit.append(s, ctx, action, "recording", rec_id, outcome, entry)
+        except CallFortError as exc:
+            link_views(app).forget(rec_id)
+            return _refused(app, request, ctx, rec_id, action, f"recording not readable: {type(exc).__name__}")
+        return None
+
     if rng == UNSATISFIABLE:
-        app.audit.record(ctx, action, "recording", rec_id, "refused", {**detail, "status": 416, "size": size})
+        if (refusal := refused_or_audited("refused", {**detail, "status": 416, "size": size})) is not None:
+            return refusal
         return Response(status_code=416, headers={**base, "Content-Range": f"bytes */{size}"})
     if rng is None:
         start, end, status = 0, size - 1, 200
@@ -180,16 +195,12 @@ def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, descri
     headers["Content-Length"] = str(length)
     entry = {**detail, "status": status, "first": start, "last": end, "bytes": length}
     if request.method == "HEAD":
-        app.audit.record(ctx, action, "recording", rec_id, "ok", entry)
+        if (refusal := refused_or_audited("ok", entry)) is not None:
+            return refusal
         return Response(status_code=status, headers=headers)
-    # committed before the first byte (no audio without its entry), synced before the last one
-    try:
-        with app.catalog.unsynced_session() as s:
-            check_playable(s, rec_id)  # deleted or shredded since the link's view was opened?
-            app.audit.append(s, ctx, action, "recording", rec_id, "ok", entry)
-    except CallFortError as exc:
-        link_views(app).forget(rec_id)
-        return _refused(app, request, ctx, rec_id, action, f"recording not readable: {type(exc).__name__}")
+    # committed before the first byte (no audio without its entry), synced right after
+    if (refusal := refused_or_audited("ok", entry, synced=False)) is not None:
+        return refusal
     queue = sync_queue(app)
     ticket = queue.request()
     queue.sync_soon(ticket)
