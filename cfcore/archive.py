@@ -33,6 +33,11 @@ from .wav import interleave, wav_header
 
 log = logging.getLogger(__name__)
 
+try:  # optional: only a faster interleave of two-channel audio (see _interleave)
+    import numpy as _np
+except ImportError:  # pragma: no cover - depends on the installation
+    _np = None  # type: ignore[assignment]
+
 CHANNELS = ("advisor", "customer")
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -139,7 +144,7 @@ class _Loaded:
 
 
 def _load(app: Any, rec_id: str) -> _Loaded:
-    with app.catalog.session() as s:
+    with app.catalog.read_session() as s:
         rec = get_recording(s, rec_id)
         if rec.state == "purged":
             raise NotFound(f"recording {rec_id} was deleted", hint="see its tombstone")
@@ -186,20 +191,29 @@ class _FailoverReader:
     the next store's copy when a copy is missing, unreachable or fails authentication, and reports
     the broken copy (the whole-object SHA-256 cannot be checked on a range)."""
 
-    def __init__(self, stores: Any, data_key: bytes, rec_id: str, ch: _Channel) -> None:
+    def __init__(self, stores: Any, data_key: bytes, rec_id: str, ch: _Channel,
+                 opened: dict[str, envelope.Reader] | None = None) -> None:
         self._stores, self._key, self._rec_id, self._ch = stores, data_key, rec_id, ch
+        #: store name -> reader whose header was checked (shared by the views of one playback link:
+        #: a reader keeps no position, so views in several threads may use it at once)
+        self._opened = {} if opened is None else opened
         self._order = stores.read_order(ch.key)
         self._pos = 0
         self._reader: envelope.Reader | None = None
         self._call(lambda r: None)
 
     def _open(self, name: str) -> envelope.Reader:
+        reader = self._opened.get(name)
+        if reader is not None:
+            return reader
+
         def fetch(a: int, b: int) -> bytes:
             return self._stores.get_from(name, self._ch.key, a, b)
 
         reader = envelope.Reader(self._key, self._rec_id, self._ch.name, fetch, self._ch.size)
         if reader.plain_size != self._ch.plain_size:
             raise IntegrityError(f"{self._ch.name} object of {self._rec_id} in store {name} has a different size")
+        self._opened[name] = reader
         return reader
 
     def _call(self, op: Callable[[envelope.Reader], Any]) -> Any:
@@ -213,8 +227,10 @@ class _FailoverReader:
                 result = op(self._reader)
             except KeyError:
                 missing.append(name)
+                self._opened.pop(name, None)
             except IntegrityError:
                 damaged.append(name)
+                self._opened.pop(name, None)
             except (StoreFailure, OSError) as exc:
                 log.warning("store %s failed to read %s: %s", name, self._ch.key, type(exc).__name__)
             else:
@@ -239,16 +255,35 @@ class _FailoverReader:
         return self._call(lambda r: r.read(start, end))
 
 
+def _interleave(parts: list[bytes]) -> bytes:
+    """``cfcore.wav.interleave``, with NumPy when it is installed (several times faster on a
+    two-channel stream, where interleaving costs more than decrypting)."""
+    if len(parts) == 2 and _np is not None:
+        n = len(parts[0]) // 2
+        out = _np.empty((n, 2), dtype="<i2")
+        out[:, 0] = _np.frombuffer(parts[0], dtype="<i2", count=n)
+        out[:, 1] = _np.frombuffer(parts[1], dtype="<i2", count=n)
+        return out.tobytes()
+    return interleave(parts)
+
+
 class WavView:
     """A PCM16 WAV (1 or 2 channels) of a recording with random access: ``read(start, end)``
     decrypts only the segments that hold the requested bytes (for HTTP Range streaming)."""
 
-    def __init__(self, app: Any, rec_id: str) -> None:
-        loaded = _load(app, rec_id)
+    def __init__(self, app: Any, rec_id: str, *, loaded: _Loaded | None = None,
+                 opened: dict[str, dict[str, envelope.Reader]] | None = None) -> None:
+        """``loaded`` and ``opened`` (channel -> store -> reader) come from an earlier view of the
+        same recording (``cfcore.playback``: once per streaming link); without them the catalog
+        and the stores are read now."""
+        loaded = _load(app, rec_id) if loaded is None else loaded
+        self.loaded = loaded
         self.recording_id = rec_id
         self.sample_rate = loaded.sample_rate
         self._channels = loaded.channels
-        self._readers = [_FailoverReader(app.stores, loaded.data_key, rec_id, ch) for ch in loaded.channels]
+        self.opened = {} if opened is None else opened
+        self._readers = [_FailoverReader(app.stores, loaded.data_key, rec_id, ch, self.opened.setdefault(ch.name, {}))
+                         for ch in loaded.channels]
         self.channels = len(self._readers)
         self.frames = self._channels[0].plain_size // 2
         self.data_size = self.frames * 2 * self.channels
@@ -259,7 +294,7 @@ class WavView:
         parts = [r.read(2 * f0, 2 * f1) for r in self._readers]
         if any(len(p) != 2 * (f1 - f0) for p in parts):
             raise IntegrityError(f"channels of {self.recording_id} have different lengths")
-        return interleave(parts)
+        return _interleave(parts)
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -296,7 +331,7 @@ class WavView:
             parts = [r.read(2 * f0, 2 * f1) for r in self._readers]
             for h, p in zip(hashes, parts, strict=True):
                 h.update(p)
-            yield interleave(parts)
+            yield _interleave(parts)
         if self.frames == 0:
             for r in self._readers:
                 r.read(0, 0)

@@ -209,6 +209,7 @@ class AuditTrail:
     def _anchor_after_commit(self, session: Session) -> None:
         session.info.pop("cf_audit_anchor_due", None)
         try:
+            self.catalog.sync()  # an entry committed unsynced (playback) must be durable before an anchor names it
             self.anchor()
         except Exception as exc:  # the change is committed; the periodic job anchors later
             log.warning("audit anchor not written: %s: %s", type(exc).__name__, exc)

@@ -63,7 +63,20 @@ def _unb64(text: str) -> bytes:
 
 
 def _secret(app: Any) -> bytes:
-    return load_secret(app.keys_dir / SECRET_FILE, 32)
+    """The link key, read once per process and again only when the file changed (a stat per
+    use instead of a read: every range request of a playback checks its link)."""
+    path = app.keys_dir / SECRET_FILE
+    try:
+        st = path.stat()
+        stamp: tuple[int, ...] | None = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)
+    except OSError:
+        stamp = None  # load_secret says what is wrong
+    cached = app.__dict__.get("_cf_link_secret")
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]  # type: ignore[no-any-return]
+    secret = load_secret(path, 32)
+    app.__dict__["_cf_link_secret"] = (stamp, secret)
+    return secret
 
 
 def _mac(app: Any, payload: str) -> bytes:

@@ -18,13 +18,21 @@ from .base import Base
 # area; the schema tools (migrations, backup) import ``all_models`` themselves.
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "FULL") -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.close()
+
+
+def _sqlite_unsynced_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    _sqlite_pragmas(dbapi_conn, _record, "NORMAL")
+
+
+#: Execution option of the read-only sessions' connections (SQLite: a deferred ``BEGIN``).
+_READ_ONLY = "cf_read_only"
 
 
 def _create_private(path: Path) -> None:
@@ -51,10 +59,13 @@ class Catalog:
 
             @event.listens_for(self.engine, "begin")
             def _begin(conn):  # type: ignore[no-untyped-def]
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
+        self._unsynced_engine: Engine | None = None
+        self._unsynced_sessions: sessionmaker[Session] | None = None
 
     @classmethod
     def from_url(cls, url: str, base_dir: Path) -> Catalog:
@@ -80,8 +91,69 @@ class Catalog:
         with self._sessions() as s, s.begin():
             yield s
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads: on SQLite a deferred ``BEGIN`` (a snapshot, no write
+        lock, so it never queues behind writers nor makes them wait); on PostgreSQL an ordinary
+        transaction. Meant for reads only (it ends with a commit, which has nothing to write and
+        keeps the loaded objects usable after the block)."""
+        with self._read_sessions() as s, s.begin():
+            yield s
+
+    @contextmanager
+    def unsynced_session(self) -> Iterator[Session]:
+        """A unit of work whose commit does not wait for the disk: once it returns the change is
+        committed and visible to every session and survives a crash of this process, but an
+        operating-system crash or power cut before the next ``sync`` (or the next ordinary commit)
+        may lose it. SQLite: ``synchronous=NORMAL`` in WAL mode; PostgreSQL:
+        ``synchronous_commit=off``. Locks like ``session``. Callers that must not lose the change
+        call ``sync`` soon after (``cfcore.db.durability.SyncQueue`` batches that)."""
+        if not self.is_sqlite:
+            with self._sessions() as s, s.begin():
+                s.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield s
+            return
+        if self._unsynced_sessions is None:
+            # a pool of its own: synchronous is a setting of the SQLite connection
+            engine = create_engine(self.url, connect_args={"isolation_level": None, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_unsynced_pragmas)
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn):  # type: ignore[no-untyped-def]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            self._unsynced_engine = engine
+            self._unsynced_sessions = sessionmaker(engine, expire_on_commit=False)
+        with self._unsynced_sessions() as s, s.begin():
+            yield s
+
+    def sync(self) -> None:
+        """Make every commit made so far durable (also those of ``unsynced_session``).
+
+        SQLite (WAL): an fsync of the write-ahead log, which holds every commit not yet
+        checkpointed (a checkpoint syncs the log before and the database after copying).
+        PostgreSQL: a commit that has a transaction id waits until the WAL is flushed up to its
+        commit record, which lies after every earlier commit record."""
+        if self.is_sqlite:
+            db = self.engine.url.database
+            if not db or db == ":memory:":
+                return
+            try:
+                fd = os.open(db + "-wal", os.O_RDONLY)
+            except FileNotFoundError:
+                return  # no log: everything was checkpointed (and synced) already
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("SELECT txid_current()")
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._unsynced_engine is not None:
+            self._unsynced_engine.dispose()
 
 
 __all__ = ["Base", "Catalog"]

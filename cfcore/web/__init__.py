@@ -95,6 +95,9 @@ def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
             pool = app.__dict__.pop("_cf_login_pool", None)  # routes_auth: Argon2 threads of this server
             if pool is not None:
                 pool.shutdown(wait=False)
+            queue = app.__dict__.pop("_cf_sync_queue", None)  # cfcore.db.durability: playback audit entries
+            if queue is not None:
+                queue.close()
 
     fa = FastAPI(title="CallFort API", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
                  docs_url=None, redoc_url=None, lifespan=lifespan,

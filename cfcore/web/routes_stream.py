@@ -8,10 +8,28 @@ RFC 9110 allows), an unsatisfiable range 416 with ``Content-Range: bytes */<size
 The caller must be logged in as the link's user (bearer token or session cookie), unless
 ``[access] link_require_login = false`` (then the link alone is the credential; bind it to the IP).
 Every unusable link gets the same 403 body; every request is audited.
+
+Speed without giving up the audit (issue 20):
+
+- The recording, its data key and the checked envelope headers are loaded on a link's first
+  request and kept until the link expires (``cfcore.playback``); later requests through it check
+  the recording's state in one read-only query.
+- The audit entry of a request that sends audio is appended (chained, committed) *before* the
+  first byte, so a playback whose entry cannot be written sends nothing; but its commit does not
+  wait for the disk (``Catalog.unsynced_session``): a sync of the catalog starts at once in the
+  background (``cfcore.db.durability``: one fsync serves every request waiting). A response of
+  several pieces (a playback from the start) sends its last piece only once that sync has
+  succeeded and is cut before the end when it failed; a one-piece response (a seek, at most
+  ``FIRST_CHUNK`` bytes) does not wait for it. The entry survives a crash of the server
+  process in any case (it is committed); only an operating-system crash in the milliseconds
+  before the sync could lose it, and then the response was cut too.
+- Each range is decrypted segment by segment, every segment authenticated before any of its
+  bytes is sent (``cfcore.crypto.envelope.Reader``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,12 +41,18 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from hookspecs.types import Actor, RequestContext
 
 from ..access import links
+from ..crypto import envelope
+from ..db.durability import SyncFailed, SyncQueue, sync_queue
 from ..errors import CallFortError
+from ..playback import check_playable, link_views
 from .deps import authenticate, client_host, client_ip, get_app
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
 
-CHUNK = 256 * 1024
+#: The first piece of a response is small (its bytes come out soon), the others large.
+FIRST_CHUNK = 64 * 1024
+CHUNK = 1024 * 1024
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _REC_ID = re.compile(r"^[0-9a-f]{32}$")
 UNSATISFIABLE = "unsatisfiable"
@@ -83,14 +107,35 @@ def _link_actor(app: Any, user_id: str) -> Actor | None:
     from ..access.users import actor_for
     from ..db.models_access import User
 
-    with app.catalog.session() as s:
+    with app.catalog.read_session() as s:
         user = s.get(User, user_id)
         return actor_for(user) if user is not None and not user.disabled else None
 
 
-def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, description="the link token")) -> Response:
-    from ..archive import WavView
+def _pieces(start: int, stop: int, header: int, channels: int) -> Iterator[tuple[int, int]]:
+    """``[a, b)`` pieces of the byte range ``[start, stop)``: a small first piece (a quick first
+    byte), then ``CHUNK``-sized ones that end on envelope segment boundaries (no segment is
+    decrypted twice)."""
+    step = envelope.DEFAULT_SEGMENT_SIZE * channels  # <= CHUNK, so every piece is non-empty
+    pos = start
+    nxt = min(stop, pos + FIRST_CHUNK)
+    while pos < stop:
+        yield pos, nxt
+        pos = nxt
+        nxt = min(stop, pos + CHUNK)
+        if nxt < stop and nxt - header >= step:
+            nxt = header + (nxt - header) // step * step
 
+
+def _synced(queue: SyncQueue, ticket: int, rec_id: str) -> None:
+    try:
+        queue.wait(ticket)
+    except SyncFailed:
+        log.error("playback of %s cut before its end: its audit entry could not be synced", rec_id)
+        raise
+
+
+def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, description="the link token")) -> Response:
     app = get_app(request)
     require_login = app.config.get("access.link_require_login", bool, True)
     ctx = authenticate(request, "api.stream", required=require_login)
@@ -108,7 +153,8 @@ def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, descri
         ctx = RequestContext(actor=actor, host=client_host(request), ip=client_ip(request), function="api.stream")
     ctx = attrs.evolve(ctx, approval_id=claims.approval_id)
     try:
-        view = WavView(app, rec_id)
+        view = link_views(app).view(app, rec_id, link=claims.nonce, user_id=claims.user_id,
+                                    expires_at=claims.expires_at)
     except CallFortError as exc:  # deleted, crypto-shredded, unreadable: to the caller like no recording
         return _refused(app, request, ctx, rec_id, action, f"recording not readable: {type(exc).__name__}")
     size = view.size
@@ -119,8 +165,23 @@ def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, descri
                                     else f'inline; filename="{rec_id}.wav"')}
     detail: dict[str, Any] = {"method": request.method, "range": header[:100] if header else None,
                               "link": claims.nonce, "purpose": claims.purpose}
+
+    def refused_or_audited(outcome: str, entry: dict[str, Any], *, synced: bool = True) -> Response | None:
+        """Check the recording is still playable and audit the request in one transaction
+        (``synced=False``: the commit does not wait for the disk); the 403 when it is not
+        playable any more (deleted or shredded since the link's view was opened), audited."""
+        try:
+            with (app.catalog.session() if synced else app.catalog.unsynced_session()) as s:
+                check_playable(s, rec_id)
+                app.audit.append(s, ctx, action, "recording", rec_id, outcome, entry)
+        except CallFortError as exc:
+            link_views(app).forget(rec_id)
+            return _refused(app, request, ctx, rec_id, action, f"recording not readable: {type(exc).__name__}")
+        return None
+
     if rng == UNSATISFIABLE:
-        app.audit.record(ctx, action, "recording", rec_id, "refused", {**detail, "status": 416, "size": size})
+        if (refusal := refused_or_audited("refused", {**detail, "status": 416, "size": size})) is not None:
+            return refusal
         return Response(status_code=416, headers={**base, "Content-Range": f"bytes */{size}"})
     if rng is None:
         start, end, status = 0, size - 1, 200
@@ -132,17 +193,27 @@ def stream(rec_id: str, request: Request, t: str = Query(max_length=2048, descri
         headers = {**base, "Content-Range": f"bytes {start}-{end}/{size}"}
     length = max(0, end - start + 1)
     headers["Content-Length"] = str(length)
-    app.audit.record(ctx, action, "recording", rec_id, "ok",
-                     {**detail, "status": status, "first": start, "last": end, "bytes": length})
+    entry = {**detail, "status": status, "first": start, "last": end, "bytes": length}
     if request.method == "HEAD":
+        if (refusal := refused_or_audited("ok", entry)) is not None:
+            return refusal
         return Response(status_code=status, headers=headers)
+    # committed before the first byte (no audio without its entry), synced right after
+    if (refusal := refused_or_audited("ok", entry, synced=False)) is not None:
+        return refusal
+    queue = sync_queue(app)
+    ticket = queue.request()
+    queue.sync_soon(ticket)
+    pieces = list(_pieces(start, end + 1, len(view.header), view.channels))
+    if len(pieces) == 1:  # a seek: one piece, answered at once (its entry is being synced meanwhile)
+        return Response(view.read(start, end + 1), status_code=status, headers=headers, media_type="audio/wav")
 
     def body() -> Iterator[bytes]:
-        pos, stop = start, end + 1
-        while pos < stop:
-            nxt = min(stop, pos + CHUNK)
-            yield view.read(pos, nxt)
-            pos = nxt
+        for a, b in pieces:
+            data = view.read(a, b)
+            if b == end + 1:
+                _synced(queue, ticket, rec_id)
+            yield data
 
     return StreamingResponse(body(), status_code=status, headers=headers, media_type="audio/wav")
 

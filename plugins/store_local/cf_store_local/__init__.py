@@ -49,6 +49,9 @@ class LocalStore:
         self.root = Path(os.path.realpath(root))
         #: directories with unlinks not yet made durable (``delete(sync=False)``)
         self._unsynced: set[Path] = set()
+        #: key -> path of objects read before: their checks (realpath of the directory and the
+        #: file) are not repeated for each range of a stream; the open still refuses a symlink
+        self._read_paths: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ paths
     def _path(self, key: str) -> Path:
@@ -133,13 +136,19 @@ class LocalStore:
         return size
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        path = self._path(key)
+        path = self._read_paths.get(key) if isinstance(key, str) else None
+        if path is None:
+            path = self._path(key)
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"bad byte range [{start}, {end})")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except (FileNotFoundError, IsADirectoryError):
+            self._read_paths.pop(key, None)
             raise KeyError(key) from None
+        if len(self._read_paths) >= 4096:  # a bound, not a policy: a forgotten key is checked again
+            self._read_paths.clear()
+        self._read_paths[key] = path
         try:
             size = os.fstat(fd).st_size
             stop = size if end is None else min(end, size)
@@ -152,6 +161,7 @@ class LocalStore:
     def delete(self, key: str, *, sync: bool = True) -> None:
         """Unlink the object and fsync its directory. ``sync=False`` leaves the fsync to
         ``sync_deletes()``, so that a batch of deletes costs one fsync per directory."""
+        self._read_paths.pop(key, None)
         path = self._path(key)
         try:
             os.unlink(path)
