@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -30,6 +30,9 @@ from .crypto.keyring import unwrap_data_key
 from .db.models import DataKey, MediaObject, Recording
 from .errors import ConflictError, IntegrityError, NotFound, StoreError
 from .wav import interleave, wav_header
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +146,7 @@ class _Loaded:
     data_key: bytes
 
 
-def _load(app: Any, rec_id: str) -> _Loaded:
+def _load(app: App, rec_id: str) -> _Loaded:
     with app.catalog.read_session() as s:
         rec = get_recording(s, rec_id)
         if rec.state == "purged":
@@ -171,7 +174,7 @@ def _load(app: Any, rec_id: str) -> _Loaded:
     return _Loaded(rec_id, sample_rate, chans, key)
 
 
-def read_channel(app: Any, rec_id: str, channel: str) -> bytes:
+def read_channel(app: App, rec_id: str, channel: str) -> bytes:
     """The decrypted PCM16 mono audio of one channel, every segment and both hashes verified."""
     if channel not in CHANNELS:
         raise NotFound(f"no channel {channel!r}", hint="choose one of: " + ", ".join(CHANNELS))
@@ -271,7 +274,7 @@ class WavView:
     """A PCM16 WAV (1 or 2 channels) of a recording with random access: ``read(start, end)``
     decrypts only the segments that hold the requested bytes (for HTTP Range streaming)."""
 
-    def __init__(self, app: Any, rec_id: str, *, loaded: _Loaded | None = None,
+    def __init__(self, app: App, rec_id: str, *, loaded: _Loaded | None = None,
                  opened: dict[str, dict[str, envelope.Reader]] | None = None) -> None:
         """``loaded`` and ``opened`` (channel -> store -> reader) come from an earlier view of the
         same recording (``cfcore.playback``: once per streaming link); without them the catalog
@@ -340,7 +343,7 @@ class WavView:
                 raise IntegrityError(f"decrypted {ch.name} audio of {self.recording_id} does not match its SHA-256")
 
 
-def export_wav(app: Any, rec_id: str, out_path: str | os.PathLike[str]) -> dict[str, Any]:
+def export_wav(app: App, rec_id: str, out_path: str | os.PathLike[str]) -> dict[str, Any]:
     """Write the recording as a PCM16 WAV file (bit-exact to what was stored), verified.
 
     Written to a temporary file and renamed, so a failed check leaves no file behind. Refuses to
@@ -376,7 +379,7 @@ def recording_target(rec: Recording) -> Any:
                         attributes={"two_sided": bool(rec.two_sided), "state": rec.state})
 
 
-def authorized_target(app: Any, ctx: Any, action: str, rec_id: str, **kwargs: Any) -> Any:
+def authorized_target(app: App, ctx: Any, action: str, rec_id: str, **kwargs: Any) -> Any:
     """``authorize`` ``action`` on recording ``rec_id`` *before* telling whether it exists: for an
     unknown id the decision is taken on a recording of no advisor, so that a person who may not
     see other advisors' recordings gets the same (audited) refusal for an unknown id as for a
@@ -394,7 +397,7 @@ def authorized_target(app: Any, ctx: Any, action: str, rec_id: str, **kwargs: An
     return target
 
 
-def export_recording(app: Any, ctx: Any, rec_id: str, out_path: str | os.PathLike[str]) -> dict[str, Any]:
+def export_recording(app: App, ctx: Any, rec_id: str, out_path: str | os.PathLike[str]) -> dict[str, Any]:
     """``authorize`` ``recording.export`` (four-eyes: ``ctx.approval_id``), export, audit the
     outcome with the exported file's SHA-256. For the CLI and the four-eyes executor."""
     from .errors import CallFortError
@@ -411,7 +414,7 @@ def export_recording(app: Any, ctx: Any, rec_id: str, out_path: str | os.PathLik
     return result
 
 
-def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _exec_export(app: App, ctx: Any, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     from .errors import InputError
 
     out = params.get("out")
@@ -420,7 +423,7 @@ def _exec_export(app: Any, ctx: Any, target_id: str, params: dict[str, Any]) -> 
     return export_recording(app, ctx, target_id, out)
 
 
-def consent_proofs(app: Any, ctx: Any, rec_id: str) -> list[dict[str, Any]]:
+def consent_proofs(app: App, ctx: Any, rec_id: str) -> list[dict[str, Any]]:
     """The recording's consents with their decrypted proofs (``Consent.proof``), for whoever may
     see the recording (``recording.show``); the read is audited (``recording.consent_proof``)."""
     from .db.models import ConsentRow

@@ -29,10 +29,13 @@ import secrets
 import tarfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ConflictError, InputError
 from .states import RecordingState
+
+if TYPE_CHECKING:
+    from .app import App
 
 MAGIC = b"CFBACKUP1"
 FORMAT = "callfort-backup/1"
@@ -157,7 +160,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o600) -> Non
     tar.addfile(info, io.BytesIO(data))
 
 
-def backup(app: Any, out: Path, passphrase: str) -> dict[str, Any]:
+def backup(app: App, out: Path, passphrase: str) -> dict[str, Any]:
     """Write the encrypted backup of ``app`` to ``out`` (mode 0600); returns the manifest."""
     from . import __version__
     from .audit import ANCHOR_PREFIX
@@ -272,7 +275,7 @@ def restore(config: Any, path: Path, passphrase: str, *, clock: Any = None) -> d
             "missing_media_count": len(missing)}
 
 
-def _missing_media(app: Any) -> list[str]:
+def _missing_media(app: App) -> list[str]:
     """Objects the catalog names that no store holds (media not restored yet)."""
     from sqlalchemy import select
 

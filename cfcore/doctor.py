@@ -28,11 +28,14 @@ import stat
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .errors import CallFortError
+
+if TYPE_CHECKING:
+    from .app import App
 
 #: Allowed difference between this machine's clock and the database server's.
 CLOCK_TOLERANCE = timedelta(seconds=60)
@@ -129,7 +132,7 @@ def check_catalog(config: Any) -> list[Check]:
     return [Check("catalog", True, f"{where}, schema at the newest revision {head}")]
 
 
-def check_stores(app: Any, *, cheap: bool = False) -> list[Check]:
+def check_stores(app: App, *, cheap: bool = False) -> list[Check]:
     try:
         stores = app.stores.stores
     except Exception as exc:  # noqa: BLE001 - a store that cannot even be opened
@@ -160,7 +163,7 @@ def _probe_store(name: str, store: Any, cheap: bool) -> Check:
     return Check(f"store:{name}", True, f"written, read back and deleted ({(time.perf_counter() - t0) * 1000:.0f} ms)")
 
 
-def check_capture(app: Any) -> list[Check]:
+def check_capture(app: App) -> list[Check]:
     from sqlalchemy import select
 
     from .capture.controller import RUNNER_STALE_SECONDS
@@ -193,7 +196,7 @@ def check_capture(app: Any) -> list[Check]:
     return out
 
 
-def check_plugin_options(app: Any) -> list[Check]:
+def check_plugin_options(app: App) -> list[Check]:
     """Each written ``[plugins.<plugin>]`` built against the options class its plugin declares
     (misspelt key, wrong type, a secret that cannot be read): one check per configured plugin."""
     from .app import DEPRECATED_SECTIONS, deprecation
@@ -215,7 +218,7 @@ def check_plugin_options(app: Any) -> list[Check]:
     return out
 
 
-def check_notifiers(app: Any) -> list[Check]:
+def check_notifiers(app: App) -> list[Check]:
     """Each ``[notify.<name>]`` built once against the options its plugin declares (misspelt
     option, wrong type, a secret that cannot be read): one check per notifier, none without any."""
     from .fis.deliver import check_notifiers as build_each
@@ -224,7 +227,7 @@ def check_notifiers(app: Any) -> list[Check]:
             for name, problem in build_each(app).items()]
 
 
-def check_clock(app: Any) -> list[Check]:
+def check_clock(app: App) -> list[Check]:
     from sqlalchemy import func, select, text
 
     from .clock import FrozenClock
@@ -252,7 +255,7 @@ def check_clock(app: Any) -> list[Check]:
     return [Check("clock", True, f"{now:%Y-%m-%d %H:%M:%S} UTC, not before the newest audit entry{extra}")]
 
 
-def check_anchor(app: Any) -> list[Check]:
+def check_anchor(app: App) -> list[Check]:
     from .db.models import AuditHead
 
     with app.catalog.session() as s:
@@ -274,7 +277,7 @@ def check_anchor(app: Any) -> list[Check]:
 
 
 # ---------------------------------------------------------------------------------- runs
-def run_checks(config_path: str | os.PathLike[str] | None = None, *, app: Any = None, cheap: bool = False,
+def run_checks(config_path: str | os.PathLike[str] | None = None, *, app: App | None = None, cheap: bool = False,
                clock: Any = None) -> list[Check]:
     """Every check; with ``app`` the open deployment is used (``/ready``), else it is opened here
     without changing anything (no migration)."""
@@ -295,22 +298,23 @@ def run_checks(config_path: str | os.PathLike[str] | None = None, *, app: Any = 
     if not all(c.ok for c in results):
         return results  # the other checks need the keys and the schema
     own = app is None
-    if own:
+    if app is None:
         from .app import App
 
         try:
             app = App(config, upgrade=False, **({"clock": clock} if clock is not None else {}))
         except Exception as exc:  # noqa: BLE001
             return [*results, Check("deployment", False, str(exc))]
+    opened: App = app
     try:
-        results += _guard("stores", lambda: check_stores(app, cheap=cheap))
+        results += _guard("stores", lambda: check_stores(opened, cheap=cheap))
         if not cheap:
-            results += _guard("capture", lambda: check_capture(app))
-        results += _guard("plugins", lambda: check_plugin_options(app))
-        results += _guard("notifiers", lambda: check_notifiers(app))
-        results += _guard("clock", lambda: check_clock(app))
-        results += _guard("audit-anchor", lambda: check_anchor(app))
+            results += _guard("capture", lambda: check_capture(opened))
+        results += _guard("plugins", lambda: check_plugin_options(opened))
+        results += _guard("notifiers", lambda: check_notifiers(opened))
+        results += _guard("clock", lambda: check_clock(opened))
+        results += _guard("audit-anchor", lambda: check_anchor(opened))
     finally:
         if own:
-            app.close()
+            opened.close()
     return results

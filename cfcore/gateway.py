@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -38,6 +38,9 @@ from .errors import (
     NotFound,
 )
 
+if TYPE_CHECKING:
+    from .app import App
+
 log = logging.getLogger(__name__)
 
 LIVE = ("archived", "incomplete")
@@ -62,7 +65,7 @@ def _refusal(exc: Exception) -> GatewayRefusal:
 class Gateway:
     """``ArchiveGateway`` for one integration plugin."""
 
-    def __init__(self, app: Any, plugin: str) -> None:
+    def __init__(self, app: App, plugin: str) -> None:
         self.app = app
         self.plugin = plugin
 
@@ -256,13 +259,13 @@ class Gateway:
         return self._run(caller, run)
 
 
-def plugin_context(app: Any, plugin: str) -> Any:
+def plugin_context(app: App, plugin: str) -> Any:
     """The context an integration plugin's hooks get: its own config section, the clock and its
     data directory (the gateway acting for it is ``archive_for``)."""
     return app.integration_context(plugin)
 
 
-def archive_for(app: Any, plugin: str) -> Gateway:
+def archive_for(app: App, plugin: str) -> Gateway:
     """The ``ArchiveGateway`` acting for ``plugin`` (handed to its ``cf_web_apps``)."""
     return Gateway(app, plugin)
 

@@ -22,7 +22,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 from sqlalchemy import select
@@ -60,13 +60,16 @@ from .subjects import pseudonyms_for
 from .sync.site_keys import site_keys_for
 from .wav import Audio, read_wav
 
+if TYPE_CHECKING:
+    from .app import App
+
 log = logging.getLogger(__name__)
 
 CRASH_EXIT_CODE = 86
 ORPHAN_AGE = timedelta(hours=1)
 
 
-def _crash_point(app: Any, name: str) -> None:
+def _crash_point(app: App, name: str) -> None:
     """Crash point (see module docstring): a test-only plugin may end the process here."""
     app.crash_point(name, CRASH_EXIT_CODE)
 
@@ -176,7 +179,7 @@ def _as_datetime(value: datetime | str | None, default: datetime) -> datetime:
 FUTURE_SKEW = timedelta(hours=1)
 
 
-def _check_start(app: Any, started_at: datetime, duration: float, now: datetime) -> None:
+def _check_start(app: App, started_at: datetime, duration: float, now: datetime) -> None:
     """A call starts in a sane window: not before ``[archive] max_call_age_days`` (default ten
     years: migrations of old archives) and not ending after now (plus ``FUTURE_SKEW``). A start in
     1970 would be purgeable at once; one in 9999 would break the retention arithmetic."""
@@ -199,7 +202,7 @@ def _check_text(name: str, value: str | None, limit: int, required: bool = True)
         raise InputError(f"{name} must be printable and at most {limit} characters")
 
 
-def ingest_wav(app: Any, path: str | os.PathLike[str], *, advisor_id: str, customer_ids: Iterable[str] = (),
+def ingest_wav(app: App, path: str | os.PathLike[str], *, advisor_id: str, customer_ids: Iterable[str] = (),
                customer_numbers: Iterable[str] = (), consent_at: float | None = None,
                started: datetime | str | None = None, site: str | None = None, direction: str | Direction = "in",
                source: str = "cli", pbx_call_id: str | None = None, segments: Sequence[ModeSegment] | None = None,
@@ -215,7 +218,7 @@ def ingest_wav(app: Any, path: str | os.PathLike[str], *, advisor_id: str, custo
                     consents=consents, ctx=ctx)
 
 
-def ingest_call(app: Any, call: FinishedCall, ctx: RequestContext | None = None,
+def ingest_call(app: App, call: FinishedCall, ctx: RequestContext | None = None,
                 wall_seconds: float | None = None) -> str:
     """Archive a call a capture source finished (one mono file per channel).
 
@@ -250,7 +253,7 @@ def ingest_call(app: Any, call: FinishedCall, ctx: RequestContext | None = None,
                     segments=call.segments or None, consents=call.consents, ctx=ctx, wall_seconds=wall_seconds)
 
 
-def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str, ...],
+def _archive(app: App, audio: Audio, *, advisor_id: str, customer_ids: tuple[str, ...],
              customer_numbers: tuple[str, ...], consent_at: float | None, started: datetime | str | None,
              site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
              segments: Sequence[ModeSegment] | None, consents: Sequence[Consent] | None,
@@ -405,7 +408,7 @@ def _archive(app: Any, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
 # ---------------------------------------------------------------------- orphans
 
 
-def sweep_orphans(app: Any, older_than: timedelta = ORPHAN_AGE, ctx: RequestContext | None = None) -> list[str]:
+def sweep_orphans(app: App, older_than: timedelta = ORPHAN_AGE, ctx: RequestContext | None = None) -> list[str]:
     """Delete store objects that no catalog row names and that are older than ``older_than``
     (by the time in their recording id): what a crash between store and commit leaves behind.
 

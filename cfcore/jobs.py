@@ -16,11 +16,14 @@ import asyncio
 import inspect
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from hookspecs.types import BackgroundJob
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class JobStatus:
     running: bool = False
 
 
-def registered_jobs(app: Any) -> dict[str, BackgroundJob]:
+def registered_jobs(app: App) -> dict[str, BackgroundJob]:
     """Every job the plugins (the in-tree defaults first) register for this deployment."""
     return app.pm.background_jobs()  # type: ignore[no-any-return]
 
@@ -46,7 +49,7 @@ def registered_jobs(app: Any) -> dict[str, BackgroundJob]:
 class JobRunner:
     """Runs the registered jobs on the current event loop until ``stop``."""
 
-    def __init__(self, app: Any, jobs: dict[str, BackgroundJob] | None = None) -> None:
+    def __init__(self, app: App, jobs: dict[str, BackgroundJob] | None = None) -> None:
         self.app = app
         self.jobs = registered_jobs(app) if jobs is None else jobs
         self.status = {name: JobStatus(name=name) for name in self.jobs}

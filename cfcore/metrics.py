@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import App
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -32,7 +35,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class CatalogCollector:
     """A prometheus_client collector reading the catalog at each scrape."""
 
-    def __init__(self, app: Any, jobs: Any = None) -> None:
+    def __init__(self, app: App, jobs: Any = None) -> None:
         self.app = app
         self.jobs = jobs
 
@@ -108,7 +111,7 @@ class CatalogCollector:
         yield runs
 
 
-def render(app: Any, jobs: Any = None) -> bytes:
+def render(app: App, jobs: Any = None) -> bytes:
     """The exposition text for ``app`` (and the job runner of this server, if any)."""
     from prometheus_client import CollectorRegistry, generate_latest
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from hookspecs.types import Direction, RecordingInfo, Tombstone
 
 from .clock import utc
 from .db.models_integration import OutboxRow
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +64,11 @@ def decode(hook: str, payload: dict[str, Any]) -> RecordingInfo | Tombstone:
     return Tombstone(**p)
 
 
-def _plugins(app: Any, hook: str) -> list[str]:
+def _plugins(app: App, hook: str) -> list[str]:
     return app.pm.implementers(hook)  # type: ignore[no-any-return]
 
 
-def enqueue(app: Any, s: Session, hook: str, value: RecordingInfo | Tombstone) -> list[str]:
+def enqueue(app: App, s: Session, hook: str, value: RecordingInfo | Tombstone) -> list[str]:
     """Add the event for every plugin implementing ``hook`` to the session (commit with the change)."""
     now = app.clock.now()
     subject = value.id if isinstance(value, RecordingInfo) else value.recording_id
@@ -78,18 +81,18 @@ def enqueue(app: Any, s: Session, hook: str, value: RecordingInfo | Tombstone) -
     return ids
 
 
-def _call(app: Any, row_hook: str, plugin: str, event_id: str, value: Any) -> None:
+def _call(app: App, row_hook: str, plugin: str, event_id: str, value: Any) -> None:
     from .gateway import plugin_context
 
     app.pm.call_one(row_hook, plugin, **{HOOKS[row_hook][0]: value, "event_id": event_id,
                                          "ctx": plugin_context(app, plugin)})
 
 
-def _max_attempts(app: Any) -> int:
+def _max_attempts(app: App) -> int:
     return max(1, app.config.get("server.outbox_max_attempts", int, 200))
 
 
-def deliver(app: Any, ids: list[str] | None = None, *, limit: int = 100) -> dict[str, int]:
+def deliver(app: App, ids: list[str] | None = None, *, limit: int = 100) -> dict[str, int]:
     """Try the given rows (or every due row); returns counts of delivered / failed / dead.
 
     The rows are read in one transaction and their outcomes written in another (a batch of
@@ -140,7 +143,7 @@ def deliver(app: Any, ids: list[str] | None = None, *, limit: int = 100) -> dict
     return counts
 
 
-def pending(app: Any) -> list[OutboxRow]:
+def pending(app: App) -> list[OutboxRow]:
     with app.catalog.session() as s:
         rows = list(s.scalars(select(OutboxRow).where(OutboxRow.state == "pending").order_by(OutboxRow.created_at)))
         for r in rows:
@@ -148,5 +151,5 @@ def pending(app: Any) -> list[OutboxRow]:
         return rows
 
 
-def job(app: Any) -> dict[str, int]:
+def job(app: App) -> dict[str, int]:
     return deliver(app)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 from sqlalchemy import select
@@ -28,6 +28,9 @@ from sqlalchemy.orm import Session
 from .archive import WavView, _Loaded
 from .crypto import envelope
 from .errors import ConflictError, NotFound
+
+if TYPE_CHECKING:
+    from .app import App
 
 #: Links whose recording is kept open at once (the oldest is dropped first).
 MAX_LINKS = 256
@@ -46,7 +49,7 @@ class LinkViews:
         self._open: OrderedDict[tuple[str, str, str], _Open] = OrderedDict()
         self._max = max_links
 
-    def view(self, app: Any, rec_id: str, *, link: str, user_id: str, expires_at: datetime) -> WavView:
+    def view(self, app: App, rec_id: str, *, link: str, user_id: str, expires_at: datetime) -> WavView:
         """A view of ``rec_id`` for a request through the link ``link`` (its nonce), valid until
         ``expires_at``. Raises like ``WavView`` when the recording cannot be played (any more)."""
         key = (link, rec_id, user_id)
@@ -90,7 +93,7 @@ def check_playable(session: Session, rec_id: str) -> None:
         raise ConflictError(f"recording {rec_id} is being deleted (purge or erasure in progress)")
 
 
-def link_views(app: Any) -> LinkViews:
+def link_views(app: App) -> LinkViews:
     """The deployment's cache (one per ``App``)."""
     views = app.__dict__.get("_cf_link_views")
     if views is None:

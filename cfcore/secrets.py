@@ -21,10 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .crypto.keyfiles import check_private, create_secret, load_secret
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .app import App
 
 #: file name -> bytes of the random secrets the core keeps (hex files)
 CORE_SECRETS: dict[str, int] = {
@@ -47,7 +50,7 @@ def create_secrets(keys_dir: Path, clock: Callable[[], datetime], *, keyring: bo
     return created
 
 
-def check_secrets(app: Any) -> None:
+def check_secrets(app: App) -> None:
     """Every secret the deployment needs exists, is private and well-formed; else ``ConfigError``."""
     for name, n in CORE_SECRETS.items():
         load_secret(app.keys_dir / name, n)

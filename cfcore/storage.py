@@ -17,7 +17,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -30,6 +30,9 @@ from .db.models import MediaObject, Recording
 from .errors import CallFortError, ConfigError, IntegrityError, NotFound, StoreError
 from .metrics_store import timed
 from .states import LIVE_RECORDING_STATES
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +250,7 @@ class StoreSet:
                              hint="'cf store check' shows the copies; 'cf store repair' re-creates missing ones")
 
 
-def open_stores(app: Any) -> StoreSet:
+def open_stores(app: App) -> StoreSet:
     """Build the deployment's stores from ``[stores.<name>]`` through ``cf_media_stores``."""
     cfg = app.config
     sections = cfg.section("stores")
@@ -277,7 +280,7 @@ def open_stores(app: Any) -> StoreSet:
 # --------------------------------------------------------------------------- redundancy: reporting
 
 
-def report_broken_copy(app: Any, store: str, key: str, problem: str, healthy_stores: list[str]) -> BrokenCopy | None:
+def report_broken_copy(app: App, store: str, key: str, problem: str, healthy_stores: list[str]) -> BrokenCopy | None:
     """Record a broken copy: the audit entry ``store.copy_broken`` (which the FIS watches), then the
     ``cf_store_copy_broken`` hook. A "missing" copy in a store the catalog never put it in (the store
     was down at ingest, or added later) is not broken, only not yet replicated: logged, not audited."""
@@ -303,7 +306,7 @@ def report_broken_copy(app: Any, store: str, key: str, problem: str, healthy_sto
     return event
 
 
-def lock_recording_media(app: Any, rec: Any, ctx: RequestContext) -> list[str]:
+def lock_recording_media(app: App, rec: Any, ctx: RequestContext) -> list[str]:
     """Lock every media object of ``rec`` (a ``Recording`` with its media rows loaded) in every store
     until ``rec.retention_until``, and set the legal hold if it has one. Ingest calls this after its
     commit. Returns the problems, which are also audited (``store.lock``, outcome ``error``); the
@@ -407,7 +410,7 @@ def _inspect(store: MediaStore, key: str, size: int, sha256: str, content: bool)
     return "ok", "", info.retain_until, info.legal_hold
 
 
-def _live_batches(app: Any, recording_ids: tuple[str, ...] = (), batch: int = 200) -> Iterator[list[Recording]]:
+def _live_batches(app: App, recording_ids: tuple[str, ...] = (), batch: int = 200) -> Iterator[list[Recording]]:
     last = ""
     while True:
         with app.catalog.session() as s:
@@ -422,7 +425,7 @@ def _live_batches(app: Any, recording_ids: tuple[str, ...] = (), batch: int = 20
         last = rows[-1].id
 
 
-def check_recording(app: Any, rec: Recording, *, content: bool = True) -> list[ObjectCheck]:
+def check_recording(app: App, rec: Recording, *, content: bool = True) -> list[ObjectCheck]:
     """Every media object of ``rec`` in every configured store."""
     stores = app.stores
     now = app.clock.now()
@@ -455,14 +458,14 @@ def check_recording(app: Any, rec: Recording, *, content: bool = True) -> list[O
     return out
 
 
-def _report_found(app: Any, obj: ObjectCheck) -> None:
+def _report_found(app: App, obj: ObjectCheck) -> None:
     healthy = [c.store for c in obj.healthy]
     for c in obj.problems:
         if c.status in _DATA_PROBLEMS and c.catalogued:
             report_broken_copy(app, c.store, c.key, c.status, healthy)
 
 
-def check_copies(app: Any, ctx: RequestContext, *, content: bool = True,
+def check_copies(app: App, ctx: RequestContext, *, content: bool = True,
                  recording_ids: tuple[str, ...] = ()) -> CheckReport:
     """Check every copy of every live recording's media objects in every store: present, same size,
     (``content``) same ciphertext SHA-256, and locked as long as the recording is kept. Broken
@@ -501,7 +504,7 @@ class RepairReport:
                 "skipped": self.skipped}
 
 
-def _healthy_bytes(app: Any, obj: ObjectCheck) -> tuple[bytes, str, datetime | None] | None:
+def _healthy_bytes(app: App, obj: ObjectCheck) -> tuple[bytes, str, datetime | None] | None:
     """The bytes of a verified healthy copy, its store, and the latest retain-until of the good copies."""
     until = max((c.retain_until for c in obj.healthy if c.retain_until is not None), default=None)
     for c in obj.healthy:
@@ -543,7 +546,7 @@ def _recreate(store: MediaStore, obj: ObjectCheck, data: bytes, until: datetime 
     return how
 
 
-def repair_copies(app: Any, ctx: RequestContext, *, content: bool = True,
+def repair_copies(app: App, ctx: RequestContext, *, content: bool = True,
                   recording_ids: tuple[str, ...] = ()) -> RepairReport:
     """Re-create missing or damaged copies from a verified healthy one (keeping the latest
     retain-until of the good copies and at least the recording's retention end), extend locks that
@@ -603,7 +606,7 @@ def repair_copies(app: Any, ctx: RequestContext, *, content: bool = True,
     return RepairReport(objects=objects, repaired=repaired, failed=failed, skipped=skipped)
 
 
-def _record_repair(app: Any, ctx: RequestContext, rec_id: str, done: list[dict[str, Any]],
+def _record_repair(app: App, ctx: RequestContext, rec_id: str, done: list[dict[str, Any]],
                    failed: list[dict[str, Any]], new_rows: list[tuple[ObjectCheck, str]],
                    row_digest: Callable[[Recording], str]) -> None:
     """Catalog rows for the new copies and the audit entry, in one transaction."""

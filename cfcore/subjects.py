@@ -14,10 +14,13 @@ import hmac
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .crypto.keyfiles import load_secret
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .app import App
 
 KINDS = ("customer_id", "number")
 PSEUDONYM_KEY_FILE = "subject-pseudonym.key"
@@ -70,11 +73,11 @@ def normalise_customer_id(value: Any) -> str:
     return s
 
 
-def _secret(app: Any) -> bytes:
+def _secret(app: App) -> bytes:
     return load_secret(app.keys_dir / PSEUDONYM_KEY_FILE, 32)
 
 
-def _normalise(app: Any, kind: str, value: Any) -> str:
+def _normalise(app: App, kind: str, value: Any) -> str:
     if kind == "customer_id":
         return normalise_customer_id(value)
     if kind == "number":
@@ -83,13 +86,13 @@ def _normalise(app: Any, kind: str, value: Any) -> str:
     raise InputError(f"unknown subject kind {kind!r}", hint="choose one of: " + ", ".join(KINDS))
 
 
-def pseudonym(app: Any, kind: str, value: Any) -> str:
+def pseudonym(app: App, kind: str, value: Any) -> str:
     """The pseudonym of a customer id or phone number (64 hex characters)."""
     norm = _normalise(app, kind, value)
     return hmac.new(_secret(app), f"{kind}:{norm}".encode(), hashlib.sha256).hexdigest()
 
 
-def pseudonyms_for(app: Any, customer_ids: Iterable[Any] = (), numbers: Iterable[str] = ()) -> list[tuple[str, str]]:
+def pseudonyms_for(app: App, customer_ids: Iterable[Any] = (), numbers: Iterable[str] = ()) -> list[tuple[str, str]]:
     """``(kind, pseudonym)`` pairs for all identifiers, duplicates removed, order kept."""
     secret = _secret(app)
     out: list[tuple[str, str]] = []

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -40,6 +40,9 @@ from .db.models import DataKey, Recording
 from .db.models_integration import TranscriptRow
 from .errors import ConflictError, InputError, NotFound
 from .states import LIVE_RECORDING_STATES
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def _lang(where: str, value: Any) -> str:
     return text
 
 
-def settings(app: Any) -> Settings:
+def settings(app: App) -> Settings:
     """The validated ``[transcription]`` section."""
     cfg = app.config
     section = dict(cfg.section("transcription"))
@@ -96,7 +99,7 @@ def language_for(st: Settings, advisor_id: str) -> str:
 # ---------------------------------------------------------------------------------- the worker
 
 
-def pending(app: Any, st: Settings, limit: int) -> list[str]:
+def pending(app: App, st: Settings, limit: int) -> list[str]:
     """Recordings that still need a transcript (oldest first)."""
     with app.catalog.session() as s:
         done = select(TranscriptRow.recording_id).where(
@@ -124,7 +127,7 @@ def _stretches(segments: Iterable[Any], duration: float, role: ChannelRole) -> l
     return out
 
 
-def _engine_call(app: Any, clip: AudioClip, language: str) -> Transcript | None:
+def _engine_call(app: App, clip: AudioClip, language: str) -> Transcript | None:
     result = app.pm.transcribe(clip, language, app.config.section("transcription"))
     if result is not None and not isinstance(result, Transcript):
         raise TypeError(f"a cf_transcribe implementation returned {type(result).__name__}, not Transcript")
@@ -147,7 +150,7 @@ class _Outcome:
     audio_seconds: float
 
 
-def transcribe_recording(app: Any, rec_id: str, language: str) -> _Outcome:
+def transcribe_recording(app: App, rec_id: str, language: str) -> _Outcome:
     """Transcribe both channels of one recording (nothing is written)."""
     with app.catalog.session() as s:
         rec = get_recording(s, rec_id)
@@ -188,14 +191,14 @@ def transcribe_recording(app: Any, rec_id: str, language: str) -> _Outcome:
     return _Outcome("done", engine or None, doc, None, seconds)
 
 
-def _data_key(s: Session, app: Any, rec_id: str) -> bytes:
+def _data_key(s: Session, app: App, rec_id: str) -> bytes:
     dk = s.get(DataKey, rec_id)
     if dk is None or dk.wrapped is None or dk.kek_id is None:
         raise ConflictError(f"the data key of recording {rec_id} was destroyed (crypto-shredded)")
     return unwrap_data_key(app, rec_id, dk.kek_id, dk.wrapped)
 
 
-def _store(app: Any, rec_id: str, language: str, out: _Outcome, cpu: float) -> dict[str, Any]:
+def _store(app: App, rec_id: str, language: str, out: _Outcome, cpu: float) -> dict[str, Any]:
     now = app.clock.now()
     with app.catalog.session() as s:
         rec = s.get(Recording, rec_id)
@@ -227,7 +230,7 @@ def _store(app: Any, rec_id: str, language: str, out: _Outcome, cpu: float) -> d
             "audio_seconds": round(out.audio_seconds, 3), "cpu_seconds": round(cpu, 3)}
 
 
-def run(app: Any, *, limit: int | None = None, recording_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+def run(app: App, *, limit: int | None = None, recording_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Transcribe what is pending (or the given recordings); returns one summary per recording.
     A crash of one engine run is recorded as ``failed`` (retried up to ``MAX_ATTEMPTS``)."""
     st = settings(app)
@@ -247,7 +250,7 @@ def run(app: Any, *, limit: int | None = None, recording_ids: Iterable[str] | No
     return results
 
 
-def job(app: Any) -> list[dict[str, Any]] | None:
+def job(app: App) -> list[dict[str, Any]] | None:
     """The ``cf serve`` job: transcribe a batch when enabled."""
     st = settings(app)
     if not st.enabled:
@@ -258,7 +261,7 @@ def job(app: Any) -> list[dict[str, Any]] | None:
 # ---------------------------------------------------------------------------------- reading
 
 
-def status(app: Any, rec_id: str) -> TranscriptRow | None:
+def status(app: App, rec_id: str) -> TranscriptRow | None:
     with app.catalog.session() as s:
         row = s.get(TranscriptRow, rec_id)
         if row is not None:
@@ -266,7 +269,7 @@ def status(app: Any, rec_id: str) -> TranscriptRow | None:
         return row
 
 
-def decrypt(app: Any, rec_id: str) -> dict[str, Any]:
+def decrypt(app: App, rec_id: str) -> dict[str, Any]:
     """The transcript document of a live recording (no access check: callers authorize and audit)."""
     with app.catalog.session() as s:
         rec = get_recording(s, rec_id)
@@ -286,7 +289,7 @@ def decrypt(app: Any, rec_id: str) -> dict[str, Any]:
     return doc
 
 
-def has_transcript(app: Any, rec_id: str) -> bool:
+def has_transcript(app: App, rec_id: str) -> bool:
     row = status(app, rec_id)
     return row is not None and row.state == "done"
 
@@ -300,7 +303,7 @@ def drop(s: Session, rec_id: str) -> bool:
     return True
 
 
-def create_link(app: Any, ctx: RequestContext, rec_id: str, *, bind_ip: bool | None = None) -> dict[str, Any]:
+def create_link(app: App, ctx: RequestContext, rec_id: str, *, bind_ip: bool | None = None) -> dict[str, Any]:
     """A link to the transcript view for the actor: ``transcript.read`` decides (own call, or
     four-eyes under ``ctx.approval_id``)."""
     from .access import approvals, links
@@ -313,6 +316,6 @@ def create_link(app: Any, ctx: RequestContext, rec_id: str, *, bind_ip: bool | N
     return links.issue(app, ctx, rec_id, purpose="transcript", bind_ip=bind_ip)
 
 
-def _exec_read(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _exec_read(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Approved reading of another advisor's transcript: a link for the requester."""
     return create_link(app, ctx, target_id)

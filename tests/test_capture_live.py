@@ -209,3 +209,34 @@ async def test_killed_recorder_keeps_complete_segments_and_finalises_incomplete(
     entries = list(app.audit.entries(action="recording.incomplete", target_id=done[0]))
     assert len(entries) == 1 and "mid-call" in entries[0].detail["reason"]
     assert await asyncio.to_thread(recover, app, ["live-test"]) == []  # once only
+
+
+async def test_recovery_replaces_the_orphan_of_an_earlier_attempt(app, deployment, tmp_path):
+    """A recovery that died after storing the objects and before the catalog commit left them in the
+    store; the next recovery must replace them, not fail on "object exists". (Found by typing the
+    ``app`` parameters: the orphan check called ``StoreSet.exists``, which does not exist, and the
+    AttributeError was swallowed, so the orphan stayed and the store refused the new object.)"""
+    import json as _json
+    from datetime import datetime as _dt
+
+    from cfcore.archive import object_key
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, str(script), str(deployment), root], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": root})
+    try:
+        assert proc.stdout is not None
+        assert (await asyncio.to_thread(proc.stdout.readline)).strip() == "ready"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    (meta_path,) = list((Path(app.data_dir) / SPOOL_DIR).rglob("meta.json"))
+    meta = _json.loads(meta_path.read_text())
+    orphan = object_key(meta["rec_id"], "advisor", _dt.fromisoformat(meta["started_at"]))
+    app.stores.put(orphan, b"half of an earlier attempt")
+    done = await asyncio.to_thread(recover, app, ["live-test"])
+    assert done == [meta["rec_id"]]
+    a = channel(app, done[0], "advisor")
+    assert a is not None and dominant(a, 0.1, 2.9) == 440

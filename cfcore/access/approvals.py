@@ -34,7 +34,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -47,6 +47,9 @@ from ..db.models_access import Approval, ApprovalVote
 from ..errors import AccessDenied, CallFortError, ConflictError, InputError, NotFound
 from ..states import OPEN_APPROVAL_STATES, ApprovalState
 from .policy import decide
+
+if TYPE_CHECKING:
+    from ..app import App
 
 Executor = Callable[[Any, RequestContext, str, dict[str, Any]], dict[str, Any]]
 
@@ -64,13 +67,13 @@ _running: contextvars.ContextVar[tuple[ApprovalView, str] | None] = contextvars.
     "cf_running_approval", default=None)
 
 
-def registered_actions(app: Any) -> dict[str, ApprovalAction]:
+def registered_actions(app: App) -> dict[str, ApprovalAction]:
     """Every four-eyes action with an executor, from ``cf_approval_actions`` (the areas' own
     registrations over the access module's fallbacks)."""
     return app.pm.approval_actions()  # type: ignore[no-any-return]
 
 
-def target_kind(app: Any, action: str) -> str:
+def target_kind(app: App, action: str) -> str:
     """The kind of target ``action`` is about (from its registration, else by its prefix)."""
     spec = registered_actions(app).get(action)
     if spec is not None and spec.target_kind:
@@ -79,7 +82,7 @@ def target_kind(app: Any, action: str) -> str:
     return DEFAULT_TARGET_KINDS.get(prefix, prefix)
 
 
-def _spec(app: Any, action: str) -> ApprovalAction:
+def _spec(app: App, action: str) -> ApprovalAction:
     specs = registered_actions(app)
     if action not in specs:
         raise InputError(f"'{action}' has no executor here: run it with its own command and the approval id",
@@ -96,7 +99,7 @@ def _fold_user(name: str) -> str:
     return fold_username(name)
 
 
-def resolve_target(app: Any, kind: str, target_id: str | None) -> AccessTarget:
+def resolve_target(app: App, kind: str, target_id: str | None) -> AccessTarget:
     """The access target for a request: a recording with its owner advisor, or a plain target."""
     if kind == "recording" and target_id:
         with app.catalog.session() as s:
@@ -168,7 +171,7 @@ def _actx(ctx: RequestContext, approval_id: str) -> RequestContext:
     return attrs.evolve(ctx, approval_id=approval_id)
 
 
-def _load(app: Any, approval_id: str) -> ApprovalView:
+def _load(app: App, approval_id: str) -> ApprovalView:
     if not isinstance(approval_id, str) or not 1 <= len(approval_id) <= 32:
         raise NotFound(f"no four-eyes request {approval_id!r}")
     with app.catalog.session() as s:
@@ -178,14 +181,14 @@ def _load(app: Any, approval_id: str) -> ApprovalView:
         return _view(a)
 
 
-def _hours(app: Any) -> int:
+def _hours(app: App) -> int:
     hours = app.config.get("access.approval_hours", int, 24)
     if hours < 1:
         raise InputError(f"{app.config.path}: access.approval_hours must be at least 1")
     return hours
 
 
-def _required(app: Any) -> int:
+def _required(app: App) -> int:
     n = app.config.get("access.approvals_required", int, 1)
     if n < 1:
         raise InputError(f"{app.config.path}: access.approvals_required must be at least 1")
@@ -228,7 +231,7 @@ def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
     return params
 
 
-def _check_action_name(app: Any, action: str) -> None:
+def _check_action_name(app: App, action: str) -> None:
     """An unknown function name is a typo, not a denial: say so, with the closest name."""
     import difflib
 
@@ -254,7 +257,7 @@ def _roles_hint(action: str, held: Iterable[str] = ()) -> str:
     return f" (needs the role {' or '.join(roles)})"
 
 
-def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, reason: str,
+def request(app: App, ctx: RequestContext, action: str, target_id: str | None, reason: str,
             params: dict[str, Any] | None = None) -> str:
     """File a four-eyes request; returns its id (32 hex characters). Audited ``approval.request``."""
     if not isinstance(action, str) or not action.strip() or len(action) > 64:
@@ -302,7 +305,7 @@ def request(app: Any, ctx: RequestContext, action: str, target_id: str | None, r
 # --------------------------------------------------------------------------- expiry
 
 
-def _expire_one(app: Any, approval_id: str, ctx: RequestContext) -> bool:
+def _expire_one(app: App, approval_id: str, ctx: RequestContext) -> bool:
     """Mark one due request EXPIRED, audited as ``ctx``: the ``approvals.expire`` job's system
     context, or the person whose action found it expired."""
     with app.catalog.session() as s:
@@ -320,7 +323,7 @@ def _expire_one(app: Any, approval_id: str, ctx: RequestContext) -> bool:
     return True
 
 
-def expire(app: Any) -> int:
+def expire(app: App) -> int:
     """Mark every due request EXPIRED; returns how many. Run by the ``approvals.expire`` job."""
     now = app.clock.now()
     with app.catalog.session() as s:
@@ -329,7 +332,7 @@ def expire(app: Any) -> int:
     return sum(1 for approval_id in due if _expire_one(app, approval_id, ctx))
 
 
-def _refuse_if_expired(app: Any, ctx: RequestContext, a: ApprovalView) -> None:
+def _refuse_if_expired(app: App, ctx: RequestContext, a: ApprovalView) -> None:
     if a.state in OPEN_STATES and a.expires_at <= app.clock.now():
         _expire_one(app, a.id, ctx)
         raise ConflictError(f"four-eyes request {a.id} expired at {a.expires_at.isoformat()}",
@@ -339,13 +342,13 @@ def _refuse_if_expired(app: Any, ctx: RequestContext, a: ApprovalView) -> None:
 # --------------------------------------------------------------------------- approve / reject
 
 
-def _may_approve(app: Any, ctx: RequestContext, a: ApprovalView) -> bool:
+def _may_approve(app: App, ctx: RequestContext, a: ApprovalView) -> bool:
     target = AccessTarget(kind="approval", id=a.id,
                           attributes={"action": a.action, "target_kind": a.target_kind, "target_id": a.target_id})
     return decide(app, ctx, "approval.approve", target).decision is Decision.ALLOW
 
 
-def _refuse(app: Any, ctx: RequestContext, a: ApprovalView, step: str, why: str) -> None:
+def _refuse(app: App, ctx: RequestContext, a: ApprovalView, step: str, why: str) -> None:
     app.audit.record(_actx(ctx, a.id), f"approval.{step}", "approval", a.id, "denied",
                      {"action": a.action, "target_kind": a.target_kind, "target_id": a.target_id, "reason": why})
     raise AccessDenied(f"{ctx.actor.username} may not {step} request {a.id}: {why}")
@@ -360,7 +363,7 @@ class VoteResult:
         return {**self.approval.as_dict(), "counted": self.counted}
 
 
-def approve(app: Any, ctx: RequestContext, approval_id: str) -> VoteResult:
+def approve(app: App, ctx: RequestContext, approval_id: str) -> VoteResult:
     """Approve as a second person. A repeated approval by the same person counts once
     (``counted=False``, audited ``duplicate``)."""
     a = _load(app, approval_id)
@@ -401,12 +404,12 @@ def approve(app: Any, ctx: RequestContext, approval_id: str) -> VoteResult:
     return VoteResult(approval=view, counted=True)
 
 
-def _requester_id(app: Any, approval_id: str) -> str:
+def _requester_id(app: App, approval_id: str) -> str:
     with app.catalog.session() as s:
         return s.get(Approval, approval_id).requester_id  # type: ignore[union-attr]
 
 
-def reject(app: Any, ctx: RequestContext, approval_id: str, note: str | None = None) -> ApprovalView:
+def reject(app: App, ctx: RequestContext, approval_id: str, note: str | None = None) -> ApprovalView:
     """Reject (an approving role) or withdraw (the requester) an open request."""
     a = _load(app, approval_id)
     _refuse_if_expired(app, ctx, a)
@@ -437,7 +440,7 @@ def _matches(a: ApprovalView | Approval, requester_id: str, ctx: RequestContext,
             and (a.target_id or None) == (target.id or None))
 
 
-def consume(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> ApprovalView | None:
+def consume(app: App, ctx: RequestContext, action: str, target: AccessTarget) -> ApprovalView | None:
     """Called by the guard: if ``ctx.approval_id`` names an APPROVED, unexpired approval of this
     requester for this action and target, mark it EXECUTED (audited) and return it; else None.
 
@@ -461,7 +464,7 @@ def consume(app: Any, ctx: RequestContext, action: str, target: AccessTarget) ->
         return _view(a)
 
 
-def refuse_unless_requester(app: Any, ctx: RequestContext, approval_id: str) -> None:
+def refuse_unless_requester(app: App, ctx: RequestContext, approval_id: str) -> None:
     """Refuse (audited, ``AccessDenied``) anyone but the requester, before any other check of an
     ``execute`` (so a stranger learns nothing from the questions the executor would ask)."""
     a = _load(app, approval_id)
@@ -469,7 +472,7 @@ def refuse_unless_requester(app: Any, ctx: RequestContext, approval_id: str) -> 
         _refuse(app, ctx, a, "execute", "only the requester runs an approved request")
 
 
-def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Executor | None = None) -> dict[str, Any]:
+def execute(app: App, ctx: RequestContext, approval_id: str, *, executor: Executor | None = None) -> dict[str, Any]:
     """Run an approved request (only its requester). Returns the executor's result.
 
     The approval is claimed (APPROVED → EXECUTED, audited) before the executor runs, so it runs
@@ -526,11 +529,11 @@ def execute(app: Any, ctx: RequestContext, approval_id: str, *, executor: Execut
 # --------------------------------------------------------------------------- listing
 
 
-def _visible(app: Any, ctx: RequestContext, a: ApprovalView, requester_id: str, see_all: bool) -> bool:
+def _visible(app: App, ctx: RequestContext, a: ApprovalView, requester_id: str, see_all: bool) -> bool:
     return see_all or requester_id == ctx.actor.user_id or _may_approve(app, ctx, a)
 
 
-def list_requests(app: Any, ctx: RequestContext, state: str | None = None, limit: int = 200) -> list[ApprovalView]:
+def list_requests(app: App, ctx: RequestContext, state: str | None = None, limit: int = 200) -> list[ApprovalView]:
     """Requests the actor may see: their own, those they may approve, and all for ``approval.read``."""
     if state is not None and state not in STATES:
         raise InputError(f"unknown state '{state}'", hint="choose one of: " + ", ".join(STATES))
@@ -544,7 +547,7 @@ def list_requests(app: Any, ctx: RequestContext, state: str | None = None, limit
     return [v for rid, v in rows if _visible(app, ctx, v, rid, see_all)][:limit]
 
 
-def get_request(app: Any, ctx: RequestContext, approval_id: str) -> ApprovalView:
+def get_request(app: App, ctx: RequestContext, approval_id: str) -> ApprovalView:
     a = _load(app, approval_id)
     see_all = decide(app, ctx, "approval.read", AccessTarget(kind="approval")).decision is Decision.ALLOW
     if not _visible(app, ctx, a, _requester_id(app, a.id), see_all):
@@ -552,6 +555,6 @@ def get_request(app: Any, ctx: RequestContext, approval_id: str) -> ApprovalView
     return a
 
 
-def expire_job(app: Any) -> int:
+def expire_job(app: App) -> int:
     """The ``approvals.expire`` job of ``cf serve`` (see ``cfcore.defaults.jobs``)."""
     return expire(app)

@@ -7,12 +7,15 @@ whole trail or a range, as data) is four-eyes: its executor returns the entries 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs.types import AccessTarget, AuditView, RequestContext
 
 from ..errors import InputError
 from .guard import authorize
+
+if TYPE_CHECKING:
+    from ..app import App
 
 MAX_LIMIT = 10000
 
@@ -23,7 +26,7 @@ def entry_dict(e: AuditView) -> dict[str, Any]:
             "outcome": e.outcome, "detail": dict(e.detail)}
 
 
-def query(app: Any, ctx: RequestContext, *, since_seq: int = 0, action: str | None = None,
+def query(app: App, ctx: RequestContext, *, since_seq: int = 0, action: str | None = None,
           target_id: str | None = None, user: str | None = None, since: datetime | None = None,
           limit: int = 1000) -> list[dict[str, Any]]:
     """Audit entries (oldest first) matching the filters; ``audit.read``. Audited ``audit.read``."""
@@ -40,7 +43,7 @@ def query(app: Any, ctx: RequestContext, *, since_seq: int = 0, action: str | No
     return rows
 
 
-def verify(app: Any, ctx: RequestContext) -> dict[str, Any]:
+def verify(app: App, ctx: RequestContext) -> dict[str, Any]:
     authorize(app, ctx, "audit.read", AccessTarget(kind="audit"), detail={"function": "audit.verify"})
     result = app.audit.verify().as_dict()
     app.audit.record(ctx, "audit.verify", "audit", None, "ok" if result["ok"] else "failed", result)
@@ -54,7 +57,7 @@ def _int_param(params: dict[str, Any], key: str, default: int) -> int:
         raise InputError(f"parameter {key} must be a whole number") from None
 
 
-def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _exec_export(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Approved audit export: entries ``since_seq < seq <= until_seq`` (params; default all)."""
     authorize(app, ctx, "audit.export", AccessTarget(kind="audit", id=target_id or None))
     since_seq = _int_param(params, "since_seq", 0)

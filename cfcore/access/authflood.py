@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 from sqlalchemy.orm import Session
 
 from hookspecs.types import RequestContext
+
+if TYPE_CHECKING:
+    from ..app import App
 
 #: A window's count is written at the latest after this many suppressed failures.
 FLUSH_EVERY = 1000
@@ -42,7 +45,7 @@ class FailureAggregator:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str, str | None], _Window] = {}
 
-    def note(self, app: Any, s: Session, ctx: RequestContext, target: str | None, method: str,
+    def note(self, app: App, s: Session, ctx: RequestContext, target: str | None, method: str,
              reason: str) -> None:
         """Audit one failed token log-in in ``s``'s transaction (or count it)."""
         now = app.clock.now()
@@ -63,13 +66,13 @@ class FailureAggregator:
         app.audit.append(s, ctx, "auth.login", "user", target, "failed", {"method": method, "reason": reason})
 
     @staticmethod
-    def _write_summary(app: Any, s: Session, win: _Window) -> None:
+    def _write_summary(app: App, s: Session, win: _Window) -> None:
         if win.suppressed:
             app.audit.append(s, win.ctx, "auth.login", "user", win.target, "failed",
                              {"method": win.method, "reason": win.reason, "aggregated": win.suppressed,
                               "first_at": win.first.isoformat(), "last_at": win.last.isoformat()})
 
-    def flush(self, app: Any, *, only_due: bool = False) -> None:
+    def flush(self, app: App, *, only_due: bool = False) -> None:
         """Write the pending counts: every one (at close), or those whose window has passed (the
         ``auth.failures`` job of ``cf serve``, so a count never waits for the next failure)."""
         now = app.clock.now()
@@ -83,14 +86,14 @@ class FailureAggregator:
                     self._write_summary(app, s, win)
 
 
-def aggregator(app: Any) -> FailureAggregator:
+def aggregator(app: App) -> FailureAggregator:
     agg = app.__dict__.get("_cf_auth_failures")
     if agg is None:
         agg = app.__dict__.setdefault("_cf_auth_failures", FailureAggregator())
     return agg  # type: ignore[no-any-return]
 
 
-def flush_job(app: Any) -> None:
+def flush_job(app: App) -> None:
     agg = app.__dict__.get("_cf_auth_failures")
     if agg is not None:
         agg.flush(app, only_due=True)

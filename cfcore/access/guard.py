@@ -5,7 +5,7 @@ Every read or change of a recording, a subject or the audit trail calls ``author
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs.types import AccessDecision, AccessTarget, Decision, RequestContext
 
@@ -13,10 +13,13 @@ from ..authority import SYSTEM_RIGHTS, is_system
 from ..errors import AccessDenied, ApprovalRequired
 from .policy import decide
 
+if TYPE_CHECKING:
+    from ..app import App
+
 __all__ = ["authorize", "decide", "list_scope"]
 
 
-def authorize(app: Any, ctx: RequestContext, action: str, target: AccessTarget, *,
+def authorize(app: App, ctx: RequestContext, action: str, target: AccessTarget, *,
               audit_allowed: bool = False, detail: dict[str, Any] | None = None) -> AccessDecision:
     """Raise ``AccessDenied`` / ``ApprovalRequired`` (both audited) unless the access is allowed.
 
@@ -64,7 +67,7 @@ def authorize(app: Any, ctx: RequestContext, action: str, target: AccessTarget, 
                                 "approves it and you run cf execute ID")
 
 
-def list_scope(app: Any, ctx: RequestContext, action: str = "recording.list", kind: str = "recording",
+def list_scope(app: App, ctx: RequestContext, action: str = "recording.list", kind: str = "recording",
                *, detail: dict[str, Any] | None = None) -> str | None:
     """For listings and searches: ``None`` when the actor may see every ``kind``, else the advisor id
     to restrict the listing to (own-only); raises (audited) when neither is allowed.

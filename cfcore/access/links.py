@@ -23,7 +23,7 @@ import hmac
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -34,6 +34,9 @@ from ..errors import ConflictError, InputError, NotFound
 from ..states import LIVE_RECORDING_STATES
 from . import approvals
 from .guard import authorize
+
+if TYPE_CHECKING:
+    from ..app import App
 
 SECRET_FILE = "stream-link.key"  # noqa: S105 - a file name
 VERSION = "v1"
@@ -62,7 +65,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _secret(app: Any) -> bytes:
+def _secret(app: App) -> bytes:
     """The link key, read once per process and again only when the file changed (a stat per
     use instead of a read: every range request of a playback checks its link)."""
     path = app.keys_dir / SECRET_FILE
@@ -79,18 +82,18 @@ def _secret(app: Any) -> bytes:
     return secret
 
 
-def _mac(app: Any, payload: str) -> bytes:
+def _mac(app: App, payload: str) -> bytes:
     return hmac.new(_secret(app), f"cf-stream-{VERSION}.{payload}".encode(), hashlib.sha256).digest()
 
 
-def sign(app: Any, claims: LinkClaims) -> str:
+def sign(app: App, claims: LinkClaims) -> str:
     body = {"u": claims.user_id, "r": claims.recording_id, "e": int(claims.expires_at.timestamp()),
             "p": claims.purpose, "i": claims.ip, "n": claims.nonce, "a": claims.approval_id}
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     return f"{VERSION}.{payload}.{_b64(_mac(app, payload))}"
 
 
-def parse(app: Any, token: str) -> LinkClaims | None:
+def parse(app: App, token: str) -> LinkClaims | None:
     """The claims of a well-formed token with a valid signature, else None (expiry not checked)."""
     if not isinstance(token, str) or len(token) > 2048:
         return None
@@ -112,7 +115,7 @@ def parse(app: Any, token: str) -> LinkClaims | None:
         return None
 
 
-def check(app: Any, token: str, *, recording_id: str, user_id: str | None, client_ip: str,
+def check(app: App, token: str, *, recording_id: str, user_id: str | None, client_ip: str,
           require_user: bool = True) -> tuple[LinkClaims | None, str]:
     """``(claims, "ok")`` when the link may be used by ``user_id`` from ``client_ip`` for
     ``recording_id`` now; else ``(None, reason)`` (the reason is for the audit trail only)."""
@@ -136,7 +139,7 @@ def check(app: Any, token: str, *, recording_id: str, user_id: str | None, clien
     return claims, "ok"
 
 
-def _ttl(app: Any, ttl_seconds: int | None) -> int:
+def _ttl(app: App, ttl_seconds: int | None) -> int:
     """The configured lifetime, or a shorter one asked for; a link never lives longer than
     ``[access] link_ttl_seconds`` (checked again when it is used)."""
     configured = app.config.get("access.link_ttl_seconds", int, 300)
@@ -148,13 +151,13 @@ def _ttl(app: Any, ttl_seconds: int | None) -> int:
     return ttl
 
 
-def link_url(app: Any, recording_id: str, token: str, purpose: str = "play") -> str:
+def link_url(app: App, recording_id: str, token: str, purpose: str = "play") -> str:
     base = app.config.get("server.public_url", str, "").rstrip("/")
     where = "transcripts" if purpose == "transcript" else "stream"
     return f"{base}/api/{where}/{recording_id}?t={token}"
 
 
-def issue(app: Any, ctx: RequestContext, recording_id: str, *, purpose: str = "play", bind_ip: bool | None = None,
+def issue(app: App, ctx: RequestContext, recording_id: str, *, purpose: str = "play", bind_ip: bool | None = None,
           ttl_seconds: int | None = None) -> dict[str, Any]:
     """Make a link for ``ctx.actor`` (no access check: callers authorize first). Audited
     ``link.create``; the token itself is never stored or audited."""
@@ -174,12 +177,12 @@ def issue(app: Any, ctx: RequestContext, recording_id: str, *, purpose: str = "p
             "token": token, "expires_at": expires_at.isoformat(), "ip_bound": bool(bind_ip)}
 
 
-def _recording_target(app: Any, recording_id: str) -> Any:
+def _recording_target(app: App, recording_id: str) -> Any:
     target = approvals.resolve_target(app, "recording", recording_id)
     return target
 
 
-def _check_live(app: Any, recording_id: str) -> None:
+def _check_live(app: App, recording_id: str) -> None:
     from ..db.models import Recording
 
     with app.catalog.session() as s:
@@ -191,7 +194,7 @@ def _check_live(app: Any, recording_id: str) -> None:
         raise ConflictError(f"recording {recording_id} is {state}; it cannot be played")
 
 
-def create_link(app: Any, ctx: RequestContext, recording_id: str, *, bind_ip: bool | None = None) -> dict[str, Any]:
+def create_link(app: App, ctx: RequestContext, recording_id: str, *, bind_ip: bool | None = None) -> dict[str, Any]:
     """A playback link for the actor: ``recording.play`` decides (own call, or four-eyes)."""
     target = _recording_target(app, recording_id)
     authorize(app, ctx, "recording.play", target, detail={"function": "link.create"})
@@ -199,12 +202,12 @@ def create_link(app: Any, ctx: RequestContext, recording_id: str, *, bind_ip: bo
     return issue(app, ctx, recording_id, purpose="play", bind_ip=bind_ip)
 
 
-def _exec_play(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _exec_play(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Approved playback of another advisor's call: a link for the requester."""
     return create_link(app, ctx, target_id, bind_ip=approvals.param_flag(params, "bind_ip", None))
 
 
-def _exec_export(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _exec_export(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Approved export: a short-lived download link for the requester (the server writes no file;
     on the command line ``cf export ID --out FILE --approval ID`` writes one on the operator's PC)."""
     target = _recording_target(app, target_id)

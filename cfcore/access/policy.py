@@ -6,12 +6,15 @@ four-eyes module (``approvals``) both build on it, so neither needs the other at
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hookspecs.types import AccessDecision, AccessTarget, Decision, RequestContext
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def decide(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> AccessDecision:
+
+def decide(app: App, ctx: RequestContext, action: str, target: AccessTarget) -> AccessDecision:
     """Combine all policy answers: any DENY wins, then NEEDS_APPROVAL, then ALLOW; no ALLOW = DENY.
 
     Only asks; neither audits nor consumes an approval."""

@@ -29,11 +29,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ..errors import InputError, TooManyRequests
+
+if TYPE_CHECKING:
+    from ..app import App
 
 THROTTLED = "too many log-in attempts; wait before trying again"
 
@@ -50,7 +53,7 @@ class ThrottleSettings:
     max_keys: int = 100_000
 
 
-def settings(app: Any) -> ThrottleSettings:
+def settings(app: App) -> ThrottleSettings:
     values = {}
     for field in attrs.fields(ThrottleSettings):
         if field.name == "max_keys":
@@ -158,7 +161,7 @@ class LoginThrottle:
             self._in_flight -= 1
 
 
-def throttle_for(app: Any) -> LoginThrottle:
+def throttle_for(app: App) -> LoginThrottle:
     """The throttle of ``app`` (one per process and deployment)."""
     t = app.__dict__.get("_cf_login_throttle")
     if t is None:

@@ -32,7 +32,7 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from argon2 import PasswordHasher
@@ -51,6 +51,9 @@ from .names import fold_username
 from .roles import check_roles
 from .throttle import throttle_for
 
+if TYPE_CHECKING:
+    from ..app import App
+
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LOGIN_FAILED = "login failed: wrong user name or password, or the account is locked or disabled"
 LOGIN_HINT = "check CF_USER/--user and CF_PASSWORD or CF_TOKEN; after repeated failures ask an administrator"
@@ -62,14 +65,14 @@ UNSET: Any = object()
 # --------------------------------------------------------------------------- settings
 
 
-def _setting(app: Any, key: str, default: int) -> int:
+def _setting(app: App, key: str, default: int) -> int:
     value = app.config.get(f"access.{key}", int, default)
     if value < 0:
         raise InputError(f"{app.config.path}: access.{key} must not be negative")
     return value
 
 
-def _hasher(app: Any) -> PasswordHasher:
+def _hasher(app: App) -> PasswordHasher:
     """Argon2id with the library's defaults (RFC 9106 low-memory profile), unless
     ``[access] argon2_time_cost`` / ``argon2_memory_kib`` / ``argon2_parallelism`` say otherwise
     (cheaper settings are for test deployments only)."""
@@ -87,7 +90,7 @@ def _hasher(app: Any) -> PasswordHasher:
     return ph
 
 
-def _dummy_hash(app: Any) -> str:
+def _dummy_hash(app: App) -> str:
     h = app.__dict__.get("_cf_dummy_hash")
     if h is None:
         h = _hasher(app).hash(secrets.token_hex(16))
@@ -103,14 +106,14 @@ def normalise_username(name: str) -> str:
     return value
 
 
-def check_password(app: Any, password: str) -> None:
+def check_password(app: App, password: str) -> None:
     minimum = _setting(app, "min_password_length", 12)
     if not isinstance(password, str) or len(password) < minimum:
         raise InputError(f"password is too short (at least {minimum} characters)",
                          hint="choose a longer passphrase")
 
 
-def hash_password(app: Any, password: str) -> str:
+def hash_password(app: App, password: str) -> str:
     check_password(app, password)
     return _hasher(app).hash(password)
 
@@ -170,7 +173,7 @@ def _user(s: Session, username: str, *, lock: bool = False) -> User:
     return user
 
 
-def get_user(app: Any, username: str) -> UserView:
+def get_user(app: App, username: str) -> UserView:
     with app.catalog.session() as s:
         return _view(_user(s, username))
 
@@ -191,7 +194,7 @@ def _is_locked(user: User, now: datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
 
-def authenticate_password(app: Any, username: str, password: str, *, host: str, ip: str, function: str,
+def authenticate_password(app: App, username: str, password: str, *, host: str, ip: str, function: str,
                           audit_success: bool = False) -> Actor:
     """Check a user name and password; return the actor or raise ``AuthenticationFailed``
     (or ``TooManyRequests`` while this IP or account must wait, see ``cfcore.access.throttle``).
@@ -255,14 +258,14 @@ def authenticate_password(app: Any, username: str, password: str, *, host: str, 
     return actor
 
 
-def _verify(app: Any, stored: str, password: str) -> bool:
+def _verify(app: App, stored: str, password: str) -> bool:
     try:
         return _hasher(app).verify(stored, password or "")
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
-def authenticate_token(app: Any, token: str, *, host: str, ip: str, function: str, touch: bool = True,
+def authenticate_token(app: App, token: str, *, host: str, ip: str, function: str, touch: bool = True,
                        idle_minutes: int | None = None) -> Actor:
     """Check an API token or web session token; return the actor or raise ``AuthenticationFailed``.
 
@@ -328,7 +331,7 @@ class IssuedToken:
                 "expires_at": self.expires_at.isoformat() if self.expires_at else None}
 
 
-def _issue(s: Session, app: Any, user: User, kind: str, name: str, ttl: timedelta) -> IssuedToken:
+def _issue(s: Session, app: App, user: User, kind: str, name: str, ttl: timedelta) -> IssuedToken:
     token = (SESSION_PREFIX if kind == "session" else TOKEN_PREFIX) + secrets.token_urlsafe(32)
     now = app.clock.now()
     row = ApiToken(id=_new_id(), user_id=user.id, token_hash=_token_hash(token), kind=kind, name=name[:64],
@@ -337,7 +340,7 @@ def _issue(s: Session, app: Any, user: User, kind: str, name: str, ttl: timedelt
     return IssuedToken(id=row.id, token=token, kind=kind, expires_at=row.expires_at)
 
 
-def start_session(app: Any, ctx: RequestContext) -> IssuedToken:
+def start_session(app: App, ctx: RequestContext) -> IssuedToken:
     """A web session for the (just authenticated) actor; audited ``session.start``."""
     ttl = timedelta(minutes=_setting(app, "session_minutes", 480))
     with app.catalog.session() as s:
@@ -350,7 +353,7 @@ def start_session(app: Any, ctx: RequestContext) -> IssuedToken:
     return issued
 
 
-def end_session(app: Any, ctx: RequestContext, token: str) -> bool:
+def end_session(app: App, ctx: RequestContext, token: str) -> bool:
     """Revoke the session or token ``token`` belongs to (log-out); audited ``session.end``."""
     with app.catalog.session() as s:
         row = s.scalars(select(ApiToken).where(ApiToken.token_hash == _token_hash(token))).one_or_none()
@@ -361,13 +364,13 @@ def end_session(app: Any, ctx: RequestContext, token: str) -> bool:
     return True
 
 
-def _may_manage(app: Any, ctx: RequestContext, username: str, action: str) -> None:
+def _may_manage(app: App, ctx: RequestContext, username: str, action: str) -> None:
     """Acting on oneself needs no role; acting on someone else needs ``users.manage``."""
     if normalise_username(username) != fold_username(ctx.actor.username):
         authorize(app, ctx, "users.manage", user_target(username), detail={"function": action})
 
 
-def _only_own(app: Any, ctx: RequestContext, username: str, action: str, what: str, hint: str) -> None:
+def _only_own(app: App, ctx: RequestContext, username: str, action: str, what: str, hint: str) -> None:
     """Credentials are obtained only by their owner: refuse (audited) acting on anyone else."""
     if normalise_username(username) != fold_username(ctx.actor.username):
         app.audit.record(ctx, action, "user", normalise_username(username), "denied",
@@ -375,7 +378,7 @@ def _only_own(app: Any, ctx: RequestContext, username: str, action: str, what: s
         raise AccessDenied(f"{ctx.actor.username} may not {what} for {username}: only the user themself", hint=hint)
 
 
-def _revoke_all(s: Session, app: Any, user: User) -> int:
+def _revoke_all(s: Session, app: App, user: User) -> int:
     """Revoke every live session and token of ``user``; returns how many."""
     now = app.clock.now()
     rows = s.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))).all()
@@ -388,7 +391,7 @@ def _origin(s: Session, token: str) -> ApiToken | None:
     return s.scalars(select(ApiToken).where(ApiToken.token_hash == _token_hash(token))).one_or_none()
 
 
-def create_token(app: Any, ctx: RequestContext, *, username: str | None = None, name: str = "api",
+def create_token(app: App, ctx: RequestContext, *, username: str | None = None, name: str = "api",
                  days: int | None = None, origin_token: str | None, password: str | None = None) -> IssuedToken:
     """An API token (shown once, stored hashed), for oneself only.
 
@@ -432,7 +435,7 @@ def create_token(app: Any, ctx: RequestContext, *, username: str | None = None, 
     return issued
 
 
-def list_tokens(app: Any, ctx: RequestContext, username: str | None = None) -> list[dict[str, Any]]:
+def list_tokens(app: App, ctx: RequestContext, username: str | None = None) -> list[dict[str, Any]]:
     username = normalise_username(username or ctx.actor.username)
     _may_manage(app, ctx, username, "token.list")
     with app.catalog.session() as s:
@@ -443,7 +446,7 @@ def list_tokens(app: Any, ctx: RequestContext, username: str | None = None) -> l
                  "revoked": r.revoked_at is not None} for r in rows]
 
 
-def revoke_token(app: Any, ctx: RequestContext, token_id: str) -> None:
+def revoke_token(app: App, ctx: RequestContext, token_id: str) -> None:
     with app.catalog.session() as s:
         row = s.get(ApiToken, token_id)
         owner = s.get(User, row.user_id) if row else None
@@ -474,7 +477,7 @@ def any_administrator(s: Session) -> bool:
     return any_with_role(s, "administrator")
 
 
-def add_user(app: Any, ctx: RequestContext, username: str, *, password: str | None = None,
+def add_user(app: App, ctx: RequestContext, username: str, *, password: str | None = None,
              display_name: str | None = None) -> UserView:
     """Create a user without roles (``users.manage``). Roles follow through ``request_role_change``
     (four-eyes). A name that reads like an existing one (``Dora`` / ``dora`` / full-width
@@ -493,7 +496,7 @@ def add_user(app: Any, ctx: RequestContext, username: str, *, password: str | No
         return _view(user)
 
 
-def bootstrap_user(app: Any, ctx: RequestContext, username: str, password: str, role: str = "administrator",
+def bootstrap_user(app: App, ctx: RequestContext, username: str, password: str, role: str = "administrator",
                    display_name: str | None = None) -> UserView:
     """Create the first holder of ``role`` (administrator, dpo or compliance) on a new deployment:
     only while no user holds that role. Without it nobody could approve the first role change.
@@ -552,7 +555,7 @@ def _set_up(s: Session) -> bool:
     return any_administrator(s) and any(any_with_role(s, r) for r in APPROVER_ROLES)
 
 
-def close_bootstrap_if_ready(s: Session, app: Any, by: str) -> bool:
+def close_bootstrap_if_ready(s: Session, app: App, by: str) -> bool:
     """Set the ``bootstrap_closed`` flag when an administrator and an approver exist; True when set."""
     if bootstrap_closed(s):
         return True
@@ -567,18 +570,18 @@ class _Refused(Exception):
     pass
 
 
-def bootstrap_administrator(app: Any, ctx: RequestContext, username: str, password: str,
+def bootstrap_administrator(app: App, ctx: RequestContext, username: str, password: str,
                             display_name: str | None = None) -> UserView:
     return bootstrap_user(app, ctx, username, password, "administrator", display_name)
 
 
-def show_user(app: Any, ctx: RequestContext, username: str) -> UserView:
+def show_user(app: App, ctx: RequestContext, username: str) -> UserView:
     """One user: oneself, or anyone with ``users.manage``."""
     _may_manage(app, ctx, username, "user.show")
     return get_user(app, username)
 
 
-def list_users(app: Any, ctx: RequestContext) -> list[UserView]:
+def list_users(app: App, ctx: RequestContext) -> list[UserView]:
     authorize(app, ctx, "users.manage", AccessTarget(kind="user"), detail={"function": "user.list"})
     with app.catalog.session() as s:
         users = [_view(u) for u in s.scalars(select(User).order_by(User.username))]
@@ -586,7 +589,7 @@ def list_users(app: Any, ctx: RequestContext) -> list[UserView]:
     return users
 
 
-def set_disabled(app: Any, ctx: RequestContext, username: str, disabled: bool = True) -> UserView:
+def set_disabled(app: App, ctx: RequestContext, username: str, disabled: bool = True) -> UserView:
     """Disable (or enable) a user; a disabled user cannot log in and their tokens stop working."""
     username = normalise_username(username)
     authorize(app, ctx, "users.manage", user_target(username),
@@ -606,7 +609,7 @@ def set_disabled(app: Any, ctx: RequestContext, username: str, disabled: bool = 
         return _view(user)
 
 
-def unlock(app: Any, ctx: RequestContext, username: str) -> UserView:
+def unlock(app: App, ctx: RequestContext, username: str) -> UserView:
     username = normalise_username(username)
     authorize(app, ctx, "users.manage", user_target(username), detail={"function": "user.unlock"})
     with app.catalog.session() as s:
@@ -617,7 +620,7 @@ def unlock(app: Any, ctx: RequestContext, username: str) -> UserView:
     return get_user(app, username)
 
 
-def set_password(app: Any, ctx: RequestContext, username: str, password: str) -> None:
+def set_password(app: App, ctx: RequestContext, username: str, password: str) -> None:
     """Set one's own password (nobody sets another user's: see ``reset_password``). Revokes all
     of the user's sessions and tokens."""
     username = normalise_username(username)
@@ -649,13 +652,13 @@ class ResetHalf:
                 "expires_at": self.expires_at.isoformat()}
 
 
-def _may_confirm_reset(app: Any, ctx: RequestContext, username: str) -> bool:
+def _may_confirm_reset(app: App, ctx: RequestContext, username: str) -> bool:
     target = AccessTarget(kind="approval", attributes={"action": "users.reset", "target_kind": "user",
                                                         "target_id": username})
     return decide(app, ctx, "approval.approve", target).decision is Decision.ALLOW
 
 
-def reset_password(app: Any, ctx: RequestContext, username: str) -> ResetHalf:
+def reset_password(app: App, ctx: RequestContext, username: str) -> ResetHalf:
     """Issue one half of a password reset for ``username`` (never oneself).
 
     Half 1 comes from a person with ``users.manage`` (an administrator): it clears the password
@@ -718,7 +721,7 @@ def reset_password(app: Any, ctx: RequestContext, username: str) -> ResetHalf:
         return ResetHalf(username=username, half=half, code=code, expires_at=row.expires_at)
 
 
-def complete_reset(app: Any, username: str, code_1: str, code_2: str, new_password: str, *, host: str, ip: str,
+def complete_reset(app: App, username: str, code_1: str, code_2: str, new_password: str, *, host: str, ip: str,
                    function: str) -> None:
     """The user sets their own password with both halves of a reset (no login). Throttled like a
     log-in; the reset is used up; every session and token of the user is revoked again."""
@@ -772,7 +775,7 @@ def complete_reset(app: Any, username: str, code_1: str, code_2: str, new_passwo
 # --------------------------------------------------------------------------- roles (four-eyes)
 
 
-def request_role_change(app: Any, ctx: RequestContext, username: str, *, add: list[str] | tuple[str, ...] = (),
+def request_role_change(app: App, ctx: RequestContext, username: str, *, add: list[str] | tuple[str, ...] = (),
                         remove: list[str] | tuple[str, ...] = (), advisor_id: Any = UNSET,
                         reason: str) -> str:
     """File a ``roles.change`` four-eyes request; returns the approval id."""
@@ -789,7 +792,7 @@ def request_role_change(app: Any, ctx: RequestContext, username: str, *, add: li
     return approvals.request(app, ctx, "roles.change", username, reason, params)
 
 
-def _execute_role_change(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _execute_role_change(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     authorize(app, ctx, "roles.change", user_target(target_id))
     add_ = check_roles([r for r in str(params.get("add", "")).split(",") if r])
     remove_ = check_roles([r for r in str(params.get("remove", "")).split(",") if r])
@@ -830,14 +833,14 @@ __all__ = [
 LANGUAGES = ("de", "en")
 
 
-def get_language(app: Any, user_id: str) -> str | None:
+def get_language(app: App, user_id: str) -> str | None:
     """The user's chosen web UI language, or None (then the browser's is used)."""
     with app.catalog.session() as s:
         user = s.get(User, user_id)
         return user.language if user is not None else None
 
 
-def set_language(app: Any, ctx: RequestContext, language: str) -> None:
+def set_language(app: App, ctx: RequestContext, language: str) -> None:
     """Store the web UI language with the (own) user; audited ``user.language``."""
     if language not in LANGUAGES:
         raise InputError(f"language {language!r} is not available", hint="choose one of: " + ", ".join(LANGUAGES))

@@ -20,7 +20,7 @@ import io
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -28,11 +28,14 @@ from hookspecs.types import RequestContext
 
 from ..errors import InputError
 
+if TYPE_CHECKING:
+    from ..app import App
+
 MAX_BYTES = 50 * 1024 * 1024
 REQUIRED = ("start", "duration", "mobile", "other")
 
 
-def advisor_mobiles(app: Any) -> dict[str, str]:
+def advisor_mobiles(app: App) -> dict[str, str]:
     """E.164 mobile → advisor id, from the mobile_ons section (no secrets are read)."""
     section = app.config.section("plugins.mobile_ons.advisors")
     out: dict[str, str] = {}
@@ -84,7 +87,7 @@ def parse(data: bytes, cc: str) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, errors
 
 
-def import_cdr(app: Any, ctx: RequestContext, path: str | Path, *, min_seconds: float = 10.0,
+def import_cdr(app: App, ctx: RequestContext, path: str | Path, *, min_seconds: float = 10.0,
                tolerance: float = 120.0) -> dict[str, Any]:
     from hookspecs.types import AccessTarget
 

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select, update
@@ -42,6 +42,9 @@ from ..db.models_capture import CallConsent, CaptureRunnerRow, LiveCall, ModeReq
 from ..errors import CallFortError, ConflictError, InputError, NotFound
 from ..states import ACTIVE_CALL_STATES, CONSENT_METHODS, CallState, RequestStatus
 from .witness import is_consent_witness
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ def _rview(r: ModeRequest) -> RequestView:
 # --------------------------------------------------------------------------- events from sources
 
 
-def on_call_event(app: Any, event: CallEvent) -> None:
+def on_call_event(app: App, event: CallEvent) -> None:
     """Keep the live-call row of a leg up to date with what the PBX said."""
     now = app.clock.now()
     with app.catalog.session() as s:
@@ -177,7 +180,7 @@ def on_call_event(app: Any, event: CallEvent) -> None:
                       .values(status=RequestStatus.FAILED, decided_at=now, message="the call has ended"))
 
 
-def _record_pbx_consent(app: Any, s: Any, row: LiveCall, event: CallEvent, now: datetime) -> None:
+def _record_pbx_consent(app: App, s: Any, row: LiveCall, event: CallEvent, now: datetime) -> None:
     """Record the customer's own opt-in, reported by the PBX with the call's ANSWERED event.
 
     Only from a source the deployment names as a consent witness (``cfcore.capture.witness``).
@@ -223,7 +226,7 @@ def _record_pbx_consent(app: Any, s: Any, row: LiveCall, event: CallEvent, now: 
                      {"source": event.source, "method": method, "by": "customer", "advisor_id": row.advisor_id})
 
 
-def archive_call(app: Any, call: FinishedCall) -> str:
+def archive_call(app: App, call: FinishedCall) -> str:
     """Hand a finished leg to ingest with the consents recorded here; returns the recording id.
 
     Safe to call again for the same leg (after a crash): ingest returns the existing recording.
@@ -253,10 +256,10 @@ def archive_call(app: Any, call: FinishedCall) -> str:
     # wall clock (``wall_seconds``), so a source cannot place a consent before the advisor acted.
     starts = consent_positions(call)
     consents = []
-    for i, c in enumerate(rows):
-        offset = starts[i] if i < len(starts) else max(0.0, (c.applied_at - call.started_at).total_seconds())
-        consents.append(Consent(given_at=c.given_at, offset=offset, by_user=c.by_user, method=c.method,
-                                applied_at=c.applied_at))
+    for i, cc_row in enumerate(rows):
+        offset = starts[i] if i < len(starts) else max(0.0, (cc_row.applied_at - call.started_at).total_seconds())
+        consents.append(Consent(given_at=cc_row.given_at, offset=offset, by_user=cc_row.by_user, method=cc_row.method,
+                                applied_at=cc_row.applied_at))
     wall_seconds = max(0.0, (utc(ended) - call.started_at).total_seconds())
     cc = app.config.get("deployment.country_code", str, "49")
     numbers = []
@@ -301,7 +304,7 @@ def _target(row: LiveCall) -> AccessTarget:
     return AccessTarget(kind="call", id=row.call_id, owner_advisor_id=row.advisor_id)
 
 
-def get_call(app: Any, call_id: str) -> LiveCall:
+def get_call(app: App, call_id: str) -> LiveCall:
     with app.catalog.session() as s:
         row = s.get(LiveCall, call_id)
         if row is None:
@@ -322,7 +325,7 @@ def consent_positions(call: FinishedCall) -> list[float]:
     return out
 
 
-def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, method: str = "api",
+def request_mode(app: App, ctx: RequestContext, call_id: str, action: str, method: str = "api",
                  acted_at: datetime | None = None) -> RequestView:
     """File a record-both / pause / resume request for a call (the call's advisor only).
 
@@ -338,7 +341,7 @@ def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, metho
     # the same refusal for an unknown id, so call ids cannot be probed
     target = _target(found) if found is not None else AccessTarget(kind="call", id=call_id, owner_advisor_id=None)
     authorize(app, ctx, "call.record_both", target, detail={"function": f"call.{action}"})
-    row = get_call(app, call_id)
+    get_call(app, call_id)  # NotFound for who may act on it
     now = app.clock.now()
     acted = now if acted_at is None or acted_at.tzinfo is None else min(max(acted_at, now - MAX_ACTED_BEFORE), now)
     with app.catalog.session() as s:
@@ -372,7 +375,7 @@ def request_mode(app: Any, ctx: RequestContext, call_id: str, action: str, metho
     return view
 
 
-def wait_request(app: Any, request_id: str, timeout: float = 15.0, poll: float = 0.1) -> RequestView:
+def wait_request(app: App, request_id: str, timeout: float = 15.0, poll: float = 0.1) -> RequestView:
     """Wait for the runner's outcome. A request no runner claimed in time is marked ``expired``."""
     deadline = time.monotonic() + timeout
     extended = False
@@ -399,7 +402,7 @@ def wait_request(app: Any, request_id: str, timeout: float = 15.0, poll: float =
         time.sleep(poll)
 
 
-def trigger(app: Any, ctx: RequestContext, call_id: str, action: str, method: str = "api",
+def trigger(app: App, ctx: RequestContext, call_id: str, action: str, method: str = "api",
             timeout: float = 15.0, acted_at: datetime | None = None) -> RequestView:
     """Request and wait; raises ``CaptureUnavailable`` / ``ConflictError`` unless applied."""
     req = request_mode(app, ctx, call_id, action, method, acted_at)
@@ -417,7 +420,7 @@ def trigger(app: Any, ctx: RequestContext, call_id: str, action: str, method: st
 # --------------------------------------------------------------------------- listing
 
 
-def list_calls(app: Any, ctx: RequestContext, *, active_only: bool = True, limit: int = 200) -> list[CallView]:
+def list_calls(app: App, ctx: RequestContext, *, active_only: bool = True, limit: int = 200) -> list[CallView]:
     """Calls the actor may see: their own as an advisor; all for roles that list recordings."""
     own = list_scope(app, ctx, "recording.list", kind="call", detail={"function": "call.list"})
     with app.catalog.session() as s:
@@ -436,7 +439,7 @@ def _calls(s: Any, own: str | None, active_only: bool, limit: int) -> list[CallV
     return [_view(r) for r in s.scalars(q)]
 
 
-def watch_scope(app: Any, ctx: RequestContext) -> str | None:
+def watch_scope(app: App, ctx: RequestContext) -> str | None:
     """The scope of a live-call feed (the web UI's pushed view), decided and audited once when the
     feed opens: an advisor id (own calls only) or None (all)."""
     own = list_scope(app, ctx, "recording.list", kind="call", detail={"function": "call.watch"})
@@ -444,7 +447,7 @@ def watch_scope(app: Any, ctx: RequestContext) -> str | None:
     return own
 
 
-def calls_in_scope(app: Any, own: str | None, *, limit: int = 50) -> list[CallView]:
+def calls_in_scope(app: App, own: str | None, *, limit: int = 50) -> list[CallView]:
     """Active calls in a scope already decided by ``watch_scope`` (polled by the feed, not audited per poll)."""
     with app.catalog.session() as s:
         return _calls(s, own, True, limit)
@@ -453,7 +456,7 @@ def calls_in_scope(app: Any, own: str | None, *, limit: int = 50) -> list[CallVi
 # --------------------------------------------------------------------------- the runner's side
 
 
-def claim_requests(app: Any, sources: list[str], runner_id: str) -> list[ModeRequest]:
+def claim_requests(app: App, sources: list[str], runner_id: str) -> list[ModeRequest]:
     """Pending requests for these sources, claimed by this runner (``applying``)."""
     if not sources:
         return []
@@ -476,7 +479,7 @@ def _requester(req: ModeRequest) -> RequestContext:
                           function=req.function)
 
 
-def target_mode(app: Any, req: ModeRequest) -> tuple[RecordingMode | None, str | None]:
+def target_mode(app: App, req: ModeRequest) -> tuple[RecordingMode | None, str | None]:
     """The mode a claimed request asks for, or (None, reason) when it cannot apply any more."""
     with app.catalog.session() as s:
         row = s.get(LiveCall, req.call_id)
@@ -491,7 +494,7 @@ def target_mode(app: Any, req: ModeRequest) -> tuple[RecordingMode | None, str |
         return RecordingMode(row.mode_before_pause or RecordingMode.ADVISOR_ONLY.value), None
 
 
-def finish_request(app: Any, req: ModeRequest, mode: RecordingMode | None, ok: bool, message: str | None,
+def finish_request(app: App, req: ModeRequest, mode: RecordingMode | None, ok: bool, message: str | None,
                    unreachable: bool = False, applied_at: datetime | None = None) -> None:
     """Write the outcome of a claimed request, the new mode and (for record-both) the consent:
     the time the advisor acted and ``applied_at``, when the PBX confirmed."""
@@ -522,7 +525,7 @@ def finish_request(app: Any, req: ModeRequest, mode: RecordingMode | None, ok: b
         app.audit.append(s, ctx, f"call.{req.action}", "call", req.call_id, "ok" if ok else "failed", detail)
 
 
-def runner_heartbeat(app: Any, runner_id: str, *, host: str, pid: int, sources: list[dict[str, Any]],
+def runner_heartbeat(app: App, runner_id: str, *, host: str, pid: int, sources: list[dict[str, Any]],
                      stopped: bool = False) -> None:
     now = app.clock.now()
     with app.catalog.session() as s:
@@ -535,7 +538,7 @@ def runner_heartbeat(app: Any, runner_id: str, *, host: str, pid: int, sources: 
             row.stopped_at = now
 
 
-def source_holder(app: Any, sources: list[str], runner_id: str) -> dict[str, Any] | None:
+def source_holder(app: App, sources: list[str], runner_id: str) -> dict[str, Any] | None:
     """Another live runner (fresh heartbeat, not stopped) that runs one of these sources."""
     from datetime import timedelta
 
@@ -551,7 +554,7 @@ def source_holder(app: Any, sources: list[str], runner_id: str) -> dict[str, Any
     return None
 
 
-def reap(app: Any, sources: list[str]) -> dict[str, int]:
+def reap(app: App, sources: list[str]) -> dict[str, int]:
     """At runner start: what a previous runner of these sources left half-done.
 
     Requests it was applying are failed (their outcome at the PBX is unknown; the plugin's
@@ -569,7 +572,7 @@ def reap(app: Any, sources: list[str]) -> dict[str, int]:
         return {"requests": req.rowcount or 0, "calls": calls.rowcount or 0}  # type: ignore[attr-defined]
 
 
-def runners(app: Any) -> list[dict[str, Any]]:
+def runners(app: App) -> list[dict[str, Any]]:
     with app.catalog.session() as s:
         rows = list(s.scalars(select(CaptureRunnerRow).where(CaptureRunnerRow.stopped_at.is_(None))
                               .order_by(CaptureRunnerRow.started_at.desc())))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
 
-async def run_capture(app: Any) -> None:
+async def run_capture(app: App) -> None:
     """Run the deployment's capture sources until the server stops (returns at once when none)."""
     from .runner import CaptureRunner, discover_sources
 

@@ -33,7 +33,7 @@ import os
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
@@ -56,6 +56,9 @@ from ..crypto import envelope
 from ..crypto.keyring import unwrap_data_key, wrap_data_key
 from ..states import CONSENT_METHODS, RecordingState
 from ..wav import g711_decode
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ class _ChannelSpool:
 class LiveRecording:
     """The spool of one live call."""
 
-    def __init__(self, app: Any, folder: Path, *, call_id: str, source: str, advisor_id: str, started_at: datetime,
+    def __init__(self, app: App, folder: Path, *, call_id: str, source: str, advisor_id: str, started_at: datetime,
                  direction: Direction, pbx_call_id: str | None, customer_numbers: tuple[str, ...],
                  segment_size: int, sample_rate: int = 8000) -> None:
         self.app = app
@@ -287,7 +290,7 @@ class LiveRecording:
 class LiveCapture:
     """The live recordings of one capture runner (shared by its sinks)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.root = Path(app.data_dir) / SPOOL_DIR
         self.segment_size = app.config.get("capture.live_segment_size", int, DEFAULT_LIVE_SEGMENT)
@@ -362,7 +365,7 @@ class LiveCapture:
         return True
 
 
-def consent_offset(app: Any, call_id: str, started_at: datetime) -> float | None:
+def consent_offset(app: App, call_id: str, started_at: datetime) -> float | None:
     """Seconds from the call start of the first consent the controller recorded for the call."""
     from ..db.models_capture import CallConsent
 
@@ -401,7 +404,7 @@ def _segments(entries: list[dict[str, Any]], duration: float) -> list[ModeSegmen
     return out
 
 
-def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> str:
+def finalise(app: App, folder: Path, *, incomplete: bool, reason: str = "") -> str:
     """Archive the spool in ``folder``; returns the recording id. Safe to call again."""
     from ..db.models import ConsentRow, DataKey, MediaObject, ModeSegmentRow, Recording, RecordingSubject
     from ..db.models_capture import CallConsent, LiveCall
@@ -488,9 +491,9 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
     written = []
     for ch, blob in blobs.items():
         okey = object_key(rec_id, ch, started_at)
-        with contextlib.suppress(Exception):
-            if app.stores.exists(okey):  # an orphan of an earlier attempt of this very recording
-                app.stores.delete(okey)
+        # an orphan of an earlier attempt of this very recording (it died between the store and
+        # the catalog commit): no catalog row names it, so it goes; an absent copy is fine
+        app.stores.delete(okey)
         sha = hashlib.sha256(blob).hexdigest()
         for store in app.stores.put(okey, blob):
             media_rows.append(MediaObject(channel=ch, store=store, key=okey, size=len(blob), sha256=sha,
@@ -558,7 +561,7 @@ def finalise(app: Any, folder: Path, *, incomplete: bool, reason: str = "") -> s
     return str(rec_id)
 
 
-def recover(app: Any, sources: list[str] | None = None) -> list[str]:
+def recover(app: App, sources: list[str] | None = None) -> list[str]:
     """Finalise every spool a killed runner left (of these sources) as ``incomplete``."""
     root = Path(app.data_dir) / SPOOL_DIR
     done: list[str] = []
@@ -582,14 +585,14 @@ def recover(app: Any, sources: list[str] | None = None) -> list[str]:
     return done
 
 
-def stats_of(app: Any, rec_id: str) -> dict[str, Any]:
+def stats_of(app: App, rec_id: str) -> dict[str, Any]:
     """Gap and loss figures of a live recording (from its archive audit entry)."""
     for e in app.audit.entries(action="recording.archive", target_id=rec_id):
         return dict((e.detail or {}).get("media_stats") or {})
     return {}
 
 
-def evidence_of(app: Any, rec_id: str) -> list[Any]:
+def evidence_of(app: App, rec_id: str) -> list[Any]:
     """The source's evidence of a live recording (unsealed with its data key). The caller has made
     the access decision and audits the read; a crypto-shredded recording has none left."""
     from ..db.models import DataKey

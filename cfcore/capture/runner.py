@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs.types import AudioFrame, CallEvent, CaptureSource, FinishedCall
 
@@ -24,6 +24,9 @@ from .live import LiveCapture
 from .live import finalise as live_finalise
 from .live import recover as live_recover
 
+if TYPE_CHECKING:
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +35,7 @@ class CaptureError(CallFortError):
     http_status = 503
 
 
-def discover_sources(app: Any) -> list[CaptureSource]:
+def discover_sources(app: App) -> list[CaptureSource]:
     """Every source the registered capture source types create for this deployment's config.
 
     Each type is built from the section of the plugin that registered it (``[plugins.<plugin>]``),
@@ -62,7 +65,7 @@ def discover_sources(app: Any) -> list[CaptureSource]:
 class CoreSink:
     """What a source gets: call events update live calls; finished calls go to ingest."""
 
-    def __init__(self, app: Any, source: CaptureSource, live: LiveCapture | None = None) -> None:
+    def __init__(self, app: App, source: CaptureSource, live: LiveCapture | None = None) -> None:
         self.app = app
         self.source = source
         self.archived = 0
@@ -94,7 +97,7 @@ class CoreSink:
 
 
 class CaptureRunner:
-    def __init__(self, app: Any, sources: list[CaptureSource] | None = None, *, poll_interval: float = 0.2,
+    def __init__(self, app: App, sources: list[CaptureSource] | None = None, *, poll_interval: float = 0.2,
                  heartbeat_interval: float = 2.0) -> None:
         self.app = app
         self.sources = {s.name: s for s in (sources if sources is not None else discover_sources(app))}

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import emit
+
+if TYPE_CHECKING:
+    from ..app import App
 
 
 def _line(a: dict[str, Any]) -> str:
@@ -114,7 +117,7 @@ def _do_execute(state: Any, approval_id: str, out: str | None, as_json: bool) ->
          f"executed {approval_id}: " + json.dumps(result, sort_keys=True, default=str)[:2000])
 
 
-def _execute_export(app: Any, ctx: Any, request: Any, out: str | None, as_json: bool) -> None:
+def _execute_export(app: App, ctx: Any, request: Any, out: str | None, as_json: bool) -> None:
     """An approved ``recording.export``: the WAV goes to ``--out`` (or the ``out=`` the request
     named). Checked before the approval is used: a missing or existing file costs nothing."""
     from ..access import approvals

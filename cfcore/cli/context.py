@@ -16,13 +16,16 @@ import getpass
 import os
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hookspecs.types import Actor, RequestContext
 
 from ..errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from ..app import App
 
 
 def local_host_and_ip() -> tuple[str, str]:
@@ -63,7 +66,7 @@ def _password(user: str) -> str:
     raise AuthenticationFailed(f"no password for {user}", hint="set CF_PASSWORD or run cf in a terminal")
 
 
-def authenticate_cli(app: Any, function: str) -> Actor:
+def authenticate_cli(app: App, function: str) -> Actor:
     """Log in the person at the terminal (cached for the rest of the command)."""
     from ..access.users import authenticate_password, authenticate_token, fold_username
 
@@ -106,7 +109,7 @@ def cli_origin_token() -> str | None:
     return token
 
 
-def cli_context(app: Any, function: str) -> RequestContext:
+def cli_context(app: App, function: str) -> RequestContext:
     """The request context of the logged-in person at the terminal (raises
     ``AuthenticationFailed`` when the login fails)."""
     actor = authenticate_cli(app, function)

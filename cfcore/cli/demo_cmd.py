@@ -6,11 +6,14 @@ missing). Finishes by itself in about fifteen seconds.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import emit
+
+if TYPE_CHECKING:
+    from ..app import App
 
 
 def register(cli: click.Group) -> None:
@@ -114,7 +117,7 @@ def _cf_command() -> str:
     return str(beside) if beside.exists() else f"{sys.executable} -m cfcore"
 
 
-def _recordings(app: Any, ids: list[str]) -> list[dict[str, Any]]:
+def _recordings(app: App, ids: list[str]) -> list[dict[str, Any]]:
     from ..archive import get_recording
 
     out = []

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import emit
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def _guard(app: Any, function: str, what: str) -> Any:
+
+def _guard(app: App, function: str, what: str) -> Any:
     from ..fis.alerts import authorize_read
     from .context import cli_context
 

@@ -10,7 +10,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from .. import __version__
 from ..errors import CallFortError
 from .output import emit
 from .started import seconds_since_start
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["COMMAND_MODULES", "CliState", "cli", "emit", "main", "seconds_since_start"]
 

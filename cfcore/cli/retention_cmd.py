@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import emit
+
+if TYPE_CHECKING:
+    from ..app import App
 
 
 def _purge_text(report: dict[str, Any]) -> str:
@@ -34,7 +37,7 @@ def _purge_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _request(app: Any, ctx: Any, action: str, target: str, reason: str, params: dict[str, Any]) -> dict[str, Any]:
+def _request(app: App, ctx: Any, action: str, target: str, reason: str, params: dict[str, Any]) -> dict[str, Any]:
     """File a four-eyes request: a second person approves it (``cf approve``), then the
     requester runs it (``cf execute``)."""
     from ..access import approvals

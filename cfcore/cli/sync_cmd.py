@@ -8,14 +8,17 @@ runs both as jobs (see docs/sites.md). Progress goes to stderr; the report of wh
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import emit
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def _authorize(app: Any, function: str) -> Any:
+
+def _authorize(app: App, function: str) -> Any:
     from hookspecs.types import AccessTarget
 
     from ..access.guard import authorize

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,6 +37,9 @@ from hookspecs.types import KeyProvider, PluginContext, RequestContext
 from ..authority import require_context
 from ..errors import ConfigError, IntegrityError
 from .keyfiles import check_private, create_private, write_private
+
+if TYPE_CHECKING:
+    from ..app import App
 
 KEYRING_FILE = "keyring.json"
 FORMAT = 1
@@ -177,7 +180,7 @@ def create_keyring(options: Mapping[str, Any], ctx: PluginContext) -> KeyRing:
     return KeyRing(Path(directory), ctx.clock)
 
 
-def open_key_provider(app: Any) -> KeyProvider:
+def open_key_provider(app: App) -> KeyProvider:
     """The key provider named by ``[keys] provider`` (default ``keyring``)."""
     name = app.config.get("keys.provider", str, "keyring")
     found = app.pm.key_provider_types()
@@ -196,13 +199,13 @@ def open_key_provider(app: Any) -> KeyProvider:
 # ---------------------------------------------------------------------- data keys
 
 
-def wrap_data_key(app: Any, recording_id: str, data_key: bytes) -> tuple[str, bytes]:
+def wrap_data_key(app: App, recording_id: str, data_key: bytes) -> tuple[str, bytes]:
     """``(kek_id, wrapped)`` of ``data_key`` under the current KEK."""
     kek_id = app.keys.current_kek_id()
     return kek_id, app.keys.wrap(kek_id, data_key, wrap_aad(recording_id))
 
 
-def unwrap_data_key(app: Any, recording_id: str, kek_id: str, wrapped: bytes) -> bytes:
+def unwrap_data_key(app: App, recording_id: str, kek_id: str, wrapped: bytes) -> bytes:
     try:
         return app.keys.unwrap(kek_id, bytes(wrapped), wrap_aad(recording_id))
     except KeyError:
@@ -210,7 +213,7 @@ def unwrap_data_key(app: Any, recording_id: str, kek_id: str, wrapped: bytes) ->
                              hint="restore the key ring from its backup") from None
 
 
-def rewrap_all(app: Any, ctx: RequestContext, *, batch: int = 500) -> dict[str, Any]:
+def rewrap_all(app: App, ctx: RequestContext, *, batch: int = 500) -> dict[str, Any]:
     """Re-wrap every live data key that is not under the current KEK; media stays untouched.
 
     Each batch commits with one audit entry ``keys.rewrap``. Returns counts.

@@ -6,16 +6,19 @@ KEK, an audit entry ``keys.rotate``, and optionally the re-wrap of every data ke
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs.types import AccessTarget, RequestContext
 
 from .keyring import rewrap_all
 
+if TYPE_CHECKING:
+    from ..app import App
+
 KEYS_TARGET = AccessTarget(kind="keys")
 
 
-def rotate_keys(app: Any, ctx: RequestContext, *, rewrap: bool = False) -> dict[str, Any]:
+def rotate_keys(app: App, ctx: RequestContext, *, rewrap: bool = False) -> dict[str, Any]:
     from ..access.guard import authorize
 
     authorize(app, ctx, "keys.rotate", KEYS_TARGET)
@@ -28,7 +31,7 @@ def rotate_keys(app: Any, ctx: RequestContext, *, rewrap: bool = False) -> dict[
     return result
 
 
-def _exec_rotate(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def _exec_rotate(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     from ..access.approvals import param_flag
 
     return rotate_keys(app, ctx, rewrap=bool(param_flag(params, "rewrap", False)))

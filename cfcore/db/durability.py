@@ -17,7 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class SyncQueue:
                 pass  # logged
 
 
-def sync_queue(app: Any) -> SyncQueue:
+def sync_queue(app: App) -> SyncQueue:
     """The deployment's queue (one per ``App``), created on first use."""
     queue = app.__dict__.get("_cf_sync_queue")
     if queue is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs.types import RequestContext
 
@@ -20,8 +20,11 @@ from .collect import build_report, check_lang, report_ids, subject_pseudonyms, s
 from .files import write_private
 from .render import FORMATS, render
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def produce_report(app: Any, ctx: RequestContext, *, customer_ids: Iterable[str] = (), numbers: Iterable[str] = (),
+
+def produce_report(app: App, ctx: RequestContext, *, customer_ids: Iterable[str] = (), numbers: Iterable[str] = (),
                    fmt: str = "pdf", lang: str = "de") -> tuple[bytes, dict[str, Any]]:
     """The rendered report and its data. Audited ``dsar.report`` (target: the person's pseudonym)."""
     from ..access.guard import authorize

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -42,6 +42,9 @@ from .texts import (
     t,
 )
 
+if TYPE_CHECKING:
+    from ..app import App
+
 FORMAT_VERSION = 1
 #: Audit outcomes that mean the access happened.
 DONE_OUTCOMES = ("ok", "allowed", "executed")
@@ -57,7 +60,7 @@ def check_lang(lang: str) -> str:
     return lang
 
 
-def subject_pseudonyms(app: Any, customer_ids: Iterable[str] = (), numbers: Iterable[str] = ()) -> list[str]:
+def subject_pseudonyms(app: App, customer_ids: Iterable[str] = (), numbers: Iterable[str] = ()) -> list[str]:
     customer_ids, numbers = list(customer_ids), list(numbers)
     if not customer_ids and not numbers:
         raise InputError("say whom the report is about", hint="--customer ID or --number +49…")
@@ -90,7 +93,7 @@ def _purposes(lang: str, rules: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _recipients(app: Any, lang: str, any_mifid: bool) -> list[str]:
+def _recipients(app: App, lang: str, any_mifid: bool) -> list[str]:
     cfg = app.config
     out = [t(lang, "rec_internal")]
     if any_mifid:
@@ -106,7 +109,7 @@ def _recipients(app: Any, lang: str, any_mifid: bool) -> list[str]:
     return out
 
 
-def report_time_zone(app: Any) -> str:
+def report_time_zone(app: App) -> str:
     """``[deployment] time_zone`` (the web UI uses the same unless ``[webui] time_zone`` says otherwise)."""
     return str(app.config.get("deployment.time_zone", str, "Europe/Berlin"))
 
@@ -121,7 +124,7 @@ def _link(detail: str) -> str | None:
     return str(link) if link else None
 
 
-def build_report(app: Any, pseudonyms: Sequence[str], *, lang: str = "de", customer_ids: Iterable[str] = (),
+def build_report(app: App, pseudonyms: Sequence[str], *, lang: str = "de", customer_ids: Iterable[str] = (),
                  numbers: Iterable[str] = ()) -> dict[str, Any]:
     """The report data for the person with these pseudonyms (access is checked by the caller).
 

@@ -17,7 +17,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -29,6 +29,9 @@ from ..errors import InputError, NotFound
 from ..states import LIVE_RECORDING_STATES
 from .collect import subject_pseudonyms, subject_target
 
+if TYPE_CHECKING:
+    from ..app import App
+
 LIVE_STATES = LIVE_RECORDING_STATES
 
 
@@ -36,7 +39,7 @@ LIVE_STATES = LIVE_RECORDING_STATES
 DOWNLOAD_HINT = "download it as the requester: POST /api/dsar/exports/{id} (or /api/approvals/{id}/execute)"
 
 
-def request_export(app: Any, ctx: RequestContext, *, customer_ids: Iterable[str] = (), numbers: Iterable[str] = (),
+def request_export(app: App, ctx: RequestContext, *, customer_ids: Iterable[str] = (), numbers: Iterable[str] = (),
                    reason: str) -> str:
     """File the four-eyes request; returns the approval id."""
     pseudonyms = subject_pseudonyms(app, customer_ids, numbers)
@@ -44,7 +47,7 @@ def request_export(app: Any, ctx: RequestContext, *, customer_ids: Iterable[str]
     return approvals.request(app, ctx, "dsar.export", pseudonyms[0], reason, params)
 
 
-def _recordings(app: Any, pseudonyms: list[str]) -> list[Recording]:
+def _recordings(app: App, pseudonyms: list[str]) -> list[Recording]:
     with app.catalog.session() as s:
         ids = set(s.scalars(select(RecordingSubject.recording_id).where(RecordingSubject.pseudonym.in_(pseudonyms))))
         if not ids:
@@ -53,7 +56,7 @@ def _recordings(app: Any, pseudonyms: list[str]) -> list[Recording]:
                               .order_by(Recording.started_at)))
 
 
-def build_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+def build_copies(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     """Check the approval (``dsar.export``), build the zip in memory and audit every copy.
     Returns the zip and a summary (no file is written)."""
     from ..access.guard import authorize
@@ -96,7 +99,7 @@ def build_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str
     return data, {"recordings": len(manifest), "sha256": digest, "ids": [m["recording_id"] for m in manifest]}
 
 
-def export_copies(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def export_copies(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """The registered executor of ``dsar.export`` outside the API: refuses, before any audio is
     decrypted. A copy for a person never becomes a clear file at rest (on the server or wherever
     ``cf`` runs); it leaves only as the HTTP response to the requester (``cfcore.web.routes_dsar``)."""

@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -18,6 +18,9 @@ from hookspecs.types import Severity
 from ..db.models_fis import FisAlert
 from ..errors import NotFound
 from .scrub import Finding
+
+if TYPE_CHECKING:
+    from ..app import App
 
 SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 _MAX_SUMMARY = 1000
@@ -47,7 +50,7 @@ def alert_dict(row: FisAlert, *, deliveries: bool = True) -> dict[str, Any]:
     return d
 
 
-def record_alerts(app: Any, s: Session, findings: Iterable[Finding], now: datetime) -> list[FisAlert]:
+def record_alerts(app: App, s: Session, findings: Iterable[Finding], now: datetime) -> list[FisAlert]:
     """Store the findings not stored before (by fingerprint) in ``s``'s transaction; each new
     alert is audited (``fis.alert``) and queued for every configured notifier."""
     from .deliver import queue_deliveries
@@ -80,7 +83,7 @@ def record_alerts(app: Any, s: Session, findings: Iterable[Finding], now: dateti
     return created
 
 
-def authorize_read(app: Any, ctx: Any, what: str) -> None:
+def authorize_read(app: App, ctx: Any, what: str) -> None:
     """``fis.read`` for whoever looks at alerts or runs a scan (audited as allowed or denied)."""
     from hookspecs.types import AccessTarget
 
@@ -97,7 +100,7 @@ def get_alert(s: Session, alert_id: str) -> FisAlert:
     return row
 
 
-def list_alerts(app: Any, *, rule: str | None = None, min_severity: Severity | None = None,
+def list_alerts(app: App, *, rule: str | None = None, min_severity: Severity | None = None,
                 since: datetime | None = None, undelivered: bool = False, limit: int = 200) -> list[FisAlert]:
     with app.catalog.session() as s:
         q = select(FisAlert).options(selectinload(FisAlert.deliveries)).order_by(FisAlert.raised_at.desc(),

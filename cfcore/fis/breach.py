@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -29,6 +29,9 @@ from hookspecs.types import AccessTarget, RequestContext
 from ..access.guard import authorize
 from ..db.models_fis import BreachCase, BreachCaseAlert, FisAlert
 from ..errors import ConflictError, InputError, NotFound
+
+if TYPE_CHECKING:
+    from ..app import App
 
 DEADLINE = timedelta(hours=72)
 STATUSES = ("open", "notified", "closed")
@@ -136,7 +139,7 @@ def _alerts(s: Any, ids: list[str]) -> list[FisAlert]:
     return [rows[i] for i in ids]
 
 
-def open_case(app: Any, ctx: RequestContext, alert_ids: list[str] | tuple[str, ...],
+def open_case(app: App, ctx: RequestContext, alert_ids: list[str] | tuple[str, ...],
               aware_at: datetime | str | None = None) -> str:
     """Open a case from alerts; returns its id."""
     ids = list(dict.fromkeys(alert_ids))
@@ -162,7 +165,7 @@ def open_case(app: Any, ctx: RequestContext, alert_ids: list[str] | tuple[str, .
         return case.id
 
 
-def update_case(app: Any, ctx: RequestContext, case_id: str, changes: Mapping[str, Any], *,
+def update_case(app: App, ctx: RequestContext, case_id: str, changes: Mapping[str, Any], *,
                 status: str | None = None, notified_at: datetime | str | None = None,
                 aware_at: datetime | str | None = None, add_alerts: tuple[str, ...] = ()) -> dict[str, Any]:
     """Set fields (``None``/"" clears one), add alerts, move the status.
@@ -231,7 +234,7 @@ def _case_dict(case: BreachCase, alerts: list[FisAlert], now: datetime) -> dict[
     }
 
 
-def show_case(app: Any, ctx: RequestContext, case_id: str, *, audit: bool = True) -> dict[str, Any]:
+def show_case(app: App, ctx: RequestContext, case_id: str, *, audit: bool = True) -> dict[str, Any]:
     if audit:
         authorize(app, ctx, "breach.manage", _target(case_id))
     with app.catalog.session() as s:
@@ -242,7 +245,7 @@ def show_case(app: Any, ctx: RequestContext, case_id: str, *, audit: bool = True
         return _case_dict(case, alerts, app.clock.now())
 
 
-def list_cases(app: Any, ctx: RequestContext, *, status: str | None = None) -> list[dict[str, Any]]:
+def list_cases(app: App, ctx: RequestContext, *, status: str | None = None) -> list[dict[str, Any]]:
     authorize(app, ctx, "breach.manage", _target(None))
     now = app.clock.now()
     with app.catalog.session() as s:
@@ -404,7 +407,7 @@ def render_html(blocks: list[tuple[str, Any]], lang: str) -> str:
     return "\n".join(out)
 
 
-def render_case(app: Any, ctx: RequestContext, case_id: str, lang: str, fmt: str = "md") -> str:
+def render_case(app: App, ctx: RequestContext, case_id: str, lang: str, fmt: str = "md") -> str:
     """The notification draft as Markdown (``md``) or HTML; audited ``breach.export``."""
     if lang not in LANGS:
         raise InputError(f"unknown language '{lang}'", hint="choose one of: " + ", ".join(LANGS))
@@ -421,7 +424,7 @@ def render_case(app: Any, ctx: RequestContext, case_id: str, lang: str, fmt: str
     return text
 
 
-def export_case(app: Any, ctx: RequestContext, case_id: str, lang: str, out: Path, fmt: str | None = None) -> Path:
+def export_case(app: App, ctx: RequestContext, case_id: str, lang: str, out: Path, fmt: str | None = None) -> Path:
     """Write the notification draft to ``out`` (mode 0600, never over an existing file); ``fmt``
     md|html, default from the suffix."""
     fmt = fmt or ("html" if out.suffix.lower() in (".html", ".htm") else "md")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select, update
@@ -27,6 +27,9 @@ from hookspecs.types import Notifier
 from ..db.models_fis import FisAlert, FisDelivery
 from ..errors import ConfigError
 from .views import to_alert
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class DeliveryResult:
         return d
 
 
-def notifier_sections(app: Any) -> dict[str, Mapping[str, Any]]:
+def notifier_sections(app: App) -> dict[str, Mapping[str, Any]]:
     """The enabled ``[notify.<name>]`` sections, validated."""
     out = {}
     for name, opts in app.config.section("notify").items():
@@ -64,7 +67,7 @@ def notifier_sections(app: Any) -> dict[str, Mapping[str, Any]]:
     return out
 
 
-def build_notifier(app: Any, name: str) -> Notifier:
+def build_notifier(app: App, name: str) -> Notifier:
     sections = notifier_sections(app)
     if name not in sections:
         raise ConfigError(f"notifier '{name}' is not configured (or disabled)",
@@ -84,7 +87,7 @@ def build_notifier(app: Any, name: str) -> Notifier:
         raise ConfigError(f"{app.config.path}: [notify.{name}]: {exc}") from None
 
 
-def check_notifiers(app: Any) -> dict[str, str]:
+def check_notifiers(app: App) -> dict[str, str]:
     """Build every configured notifier once: name -> "ok" or the configuration error."""
     out = {}
     for name in notifier_sections(app):
@@ -96,18 +99,18 @@ def check_notifiers(app: Any) -> dict[str, str]:
     return out
 
 
-def backoff(app: Any, attempts: int) -> timedelta:
+def backoff(app: App, attempts: int) -> timedelta:
     base = app.config.get("fis.delivery.base_seconds", float, 30.0)
     cap = app.config.get("fis.delivery.max_seconds", float, 3600.0)
     return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
 
 
-def queue_deliveries(app: Any, s: Session, alert: FisAlert, now: datetime) -> None:
+def queue_deliveries(app: App, s: Session, alert: FisAlert, now: datetime) -> None:
     for name in notifier_sections(app):
         s.add(FisDelivery(alert_id=alert.id, notifier=name, attempts=0, next_try=now, created_at=now))
 
 
-def _claim(app: Any, delivery_id: int, now: datetime) -> bool:
+def _claim(app: App, delivery_id: int, now: datetime) -> bool:
     with app.catalog.session() as s:
         res = s.execute(update(FisDelivery)
                         .where(FisDelivery.id == delivery_id, FisDelivery.delivered_at.is_(None),
@@ -121,7 +124,7 @@ def _safe_error(exc: BaseException) -> str:
     return text[:300]
 
 
-def deliver_pending(app: Any, *, limit: int = 500, alert_ids: tuple[str, ...] = ()) -> list[DeliveryResult]:
+def deliver_pending(app: App, *, limit: int = 500, alert_ids: tuple[str, ...] = ()) -> list[DeliveryResult]:
     """Send every due delivery (or those of ``alert_ids``) once; returns what happened."""
     now = app.clock.now()
     with app.catalog.session() as s:
@@ -170,7 +173,7 @@ def deliver_pending(app: Any, *, limit: int = 500, alert_ids: tuple[str, ...] = 
     return results
 
 
-def pending_count(app: Any) -> int:
+def pending_count(app: App) -> int:
     from sqlalchemy import func
 
     with app.catalog.session() as s:

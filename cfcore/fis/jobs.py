@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +23,7 @@ JOB_NAME = "fis.scan"
 TICK_SECONDS = 60
 
 
-def run_scheduled(app: Any) -> dict[str, Any]:
+def run_scheduled(app: App) -> dict[str, Any]:
     """One tick of the job: a scan when due (with scrubs when those are due), else the retries."""
     from ..authority import system_context
     from ..db.models_fis import FisCursor
@@ -48,7 +51,7 @@ def run_scheduled(app: Any) -> dict[str, Any]:
 ANCHOR_JOB = "audit.anchor"
 
 
-def run_anchor(app: Any) -> dict[str, Any]:
+def run_anchor(app: App) -> dict[str, Any]:
     """One tick of ``audit.anchor``: anchor the audit trail outside the database when
     ``[audit] anchor_interval_seconds`` (default 300) passed since this process last did; an
     anchor that exists for the current head is not written again."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from hookspecs.types import FisRule, Severity
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..app import App
 
 _CORE_KEYS = ("enabled", "severity")
 
@@ -58,7 +61,7 @@ def _same_kind(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def active_rules(app: Any) -> list[ActiveRule]:
+def active_rules(app: App) -> list[ActiveRule]:
     """All registered rules with their effective options, in name order."""
     regs: dict[str, FisRule] = app.pm.fis_rules()
     section = app.config.section("fis.rules")

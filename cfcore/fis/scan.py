@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -28,6 +28,9 @@ from .alerts import alert_dict, record_alerts
 from .deliver import DeliveryResult, deliver_pending
 from .rules import ActiveRule, active_rules
 from .scrub import Finding, ScrubReport, run_scrubs
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def _view(e: AuditEntry) -> AuditView:
                      target_kind=e.target_kind, target_id=e.target_id, outcome=e.outcome, detail=detail)
 
 
-def _cursor(app: Any) -> FisCursor:
+def _cursor(app: App) -> FisCursor:
     """The cursor row, created on first use (two first scans at once: one insert wins)."""
     from sqlalchemy.exc import IntegrityError
 
@@ -128,7 +131,7 @@ def run_rules(rules: list[ActiveRule], context: list[AuditView], new: list[Audit
     return findings
 
 
-def _context(app: Any, rules: list[ActiveRule], last_seq: int, first_new: AuditView) -> list[AuditView]:
+def _context(app: App, rules: list[ActiveRule], last_seq: int, first_new: AuditView) -> list[AuditView]:
     """Entries up to ``last_seq`` that some rule wants to look back on."""
     enabled = [r for r in rules if r.enabled]
     lookback = max((r.lookback for r in enabled), default=timedelta(0))
@@ -147,7 +150,7 @@ def _context(app: Any, rules: list[ActiveRule], last_seq: int, first_new: AuditV
     return [out[k] for k in sorted(out)]
 
 
-def scan(app: Any, ctx: RequestContext, *, scrub: bool = True, content: bool = True,
+def scan(app: App, ctx: RequestContext, *, scrub: bool = True, content: bool = True,
          deliver: bool = True, batch: int = BATCH) -> ScanReport:
     """One scan: scrubs (unless ``scrub=False``), rules over the new audit entries, alerts,
     deliveries. Access control is the caller's (``fis.read``); ``ctx`` is who runs it (the

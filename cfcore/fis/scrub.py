@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -35,6 +35,9 @@ from ..audit import is_anchor_key
 from ..db.models import AuditEntry, DataKey, MediaObject, Recording, TombstoneRow
 from ..errors import CallFortError
 from ..states import LIVE_RECORDING_STATES
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class ScrubReport:
                               "evidence": list(f.evidence)} for f in self.findings]}
 
 
-def _live_recordings(app: Any) -> Iterator[list[Recording]]:
+def _live_recordings(app: App) -> Iterator[list[Recording]]:
     """Live recordings in batches (id order), with their media rows loaded."""
     from sqlalchemy.orm import selectinload
 
@@ -87,7 +90,7 @@ def _live_recordings(app: Any) -> Iterator[list[Recording]]:
 # --------------------------------------------------------------------------- audit chain
 
 
-def scrub_audit(app: Any) -> tuple[dict[str, Any], list[Finding]]:
+def scrub_audit(app: App) -> tuple[dict[str, Any], list[Finding]]:
     from ..errors import ConfigError
 
     try:
@@ -115,7 +118,7 @@ def _object_ev(rec_id: str, m: MediaObject) -> tuple[str, ...]:
     return (f"recording:{rec_id}", f"object:{m.store}/{m.key}")
 
 
-def _sealed_only(app: Any, rec_id: str) -> bool:
+def _sealed_only(app: App, rec_id: str) -> bool:
     """A site with ``[sync] local_key = "none"``: the data key exists only sealed to the archive."""
     from ..db.models_sync import ArchiveWrap
 
@@ -123,7 +126,7 @@ def _sealed_only(app: Any, rec_id: str) -> bool:
         return s.get(DataKey, rec_id) is None and s.get(ArchiveWrap, rec_id) is not None
 
 
-def _data_key_for(app: Any, rec_id: str) -> bytes | None:
+def _data_key_for(app: App, rec_id: str) -> bytes | None:
     from ..crypto.keyring import unwrap_data_key
 
     with app.catalog.session() as s:
@@ -133,7 +136,7 @@ def _data_key_for(app: Any, rec_id: str) -> bytes | None:
     return unwrap_data_key(app, rec_id, dk.kek_id, dk.wrapped)
 
 
-def check_object(app: Any, rec_id: str, m: MediaObject, *, content: bool,
+def check_object(app: App, rec_id: str, m: MediaObject, *, content: bool,
                  data_key: Callable[[], bytes | None]) -> Finding | None:
     """One media row against its store. ``content``: read it whole, hash it and authenticate
     every segment; else only presence and size."""
@@ -190,7 +193,7 @@ def _store_down(name: str, exc: Exception) -> Finding:
                    evidence=(f"store:{name}",))
 
 
-def scrub_objects(app: Any, *, content: bool = True) -> tuple[dict[str, Any], list[Finding]]:
+def scrub_objects(app: App, *, content: bool = True) -> tuple[dict[str, Any], list[Finding]]:
     findings: list[Finding] = []
     checked = 0
     down: set[str] = set()  # a store that failed is reported once and not asked again this scrub
@@ -234,7 +237,7 @@ def _in_flight(key: str, now: Any) -> bool:
     return parsed is not None and recording_id_time(parsed[0]) > now - ORPHAN_AGE
 
 
-def scrub_orphans(app: Any) -> tuple[dict[str, Any], list[Finding]]:
+def scrub_orphans(app: App) -> tuple[dict[str, Any], list[Finding]]:
     """Objects in a store that no media row names. Candidates are re-checked against the catalog
     after listing, and objects of an ingest still in flight are left alone."""
     findings: list[Finding] = []
@@ -270,7 +273,7 @@ def scrub_orphans(app: Any) -> tuple[dict[str, Any], list[Finding]]:
 # --------------------------------------------------------------------------- data keys
 
 
-def scrub_data_keys(app: Any) -> tuple[dict[str, Any], list[Finding]]:
+def scrub_data_keys(app: App) -> tuple[dict[str, Any], list[Finding]]:
     from ..crypto.keyring import unwrap_data_key
 
     findings: list[Finding] = []
@@ -354,7 +357,7 @@ def _vouchers(s: Any, ids: list[str], trusted_below: int | None = None,
     return out, reads, untrusted
 
 
-def scrub_catalog_rows(app: Any, trusted_below: int | None = None, *,
+def scrub_catalog_rows(app: App, trusted_below: int | None = None, *,
                        verified: bool = False) -> tuple[dict[str, Any], list[Finding]]:
     """``trusted_below``: the first audit seq the keyed chain does not vouch for (from the
     ``audit-chain`` scrub of the same run, ``verified``); verified here when not given."""
@@ -436,7 +439,7 @@ def scrub_catalog_rows(app: Any, trusted_below: int | None = None, *,
 # --------------------------------------------------------------------------- platform
 
 
-def scrub_platform(app: Any) -> tuple[dict[str, Any], list[Finding]]:
+def scrub_platform(app: App) -> tuple[dict[str, Any], list[Finding]]:
     """A test-only plugin in a running deployment is an alert: it lets the environment pin the
     clock (purge early, mint long-lived links) and crash the process."""
     names = app.pm.test_only_plugins()
@@ -460,7 +463,7 @@ SCRUBS: dict[str, Callable[..., tuple[dict[str, Any], list[Finding]]]] = {
 }
 
 
-def run_scrubs(app: Any, *, content: bool = True, only: tuple[str, ...] = ()) -> ScrubReport:
+def run_scrubs(app: App, *, content: bool = True, only: tuple[str, ...] = ()) -> ScrubReport:
     """Run every scrub (or ``only`` these); a scrub that cannot run (a store down, no catalog
     module yet) is reported in ``checks`` and as a warning finding, and does not stop the others."""
     checks: dict[str, dict[str, Any]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -32,12 +32,15 @@ from .common import (
 from .policy import RetentionDecision, apply_retention, decide_retention
 from .settings import retention_settings
 
+if TYPE_CHECKING:
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 
 
 
-def precheck(app: Any, ctx: RequestContext, action: str, rec_id: str,
+def precheck(app: App, ctx: RequestContext, action: str, rec_id: str,
               check: Callable[[Session, Recording], RetentionDecision]) -> AccessTarget:
     """Run a state check before the access check. A refusal because of a legal duty, a hold or the
     recording's state is an attempt to delete or alter a protected recording: it is audited
@@ -61,7 +64,7 @@ def precheck(app: Any, ctx: RequestContext, action: str, rec_id: str,
         raise
 
 
-def check_change(app: Any, session: Session, rec: Recording, kind: str, until: datetime) -> RetentionDecision:
+def check_change(app: App, session: Session, rec: Recording, kind: str, until: datetime) -> RetentionDecision:
     """Refuse a change of retention that the rules do not allow (clear errors)."""
     if kind not in ("extend", "shorten"):
         raise InputError(f"unknown retention change {kind!r}")
@@ -90,7 +93,7 @@ def check_change(app: Any, session: Session, rec: Recording, kind: str, until: d
     return d
 
 
-def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: str, until: datetime,
+def change_retention(app: App, ctx: RequestContext | None, rec_id: str, kind: str, until: datetime,
                      reason: str) -> dict[str, Any]:
     """Extend or shorten the retention of one recording (four-eyes ``retention.extend`` /
     ``retention.shorten``; call it through the approval executor)."""
@@ -123,7 +126,7 @@ def change_retention(app: Any, ctx: RequestContext | None, rec_id: str, kind: st
             "lock_problems": problems}
 
 
-def request_change(app: Any, ctx: RequestContext, rec_id: str, kind: str, reason: str, *,
+def request_change(app: App, ctx: RequestContext, rec_id: str, kind: str, reason: str, *,
                    until: str | None = None, years: int | None = None) -> str:
     """File the four-eyes request to extend or shorten a recording's retention to ``until``
     (a date) or to ``years`` after the call. What the rules forbid is refused (and audited) before
@@ -147,11 +150,11 @@ def request_change(app: Any, ctx: RequestContext, rec_id: str, kind: str, reason
                              {"until": chosen[-1].isoformat() if chosen else (until or ""), "reason": reason})
 
 
-def exec_extend(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def exec_extend(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     return change_retention(app, ctx, target_id, "extend", parse_date(str(params["until"])),
                             str(params.get("reason") or "approved extension"))
 
 
-def exec_shorten(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def exec_shorten(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     return change_retention(app, ctx, target_id, "shorten", parse_date(str(params["until"])),
                             str(params.get("reason") or "approved shortening"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +16,9 @@ from ..authority import system_context
 from ..db.models import Recording
 from ..errors import InputError, NotFound
 from ..states import LIVE_RECORDING_STATES
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def as_context(ctx: RequestContext | None, function: str) -> RequestContext:
     return ctx if ctx is not None else system_context(function)
 
 
-def authorize_retention(app: Any, ctx: RequestContext, action: str, target: AccessTarget) -> None:
+def authorize_retention(app: App, ctx: RequestContext, action: str, target: AccessTarget) -> None:
     """Ask the access policy. Never call it inside an open catalog transaction: a denial is
     audited in a transaction of its own (SQLite would wait for our own write lock)."""
     from ..access.guard import authorize
@@ -52,7 +55,7 @@ def authorize_retention(app: Any, ctx: RequestContext, action: str, target: Acce
     authorize(app, ctx, action, target)
 
 
-def find_target(app: Any, rec_id: str) -> AccessTarget | None:
+def find_target(app: App, rec_id: str) -> AccessTarget | None:
     """The recording's access target, or None when there is no such recording."""
     with app.catalog.session() as s:
         rec = s.get(Recording, rec_id) if isinstance(rec_id, str) and len(rec_id) <= 64 else None
@@ -65,7 +68,7 @@ def unknown_target(rec_id: str) -> AccessTarget:
     return AccessTarget(kind="recording", id=str(rec_id)[:64])
 
 
-def authorize_recording(app: Any, ctx: RequestContext, action: str, rec_id: str) -> None:
+def authorize_recording(app: App, ctx: RequestContext, action: str, rec_id: str) -> None:
     """Decide first, then tell whether the recording exists (``NotFound`` only for who may act)."""
     target = find_target(app, rec_id)
     authorize_retention(app, ctx, action, target or unknown_target(rec_id))
@@ -97,7 +100,7 @@ def media_keys(rec: Recording) -> list[str]:
     return sorted({m.key for m in rec.media})
 
 
-def lock_media(app: Any, ctx: RequestContext, rec_id: str, keys: Iterable[str], *,
+def lock_media(app: App, ctx: RequestContext, rec_id: str, keys: Iterable[str], *,
                 until: datetime | None = None, legal_hold: bool | None = None) -> list[str]:
     """Extend object locks / set or release legal holds in the stores that support them. The
     catalog change stands; problems are returned and audited (``store.lock`` outcome ``error``),
@@ -115,7 +118,7 @@ def lock_media(app: Any, ctx: RequestContext, rec_id: str, keys: Iterable[str], 
     return problems
 
 
-def crash_point(app: Any, name: str) -> None:
+def crash_point(app: App, name: str) -> None:
     """A crash point (``CRASH_POINTS``): only a test-only plugin acts on it (exit code 99)."""
     app.crash_point(name, 99)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -16,12 +16,15 @@ from .common import LIVE_STATES, REASON_ERASURE, as_context, authorize_retention
 from .policy import RetentionDecision, decide_retention, info_of
 from .purge import PurgeReport, finish, mark, purge_veto
 
+if TYPE_CHECKING:
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 
 
 
-def check_erasable(app: Any, session: Session, rec: Recording) -> RetentionDecision:
+def check_erasable(app: App, session: Session, rec: Recording) -> RetentionDecision:
     """Refuse (clear error) what a law requires us to keep or what is on legal hold."""
     if rec.state == "purging":
         raise ConflictError(f"recording {rec.id} is being deleted already", hint="cf retention run finishes it")
@@ -45,7 +48,7 @@ def check_erasable(app: Any, session: Session, rec: Recording) -> RetentionDecis
     return d
 
 
-def erase_recording(app: Any, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
+def erase_recording(app: App, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
     """Art. 17 erasure of one recording (four-eyes ``recording.erase``): a tombstone like the purge,
     reason ``art17-erasure``. Refused under a statutory duty or a legal hold."""
     ctx = as_context(ctx, "recording.erase")
@@ -68,11 +71,11 @@ def erase_recording(app: Any, ctx: RequestContext | None, rec_id: str, reason: s
     return result
 
 
-def exec_erase(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def exec_erase(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     return erase_recording(app, ctx, target_id, str(params.get("reason") or ""))
 
 
-def request_erasure(app: Any, ctx: RequestContext, rec_id: str, reason: str) -> str:
+def request_erasure(app: App, ctx: RequestContext, rec_id: str, reason: str) -> str:
     """File the four-eyes request for Art. 17 erasure; refused (and audited) at once for a
     recording under a legal duty or a legal hold. Returns the approval id."""
     from ..access import approvals

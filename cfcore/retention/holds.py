@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -23,12 +23,15 @@ from .common import (
     username,
 )
 
+if TYPE_CHECKING:
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 
 
 
-def set_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str) -> dict[str, Any]:
+def set_hold(app: App, ctx: RequestContext | None, rec_id: str, reason: str) -> dict[str, Any]:
     """Put a recording on legal hold: it is never deleted until the hold is released."""
     ctx = as_context(ctx, "hold.set")
     if not reason or not reason.strip():
@@ -52,7 +55,7 @@ def set_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str) -> 
     return {"recording_id": rec_id, "hold_id": hold_id, "legal_hold": True, "lock_problems": problems}
 
 
-def release_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
+def release_hold(app: App, ctx: RequestContext | None, rec_id: str, reason: str = "") -> dict[str, Any]:
     """Release a legal hold (four-eyes ``hold.release``)."""
     ctx = as_context(ctx, "hold.release")
     authorize_recording(app, ctx, "hold.release", rec_id)
@@ -74,7 +77,7 @@ def release_hold(app: Any, ctx: RequestContext | None, rec_id: str, reason: str 
     return {"recording_id": rec_id, "legal_hold": False, "lock_problems": problems}
 
 
-def list_holds(app: Any, ctx: RequestContext | None) -> list[dict[str, Any]]:
+def list_holds(app: App, ctx: RequestContext | None) -> list[dict[str, Any]]:
     ctx = as_context(ctx, "hold.list")
     authorize_retention(app, ctx, "hold.set", AccessTarget(kind="recording"))
     with app.catalog.session() as s:
@@ -83,5 +86,5 @@ def list_holds(app: Any, ctx: RequestContext | None) -> list[dict[str, Any]]:
                  "set_by": h.set_by} for h in rows]
 
 
-def exec_release(app: Any, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def exec_release(app: App, ctx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
     return release_hold(app, ctx, target_id, str(params.get("reason") or ""))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from ..authority import system_context
 from .purge import PurgeReport, run_purge
 from .settings import retention_settings
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +22,7 @@ log = logging.getLogger(__name__)
 JOB_POLL_SECONDS = 900
 
 
-def purge_job(app: Any) -> PurgeReport | None:
+def purge_job(app: App) -> PurgeReport | None:
     """The scheduled purge of ``cf serve``: runs as the system when ``purge_interval_seconds``
     passed since the last disposal entry (of any run, also ``cf retention run``)."""
     from ..db.models import AuditEntry

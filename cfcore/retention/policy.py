@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy.orm import Session, object_session
@@ -15,6 +15,9 @@ from hookspecs.types import Direction, RecordingInfo, RetentionRule
 from ..db.models import Recording
 from ..db.models_retention import RetentionOverride
 from .settings import choose_class, retention_settings
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ def info_of(rec: Recording, retention_class: str | None = None) -> RecordingInfo
         state=rec.state or "archived")
 
 
-def rules_for(app: Any, info: RecordingInfo, settings: Mapping[str, Any] | None = None) -> list[RetentionRule]:
+def rules_for(app: App, info: RecordingInfo, settings: Mapping[str, Any] | None = None) -> list[RetentionRule]:
     """Every duty the retention plugins see for ``info``."""
     settings = retention_settings(app) if settings is None else settings
     rules: list[RetentionRule] = []
@@ -64,7 +67,7 @@ class RetentionDecision:
         }
 
 
-def decide_retention(app: Any, rec: Recording, session: Session | None = None,
+def decide_retention(app: App, rec: Recording, session: Session | None = None,
                      settings: Mapping[str, Any] | None = None, *,
                      override: RetentionOverride | None | object = _LOOK_UP) -> RetentionDecision:
     """Why ``rec`` is kept until when. ``override``: the recording's override when the caller
@@ -94,7 +97,7 @@ def decide_retention(app: Any, rec: Recording, session: Session | None = None,
                              override=override)
 
 
-def compute_retention(app: Any, rec: Recording | RecordingInfo) -> tuple[datetime | None, str | None]:
+def compute_retention(app: App, rec: Recording | RecordingInfo) -> tuple[datetime | None, str | None]:
     """``(keep_until, rule name)`` for a recording (an ORM row, attached or not, or a RecordingInfo).
 
     ``(None, None)`` when no rule applies: such a recording is never purged automatically.
@@ -109,7 +112,7 @@ def compute_retention(app: Any, rec: Recording | RecordingInfo) -> tuple[datetim
     return d.until, d.rule
 
 
-def apply_retention(app: Any, session: Session, rec: Recording) -> tuple[datetime | None, str | None]:
+def apply_retention(app: App, session: Session, rec: Recording) -> tuple[datetime | None, str | None]:
     """Set ``retention_class``, ``retention_until`` and ``retention_rule`` on ``rec``.
 
     Ingest calls it inside its catalog transaction before computing ``row_digest``.

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import delete, insert, select, update
@@ -34,6 +34,9 @@ from .common import (
 from .policy import decide_retention, info_of
 from .settings import retention_settings
 
+if TYPE_CHECKING:
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +57,7 @@ class PurgeReport:
         return attrs.asdict(self)
 
 
-def mark(app: Any, ctx: RequestContext, s: Session, rec: Recording, reason: str, rule: str,
+def mark(app: App, ctx: RequestContext, s: Session, rec: Recording, reason: str, rule: str,
          approval_id: str | None) -> PurgeTask:
     """Step 1 for one recording (an erasure) inside the caller's transaction (the row is locked
     by the caller); ``_mark_batch`` does the same for a batch of expired recordings."""
@@ -94,7 +97,7 @@ def _lockable(store: Any) -> bool:
     return bool(getattr(store, "object_lock", True))
 
 
-def store_locks(app: Any, keys: Iterable[str], now: datetime) -> list[str]:
+def store_locks(app: App, keys: Iterable[str], now: datetime) -> list[str]:
     """Objects a store would refuse to delete now (Object Lock retention or legal hold)."""
     stores = {name: store for name, store in getattr(app.stores, "stores", {}).items() if _lockable(store)}
     found = []
@@ -114,7 +117,7 @@ def store_locks(app: Any, keys: Iterable[str], now: datetime) -> list[str]:
     return found
 
 
-def _delete_media(app: Any, keys_by_rec: Mapping[str, list[str]]) -> dict[str, Exception]:
+def _delete_media(app: App, keys_by_rec: Mapping[str, list[str]]) -> dict[str, Exception]:
     """Step 2 for a batch: delete every copy of every object; returns the recordings whose delete
     failed (PermissionError: a lock; another error from the stores), which stay ``purging``.
 
@@ -137,7 +140,7 @@ def _delete_media(app: Any, keys_by_rec: Mapping[str, list[str]]) -> dict[str, E
     return failed
 
 
-def _pending(app: Any, ctx: RequestContext, failed: Mapping[str, Exception], tasks: Mapping[str, tuple[str, str]],
+def _pending(app: App, ctx: RequestContext, failed: Mapping[str, Exception], tasks: Mapping[str, tuple[str, str]],
              report: PurgeReport) -> None:
     """Record the recordings a store did not let go: attempt counted, audited, reported."""
     with app.catalog.session() as s:
@@ -163,7 +166,7 @@ def _children(s: Session, model: Any, ids: list[str], *cols: Any) -> dict[str, l
     return out
 
 
-def _shred(app: Any, ctx: RequestContext, ids: list[str], events: list[str]) -> list[Tombstone]:
+def _shred(app: App, ctx: RequestContext, ids: list[str], events: list[str]) -> list[Tombstone]:
     """Step 3 for a batch, one transaction: destroy the keys, write the tombstones, drop the
     catalog rows set-based, audit every recording. Recordings another worker finished are skipped.
     The ids of the ``cf_after_purge`` events (committed with the shred) are added to ``events``."""
@@ -230,7 +233,7 @@ def _shred(app: Any, ctx: RequestContext, ids: list[str], events: list[str]) -> 
     return tombs
 
 
-def deliver_events(app: Any, events: list[str]) -> None:
+def deliver_events(app: App, events: list[str]) -> None:
     """First delivery of ``cf_after_purge`` now; failures are audited and retried by cf serve
     (cfcore.outbox). A crash before it leaves the events to cf serve as well."""
     from .. import outbox
@@ -242,7 +245,7 @@ def deliver_events(app: Any, events: list[str]) -> None:
             log.exception("a cf_after_purge implementation failed")
 
 
-def finish_batch(app: Any, ctx: RequestContext, ids: list[str], report: PurgeReport,
+def finish_batch(app: App, ctx: RequestContext, ids: list[str], report: PurgeReport,
                  events: list[str] | None = None) -> set[str]:
     """Steps 2 and 3 for recordings in state ``purging``. Returns the ids purged (by this call);
     the others stay pending. The ``cf_after_purge`` events are delivered at once, or, given a list
@@ -275,7 +278,7 @@ def finish_batch(app: Any, ctx: RequestContext, ids: list[str], report: PurgeRep
     return {tomb.recording_id for tomb in tombs}
 
 
-def finish(app: Any, ctx: RequestContext, rec_id: str, report: PurgeReport) -> bool:
+def finish(app: App, ctx: RequestContext, rec_id: str, report: PurgeReport) -> bool:
     """Steps 2 and 3 for one recording in state ``purging``. False when it stays pending."""
     with app.catalog.session() as s:
         load_recording(s, rec_id)  # NotFound for an unknown id
@@ -283,11 +286,11 @@ def finish(app: Any, ctx: RequestContext, rec_id: str, report: PurgeReport) -> b
     return not any(p["id"] == rec_id for p in report.pending)
 
 
-def purge_veto(app: Any, info: RecordingInfo) -> str | None:
+def purge_veto(app: App, info: RecordingInfo) -> str | None:
     return app.pm.purge_veto(info)  # a failing veto plugin vetoes in its name: when in doubt, keep
 
 
-def _assign_missing(app: Any, ctx: RequestContext, batch: int = 500) -> int:
+def _assign_missing(app: App, ctx: RequestContext, batch: int = 500) -> int:
     """Recordings archived without a retention date get one (audited)."""
     settings = retention_settings(app)
     done = 0
@@ -311,7 +314,7 @@ def _assign_missing(app: Any, ctx: RequestContext, batch: int = 500) -> int:
         after = recs[-1].id
 
 
-def _candidates(app: Any, now: datetime, after: str, batch: int) -> list[str]:
+def _candidates(app: App, now: datetime, after: str, batch: int) -> list[str]:
     with app.catalog.session() as s:
         return list(s.scalars(
             select(Recording.id).where(Recording.state.in_(LIVE_STATES), Recording.legal_hold.is_(False),
@@ -343,7 +346,7 @@ def _plain(s: Session, ids: list[str], *, lock: bool = False, children: tuple[st
     return recs
 
 
-def _consider(app: Any, ctx: RequestContext, ids: list[str], now: datetime, settings: Mapping[str, Any],
+def _consider(app: App, ctx: RequestContext, ids: list[str], now: datetime, settings: Mapping[str, Any],
               report: PurgeReport, dry_run: bool) -> list[str]:
     """Decide on a batch of expired candidates; mark them (step 1, one transaction) unless
     dry-run. Returns the ids that go.
@@ -386,7 +389,7 @@ def _consider(app: Any, ctx: RequestContext, ids: list[str], now: datetime, sett
     return _mark_batch(app, ctx, go, now)
 
 
-def _mark_batch(app: Any, ctx: RequestContext, go: Mapping[str, str], now: datetime) -> list[str]:
+def _mark_batch(app: App, ctx: RequestContext, go: Mapping[str, str], now: datetime) -> list[str]:
     """Step 1 for a batch of expired recordings (``{id: rule}``), one transaction, set-based:
     re-check under the row locks, ``state = "purging"``, the purge tasks, one audit entry each."""
     from ..archive import row_digest
@@ -415,7 +418,7 @@ def _mark_batch(app: Any, ctx: RequestContext, go: Mapping[str, str], now: datet
     return ids
 
 
-def _reapply(app: Any, ctx: RequestContext, rec_id: str, d: Any) -> None:
+def _reapply(app: App, ctx: RequestContext, rec_id: str, d: Any) -> None:
     with app.catalog.session() as s:
         rec = load_recording(s, rec_id, lock=True)
         if rec.state in LIVE_STATES:
@@ -426,7 +429,7 @@ def _reapply(app: Any, ctx: RequestContext, rec_id: str, d: Any) -> None:
                              {"old_until": old, "until": d.until, "rule": d.rule, "row_digest": digest(rec)})
 
 
-def count_due(app: Any) -> int:
+def count_due(app: App) -> int:
     """How many recordings a purge run would look at now (expired by their catalogued date, plus
     interrupted purges): the length of a progress bar."""
     from sqlalchemy import func, or_
@@ -444,7 +447,7 @@ def count_due(app: Any) -> int:
 FIRST_BATCH = 1
 
 
-def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = False, limit: int | None = None,
+def run_purge(app: App, ctx: RequestContext | None = None, *, dry_run: bool = False, limit: int | None = None,
               batch: int = 500, progress: Callable[[int], None] | None = None) -> PurgeReport:
     """Purge every expired recording that is not held or vetoed; finish interrupted purges.
 
@@ -503,7 +506,7 @@ def run_purge(app: Any, ctx: RequestContext | None = None, *, dry_run: bool = Fa
     return report
 
 
-def _disposal_entry(app: Any, ctx: RequestContext, now: datetime, report: PurgeReport) -> int:
+def _disposal_entry(app: App, ctx: RequestContext, now: datetime, report: PurgeReport) -> int:
     """One audit entry per run: date, rules, count and ids of what was destroyed since the last."""
     with app.catalog.session() as s:
         done = s.scalars(select(PurgeTask).where(PurgeTask.state == "done", PurgeTask.disposal_seq.is_(None))

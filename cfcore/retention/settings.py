@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..db.models import Recording
 from ..defaults.retention_rules import ADVISOR_ONLY_CLASS, MIFID_CLASS, class_kind
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +21,7 @@ _CLASS_KINDS = ("mifid", "consent", "advisor-only")
 
 
 
-def retention_settings(app: Any) -> Mapping[str, Any]:
+def retention_settings(app: App) -> Mapping[str, Any]:
     """The validated ``[retention]`` section (defaults filled in)."""
     cfg = app.config
     section = dict(cfg.section("retention"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -13,12 +13,15 @@ from ..db.models_retention import LegalHold, PurgeTask
 from .common import LIVE_STATES, as_context, authorize_recording, load_recording
 from .policy import decide_retention
 
+if TYPE_CHECKING:
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 
 
 
-def retention_status(app: Any, ctx: RequestContext | None, rec_id: str) -> dict[str, Any]:
+def retention_status(app: App, ctx: RequestContext | None, rec_id: str) -> dict[str, Any]:
     """Why a recording is kept until when (for ``cf retention show``)."""
     ctx = as_context(ctx, "retention.show")
     authorize_recording(app, ctx, "recording.show", rec_id)

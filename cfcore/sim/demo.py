@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -22,6 +22,9 @@ from ..errors import AccessDenied, PluginError
 from ..states import CallState
 from .asterisk import AsteriskSim, SimCall
 
+if TYPE_CHECKING:
+    from ..app import App
+
 MARKER = ".cf-demo"
 PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name, not a password
 ADVISORS = {"PJSIP/100": "A100", "PJSIP/101": "A101", "PJSIP/102": "A102"}
@@ -30,7 +33,7 @@ USERS = [("anna", "advisor", "A100"), ("bert", "advisor", "A101"), ("carla", "ad
 DORA_MOBILE = "+491701234567"  # dora works from her mobile: the dial-in (plugin mobile_ons)
 
 
-def seed_users(app: Any, directory: Path) -> str:
+def seed_users(app: App, directory: Path) -> str:
     """Create the demo users (once) with one password kept in ``demo-password`` (0600)."""
     from ..access.users import hash_password
     from ..crypto.keyfiles import write_private
@@ -61,7 +64,7 @@ def seed_users(app: Any, directory: Path) -> str:
     return password
 
 
-def _user_ctx(app: Any, username: str) -> RequestContext:
+def _user_ctx(app: App, username: str) -> RequestContext:
     from ..access.users import actor_for
     from ..db.models_access import User
 
@@ -72,7 +75,7 @@ def _user_ctx(app: Any, username: str) -> RequestContext:
     return RequestContext(actor=actor, host="demo-pc", ip="127.0.0.1", function="demo.desktop")
 
 
-def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
+def pbx_source(app: App, sim: AsteriskSim, spool: Path) -> Any:
     """The pbx_asterisk plugin's source, configured for the simulator (not written to the config)."""
     types = app.pm.capture_source_types()
     reg = next((r for n, r in types.items() if app.pm.registered_by("cf_capture_sources", n) == "pbx_asterisk"), None)
@@ -96,7 +99,7 @@ def pbx_source(app: Any, sim: AsteriskSim, spool: Path) -> Any:
 MOBILE_SOURCE = "mobile-demo"
 
 
-def mobile_source(app: Any, sim: Any, pin: str) -> Any:
+def mobile_source(app: App, sim: Any, pin: str) -> Any:
     """The mobile_ons plugin's dial-in source, configured for the ARI simulator (None if absent)."""
     import hashlib
 
@@ -122,7 +125,7 @@ def mobile_source(app: Any, sim: Any, pin: str) -> Any:
         raise PluginError(f"mobile_ons cannot start: {exc}") from exc
 
 
-async def run_demo(app: Any, directory: Path, say: Callable[[str], None], *, pace: float = 1.0) -> dict[str, Any]:
+async def run_demo(app: App, directory: Path, say: Callable[[str], None], *, pace: float = 1.0) -> dict[str, Any]:
     """Run the scenario; returns what was archived. ``pace`` scales every pause (tests: smaller)."""
     from ..capture import controller
     from ..capture.runner import CaptureRunner

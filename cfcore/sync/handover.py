@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import selectinload
@@ -30,10 +30,13 @@ from ..errors import ConflictError, IntegrityError
 from . import manifest as mf
 from .settings import SiteSettings
 
+if TYPE_CHECKING:
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 
-def no_local_key_error(app: Any, rec_id: str) -> Exception:
+def no_local_key_error(app: App, rec_id: str) -> Exception:
     """The error for reading a recording whose data key row is absent."""
     with app.catalog.session() as s:
         sealed = s.get(ArchiveWrap, rec_id) is not None
@@ -59,7 +62,7 @@ def verify_receipt(settings: SiteSettings, raw: bytes, batch: SyncBatch) -> tupl
     return body, hashlib.sha256(raw).hexdigest()
 
 
-async def collect_receipt(app: Any, conn: SyncConnection, settings: SiteSettings, batch: SyncBatch,
+async def collect_receipt(app: App, conn: SyncConnection, settings: SiteSettings, batch: SyncBatch,
                           ctx: RequestContext, report: Any) -> bool:
     """True when a receipt for ``batch`` was found and acted on."""
     path = mf.receipt_path(settings.site, batch.id)
@@ -98,7 +101,7 @@ async def collect_receipt(app: Any, conn: SyncConnection, settings: SiteSettings
     return True
 
 
-def handover(app: Any, settings: SiteSettings, batch: SyncBatch, body: dict[str, Any], raw: bytes,
+def handover(app: App, settings: SiteSettings, batch: SyncBatch, body: dict[str, Any], raw: bytes,
              receipt_sha: str, ctx: RequestContext) -> list[str]:
     """The transaction that ends the site's custody. Returns the media keys to delete."""
     listed = body.get("recordings")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ..authority import system_context
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +21,7 @@ def in_window(now: datetime, window: tuple[Any, Any], tz: str) -> bool:
     return start <= local < end if start <= end else (local >= start or local < end)
 
 
-async def site_job(app: Any) -> None:
+async def site_job(app: App) -> None:
     """On a site: one ``cf sync`` run per job interval inside the nightly window."""
     from .send import run_sync
     from .settings import role, site_settings
@@ -31,7 +34,7 @@ async def site_job(app: Any) -> None:
     await run_sync(app, system_context("sync.send"), wait=app.config.get("sync.receipt_wait_seconds", int, 60))
 
 
-def archive_job(app: Any) -> None:
+def archive_job(app: App) -> None:
     """On the archive: import the inbox, then check for overdue sites."""
     from .overdue import check_overdue
     from .receive import process_inbox

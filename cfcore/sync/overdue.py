@@ -8,7 +8,7 @@ turns it into an alert.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -16,15 +16,18 @@ from ..db.models import AuditEntry
 from ..db.models_sync import SyncImport
 from .settings import archive_settings
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def last_imports(app: Any) -> dict[str, Any]:
+
+def last_imports(app: App) -> dict[str, Any]:
     settings = archive_settings(app.config)
     with app.catalog.session() as s:
         rows = dict(s.execute(select(SyncImport.site, func.max(SyncImport.imported_at)).group_by(SyncImport.site)).all())
     return {site: rows.get(site) for site in settings.site_keys}
 
 
-def check_overdue(app: Any) -> list[dict[str, Any]]:
+def check_overdue(app: App) -> list[dict[str, Any]]:
     settings = archive_settings(app.config)
     now = app.clock.now()
     limit = timedelta(days=settings.overdue_nights)

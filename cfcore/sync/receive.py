@@ -34,7 +34,7 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -55,6 +55,9 @@ from ..storage import lock_recording_media
 from . import manifest as mf
 from .settings import ArchiveSettings, archive_settings
 from .site_audit import check_continuation, store_entries
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _sign_receipt(app: Any, body: dict[str, Any]) -> bytes:
+def _sign_receipt(app: App, body: dict[str, Any]) -> bytes:
     key = archive_seal.signing_key(app.keys_dir)
     body_s = mf.canonical_json(body).decode()
     sig = key.sign((mf.RECEIPT_CONTEXT + body_s).encode()).hex()
@@ -149,7 +152,7 @@ def _check_recording(directory: Path, site: str, rec: dict[str, Any], seal_key: 
     return _Checked(rec=rec, data_key=data_key, blobs=blobs)
 
 
-def _put_idempotent(app: Any, key: str, blob: bytes) -> list[str]:
+def _put_idempotent(app: App, key: str, blob: bytes) -> list[str]:
     """Put to every store; a copy already there with the same bytes (an earlier, interrupted
     import) counts as written."""
     sha = hashlib.sha256(blob).hexdigest()
@@ -176,7 +179,7 @@ def _put_idempotent(app: Any, key: str, blob: bytes) -> list[str]:
     return confirmed
 
 
-def _recording_row(app: Any, c: _Checked, stores: dict[str, list[str]], now: datetime) -> Recording:
+def _recording_row(app: App, c: _Checked, stores: dict[str, list[str]], now: datetime) -> Recording:
     r = c.rec
     try:
         started = _parse_ts(r["started_at"])
@@ -205,7 +208,7 @@ def _recording_row(app: Any, c: _Checked, stores: dict[str, list[str]], now: dat
     return rec
 
 
-def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Path, ctx: RequestContext,
+def process_batch(app: App, settings: ArchiveSettings, site: str, directory: Path, ctx: RequestContext,
                   report: ReceiveReport) -> None:
     batch = directory.name
     inbox = Path(settings.inbox)
@@ -294,7 +297,7 @@ def process_batch(app: Any, settings: ArchiveSettings, site: str, directory: Pat
                             "bytes": sum(len(b) for c in checked for b in c.blobs.values())})
 
 
-def _reject(app: Any, settings: ArchiveSettings, site: str, directory: Path, problem: str,
+def _reject(app: App, settings: ArchiveSettings, site: str, directory: Path, problem: str,
             ctx: RequestContext, report: ReceiveReport) -> None:
     batch = directory.name
     inbox = Path(settings.inbox)
@@ -318,7 +321,7 @@ def _manifest_sha(directory: Path) -> str | None:
         return None
 
 
-def process_inbox(app: Any, ctx: RequestContext) -> ReceiveReport:
+def process_inbox(app: App, ctx: RequestContext) -> ReceiveReport:
     """Import every complete batch in the inbox. Batches of unknown sites are left alone and
     audited once per run. ``ctx``: who runs it (the ``sync.receive`` job: its system context)."""
     require_context(ctx, "process_inbox")

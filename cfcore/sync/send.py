@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import func, select
@@ -49,6 +49,9 @@ from ..states import LIVE_RECORDING_STATES
 from . import manifest as mf
 from .settings import SiteSettings, site_settings
 from .site_audit import entry_dict, seal_batch
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ class SyncReport:
 # ---------------------------------------------------------------------- targets
 
 
-def open_target(app: Any, settings: SiteSettings) -> SyncTarget:
+def open_target(app: App, settings: SiteSettings) -> SyncTarget:
     regs = app.pm.sync_target_types()
     options = dict(settings.target_options)
     kind = options.pop("type")
@@ -115,7 +118,7 @@ def open_target(app: Any, settings: SiteSettings) -> SyncTarget:
 # ---------------------------------------------------------------------- prepare
 
 
-def manifest_dir(app: Any) -> Path:
+def manifest_dir(app: App) -> Path:
     return app.data_dir / "sync"
 
 
@@ -144,7 +147,7 @@ def _recording_entry(rec: Recording, wrap: ArchiveWrap) -> dict[str, Any]:
     }
 
 
-def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext) -> SyncBatch | None:
+def prepare_batch(app: App, settings: SiteSettings, ctx: RequestContext) -> SyncBatch | None:
     """Choose what goes into the next batch and write its signed manifest. None when nothing is due."""
     key = archive_seal.signing_key(app.keys_dir)
     now = app.clock.now()
@@ -194,7 +197,7 @@ def prepare_batch(app: Any, settings: SiteSettings, ctx: RequestContext) -> Sync
         return batch
 
 
-def load_manifest(app: Any, batch_id: str) -> tuple[bytes, bytes, dict[str, Any]]:
+def load_manifest(app: App, batch_id: str) -> tuple[bytes, bytes, dict[str, Any]]:
     mdir = manifest_dir(app)
     try:
         raw = (mdir / f"{batch_id}.manifest.json").read_bytes()
@@ -234,7 +237,7 @@ def resume_offset(have: int | None, size: int, chunk: int) -> int:
     return ((have - 1) // chunk) * chunk
 
 
-async def _upload_object(app: Any, conn: SyncConnection, path: str, obj: dict[str, Any], chunk: int,
+async def _upload_object(app: App, conn: SyncConnection, path: str, obj: dict[str, Any], chunk: int,
                          throttle: _Throttle, report: SyncReport, progress: Progress | None) -> None:
     """Upload one object to ``path.part`` and rename it to ``path`` once every write is
     acknowledged: a file under its final name is always complete."""
@@ -284,7 +287,7 @@ async def _upload_object(app: Any, conn: SyncConnection, path: str, obj: dict[st
     report.objects_sent += 1
 
 
-async def upload_batch(app: Any, conn: SyncConnection, settings: SiteSettings, batch: SyncBatch,
+async def upload_batch(app: App, conn: SyncConnection, settings: SiteSettings, batch: SyncBatch,
                        report: SyncReport, progress: Progress | None) -> None:
     raw, sig, body = load_manifest(app, batch.id)
     site = settings.site
@@ -331,7 +334,7 @@ async def upload_batch(app: Any, conn: SyncConnection, settings: SiteSettings, b
 # ---------------------------------------------------------------------- a run
 
 
-def _audit_failure(app: Any, ctx: RequestContext, action: str, outcome: str, settings: SiteSettings,
+def _audit_failure(app: App, ctx: RequestContext, action: str, outcome: str, settings: SiteSettings,
                    batch: str | None, error: str) -> None:
     try:
         app.audit.record(ctx, action, "sync_target", settings.target, outcome,
@@ -340,7 +343,7 @@ def _audit_failure(app: Any, ctx: RequestContext, action: str, outcome: str, set
         log.exception("could not audit %s", action)
 
 
-async def run_sync(app: Any, ctx: RequestContext, *, wait: float = 0.0, poll: float = 0.5,
+async def run_sync(app: App, ctx: RequestContext, *, wait: float = 0.0, poll: float = 0.5,
                    progress: Progress | None = None) -> SyncReport:
     """Collect a pending receipt, then send (or resume) one batch; with ``wait`` > 0 wait that many
     seconds for its receipt and hand it over. Returns what moved. ``ctx``: who runs it (the

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -29,6 +29,9 @@ from ..crypto import archive_seal
 from ..db.models_sync import SiteAuditEntry, SiteAuditHead, SiteAuditSeal
 from ..errors import IntegrityError
 from . import manifest as mf
+
+if TYPE_CHECKING:
+    from ..app import App
 
 _COLUMNS = ("seq", "at", "user", "host", "ip", "function", "action", "target_kind", "target_id", "outcome",
             "approval_id", "detail", "prev_hash", "hash")
@@ -139,7 +142,7 @@ class SiteChainResult:
     problem: str | None = None
 
 
-def verify_site_chain(app: Any, site: str, site_key_hex: str) -> SiteChainResult:
+def verify_site_chain(app: App, site: str, site_key_hex: str) -> SiteChainResult:
     """Walk a site's imported entries from the genesis: links, every batch seal, the signed head."""
     def bad(problem: str, checked: int) -> SiteChainResult:
         return SiteChainResult(site=site, ok=False, checked=checked, problem=problem)

@@ -10,13 +10,16 @@ until the archive's receipt arrives (``cfcore.sync.handover``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ..crypto import archive_seal
 from ..db.models_sync import ArchiveWrap
 from .settings import role, site_local_key
+
+if TYPE_CHECKING:
+    from ..app import App
 
 
 @attrs.frozen(kw_only=True)
@@ -30,11 +33,11 @@ class SiteKeys:
                            created_at=now)
 
 
-def is_site(app: Any) -> bool:
+def is_site(app: App) -> bool:
     return role(app.config) == "site"
 
 
-def site_keys_for(app: Any, recording_id: str, data_key: bytes) -> SiteKeys | None:
+def site_keys_for(app: App, recording_id: str, data_key: bytes) -> SiteKeys | None:
     """None on a standalone or archive deployment; on a site the sealed copy for the archive."""
     if not is_site(app):
         return None

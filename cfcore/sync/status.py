@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from ..db.models_sync import ArchiveWrap, SyncBatch, SyncStub
 from .settings import archive_settings, role
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def sync_status(app: Any, ctx: Any) -> dict[str, Any]:
+
+def sync_status(app: App, ctx: Any) -> dict[str, Any]:
     r = role(app.config)
     if r == "site":
         with app.catalog.session() as s:
@@ -30,15 +33,15 @@ def sync_status(app: Any, ctx: Any) -> dict[str, Any]:
 
         settings = archive_settings(app.config)
         chains = {site: verify_site_chain(app, site, key) for site, key in settings.site_keys.items()}
-        last = last_imports(app)
+        imports = last_imports(app)
         overdue = {o["site"] for o in check_overdue(app)}
         text = [f"archive {app.config.site}: {len(settings.site_keys)} sites"]
         for site, res in chains.items():
-            text.append(f"  {site}: last hand-over {last[site].isoformat() if last[site] else 'never'}"
+            text.append(f"  {site}: last hand-over {imports[site].isoformat() if imports[site] else 'never'}"
                         f"{' OVERDUE' if site in overdue else ''}; audit chain {res.checked} entries "
                         + ("ok" if res.ok else f"BROKEN: {res.problem}"))
         ok = all(c.ok for c in chains.values())
-        return {"role": r, "sites": {site: {"last_import": last[site].isoformat() if last[site] else None,
+        return {"role": r, "sites": {site: {"last_import": imports[site].isoformat() if imports[site] else None,
                                             "overdue": site in overdue, "chain_ok": res.ok, "chain_entries": res.checked,
                                             "chain_problem": res.problem} for site, res in chains.items()},
                 "text": "\n".join(text), "ok": ok}

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from ..app import App
+
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
@@ -65,7 +67,7 @@ def route_modules() -> list[str]:
     return sorted(f"{__name__}.{m}" for m in ROUTE_MODULES)
 
 
-def create_app(app: Any, *, run_jobs: bool = False) -> FastAPI:
+def create_app(app: App, *, run_jobs: bool = False) -> FastAPI:
     """The API for ``app`` (a ``cfcore.app.App``). ``run_jobs=True`` runs the registered
     background jobs (``cfcore.jobs``) for the lifetime of the server, as ``cf serve`` does."""
     from fastapi import FastAPI, Request

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -27,6 +27,9 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from hookspecs.types import RequestContext
 
 from ..errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from ..app import App
 
 SESSION_COOKIE = "cf_session"
 HOST_HEADER = "X-Client-Host"
@@ -50,7 +53,7 @@ def _valid_ip(value: str | None) -> str | None:
         return None
 
 
-def _trusted(app: Any) -> list[Any]:
+def _trusted(app: App) -> list[Any]:
     trusted = app.__dict__.get("_cf_trusted_proxies")
     if trusted is None:
         trusted = [ipaddress.ip_network(p, strict=False)

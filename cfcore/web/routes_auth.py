@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
@@ -20,6 +20,9 @@ from ..access import users
 from ..access.throttle import throttle_for
 from ..errors import InputError
 from .deps import SESSION_COOKIE, client_host, client_ip, get_app, is_https, request_context
+
+if TYPE_CHECKING:
+    from ..app import App
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -46,7 +49,7 @@ class ResetIn(BaseModel):
     new_password: str = Field(max_length=1024)
 
 
-def _login_pool(app: Any) -> ThreadPoolExecutor:
+def _login_pool(app: App) -> ThreadPoolExecutor:
     pool = app.__dict__.get("_cf_login_pool")
     if pool is None:
         pool = ThreadPoolExecutor(max_workers=throttle_for(app).slots_total, thread_name_prefix="cf-login")
@@ -54,7 +57,7 @@ def _login_pool(app: Any) -> ThreadPoolExecutor:
     return pool
 
 
-async def _throttled(app: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+async def _throttled(app: App, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` on the log-in pool, unless this attempt must wait or the queue is full (429)."""
     throttle = throttle_for(app)
     throttle.enter()

@@ -9,7 +9,7 @@ switch at the PBX (503 when no runner answers, 409 when the call has ended).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -17,6 +17,9 @@ from pydantic import BaseModel, Field
 from hookspecs.types import ConsentMethod, RequestContext
 
 from .deps import get_app, request_context
+
+if TYPE_CHECKING:
+    from ..app import App
 
 router = APIRouter(prefix="/api/calls", tags=["calls"])
 
@@ -28,7 +31,7 @@ class ControlIn(BaseModel):
                                       "zone); kept with the consent; at most 120 s before the request, default now")
 
 
-def _control(app: Any, ctx: RequestContext, call_id: str, action: str, body: ControlIn | None) -> dict[str, Any]:
+def _control(app: App, ctx: RequestContext, call_id: str, action: str, body: ControlIn | None) -> dict[str, Any]:
     from ..capture import controller
 
     body = body or ControlIn()
@@ -39,7 +42,7 @@ def _control(app: Any, ctx: RequestContext, call_id: str, action: str, body: Con
 
 @router.get("", summary="Calls in progress (advisors: their own)")
 def list_calls(all_calls: bool = Query(False, alias="all", description="include ended and archived calls"),
-               limit: int = Query(200, ge=1, le=1000), app: Any = Depends(get_app),
+               limit: int = Query(200, ge=1, le=1000), app: App = Depends(get_app),
                ctx: RequestContext = Depends(request_context("api.calls.list"))) -> list[dict[str, Any]]:
     from ..capture import controller
 
@@ -47,18 +50,18 @@ def list_calls(all_calls: bool = Query(False, alias="all", description="include 
 
 
 @router.post("/{call_id}/record-both", summary="Record the customer's side too (after informing the customer)")
-def record_both(call_id: str, body: ControlIn | None = None, app: Any = Depends(get_app),
+def record_both(call_id: str, body: ControlIn | None = None, app: App = Depends(get_app),
                 ctx: RequestContext = Depends(request_context("api.calls.record_both"))) -> dict[str, Any]:
     return _control(app, ctx, call_id, "record_both", body)
 
 
 @router.post("/{call_id}/pause", summary="Pause recording (e.g. card data)")
-def pause(call_id: str, body: ControlIn | None = None, app: Any = Depends(get_app),
+def pause(call_id: str, body: ControlIn | None = None, app: App = Depends(get_app),
           ctx: RequestContext = Depends(request_context("api.calls.pause"))) -> dict[str, Any]:
     return _control(app, ctx, call_id, "pause", body)
 
 
 @router.post("/{call_id}/resume", summary="Resume recording in the mode before the pause")
-def resume(call_id: str, body: ControlIn | None = None, app: Any = Depends(get_app),
+def resume(call_id: str, body: ControlIn | None = None, app: App = Depends(get_app),
            ctx: RequestContext = Depends(request_context("api.calls.resume"))) -> dict[str, Any]:
     return _control(app, ctx, call_id, "resume", body)

@@ -6,7 +6,7 @@ An approved export is returned as the response body (a zip), never written on th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -19,6 +19,9 @@ from ..dsar import produce_report
 from ..dsar.export import build_copies, request_export
 from ..errors import InputError
 from .deps import get_app, request_context
+
+if TYPE_CHECKING:
+    from ..app import App
 
 router = APIRouter(prefix="/api/dsar", tags=["dsar"])
 
@@ -67,12 +70,12 @@ def download_copies(approval_id: str, request: Request,
     return copies_response(app, ctx, approval_id)
 
 
-def copies_response(app: Any, ctx: RequestContext, approval_id: str) -> Response:
+def copies_response(app: App, ctx: RequestContext, approval_id: str) -> Response:
     """Execute the approved ``dsar.export`` ``approval_id`` (the requester only) and return the
     zip as the response: the only way a copy leaves; nothing is written to a file."""
     held: dict[str, bytes] = {}
 
-    def executor(app: Any, actx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    def executor(app: App, actx: RequestContext, target_id: str, params: dict[str, Any]) -> dict[str, Any]:
         data, summary = build_copies(app, actx, target_id, params)
         held["zip"] = data
         return {"recordings": summary["recordings"], "sha256": summary["sha256"]}

@@ -7,7 +7,7 @@ audited as ``recording.search`` with the customer's pseudonym, never the number 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -22,6 +22,9 @@ from ..db.models import Recording, RecordingSubject
 from ..errors import InputError, NotFound
 from ..states import LIVE_RECORDING_STATES
 from .deps import get_app, request_context
+
+if TYPE_CHECKING:
+    from ..app import App
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
@@ -127,7 +130,7 @@ def search_recordings(body: SearchIn, request: Request,
                            source=body.source, mode=body.mode, limit=body.limit, offset=body.offset)
 
 
-def find_recordings(app: Any, ctx: RequestContext, *, advisor_id: str | None, since: str | None, until: str | None,
+def find_recordings(app: App, ctx: RequestContext, *, advisor_id: str | None, since: str | None, until: str | None,
             customer_ids: list[str], numbers: list[str], site: str | None = None, source: str | None = None,
             mode: str | None = None, limit: int, offset: int) -> dict[str, Any]:
     """List or search recordings in the caller's scope (the API and the web UI). ``mode``:
@@ -173,7 +176,7 @@ def find_recordings(app: Any, ctx: RequestContext, *, advisor_id: str | None, si
     return {"recordings": rows, "count": len(rows), "scope": "own" if scope else "all"}
 
 
-def _target(app: Any, rec_id: str) -> Any:
+def _target(app: App, rec_id: str) -> Any:
     return approvals.resolve_target(app, "recording", rec_id)
 
 

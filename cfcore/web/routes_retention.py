@@ -3,7 +3,7 @@ extend / shorten / hold release / Art. 17 erasure (approved and executed under /
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -16,6 +16,9 @@ from ..archive import get_recording
 from ..errors import ConflictError
 from ..retention import list_holds, request_change, request_erasure, retention_status, run_purge, set_hold
 from .deps import get_app, request_context
+
+if TYPE_CHECKING:
+    from ..app import App
 
 router = APIRouter(prefix="/api/retention", tags=["retention"])
 
@@ -30,7 +33,7 @@ class ChangeIn(BaseModel):
     years: int | None = Field(default=None, ge=0, le=10, description="years after the end of the call")
 
 
-def _requested(app: Any, ctx: RequestContext, approval_id: str) -> dict[str, Any]:
+def _requested(app: App, ctx: RequestContext, approval_id: str) -> dict[str, Any]:
     return approvals.get_request(app, ctx, approval_id).as_dict()
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from fastapi import APIRouter, Query, Request
@@ -46,6 +46,9 @@ from ..db.durability import SyncFailed, SyncQueue, sync_queue
 from ..errors import CallFortError
 from ..playback import check_playable, link_views
 from .deps import authenticate, client_host, client_ip, get_app
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
@@ -91,7 +94,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return start, min(end, size - 1)
 
 
-def _refused(app: Any, request: Request, ctx: RequestContext | None, rec_id: str, action: str, reason: str) -> JSONResponse:
+def _refused(app: App, request: Request, ctx: RequestContext | None, rec_id: str, action: str, reason: str) -> JSONResponse:
     if ctx is None:
         ctx = RequestContext(actor=Actor(user_id="unknown", username="unknown"), host=client_host(request),
                              ip=client_ip(request), function="api.stream")
@@ -103,7 +106,7 @@ def _refused(app: Any, request: Request, ctx: RequestContext | None, rec_id: str
     return JSONResponse({"error": links.LINK_REFUSED}, status_code=403)
 
 
-def _link_actor(app: Any, user_id: str) -> Actor | None:
+def _link_actor(app: App, user_id: str) -> Actor | None:
     from ..access.users import actor_for
     from ..db.models_access import User
 

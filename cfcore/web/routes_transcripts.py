@@ -13,7 +13,7 @@ The answer is JSON: ``{"recording_id", "language", "engine", "segments": [{"star
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from fastapi import APIRouter, Query, Request
@@ -25,12 +25,15 @@ from ..access import links
 from ..errors import CallFortError
 from .deps import authenticate, client_host, client_ip, get_app
 
+if TYPE_CHECKING:
+    from ..app import App
+
 router = APIRouter(tags=["transcripts"])
 
 _REC_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _refused(app: Any, request: Request, ctx: RequestContext | None, rec_id: str, reason: str) -> JSONResponse:
+def _refused(app: App, request: Request, ctx: RequestContext | None, rec_id: str, reason: str) -> JSONResponse:
     if ctx is None:
         ctx = RequestContext(actor=Actor(user_id="unknown", username="unknown"), host=client_host(request),
                              ip=client_ip(request), function="api.transcripts")

@@ -8,12 +8,15 @@ one signed by that CA cannot even connect. The key file must not be readable by 
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def tls_options(app: Any) -> dict[str, Any]:
+
+def tls_options(app: App) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.Config`` (empty: plain HTTP)."""
     cfg = app.config
     cert = cfg.get("server.tls_cert", str, "")

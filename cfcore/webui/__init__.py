@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI, Request
     from starlette.responses import Response
 
+    from ..app import App
+
 STATIC_DIR = Path(__file__).parent / "static"
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -38,7 +40,7 @@ def is_ui_path(path: str) -> bool:
     return path in ("/", "/login") or path.startswith("/ui/") or path == "/ui"
 
 
-def mount(fa: FastAPI, app: Any) -> None:
+def mount(fa: FastAPI, app: App) -> None:
     """Add the UI's pages, its static files and its security headers to the FastAPI app."""
     from fastapi.staticfiles import StaticFiles
 

@@ -9,13 +9,16 @@ import gettext
 import io
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from babel import Locale, numbers
 from babel import dates as bdates
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+
+if TYPE_CHECKING:
+    from ..app import App
 
 LANGUAGES = ("de", "en")
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -60,7 +63,7 @@ def negotiate(accept_language: str | None, default: str = "de") -> str:
     return default
 
 
-def time_zone(app: Any) -> ZoneInfo:
+def time_zone(app: App) -> ZoneInfo:
     return ZoneInfo(app.config.get("webui.time_zone", str, app.config.get("deployment.time_zone", str, "Europe/Berlin")))
 
 

@@ -9,7 +9,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from fastapi import APIRouter, Depends, Form, Request
@@ -22,6 +22,9 @@ from ..errors import AccessDenied, ApprovalRequired, AuthenticationFailed, CallF
 from ..states import ApprovalState
 from ..web.deps import SESSION_COOKIE, client_host, client_ip, get_app, is_https
 from .i18n import LANGUAGES, Formats, negotiate, time_zone, translations
+
+if TYPE_CHECKING:
+    from ..app import App
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,7 +57,7 @@ def env_for(lang: str) -> jinja2.Environment:
     return env
 
 
-def default_language(app: Any) -> str:
+def default_language(app: App) -> str:
     lang = app.config.get("webui.default_language", str, "de")
     return lang if lang in LANGUAGES else "de"
 
@@ -96,7 +99,7 @@ def _wants_json(request: Request) -> bool:
 # --------------------------------------------------------------------------- session, CSRF, idle
 
 
-def idle_minutes(app: Any) -> int:
+def idle_minutes(app: App) -> int:
     return app.config.get("webui.idle_minutes", int, 15)
 
 
@@ -313,12 +316,12 @@ def _recording(request: Request, ctx: RequestContext, rec_id: str) -> dict[str, 
     return show_recording(rec_id, request, ctx)
 
 
-def _own_requests(app: Any, ctx: RequestContext, rec_id: str) -> list[dict[str, Any]]:
+def _own_requests(app: App, ctx: RequestContext, rec_id: str) -> list[dict[str, Any]]:
     return [a.as_dict() for a in approvals.list_requests(app, ctx, None, 200)
             if a.target_id == rec_id and a.requester == ctx.actor.username]
 
 
-def _player(app: Any, ctx: RequestContext, rec_id: str, link: dict[str, Any]) -> dict[str, Any]:
+def _player(app: App, ctx: RequestContext, rec_id: str, link: dict[str, Any]) -> dict[str, Any]:
     from .waveform import peaks
 
     token = link["token"]
@@ -506,7 +509,7 @@ def approval_step(approval_id: str, step: str, request: Request, csrf: str = For
 # --------------------------------------------------------------------------- DPO
 
 
-def _checkpoint(app: Any) -> dict[str, Any] | None:
+def _checkpoint(app: App) -> dict[str, Any] | None:
     """The newest signed checkpoint in the catalog and the newest anchor outside it."""
     from sqlalchemy import select
 
@@ -666,7 +669,7 @@ def audit_search(request: Request, csrf: str = Form(max_length=100), action: str
 # --------------------------------------------------------------------------- administration
 
 
-def _stores(app: Any) -> list[dict[str, Any]]:
+def _stores(app: App) -> list[dict[str, Any]]:
     out = []
     for name, store in app.stores.stores.items():
         try:
@@ -677,7 +680,7 @@ def _stores(app: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _sources(app: Any) -> list[dict[str, Any]]:
+def _sources(app: App) -> list[dict[str, Any]]:
     from ..capture import controller
 
     out = []

@@ -8,12 +8,15 @@ same access decision and audit trail as playing it): ``recording.play`` with ``w
 from __future__ import annotations
 
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs.types import RequestContext
 
 from ..access import links
 from ..errors import AccessDenied
+
+if TYPE_CHECKING:
+    from ..app import App
 
 BUCKETS = 480
 CHUNK_FRAMES = 1 << 16
@@ -44,7 +47,7 @@ def _bucket_peaks(view: Any, index: int, buckets: int) -> list[float]:
     return [round(p, 3) for p in out]
 
 
-def peaks(app: Any, ctx: RequestContext, recording_id: str, token: str, *, buckets: int = BUCKETS) -> dict[str, Any]:
+def peaks(app: App, ctx: RequestContext, recording_id: str, token: str, *, buckets: int = BUCKETS) -> dict[str, Any]:
     """``{"channels": [{"name", "peaks"}], "duration"}`` for the holder of a valid link."""
     from ..archive import WavView
 
