@@ -21,8 +21,8 @@ import contextlib
 import os
 import re
 import secrets
-import threading
 from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 
@@ -46,8 +46,9 @@ class LocalStore:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         self.root = Path(os.path.realpath(root))
-        #: per thread: directories whose fsync a ``batch`` defers to its end (none: no batch open)
-        self._batch = threading.local()
+        #: directories whose fsync an open ``batch`` defers to its end (per context: a batch covers
+        #: the threads its caller starts with a copy of its context, and no other caller's puts)
+        self._batch: ContextVar[set[Path] | None] = ContextVar(f"cf_store_local_batch_{id(self)}", default=None)
 
     # ------------------------------------------------------------------ paths
     def _path(self, key: str) -> Path:
@@ -97,14 +98,15 @@ class LocalStore:
         directory fsync for the objects of a recording instead of one per object). Each object's
         data is still fsynced before it is linked; the caller names the objects (catalog commit)
         only after the block."""
-        if getattr(self._batch, "dirs", None) is not None:
+        if self._batch.get() is not None:
             yield
             return
-        self._batch.dirs = set()
+        dirs: set[Path] = set()
+        token = self._batch.set(dirs)
         try:
             yield
         finally:
-            dirs, self._batch.dirs = self._batch.dirs, None
+            self._batch.reset(token)
             for d in sorted(dirs):
                 self._fsync_dir(d)
 
@@ -145,7 +147,7 @@ class LocalStore:
                 pass
             raise
         os.unlink(tmp)
-        deferred = getattr(self._batch, "dirs", None)
+        deferred = self._batch.get()
         if deferred is not None:
             deferred.add(path.parent)
         else:
