@@ -36,8 +36,9 @@ class ChannelSource:
     index: int
     frames: int
 
-    def blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    def blocks(self, block_frames: int | None = None) -> Iterator[np.ndarray]:
         """Contiguous, writable int16 blocks that add up to ``frames``."""
+        block_frames = block_frames or BLOCK_FRAMES
         info = self.info
         fb = info.width * info.channels
         have = min(info.frames, self.frames)

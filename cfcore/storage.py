@@ -109,7 +109,7 @@ class StoreSet:
             source_error: list[BaseException] = []
             try:
                 with timed(name, "put"):
-                    store.put(key, _tracked(produce(), source_error))
+                    store.put(key, _tracked(produce(), source_error))  # type: ignore[arg-type]  # bytes-like pieces
                 confirmed.append(name)
             except BaseException as exc:
                 if source_error or not isinstance(exc, Exception):

@@ -159,3 +159,90 @@ def test_ingest_memory_does_not_grow_with_the_call(deployment, make_app, tmp_pat
         tracemalloc.stop()
     assert peak < 6 * 2**20, f"{peak / 2**20:.1f} MiB"
     assert media_rows(app, rid)["customer"].plain_sha256
+
+
+def test_streamed_silence_is_exactly_the_old_whole_buffer_rule():
+    """The streaming ingest silences exactly the samples ``apply_modes`` silences (the consent
+    enforcement stays as strict): random plans, random rates, block edges anywhere."""
+    import numpy as np
+
+    from cfcore.ingest import apply_modes
+    from cfcore.ingest_stream import silenced_ranges
+    from cfcore.wav import Audio
+    from hookspecs.types import ModeSegment, RecordingMode
+
+    rnd = random.Random(11)
+    for _ in range(300):
+        rate = rnd.choice([8000, 16000, 11025])
+        frames = rnd.randrange(1, 3000)
+        duration = frames / rate
+        cuts = sorted(rnd.uniform(0, duration) for _ in range(rnd.randrange(0, 6)))
+        edges = [0.0, *cuts, duration]
+        plan = [ModeSegment(start=a, end=b, mode=rnd.choice([RecordingMode.BOTH, RecordingMode.ADVISOR_ONLY,
+                                                             RecordingMode.PAUSED]))
+                for a, b in zip(edges, edges[1:], strict=False) if b > a]
+        adv = np.arange(1, frames + 1, dtype="<i2")
+        cus = -np.arange(1, frames + 1, dtype="<i2")
+        want_adv, want_cus = apply_modes(Audio(sample_rate=rate, channels=(adv.tobytes(), cus.tobytes()),
+                                               source_codec="pcm_s16le"), plan)
+        a_sil, c_sil = silenced_ranges(plan, rate, frames)
+        got_adv, got_cus = adv.copy(), cus.copy()
+        for a, b in a_sil:
+            got_adv[a:b] = 0
+        for a, b in c_sil:
+            got_cus[a:b] = 0
+        assert got_adv.tobytes() == want_adv
+        if want_cus is None:
+            assert c_sil == [(0, frames)]
+        else:
+            assert got_cus.tobytes() == want_cus
+
+
+
+@pytest.mark.parametrize("codec", ["pcm", "flac"])
+def test_small_blocks_g711_padding_and_pauses_stream_exactly(deployment, make_app, tmp_path, monkeypatch, codec):
+    """Block edges fall inside mode segments; G.711 is decoded per block; a shorter customer file
+    is padded with silence: the stored audio is what the whole-buffer rule gives."""
+    from datetime import UTC, datetime, timedelta
+
+    from archive_helpers import noise, raw_wav
+
+    import cfcore.ingest_stream
+    from cfcore.ingest import apply_modes, ingest_call
+    from cfcore.wav import Audio, g711_decode
+    from hookspecs.types import (
+        ChannelFile,
+        ChannelRole,
+        Consent,
+        Direction,
+        FinishedCall,
+        ModeSegment,
+        RecordingMode,
+    )
+
+    monkeypatch.setattr(cfcore.ingest_stream, "BLOCK_FRAMES", 997)
+    _with_codec(deployment, codec)
+    app = make_app(deployment)
+    rnd = random.Random(5)
+    ulaw = bytes(rnd.randrange(256) for _ in range(24000))  # 3 s advisor, G.711 µ-law
+    (tmp_path / "a.wav").write_bytes(raw_wav(7, 1, 8000, 8, ulaw))
+    cus = noise(2.5, seed=9)  # the customer file is half a second shorter
+    write_wav(tmp_path / "c.wav", [cus], 8000)
+    started = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    plan = [ModeSegment(start=0, end=0.7, mode=RecordingMode.ADVISOR_ONLY),
+            ModeSegment(start=0.7, end=1.9, mode=RecordingMode.BOTH),
+            ModeSegment(start=1.9, end=2.2, mode=RecordingMode.PAUSED),
+            ModeSegment(start=2.2, end=3.0, mode=RecordingMode.BOTH)]
+    call = FinishedCall(
+        call_id="c1", source="asterisk", advisor_id="100", started_at=started, direction=Direction.INBOUND,
+        files=[ChannelFile(role=ChannelRole.ADVISOR, path=tmp_path / "a.wav"),
+               ChannelFile(role=ChannelRole.CUSTOMER, path=tmp_path / "c.wav")],
+        segments=plan,
+        consents=[Consent(given_at=started + timedelta(seconds=0.7), offset=0.7, by_user="adv100", method="web")])
+    rid = ingest_call(app, call)
+    adv = g711_decode(ulaw, "ulaw")
+    want_adv, want_cus = apply_modes(Audio(sample_rate=8000, channels=(adv, cus.ljust(len(adv), b"\0")),
+                                           source_codec="pcmu"), plan)
+    assert read_channel(app, rid, "advisor") == want_adv
+    assert read_channel(app, rid, "customer") == want_cus
+    assert want_cus[:2 * 5600] == bytes(2 * 5600) and want_adv[2 * 15200:2 * 17600] == bytes(2 * 2400)

@@ -218,7 +218,7 @@ class StreamSealer:
         if len(data_key) != KEY_SIZE:
             raise ValueError("data key must be 32 bytes (AES-256)")
         self.header = Header(recording_id=recording_id, channel=channel, segment_size=segment_size,
-                             **({"nonce_prefix": nonce_prefix} if nonce_prefix is not None else {}))
+                             nonce_prefix=os.urandom(PREFIX_SIZE) if nonce_prefix is None else nonce_prefix)
         self._hb = self.header.to_bytes()
         self._alg = algorithms.AES(data_key)
         self._pending = bytearray()
