@@ -371,22 +371,27 @@ def _archive(app: Any, sources: list[Any], sample_rate: int, source_codec: str, 
             # The channels go to the stores at the same time: hashing, reading and writing let go
             # of the GIL, so a second core shortens the wall time (the CPU time stays the same).
             jobs = [(c, os.urandom(envelope.PREFIX_SIZE)) for c in kept]
+            outcomes: list[Any] = []
             if len(jobs) > 1 and 2 * frames >= PARALLEL_BYTES:
                 with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="cf-ingest") as pool:
                     futures = [pool.submit(contextvars.copy_context().run, store_channel, c, prefix, data_key)
                                for c, prefix in jobs]
-                    outcomes: list[Any] = []
                     for f in futures:
                         try:
                             outcomes.append(f.result())
-                        except Exception as exc:  # noqa: PERF203 - the other channel still finishes first
+                        except Exception as exc:  # the other channel still finishes (and is removed)
                             outcomes.append(exc)
             else:
-                outcomes = [store_channel(c, prefix, data_key) for c, prefix in jobs]
-            for (channel, _), outcome in zip(jobs, outcomes, strict=True):
+                for c, prefix in jobs:
+                    try:
+                        outcomes.append(store_channel(c, prefix, data_key))
+                    except Exception as exc:  # what was stored before is removed below
+                        outcomes.append(exc)
+                        break
+            for (channel, _), outcome in zip(jobs, outcomes, strict=False):
                 if not isinstance(outcome, Exception):
                     written.append(object_key(rec_id, channel, started_at))
-            for (channel, _), outcome in zip(jobs, outcomes, strict=True):
+            for (channel, _), outcome in zip(jobs, outcomes, strict=False):
                 if isinstance(outcome, Exception):
                     raise outcome
                 confirmed, r = outcome
