@@ -1,9 +1,11 @@
 """Ingest: a finished call (WAV files) into the archive.
 
 normalise (decode G.711 to PCM16, split channels) → drop customer audio outside ``BOTH`` segments
-and all audio in ``PAUSED`` segments → encrypt each channel with a fresh data key → put the objects
-to the stores → one catalog transaction (recording, segments, consents, subjects, media rows,
-wrapped data key, audit entry ``recording.archive``) → ``cf_recording_archived`` hook.
+and all audio in ``PAUSED`` segments → encode (``[archive] codec``: PCM, FLAC, Opus) → encrypt each
+channel with a fresh data key → put the objects to the stores (streamed block by block, hashed as
+the bytes pass: ``cfcore.ingest_stream``; memory does not grow with the call) → one catalog
+transaction (recording, segments, consents, subjects, media rows, wrapped data key, audit entry
+``recording.archive``) → ``cf_recording_archived`` hook.
 
 Crash safety: objects are written before the transaction; a crash before the commit leaves only
 objects that no catalog row names (invisible; ``sweep_orphans`` deletes them after an hour).
@@ -133,7 +135,10 @@ def capture_warnings(duration: float, rate: int, segments: Sequence[ModeSegment]
 
 def apply_modes(audio: Audio, segments: Sequence[ModeSegment]) -> tuple[bytes, bytes | None]:
     """``(advisor, customer)`` PCM16 with customer audio only inside ``BOTH`` segments and no
-    audio inside ``PAUSED`` segments. ``customer`` is None when nothing of it may be kept."""
+    audio inside ``PAUSED`` segments. ``customer`` is None when nothing of it may be kept.
+
+    The rule on whole buffers; ingest streams with ``ingest_stream.silenced_ranges``, which a test
+    holds to exactly the same samples."""
     rate = audio.sample_rate
     frames = audio.frames
     advisor = bytearray(audio.channels[0])
@@ -180,7 +185,6 @@ def storage_codec(app: Any, rec: Recording) -> tuple[str, int]:
         raise ConfigError(f"archive.segment_size must be between {envelope.MIN_SEGMENT_SIZE} and "
                           f"{envelope.MAX_SEGMENT_SIZE}")
     return catalog_codec(name), seg_size
-
 
 
 def _as_datetime(value: datetime | str | None, default: datetime) -> datetime:
@@ -268,8 +272,8 @@ def ingest_call(app: Any, call: FinishedCall, ctx: RequestContext | None = None,
             raise InputError(f"call {call.call_id}: advisor and customer files have different sample rates")
         parts.append((cus, 0))  # the first channel of each file; the shorter is padded with silence
     return _archive(app, _sources(parts), adv.sample_rate, adv.source_codec, advisor_id=call.advisor_id,
-                    customer_ids=call.customer_ids, customer_numbers=call.customer_numbers, consent_at=None, started=call.started_at,
-                    site=call.site, direction=call.direction, source=call.source, pbx_call_id=pbx_call_id,
+                    customer_ids=call.customer_ids, customer_numbers=call.customer_numbers, consent_at=None,
+                    started=call.started_at, site=call.site, direction=call.direction, source=call.source, pbx_call_id=pbx_call_id,
                     segments=call.segments or None, consents=call.consents, ctx=ctx, wall_seconds=wall_seconds)
 
 
@@ -282,8 +286,8 @@ def _sources(parts: list[tuple[WavInfo, int]]) -> list[Any]:
 
 
 def _archive(app: Any, sources: list[Any], sample_rate: int, source_codec: str, *, advisor_id: str,
-             customer_ids: tuple[str, ...], customer_numbers: tuple[str, ...], consent_at: float | None, started: datetime | str | None,
-             site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
+             customer_ids: tuple[str, ...], customer_numbers: tuple[str, ...], consent_at: float | None,
+             started: datetime | str | None, site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
              segments: Sequence[ModeSegment] | None, consents: Sequence[Consent] | None,
              ctx: RequestContext | None, wall_seconds: float | None = None) -> str:
     now = app.clock.now()
