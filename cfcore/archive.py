@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hookspecs.types import Direction, RecordingInfo, StoreFailure
 
+from . import codecs
 from .clock import utc
 from .crypto import envelope
 from .crypto.keyring import unwrap_data_key
@@ -136,6 +137,7 @@ class _Channel:
     sha256: str
     plain_size: int
     plain_sha256: str
+    codec: str = "pcm_s16le"
 
 
 @attrs.frozen
@@ -155,7 +157,7 @@ def _load(app: App, rec_id: str) -> _Loaded:
         media: dict[str, MediaObject] = {}
         for m in rec.media:
             media.setdefault(m.channel, m)
-        chans = tuple(_Channel(c, mo.key, mo.size, mo.sha256, mo.plain_size, mo.plain_sha256)
+        chans = tuple(_Channel(c, mo.key, mo.size, mo.sha256, mo.plain_size, mo.plain_sha256, mo.codec)
                       for c in CHANNELS if (mo := media.get(c)) is not None)
         sample_rate = rec.sample_rate
         state = rec.state
@@ -186,7 +188,7 @@ def read_channel(app: App, rec_id: str, channel: str) -> bytes:
     plain = envelope.decrypt(loaded.data_key, rec_id, channel, blob)
     if len(plain) != ch.plain_size or hashlib.sha256(plain).hexdigest() != ch.plain_sha256:
         raise IntegrityError(f"decrypted {channel} audio of {rec_id} does not match its catalogued SHA-256")
-    return plain
+    return codecs.decode_all(ch.codec, plain, f"{rec_id}/{channel}")
 
 
 class _FailoverReader:
@@ -285,10 +287,12 @@ class WavView:
         self.sample_rate = loaded.sample_rate
         self._channels = loaded.channels
         self.opened = {} if opened is None else opened
-        self._readers = [_FailoverReader(app.stores, loaded.data_key, rec_id, ch, self.opened.setdefault(ch.name, {}))
-                         for ch in loaded.channels]
+        # a coded channel (FLAC, Opus) is decoded on the fly into the same PCM16 byte view
+        self._readers = [codecs.pcm_access(ch.codec, _FailoverReader(app.stores, loaded.data_key, rec_id, ch,
+                                                                     self.opened.setdefault(ch.name, {})),
+                                           f"{rec_id}/{ch.name}") for ch in loaded.channels]
         self.channels = len(self._readers)
-        self.frames = self._channels[0].plain_size // 2
+        self.frames = self._readers[0].plain_size // 2
         self.data_size = self.frames * 2 * self.channels
         self.header = wav_header(self.data_size, self.channels, self.sample_rate)
         self.size = len(self.header) + self.data_size
@@ -327,6 +331,9 @@ class WavView:
     def iter_verified(self, chunk_frames: int = 1 << 18) -> Iterator[bytes]:
         """The whole WAV in chunks; at the end each channel's SHA-256 is compared with the
         catalog (IntegrityError on mismatch, after the last chunk)."""
+        for r, ch in zip(self._readers, self._channels, strict=True):
+            if getattr(r, "decoded", False):  # the payload's hash, before any of it goes out
+                r.verify(ch.plain_size, ch.plain_sha256)
         yield self.header
         hashes = [hashlib.sha256() for _ in self._readers]
         for f0 in range(0, self.frames, chunk_frames):
@@ -338,8 +345,8 @@ class WavView:
         if self.frames == 0:
             for r in self._readers:
                 r.read(0, 0)
-        for h, ch in zip(hashes, self._channels, strict=True):
-            if h.hexdigest() != ch.plain_sha256:
+        for h, ch, r in zip(hashes, self._channels, self._readers, strict=True):
+            if not getattr(r, "decoded", False) and h.hexdigest() != ch.plain_sha256:
                 raise IntegrityError(f"decrypted {ch.name} audio of {self.recording_id} does not match its SHA-256")
 
 

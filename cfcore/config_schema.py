@@ -51,8 +51,11 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
     "archive": (
         _k("stores", "list of store names", "every [stores.*]", "The media stores recordings are written to."),
         _k("required_copies", "integer", "1", "How many stores must confirm each write."),
-        _k("codec", "string", '"pcm"', "Storage codec of the audio."),
-        _k("segment_size", "integer", "1048576", "Bytes per encrypted segment (playback seeks by segment)."),
+        _k("codec", "string", '"pcm"', "Storage codec of the audio: pcm (PCM16), flac (lossless, the export is "
+           "bit-exact) or opus (lossy speech quality, about 6 MB per stereo call-hour; 8/12/16/24/48 kHz sources)."),
+        _k("class_codecs", "table", "{}", "Storage codec per retention class, e.g. { mifid = \"flac\", "
+           "advisor-only = \"opus\" }; classes not named use codec."),
+        _k("segment_size", "integer", "65536", "Bytes per encrypted segment (playback seeks by segment)."),
         _k("max_call_age_days", "integer", "3660", "Calls older than this are refused at ingest (a wrong date)."),
     ),
     "plugins": (

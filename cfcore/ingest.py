@@ -1,9 +1,11 @@
 """Ingest: a finished call (WAV files) into the archive.
 
 normalise (decode G.711 to PCM16, split channels) → drop customer audio outside ``BOTH`` segments
-and all audio in ``PAUSED`` segments → encrypt each channel with a fresh data key → put the objects
-to the stores → one catalog transaction (recording, segments, consents, subjects, media rows,
-wrapped data key, audit entry ``recording.archive``) → ``cf_recording_archived`` hook.
+and all audio in ``PAUSED`` segments → encode (``[archive] codec``: PCM, FLAC, Opus) → encrypt each
+channel with a fresh data key → put the objects to the stores (streamed block by block, hashed as
+the bytes pass: ``cfcore.ingest_stream``; memory does not grow with the call) → one catalog
+transaction (recording, segments, consents, subjects, media rows, wrapped data key, audit entry
+``recording.archive``) → ``cf_recording_archived`` hook.
 
 Crash safety: objects are written before the transaction; a crash before the commit leaves only
 objects that no catalog row names (invisible; ``sweep_orphans`` deletes them after an hour).
@@ -15,14 +17,15 @@ kill an ingest mid-way; a production install has no such plugin.
 
 from __future__ import annotations
 
-import hashlib
+import contextvars
 import json
 import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import select
@@ -53,12 +56,12 @@ from .consent import enforce_consent
 from .crypto import envelope
 from .crypto.keyring import wrap_data_key
 from .db.models import ConsentRow, DataKey, MediaObject, ModeSegmentRow, Recording, RecordingSubject
-from .errors import ConfigError, InputError
-from .retention import apply_retention
+from .errors import ConfigError, InputError, IntegrityError
+from .retention import apply_retention, choose_class, retention_settings
 from .storage import lock_recording_media
 from .subjects import pseudonyms_for
 from .sync.site_keys import site_keys_for
-from .wav import Audio, read_wav
+from .wav import Audio, WavInfo, wav_info
 
 if TYPE_CHECKING:
     from .app import App
@@ -66,6 +69,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CRASH_EXIT_CODE = 86
+#: Channels of at least this much PCM go to the stores in parallel (two threads); below it the
+#: thread start costs more than it saves.
+PARALLEL_BYTES = 8 << 20
 ORPHAN_AGE = timedelta(hours=1)
 
 
@@ -133,7 +139,10 @@ def capture_warnings(duration: float, rate: int, segments: Sequence[ModeSegment]
 
 def apply_modes(audio: Audio, segments: Sequence[ModeSegment]) -> tuple[bytes, bytes | None]:
     """``(advisor, customer)`` PCM16 with customer audio only inside ``BOTH`` segments and no
-    audio inside ``PAUSED`` segments. ``customer`` is None when nothing of it may be kept."""
+    audio inside ``PAUSED`` segments. ``customer`` is None when nothing of it may be kept.
+
+    The rule on whole buffers; ingest streams with ``ingest_stream.silenced_ranges``, which a test
+    holds to exactly the same samples."""
     rate = audio.sample_rate
     frames = audio.frames
     advisor = bytearray(audio.channels[0])
@@ -160,6 +169,26 @@ def apply_modes(audio: Audio, segments: Sequence[ModeSegment]) -> tuple[bytes, b
 
 
 # ---------------------------------------------------------------------- ingest
+
+
+def storage_codec(app: App, rec: Recording) -> tuple[str, int]:
+    """``(catalog codec, segment size)`` for a recording about to be stored: ``[archive]
+    class_codecs`` by its retention class (as ``apply_retention`` will choose it), else ``[archive]
+    codec`` (default ``pcm``)."""
+    from .codecs import catalog_codec
+
+    name = app.config.get("archive.codec", str, "pcm")
+    by_class = app.config.section("archive.class_codecs")
+    if by_class:
+        cls = choose_class(retention_settings(app), rec)
+        name = by_class.get(cls, name)
+        if not isinstance(name, str):
+            raise ConfigError(f"{app.config.path}: archive.class_codecs.{cls} must be a string")
+    seg_size = app.config.get("archive.segment_size", int, envelope.DEFAULT_SEGMENT_SIZE)
+    if not envelope.MIN_SEGMENT_SIZE <= seg_size <= envelope.MAX_SEGMENT_SIZE:
+        raise ConfigError(f"archive.segment_size must be between {envelope.MIN_SEGMENT_SIZE} and "
+                          f"{envelope.MAX_SEGMENT_SIZE}")
+    return catalog_codec(name), seg_size
 
 
 def _as_datetime(value: datetime | str | None, default: datetime) -> datetime:
@@ -211,8 +240,9 @@ def ingest_wav(app: App, path: str | os.PathLike[str], *, advisor_id: str, custo
 
     Without ``consent_at``, ``segments`` or a ``BOTH`` segment, no customer audio is stored.
     """
-    audio = read_wav(path)
-    return _archive(app, audio, advisor_id=advisor_id, customer_ids=tuple(customer_ids),
+    info = wav_info(path)
+    return _archive(app, _sources([(info, i) for i in range(info.channels)]), info.sample_rate, info.source_codec,
+                    advisor_id=advisor_id, customer_ids=tuple(customer_ids),
                     customer_numbers=tuple(customer_numbers), consent_at=consent_at, started=started, site=site,
                     direction=direction, source=source, pbx_call_id=pbx_call_id, segments=segments,
                     consents=consents, ctx=ctx)
@@ -238,33 +268,36 @@ def ingest_call(app: App, call: FinishedCall, ctx: RequestContext | None = None,
     files = {f.role: f.path for f in call.files}
     if ChannelRole.ADVISOR not in files:
         raise InputError(f"call {call.call_id} has no advisor file")
-    adv = read_wav(files[ChannelRole.ADVISOR])
-    chans = [adv.channels[0]]
+    adv = wav_info(files[ChannelRole.ADVISOR])
+    parts = [(adv, 0)]
     if ChannelRole.CUSTOMER in files:
-        cus = read_wav(files[ChannelRole.CUSTOMER])
+        cus = wav_info(files[ChannelRole.CUSTOMER])
         if cus.sample_rate != adv.sample_rate:
             raise InputError(f"call {call.call_id}: advisor and customer files have different sample rates")
-        n = max(len(chans[0]), len(cus.channels[0]))
-        chans = [chans[0].ljust(n, b"\0"), cus.channels[0].ljust(n, b"\0")]  # pad the shorter with silence
-    audio = Audio(sample_rate=adv.sample_rate, channels=tuple(chans), source_codec=adv.source_codec)
-    return _archive(app, audio, advisor_id=call.advisor_id, customer_ids=call.customer_ids,
-                    customer_numbers=call.customer_numbers, consent_at=None, started=call.started_at,
-                    site=call.site, direction=call.direction, source=call.source, pbx_call_id=pbx_call_id,
+        parts.append((cus, 0))  # the first channel of each file; the shorter is padded with silence
+    return _archive(app, _sources(parts), adv.sample_rate, adv.source_codec, advisor_id=call.advisor_id,
+                    customer_ids=call.customer_ids, customer_numbers=call.customer_numbers, consent_at=None,
+                    started=call.started_at, site=call.site, direction=call.direction, source=call.source, pbx_call_id=pbx_call_id,
                     segments=call.segments or None, consents=call.consents, ctx=ctx, wall_seconds=wall_seconds)
 
 
-def _archive(app: App, audio: Audio, *, advisor_id: str, customer_ids: tuple[str, ...],
-             customer_numbers: tuple[str, ...], consent_at: float | None, started: datetime | str | None,
-             site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
+def _sources(parts: list[tuple[WavInfo, int]]) -> list[Any]:
+    """One streaming source per channel, all as long as the longest (silence pads the shorter)."""
+    from .ingest_stream import ChannelSource
+
+    frames = max(info.frames for info, _ in parts)
+    return [ChannelSource(info=info, index=i, frames=frames) for info, i in parts]
+
+
+def _archive(app: App, sources: list[Any], sample_rate: int, source_codec: str, *, advisor_id: str,
+             customer_ids: tuple[str, ...], customer_numbers: tuple[str, ...], consent_at: float | None,
+             started: datetime | str | None, site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
              segments: Sequence[ModeSegment] | None, consents: Sequence[Consent] | None,
              ctx: RequestContext | None, wall_seconds: float | None = None) -> str:
-    codec = app.config.get("archive.codec", str, "pcm")
-    if codec != "pcm":
-        raise ConfigError(f"archive.codec '{codec}' is not available", hint="choose one of: pcm")
-    seg_size = app.config.get("archive.segment_size", int, envelope.DEFAULT_SEGMENT_SIZE)
     now = app.clock.now()
-    duration = audio.duration
-    if duration <= 0 or not any(audio.channels):
+    frames = sources[0].frames
+    duration = frames / sample_rate
+    if duration <= 0:
         raise InputError("the recording has no audio (0 samples): nothing to archive")
     started_at = _as_datetime(started, now - timedelta(seconds=duration))
     _check_start(app, started_at, duration, now)
@@ -299,33 +332,83 @@ def _archive(app: App, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
     if refused:
         log.warning("source %s claimed two-sided audio without consent for %.3f s; the customer channel is "
                     "silenced there", source, sum(r.seconds for r in refused))
-    advisor_pcm, customer_pcm = apply_modes(audio, plan)
-    warnings = capture_warnings(duration, audio.sample_rate, segments, all_consents, customer_pcm is not None)
+    from .ingest_stream import SealedChannel, seal_channel, silenced_ranges
+
+    advisor_silence, customer_silence = silenced_ranges(plan, sample_rate, frames)
+    customer_kept = len(sources) > 1 and customer_silence != [(0, frames)]
+    warnings = capture_warnings(duration, sample_rate, segments, all_consents, customer_kept)
+    silence = {"advisor": advisor_silence, "customer": customer_silence}
+    channel_sources = {"advisor": sources[0], "customer": sources[1] if customer_kept else None}
+    kept = [c for c in CHANNELS if channel_sources[c] is not None]
+    # Two-sided (and kept as such, MiFID) follows the consent, not the audio that survived.
+    two_sided = customer_kept or bool(all_consents)
 
     rec_id = new_recording_id(now)
+    rec = Recording(
+        id=rec_id, site=site, source=source, pbx_call_id=pbx_call_id, advisor_id=advisor_id,
+        direction=direction.value, started_at=started_at, ended_at=started_at + timedelta(seconds=duration),
+        duration=duration, channels=len(kept), sample_rate=sample_rate, two_sided=two_sided, state="archived",
+        retention_class="", legal_hold=False, created_at=now)  # class chosen by apply_retention
+    codec, seg_size = storage_codec(app, rec)
+    rec.codec = codec
     data_key = envelope.new_data_key()
     site_keys = site_keys_for(app, rec_id, data_key)  # a site seals every key to the archive at once
     kek_id, wrapped = wrap_data_key(app, rec_id, data_key) if site_keys is None or site_keys.keep_local else ("", b"")
-    pcm = {"advisor": advisor_pcm, "customer": customer_pcm}
     media_rows: list[MediaObject] = []
     media_sha: dict[str, str] = {}
     written: list[str] = []
     try:
-        for channel in CHANNELS:
-            plain = pcm[channel]
-            if plain is None:
-                continue
-            blob = envelope.encrypt(data_key, rec_id, channel, plain, segment_size=seg_size)
-            key = object_key(rec_id, channel, started_at)
-            sha = hashlib.sha256(blob).hexdigest()
-            plain_sha = hashlib.sha256(plain).hexdigest()
-            confirmed = app.stores.put(key, blob)
-            written.append(key)
-            for store in confirmed:
-                media_rows.append(MediaObject(channel=channel, store=store, key=key, size=len(blob), sha256=sha,
-                                              plain_size=len(plain), plain_sha256=plain_sha, codec="pcm_s16le"))
-            media_sha[channel] = sha
-            _crash_point(app, "after-store")
+        with app.stores.batch():  # one directory fsync per recording, before the commit names it
+            def store_channel(channel: str, prefix: bytes, dk: bytes) -> tuple[list[str], SealedChannel]:
+                key = object_key(rec_id, channel, started_at)
+                runs: list[SealedChannel] = []
+
+                def produce() -> Any:
+                    runs.append(SealedChannel())
+                    return seal_channel(channel_sources[channel], silence[channel], codec=codec,
+                                        sample_rate=sample_rate, data_key=dk, recording_id=rec_id, channel=channel,
+                                        segment_size=seg_size, nonce_prefix=prefix, result=runs[-1])
+
+                confirmed = app.stores.put_stream(key, produce)
+                done = [r for r in runs if r.sha256]
+                if not done or any(r != done[0] for r in done):
+                    app.stores.delete(key)
+                    raise IntegrityError(f"the {channel} object of {rec_id} came out differently for two stores")
+                return confirmed, done[0]
+
+            # The channels go to the stores at the same time: hashing, reading and writing let go
+            # of the GIL, so a second core shortens the wall time (the CPU time stays the same).
+            jobs = [(c, os.urandom(envelope.PREFIX_SIZE)) for c in kept]
+            outcomes: list[Any] = []
+            if len(jobs) > 1 and 2 * frames >= PARALLEL_BYTES:
+                with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="cf-ingest") as pool:
+                    futures = [pool.submit(contextvars.copy_context().run, store_channel, c, prefix, data_key)
+                               for c, prefix in jobs]
+                    for f in futures:
+                        try:
+                            outcomes.append(f.result())
+                        except Exception as exc:  # the other channel still finishes (and is removed)
+                            outcomes.append(exc)
+            else:
+                for c, prefix in jobs:
+                    try:
+                        outcomes.append(store_channel(c, prefix, data_key))
+                    except Exception as exc:  # what was stored before is removed below
+                        outcomes.append(exc)
+                        break
+            for (channel, _), outcome in zip(jobs, outcomes, strict=False):
+                if not isinstance(outcome, Exception):
+                    written.append(object_key(rec_id, channel, started_at))
+            for (channel, _), outcome in zip(jobs, outcomes, strict=False):
+                if isinstance(outcome, Exception):
+                    raise outcome
+                confirmed, r = outcome
+                key = object_key(rec_id, channel, started_at)
+                for store in confirmed:
+                    media_rows.append(MediaObject(channel=channel, store=store, key=key, size=r.size, sha256=r.sha256,
+                                                  plain_size=r.plain_size, plain_sha256=r.plain_sha256, codec=codec))
+                media_sha[channel] = r.sha256
+                _crash_point(app, "after-store")
         # A consent's proof (a dial-in opt-in's announcement, digit, times) is kept encrypted
         # under the recording's data key, like the audio: it goes with the key at purge.
         proofs = [envelope.encrypt(data_key, rec_id, f"consent-{i}",
@@ -333,24 +416,15 @@ def _archive(app: App, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                   for i, c in enumerate(all_consents)]
         del data_key
 
-        # Two-sided (and kept as such, MiFID) follows the consent, not the audio that survived.
-        two_sided = customer_pcm is not None or bool(all_consents)
-        rec = Recording(
-            id=rec_id, site=site, source=source, pbx_call_id=pbx_call_id, advisor_id=advisor_id,
-            direction=direction.value, started_at=started_at, ended_at=started_at + timedelta(seconds=duration),
-            duration=duration, channels=2 if customer_pcm is not None else 1, sample_rate=audio.sample_rate,
-            codec="pcm_s16le", two_sided=two_sided, state="archived",
-            retention_class="", legal_hold=False, created_at=now,  # class chosen by apply_retention
-            segments=[ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value,
-                                     start_lo=s.start_bounds[0] if s.start_bounds else None,
-                                     start_hi=s.start_bounds[1] if s.start_bounds else None)
-                      for i, s in enumerate(plan)],
-            consents=[ConsentRow(given_at=c.given_at, offset=min(c.offset, duration), by_user=c.by_user,
-                                 method=c.method.value, applied_at=c.applied_at, proof_enc=proofs[i])
-                      for i, c in enumerate(all_consents)],
-            subjects=[RecordingSubject(kind=k, pseudonym=p) for k, p in subjects],
-            media=media_rows,
-        )
+        rec.segments = [ModeSegmentRow(idx=i, start=s.start, end=s.end, mode=s.mode.value,
+                                       start_lo=s.start_bounds[0] if s.start_bounds else None,
+                                       start_hi=s.start_bounds[1] if s.start_bounds else None)
+                        for i, s in enumerate(plan)]
+        rec.consents = [ConsentRow(given_at=c.given_at, offset=min(c.offset, duration), by_user=c.by_user,
+                                   method=c.method.value, applied_at=c.applied_at, proof_enc=proofs[i])
+                        for i, c in enumerate(all_consents)]
+        rec.subjects = [RecordingSubject(kind=k, pseudonym=p) for k, p in subjects]
+        rec.media = media_rows
         with app.catalog.session() as s:
             apply_retention(app, s, rec)  # class, keep-until and rule from cfcore.retention
             s.add(rec)
@@ -360,8 +434,8 @@ def _archive(app: App, audio: Audio, *, advisor_id: str, customer_ids: tuple[str
                 s.add(site_keys.row(rec_id, now))
             s.flush()
             app.audit.append(s, ctx, "recording.archive", "recording", rec_id, "ok", {
-                "row_digest": row_digest(rec), "channels": [c for c in CHANNELS if pcm[c] is not None],
-                "duration": duration, "media_sha256": media_sha, "source_codec": audio.source_codec,
+                "row_digest": row_digest(rec), "channels": kept,
+                "duration": duration, "media_sha256": media_sha, "source_codec": source_codec,
                 "stores": sorted({m.store for m in media_rows}),
             })
             if refused:

@@ -12,10 +12,11 @@ report the broken one (audit ``store.copy_broken``, hook ``cf_store_copy_broken`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,50 @@ class StoreSet:
                              "the copies written were removed again",
                              hint="; ".join(errors) or "check the stores")
         return confirmed
+
+    def put_stream(self, key: str, produce: Callable[[], Iterable[bytes | bytearray]]) -> list[str]:
+        """Like ``put``, with the object made by ``produce()`` piece by piece (never whole in
+        memory). Each store gets a stream of its own: ``produce`` must give the same bytes every
+        time (ingest's are deterministic and compared). An exception raised by the stream itself
+        (not by a store) removes the copies written and is raised as it is."""
+        confirmed: list[str] = []
+        errors: list[str] = []
+        for name, store in self.stores.items():
+            source_error: list[BaseException] = []
+            try:
+                with timed(name, "put"):
+                    store.put(key, _tracked(produce(), source_error))  # type: ignore[arg-type]  # bytes-like pieces
+                confirmed.append(name)
+            except BaseException as exc:
+                if source_error or not isinstance(exc, Exception):
+                    self._remove_copies(key, confirmed)
+                    raise
+                if isinstance(exc, FileExistsError):
+                    errors.append(f"{name}: object exists already")
+                elif isinstance(exc, ValueError):
+                    self._remove_copies(key, confirmed)
+                    raise StoreError(f"store {name} refused key {key!r}: {exc}") from None
+                else:
+                    log.warning("store %s failed to put %s: %s: %s", name, key, type(exc).__name__, exc)
+                    errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        if len(confirmed) < self.required_copies:
+            self._remove_copies(key, confirmed)
+            raise StoreError(f"only {len(confirmed)} of {self.required_copies} required copies of {key} were written; "
+                             "the copies written were removed again",
+                             hint="; ".join(errors) or "check the stores")
+        return confirmed
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes of one recording: a store that can (``batch()``, e.g. the local store) makes its
+        directory entries durable once at the end instead of after every object. Leave the block
+        before the catalog names the objects."""
+        with contextlib.ExitStack() as stack:
+            for store in self.stores.values():
+                batch = getattr(store, "batch", None)
+                if callable(batch):
+                    stack.enter_context(batch())
+            yield
 
     def _remove_copies(self, key: str, names: list[str]) -> None:
         """Undo a failed ``put``: delete the copies it wrote (best effort; what cannot be deleted
@@ -248,6 +293,15 @@ class StoreSet:
         if failed:
             raise StoreError(f"could not lock {key} everywhere: {'; '.join(failed)}",
                              hint="'cf store check' shows the copies; 'cf store repair' re-creates missing ones")
+
+
+def _tracked(pieces: Iterable[bytes | bytearray], errors: list[BaseException]) -> Iterator[bytes | bytearray]:
+    """``pieces``, noting an exception they raise (to tell a failing source from a failing store)."""
+    try:
+        yield from pieces
+    except BaseException as exc:
+        errors.append(exc)
+        raise
 
 
 def open_stores(app: App) -> StoreSet:

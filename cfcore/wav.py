@@ -154,8 +154,7 @@ def _parse_fmt(body: bytes) -> tuple[int, int, int, int]:
     return fmt, channels, rate, block_align
 
 
-def read_wav(path: str | os.PathLike[str]) -> Audio:
-    """Read and decode a WAV file. InputError for anything malformed, truncated or unsupported."""
+def _open(path: str | os.PathLike[str]) -> tuple[BinaryIO, int, str]:
     p = Path(path)
     try:
         f = p.open("rb")
@@ -165,14 +164,70 @@ def read_wav(path: str | os.PathLike[str]) -> Audio:
         raise InputError(f"{p} is a directory, not a WAV file") from None
     except PermissionError:
         raise InputError(f"cannot read {p}: permission denied") from None
+    size = os.fstat(f.fileno()).st_size
+    if size > MAX_FILE:
+        f.close()
+        raise InputError(f"{p} is larger than a WAV file can be (4 GiB)")
+    return f, size, str(p)
+
+
+def read_wav(path: str | os.PathLike[str]) -> Audio:
+    """Read and decode a WAV file. InputError for anything malformed, truncated or unsupported."""
+    f, size, name = _open(path)
     with f:
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_FILE:
-            raise InputError(f"{p} is larger than a WAV file can be (4 GiB)")
-        return parse_wav(f, size, str(p))
+        return parse_wav(f, size, name)
+
+
+@attrs.frozen(kw_only=True)
+class WavInfo:
+    """Where the samples of a checked WAV file are: ``data_size`` bytes from ``data_offset``."""
+
+    path: str
+    code: int
+    channels: int
+    sample_rate: int
+    data_offset: int
+    data_size: int
+
+    @property
+    def source_codec(self) -> str:
+        return _CODEC[self.code]
+
+    @property
+    def width(self) -> int:
+        """Bytes per sample in the file (2 for PCM16, 1 for G.711)."""
+        return 2 if self.code == FORMAT_PCM else 1
+
+    @property
+    def frames(self) -> int:
+        return self.data_size // (self.width * self.channels)
+
+
+def wav_info(path: str | os.PathLike[str]) -> WavInfo:
+    """Check a WAV file's header (every check of ``read_wav``) without reading its samples: for
+    ingest, which streams the samples block by block."""
+    f, size, name = _open(path)
+    with f:
+        fmt, offset, data_size = _parse_header(f, size, name)
+    code, channels, rate, _ = fmt
+    return WavInfo(path=name, code=code, channels=channels, sample_rate=rate, data_offset=offset,
+                   data_size=data_size)
 
 
 def parse_wav(f: BinaryIO, size: int, name: str = "WAV") -> Audio:
+    (code, channels, rate, _), _, csize = _parse_header(f, size, name)
+    raw = _read_exact(f, csize, "data chunk")
+    width = 2 if code == FORMAT_PCM else 1
+    parts = deinterleave(raw, channels, width)
+    if code == FORMAT_MULAW:
+        parts = tuple(g711_decode(x, "ulaw") for x in parts)
+    elif code == FORMAT_ALAW:
+        parts = tuple(g711_decode(x, "alaw") for x in parts)
+    return Audio(sample_rate=rate, channels=parts, source_codec=_CODEC[code])
+
+
+def _parse_header(f: BinaryIO, size: int, name: str) -> tuple[tuple[int, int, int, int], int, int]:
+    """``(fmt, data offset, data size)``; ``f`` is left at the start of the samples."""
     if size < 12:
         raise InputError(f"{name} is not a WAV file (only {size} bytes)")
     riff, riff_size, wave = struct.unpack("<4sI4s", _read_exact(f, 12, "RIFF header"))
@@ -197,17 +252,9 @@ def parse_wav(f: BinaryIO, size: int, name: str = "WAV") -> Audio:
         elif cid == b"data":
             if fmt is None:
                 raise InputError(f"{name}: data chunk comes before the fmt chunk")
-            code, channels, rate, block_align = fmt
-            if csize % block_align:
+            if csize % fmt[3]:
                 raise InputError(f"{name} is truncated: data ends inside a sample frame")
-            raw = _read_exact(f, csize, "data chunk")
-            width = 2 if code == FORMAT_PCM else 1
-            parts = deinterleave(raw, channels, width)
-            if code == FORMAT_MULAW:
-                parts = tuple(g711_decode(x, "ulaw") for x in parts)
-            elif code == FORMAT_ALAW:
-                parts = tuple(g711_decode(x, "alaw") for x in parts)
-            return Audio(sample_rate=rate, channels=parts, source_codec=_CODEC[code])
+            return fmt, pos, csize
         else:
             if csize > MAX_META_CHUNK:
                 raise InputError(f"{name}: chunk {cid!r} of {csize} bytes is too large to skip safely")

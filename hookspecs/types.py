@@ -316,6 +316,10 @@ class MediaStore(Protocol):
     Keys are relative slash-separated names (``ab/cd/<recording>.cfe``). ``put`` never overwrites
     an existing object (raises ``FileExistsError``) and is atomic: after a crash the object is
     either complete or absent.
+
+    Optional (added in 1.1): ``batch()``, a context manager inside which puts may defer making
+    their names durable (e.g. one directory fsync) to the end of the block; the core names the
+    objects in the catalog only after the block. A store without it is used as before.
     """
 
     name: str

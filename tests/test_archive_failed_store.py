@@ -89,7 +89,12 @@ def flaky_app(deployment, make_app, tmp_path):
     return make_app(deployment, pm=pm), root
 
 
-def test_second_channel_failing_removes_the_first_and_shows_nothing(flaky_app, tmp_path):
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-by-one", "channels-in-parallel"])
+def test_second_channel_failing_removes_the_first_and_shows_nothing(flaky_app, tmp_path, monkeypatch, parallel):
+    import cfcore.ingest
+
+    if parallel:  # long calls store their channels at the same time; a failure must clean up alike
+        monkeypatch.setattr(cfcore.ingest, "PARALLEL_BYTES", 0)
     app, root = flaky_app
     wav, _ = make_wav(tmp_path / "call.wav", seconds=1.0, channels=2)
     DirStore.fail_channel = "customer"

@@ -17,10 +17,12 @@ This plugin imports only ``hookspecs``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 
@@ -52,6 +54,9 @@ class LocalStore:
         #: key -> path of objects read before: their checks (realpath of the directory and the
         #: file) are not repeated for each range of a stream; the open still refuses a symlink
         self._read_paths: dict[str, Path] = {}
+        #: directories whose fsync an open ``batch`` defers to its end (per context: a batch covers
+        #: the threads its caller starts with a copy of its context, and no other caller's puts)
+        self._batch: ContextVar[set[Path] | None] = ContextVar(f"cf_store_local_batch_{id(self)}", default=None)
 
     # ------------------------------------------------------------------ paths
     def _path(self, key: str) -> Path:
@@ -95,6 +100,24 @@ class LocalStore:
             self._fsync_dir(d.parent)
         self._inside(directory)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Puts inside make their directory entries durable once, at the end of the block (one
+        directory fsync for the objects of a recording instead of one per object). Each object's
+        data is still fsynced before it is linked; the caller names the objects (catalog commit)
+        only after the block."""
+        if self._batch.get() is not None:
+            yield
+            return
+        dirs: set[Path] = set()
+        token = self._batch.set(dirs)
+        try:
+            yield
+        finally:
+            self._batch.reset(token)
+            for d in sorted(dirs):
+                self._fsync_dir(d)
+
     @staticmethod
     def _fsync_dir(directory: Path) -> None:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -132,7 +155,11 @@ class LocalStore:
                 pass
             raise
         os.unlink(tmp)
-        self._fsync_dir(path.parent)
+        deferred = self._batch.get()
+        if deferred is not None:
+            deferred.add(path.parent)
+        else:
+            self._fsync_dir(path.parent)
         return size
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
