@@ -114,7 +114,7 @@ def acquire(app: Any, name: str, holder: str | None = None, seconds: float | Non
                 s.flush()
             elif row.holder == holder or row.expires_at <= now:
                 if row.holder != holder:
-                    if row.expires_at > now - ttl:  # it lapsed recently: the holder likely died
+                    if row.expires_at > row.renewed_at:  # not released: it lapsed, the holder likely died
                         log.warning("lease %s of %s lapsed; %s takes over", name, row.holder, holder)
                     row.holder, row.token, row.acquired_at = holder, row.token + 1, now
                 row.renewed_at, row.expires_at = now, now + ttl
@@ -143,7 +143,7 @@ def release(app: Any, lease: Lease) -> None:
     with app.catalog.session() as s:
         now = db_now(s)
         s.execute(update(LeaseRow).where(LeaseRow.name == lease.name, LeaseRow.holder == lease.holder,
-                                         LeaseRow.token == lease.token).values(expires_at=now))
+                                         LeaseRow.token == lease.token).values(expires_at=now, renewed_at=now))
 
 
 def holders(app: Any, prefix: str = "") -> list[dict[str, Any]]:
@@ -177,6 +177,34 @@ def enqueue(app: Any, queue: str, key: str, payload: dict[str, Any], *, rearm_do
             return False
     except IntegrityError:  # enqueued by another worker at the same moment
         return False
+
+
+def enqueue_many(app: Any, queue: str, payloads: dict[str, dict[str, Any]]) -> int:
+    """Add many new items in one transaction (keys already queued are left alone); how many added."""
+    if not payloads:
+        return 0
+    try:
+        with app.catalog.session() as s:
+            now = db_now(s)
+            known = set(s.scalars(select(WorkItemRow.key).where(WorkItemRow.queue == queue,
+                                                                WorkItemRow.key.in_(list(payloads)))))
+            new = [k for k in payloads if k not in known]
+            s.add_all([WorkItemRow(queue=queue, key=k, payload=payloads[k], state="pending", attempts=0,
+                                   available_at=now, created_at=now) for k in new])
+            return len(new)
+    except IntegrityError:  # another worker queued some of them meanwhile: one by one then
+        return sum(enqueue(app, queue, k, p) for k, p in payloads.items())
+
+
+def states(app: Any, queue: str, keys: list[str]) -> dict[str, str]:
+    """The state of each of ``keys`` that is queued (in one query per 500 keys)."""
+    out: dict[str, str] = {}
+    with app.catalog.session() as s:
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            out.update({k: st for k, st in s.execute(select(WorkItemRow.key, WorkItemRow.state).where(
+                WorkItemRow.queue == queue, WorkItemRow.key.in_(chunk)))})
+    return out
 
 
 def claim(app: Any, queue: str, *, holder: str | None = None, limit: int = 1, seconds: float | None = None,

@@ -56,29 +56,45 @@ def _stem_ok(stem: str) -> bool:
 
 
 def scan(app: Any) -> int:
-    """Queue every complete call of the directory that is not queued yet; returns how many."""
+    """Queue every complete call of the directory that is not queued yet; returns how many.
+
+    One query for the states of all the directory's calls; only new calls' markers are read, and
+    they are queued in one transaction (a scan of a large backlog costs the workers little)."""
     directory = pickup_dir(app)
     if directory is None or not directory.is_dir():
         return 0
-    queued = 0
-    for meta_path in sorted(directory.glob("*.json")):
-        stem = meta_path.stem
-        if not _stem_ok(stem):
+    stems = sorted(p.stem for p in directory.glob("*.json") if _stem_ok(p.stem))
+    if not stems:
+        return 0
+    known = leases.states(app, QUEUE, stems)
+    new: dict[str, dict[str, Any]] = {}
+    again: dict[str, dict[str, Any]] = {}
+    for stem in stems:
+        state = known.get(stem)
+        if state is not None and state != "done":
+            continue  # queued, being archived, or failed (its files were moved away)
+        payload = _payload(directory / f"{stem}.json")
+        if payload is None:
             continue
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
-            payload: dict[str, Any] = {"meta": meta}
-        except FileNotFoundError:
-            continue  # taken away meanwhile (archived by a worker)
-        except (ValueError, UnicodeDecodeError) as exc:
-            payload = {"invalid": f"{meta_path.name}: {exc}"[:300]}
         # an item already done whose files are back (delivered again, or their removal failed) is
         # queued again; the archive step itself never makes a second recording of the same call
-        if leases.enqueue(app, QUEUE, stem, payload, rearm_done=True):
-            queued += 1
+        (again if state == "done" else new)[stem] = payload
+    queued = leases.enqueue_many(app, QUEUE, new)
+    for stem, payload in again.items():
+        queued += leases.enqueue(app, QUEUE, stem, payload, rearm_done=True)
     return queued
+
+
+def _payload(meta_path: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        return {"meta": meta}
+    except FileNotFoundError:
+        return None  # taken away meanwhile (archived by a worker)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return {"invalid": f"{meta_path.name}: {exc}"[:300]}
 
 
 def _call(app: Any, directory: Path, stem: str, meta: dict[str, Any]) -> FinishedCall:
