@@ -113,8 +113,8 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
            "random suffix are added, so several workers may share it)."),
         _k("lease_seconds", "number", "30", "Several workers on one catalog: a dead worker's jobs, capture sources and "
            "claimed items are taken over after this long (at least 2)."),
-        _k("heartbeat_seconds", "number", "lease_seconds / 3", "How often a worker renews its leases (at most a "
-           "third of lease_seconds)."),
+        _k("heartbeat_seconds", "number", "10", "How often a worker renews its leases (default and at most: a third "
+           "of lease_seconds)."),
     ),
     "capture": (
         _k("event_loop", "string", '"asyncio"', "Event loop of cf capture run: asyncio or uvloop."),

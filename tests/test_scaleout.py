@@ -26,16 +26,19 @@ START = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)  # before the tests' frozen clo
 
 
 def test_a_lease_is_exclusive_renewed_and_taken_over_once_it_lapses(app):
-    a = leases.acquire(app, "job:x", "worker-a", seconds=1)
+    a = leases.acquire(app, "job:x", "worker-a", seconds=60)
     assert a is not None and a.token == 1
-    assert leases.acquire(app, "job:x", "worker-b", seconds=1) is None
-    a2 = leases.renew(app, a, seconds=1)
+    assert leases.acquire(app, "job:x", "worker-b", seconds=60) is None
+    a2 = leases.renew(app, a, seconds=60)
     assert a2 is not None and a2.expires_at >= a.expires_at
-    time.sleep(1.3)  # worker-a "died": it renews no more
-    b = leases.acquire(app, "job:x", "worker-b", seconds=30)
+    assert leases.acquire(app, "job:x", "worker-b") is None
+    a3 = leases.renew(app, a2, seconds=0.3)  # worker-a's last heartbeat; then it "dies"
+    assert a3 is not None
+    time.sleep(0.6)
+    b = leases.acquire(app, "job:x", "worker-b", seconds=60)
     assert b is not None and b.token == 2
-    assert leases.renew(app, a2) is None, "the old holder must learn that it lost the lease"
-    leases.release(app, a2)  # a stale release changes nothing
+    assert leases.renew(app, a3) is None, "the old holder must learn that it lost the lease"
+    leases.release(app, a3)  # a stale release changes nothing
     assert [h["holder"] for h in leases.holders(app, "job:")] == ["worker-b"]
     leases.release(app, b)
     assert leases.holders(app, "job:") == []
@@ -74,10 +77,11 @@ def test_concurrent_workers_claim_every_item_exactly_once(app):
 
 def test_a_dead_workers_item_is_claimed_again_and_it_cannot_finish_it(app):
     leases.enqueue(app, "q", "only", {})
-    first = leases.claim(app, "q", holder="dead", seconds=0.5)
+    first = leases.claim(app, "q", holder="dead", seconds=60)
     assert [i.key for i in first] == ["only"]
     assert leases.claim(app, "q", holder="live") == []
-    time.sleep(0.8)
+    assert leases.extend(app, first, seconds=0.3) == 1  # its last heartbeat; then the worker "dies"
+    time.sleep(0.6)
     again = leases.claim(app, "q", holder="live")
     assert [(i.key, i.attempts) for i in again] == [("only", 2)]
     assert not leases.complete(app, first[0]), "a lapsed claim cannot complete the item"
