@@ -39,7 +39,13 @@ def _schema_url(schema: str) -> str:
     return f"{PG_ADMIN_URL.split('?')[0]}?options=-csearch_path%3D{schema}"
 
 
-def one_round(workers: int, calls: int, seconds: float, staged: Path, tmp: Path) -> float:
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_round(workers: int, calls: int, seconds: float, staged: Path, tmp: Path) -> tuple[float, float]:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     schema = f"bench_{secrets.token_hex(5)}"
     with admin.connect() as c:
@@ -67,6 +73,7 @@ def one_round(workers: int, calls: int, seconds: float, staged: Path, tmp: Path)
                     pass
                 assert time.monotonic() < deadline, "worker did not come up"
                 time.sleep(0.2)
+        cpu0 = sum(_cpu(p.pid) for p in procs)
         t0 = time.perf_counter()
         for f in sorted(staged.glob("*.wav")):
             shutil.copy(f, drop / f".{f.name}.tmp")
@@ -84,8 +91,9 @@ def one_round(workers: int, calls: int, seconds: float, staged: Path, tmp: Path)
                 assert proc.poll() is None, "a worker died"
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
+        cpu = sum(_cpu(p.pid) for p in procs) - cpu0
         assert recs == calls, (recs, calls)
-        return elapsed
+        return elapsed, cpu
     finally:
         for proc in procs:
             stop_worker(proc)
@@ -102,6 +110,7 @@ def main() -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}")
     print(f"backlog: {calls} mono calls of {seconds:.0f} s (8 kHz PCM), PostgreSQL catalog, local store")
     results: dict[int, list[float]] = {1: [], 2: []}
+    cpus: dict[int, list[float]] = {1: [], 2: []}
     keep = os.environ.get("BENCH_KEEP")  # a directory: keep the workers' logs there
     with tempfile.TemporaryDirectory(prefix="cf-bench-scaleout-") as t:
         tmp = Path(keep) if keep else Path(t)
@@ -109,13 +118,16 @@ def main() -> None:
         drop_calls(staged, calls, seconds=seconds, start=datetime.now(UTC) - timedelta(days=1))
         for r in range(rounds):
             for workers in (1, 2) if r % 2 == 0 else (2, 1):
-                el = one_round(workers, calls, seconds, staged, tmp)
+                el, cpu = one_round(workers, calls, seconds, staged, tmp)
                 results[workers].append(el)
-                print(f"round {r + 1}: {workers} worker(s): {el:.2f} s ({calls / el:.1f} calls/s; "
-                      f"load average {os.getloadavg()[0]:.1f})", flush=True)
+                cpus[workers].append(cpu)
+                print(f"round {r + 1}: {workers} worker(s): {el:.2f} s ({calls / el:.1f} calls/s; workers' CPU "
+                      f"{1000 * cpu / calls:.0f} ms per call; load average {os.getloadavg()[0]:.1f})", flush=True)
     one, two = statistics.median(results[1]), statistics.median(results[2])
     print(f"median 1 worker: {one:.2f} s ({calls / one:.1f} calls/s)")
     print(f"median 2 workers: {two:.2f} s ({calls / two:.1f} calls/s)")
+    print(f"median workers' CPU per call: 1 worker {1000 * statistics.median(cpus[1]) / calls:.0f} ms, "
+          f"2 workers {1000 * statistics.median(cpus[2]) / calls:.0f} ms (the same: no work done twice, no spinning)")
     print(f"speed-up 2 vs 1: {one / two:.2f}x  (per-round ratios: "
           f"{', '.join(f'{a / b:.2f}' for a, b in zip(results[1], results[2], strict=True))})")
 
