@@ -5,6 +5,7 @@ and real worker processes killed with SIGKILL losing nothing (a job's item nor a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -226,6 +227,8 @@ def test_a_worker_killed_mid_batch_loses_nothing(deployment, make_app, tmp_path,
     archive = _audit(app, "recording.archive")
     assert sorted(e.target_id for e in archive) == sorted(r[1] for r in rows), "one audit entry per recording"
     assert app.audit.verify().ok
+    starts = _audit(app, "server.start")
+    assert {json.loads(e.detail)["worker"].split(":")[1] for e in starts} == {str(a.pid), str(b.pid)}
     assert leases.counts(app, pickup.QUEUE) == {"done": n}
     assert not list(drop.glob("*.json")) and not list(drop.glob("*.wav"))
 
