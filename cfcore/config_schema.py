@@ -112,10 +112,21 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         _k("trusted_proxies", "list of addresses", "[]", "Reverse proxies whose X-Forwarded-For is believed."),
         _k("log_format", "string", '"text"', "Log lines: text, json (JSON lines) or kv (key=value)."),
         _k("secure_cookies", "boolean", "false", "The session cookie is always Secure (behind a TLS proxy)."),
+        _k("worker_name", "string", "the host name", "Name of this cf serve worker in leases and logs (the pid and a "
+           "random suffix are added, so several workers may share it)."),
+        _k("lease_seconds", "number", "30", "Several workers on one catalog: a dead worker's jobs, capture sources and "
+           "claimed items are taken over after this long (at least 2)."),
+        _k("heartbeat_seconds", "number", "10", "How often a worker renews its leases (default and at most: a third "
+           "of lease_seconds)."),
     ),
     "capture": (
         _k("event_loop", "string", '"asyncio"', "Event loop of cf capture run: asyncio or uvloop."),
         _k("live_segment_size", "integer", "16000", "Bytes of PCM per encrypted live-spool segment (1 s)."),
+        _k("pickup_dir", "path", '""', "Pickup directory of finished calls (<name>.wav, <name>.customer.wav, "
+           "<name>.json last); cf serve workers share it (cfcore/pickup.py); empty: off."),
+        _k("pickup_source", "string", '"pickup"', "Source name the pickup's recordings are archived under."),
+        _k("pickup_max_attempts", "integer", "5", "Claims of one pickup call that end without a result (workers "
+           "died) before it is given up."),
         _k("sources", "table of sources", "{}", "What each capture source is trusted with "
            "[capture.sources.<name>] (by the source's name, e.g. asterisk, mobile, siprec)."),
     ),

@@ -747,12 +747,19 @@ class BackgroundJob:
     uses what its registration closed over and ignores it). ``interval_seconds > 0`` runs it every
     that many seconds, the first run at start-up; ``0`` runs it once at start-up (long-running
     services). A failing run is logged and retried at the next interval.
+
+    ``scope`` (added for scale-out, issue 20) says where it runs when several ``cf serve`` workers share one
+    catalog: ``"cluster"`` (the default) on one worker at a time — each run holds the lease
+    ``job:<name>``, renewed while it runs; a worker that dies mid-run loses it after
+    ``[server] lease_seconds`` and another worker runs the job; ``"worker"`` on every worker —
+    for work that is per process, or that claims its own items (``cfcore.leases.claim``).
     """
 
     name: str = attrs.field(validator=_nonempty)
     interval_seconds: float = attrs.field(converter=float, validator=v.ge(0.0))
     run: Callable[[Any], Any]
     description: str = ""
+    scope: str = attrs.field(default="cluster", validator=v.in_(("cluster", "worker")))
 
 
 @attrs.frozen(kw_only=True)

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Id prefix of runners started under a source lease by ``cf serve`` workers.
+LEASED_PREFIX = "lease-"
+
+
 class CaptureError(CallFortError):
     exit_code = 10
     http_status = 503
@@ -98,14 +102,20 @@ class CoreSink:
 
 class CaptureRunner:
     def __init__(self, app: App, sources: list[CaptureSource] | None = None, *, poll_interval: float = 0.2,
-                 heartbeat_interval: float = 2.0) -> None:
+                 heartbeat_interval: float = 2.0, leased: bool = False) -> None:
         self.app = app
         self.sources = {s.name: s for s in (sources if sources is not None else discover_sources(app))}
         self.live = LiveCapture(app)
         self.sinks = {name: CoreSink(app, s, self.live) for name, s in self.sources.items()}
         self.poll_interval = poll_interval
+        #: True when the caller holds each source's lease (``cfcore.capture.jobs``): the lease,
+        #: not the runners' heartbeats, then says who runs a source, and a runner taking over
+        #: from a dead one need not wait for its heartbeat to go stale.
+        self.leased = leased
         self.heartbeat_interval = heartbeat_interval
-        self.id = secrets.token_hex(8)
+        # A leased runner's id says so: a standalone runner (``cf capture run``) still refuses it
+        # by heartbeat, and it refuses only standalone runners (leases settle the rest).
+        self.id = f"{LEASED_PREFIX}{secrets.token_hex(8)}" if leased else secrets.token_hex(8)
         self.host = socket.gethostname() or "localhost"
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -133,6 +143,8 @@ class CaptureRunner:
         if not self.sources:
             log.warning("no capture source is configured (see docs/asterisk.md)")
         holder = await asyncio.to_thread(controller.source_holder, self.app, list(self.sources), self.id)
+        if holder is not None and self.leased and str(holder["id"]).startswith(LEASED_PREFIX):
+            holder = None  # a leased runner whose lease lapsed (its worker died): we hold it now
         if holder is not None:
             # Two runners on one PBX would start two MixMonitors per call and race for the files.
             raise CaptureError(f"capture source '{holder['source']}' is already run by runner {holder['id']} "

@@ -59,8 +59,11 @@ def register(cli: click.Group) -> None:
         host = host or app.config.get("server.host", str, DEFAULT_HOST)
         port = port if port is not None else app.config.get("server.port", int, DEFAULT_PORT)
         jobs = [] if no_jobs else sorted(registered_jobs(app))
+        from ..leases import worker_id
+
+        # the worker's lease identity: which of several workers on one catalog did what
         app.audit.record(system_cli_context("cli.serve"), "server.start", "server", f"{host}:{port}", "ok",
-                         {"jobs": jobs})
+                         {"jobs": jobs, "worker": worker_id(app)})
         from ..web.tls import tls_options
 
         tls = tls_options(app)

@@ -6,6 +6,7 @@ from . import (
     models_capture,  # noqa: F401
     models_fis,  # noqa: F401
     models_integration,  # noqa: F401
+    models_leases,  # noqa: F401
     models_retention,  # noqa: F401
     models_sync,  # noqa: F401
 )

@@ -8,7 +8,7 @@ from hookspecs.types import BackgroundJob
 
 @hookimpl
 def cf_background_jobs() -> list[BackgroundJob]:
-    from cfcore import outbox, transcripts
+    from cfcore import outbox, pickup, transcripts
     from cfcore.access.approvals import expire_job
     from cfcore.access.authflood import flush_job
     from cfcore.capture.jobs import run_capture
@@ -19,7 +19,7 @@ def cf_background_jobs() -> list[BackgroundJob]:
     return [
         BackgroundJob(name="approvals.expire", interval_seconds=60, run=expire_job,
                       description="marks four-eyes requests past their expiry as expired"),
-        BackgroundJob(name="auth.failures", interval_seconds=30, run=flush_job,
+        BackgroundJob(name="auth.failures", interval_seconds=30, run=flush_job, scope="worker",
                       description="writes the counted failed logins to the audit trail"),
         BackgroundJob(name="retention.purge", interval_seconds=JOB_POLL_SECONDS, run=purge_job,
                       description="deletes recordings whose retention ended (crypto-shredding)"),
@@ -27,8 +27,12 @@ def cf_background_jobs() -> list[BackgroundJob]:
                       description="FIS rules and scrubs when due; retries alert deliveries"),
         BackgroundJob(name=ANCHOR_JOB, interval_seconds=TICK_SECONDS, run=run_anchor,
                       description="anchors the audit trail outside the database when due"),
-        BackgroundJob(name="capture", interval_seconds=0, run=run_capture,
-                      description="runs the configured capture sources"),
+        BackgroundJob(name="capture", interval_seconds=0, run=run_capture, scope="worker",
+                      description="runs the configured capture sources (each on the one worker holding its lease)"),
+        BackgroundJob(name=pickup.SCAN_JOB, interval_seconds=1, run=pickup.scan_job,
+                      description="queues the calls dropped into the [pickup] directory"),
+        BackgroundJob(name=pickup.INGEST_JOB, interval_seconds=0.5, run=pickup.ingest_job, scope="worker",
+                      description="archives queued pickup calls (every worker claims its share)"),
         BackgroundJob(name="transcripts.run", interval_seconds=60, run=transcripts.job,
                       description="transcribes consented recordings when [transcription] is enabled"),
         BackgroundJob(name="integration.outbox", interval_seconds=5, run=outbox.job,
