@@ -36,8 +36,10 @@ def start_worker(config: Path, port: int, *, now: str | None, log: Path) -> subp
     for k in ("CF_USER", "CF_PASSWORD", "CF_TOKEN", "CF_TEST_CRASH_AT"):
         env.pop(k, None)
     out = open(log, "ab")  # noqa: SIM115 - the process owns it
-    return subprocess.Popen([sys.executable, "-m", "cfcore", "serve", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([sys.executable, "-m", "cfcore", "serve", "--port", str(port), "--log-level", "warning"],
                             env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc.log_path = log  # type: ignore[attr-defined]  # for the failure message of a test
+    return proc
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:

@@ -181,7 +181,10 @@ def _wait(cond, timeout: float, what: str, procs=()):
         if value:
             return value
         for p in procs:
-            assert p.poll() is None or p.returncode == -signal.SIGKILL, f"a worker exited: {p.returncode}"
+            if p.poll() is not None and p.returncode != -signal.SIGKILL:
+                log = getattr(p, "log_path", None)
+                tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+                raise AssertionError(f"a worker exited: {p.returncode}\n{tail}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
 
@@ -197,6 +200,8 @@ def _running_by(app, pid: int) -> bool:
 def test_a_worker_killed_mid_batch_loses_nothing(deployment, make_app, tmp_path, frozen_clock, free_port):
     """Two ``cf serve`` processes share a pickup backlog; one is killed with SIGKILL while it holds
     an item; the other finishes: every call archived exactly once, audit trail complete."""
+    from cfcore.testing import free_tcp_port
+
     drop = tmp_path / "pickup"
     with open(deployment, "a", encoding="utf-8") as f:
         f.write(f'\n[server]\nlease_seconds = 3\n\n[capture]\npickup_dir = "{drop}"\n')
@@ -205,8 +210,8 @@ def test_a_worker_killed_mid_batch_loses_nothing(deployment, make_app, tmp_path,
     stems = drop_calls(drop, n, start=START, seconds=3.0)
     now = frozen_clock.now().isoformat()
     a = start_worker(deployment, free_port, now=now, log=tmp_path / "a.log")
-    b = start_worker(deployment, free_port + 1 if free_port < 65000 else free_port - 1, now=now,
-                     log=tmp_path / "b.log")
+    # a port of its own (free_port + 1 could be another test's: CI 2026-12-02, B exited 3 = bind)
+    b = start_worker(deployment, free_tcp_port(), now=now, log=tmp_path / "b.log")
     try:
         def archived() -> int:
             with app.catalog.session() as s:
