@@ -29,12 +29,15 @@ def drop_calls(directory: Path, n: int, *, seconds: float = 2.0, start: datetime
     return stems
 
 
-def start_worker(config: Path, port: int, *, now: str | None, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(config: Path, port: int, *, now: str | None, log: Path,
+                 crash_at: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CF_CONFIG": str(config)}
     if now:
         env["CF_NOW"] = now
     for k in ("CF_USER", "CF_PASSWORD", "CF_TOKEN", "CF_TEST_CRASH_AT"):
         env.pop(k, None)
+    if crash_at:
+        env["CF_TEST_CRASH_AT"] = crash_at  # the test kit ends the process there (os._exit, as if killed)
     out = open(log, "ab")  # noqa: SIM115 - the process owns it
     proc = subprocess.Popen([sys.executable, "-m", "cfcore", "serve", "--port", str(port), "--log-level", "warning"],
                             env=env, stdout=out, stderr=subprocess.STDOUT)
