@@ -185,7 +185,8 @@ KILLED = textwrap.dedent('''
 ''')
 
 
-async def test_killed_recorder_keeps_complete_segments_and_finalises_incomplete(app, deployment, tmp_path):
+async def kill_recorder_mid_call(deployment, tmp_path) -> subprocess.Popen:
+    """A recorder process writing a live call, killed with SIGKILL 3.5 s into it."""
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
     root = str(Path(__file__).resolve().parent.parent)
@@ -197,6 +198,11 @@ async def test_killed_recorder_keeps_complete_segments_and_finalises_incomplete(
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
+    return proc
+
+
+async def test_killed_recorder_keeps_complete_segments_and_finalises_incomplete(app, deployment, tmp_path):
+    proc = await kill_recorder_mid_call(deployment, tmp_path)
     assert proc.returncode == -signal.SIGKILL
     done = await asyncio.to_thread(recover, app, ["live-test"])
     assert len(done) == 1
@@ -221,17 +227,7 @@ async def test_recovery_replaces_the_orphan_of_an_earlier_attempt(app, deploymen
 
     from cfcore.archive import object_key
 
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED)
-    root = str(Path(__file__).resolve().parent.parent)
-    proc = subprocess.Popen([sys.executable, str(script), str(deployment), root], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": root})
-    try:
-        assert proc.stdout is not None
-        assert (await asyncio.to_thread(proc.stdout.readline)).strip() == "ready"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(10)
+    await kill_recorder_mid_call(deployment, tmp_path)
     (meta_path,) = list((Path(app.data_dir) / SPOOL_DIR).rglob("meta.json"))
     meta = _json.loads(meta_path.read_text())
     orphan = object_key(meta["rec_id"], "advisor", _dt.fromisoformat(meta["started_at"]))
