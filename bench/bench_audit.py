@@ -36,11 +36,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
+from pgdb import own_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from cfcore.app import App  # noqa: E402
 from cfcore.audit import canonical  # noqa: E402
@@ -94,18 +95,6 @@ def raw_baseline(app: App) -> tuple[float, int]:
     return wall, n
 
 
-def own_database(url: str) -> tuple[str, Any]:
-    name = f"cf_bench_audit_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url.rsplit("/", 1)[0] + "/" + name, drop
 
 
 def best(fn: Any, repeat: int) -> tuple[Any, float]:
@@ -121,7 +110,7 @@ def best(fn: Any, repeat: int) -> tuple[Any, float]:
 def run(url: str | None, n: int, work: Path, repeat: int) -> dict[str, Any]:
     drop = None
     if url:
-        url, drop = own_database(url)
+        url, drop = own_database(url, "cf_bench_audit")
     url = url or f"sqlite:///{work / 'catalog.db'}"
     cfg = write_deployment(work / "deploy", url)
     clock = FrozenClock(NOW - timedelta(days=1))

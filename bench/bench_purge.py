@@ -34,11 +34,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
+from pgdb import own_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, delete, insert, select, text  # noqa: E402
+from sqlalchemy import delete, insert, select  # noqa: E402
 
 from cfcore.app import App  # noqa: E402
 from cfcore.archive import object_key  # noqa: E402
@@ -121,25 +122,12 @@ def raw_delete(app: App, ids: list[str], root: Path) -> None:
             s.execute(delete(Recording).where(Recording.id.in_(part)))
 
 
-def own_database(url: str) -> tuple[str, Any]:
-    """A fresh PostgreSQL database for the run; returns its URL and a function that drops it."""
-    name = f"cf_bench_purge_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url.rsplit("/", 1)[0] + "/" + name, drop
 
 
 def run(url: str | None, n: int, work: Path) -> dict[str, Any]:
     drop = None
     if url and url.startswith("postgresql"):
-        url, drop = own_database(url)
+        url, drop = own_database(url, "cf_bench_purge")
     url = url or f"sqlite:///{work / 'catalog.db'}"
     cfg = write_deployment(work / "deploy", url)
     root = work / "deploy" / "media"
