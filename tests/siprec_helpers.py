@@ -212,10 +212,12 @@ def multipart(sdp: str | None, xml: str | None, *, xml_first: bool = False, extr
 
 
 def request(method: str, ctype: str | None = None, body: str = "", *, cseq: int = 1, extra_headers: str = "",
-            in_dialog: bool = False, require: str = "siprec", contact_param: str = "+sip.src") -> str:
+            in_dialog: bool = False, require: str = "siprec", contact_param: str = "+sip.src",
+            branch: str = "[branch]") -> str:
+    """A request for sipp; a fixed ``branch`` lets a test send a retransmission of it."""
     to = "<sip:srs@[remote_ip]:[remote_port]>" + ("[peer_tag_param]" if in_dialog else "")
     head = [f"{method} sip:srs@[remote_ip]:[remote_port] SIP/2.0",
-            "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+            f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={branch}",
             "From: <sip:src@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
             f"To: {to}", "Call-ID: [call_id]", f"CSeq: {cseq} {method}",
             f"Contact: <sip:src@[local_ip]:[local_port];transport=[transport]>;{contact_param}",

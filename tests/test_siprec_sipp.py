@@ -17,10 +17,12 @@ import socket
 import pytest
 
 from cfcore.capture import controller
+from cfcore.capture.live import evidence_of
 from cfcore.capture.runner import CaptureRunner
 from cfcore.testing import free_tcp_port
 from tests.asterisk_sim import make_user
 from tests.siprec_helpers import (
+    ACK,
     ack,
     bye,
     channel,
@@ -35,6 +37,7 @@ from tests.siprec_helpers import (
     recv,
     request,
     rfc_metadata,
+    rtp_packet,
     scenario,
     sdp_offer,
     send,
@@ -277,6 +280,96 @@ async def test_avaya_sbce_dummy_participant_then_update_with_ucid(srs, pcaps):
     # the advisor's audio before the UPDATE was kept in memory and written once the advisor was known
     assert dominant(a, 0.3, 1.2) == 440 and level(a, 0.3, 5.5) > 4000
     check_metadata_evidence(h, row.recording_id)
+
+
+class UdpSrc:
+    """A SIP client over UDP that renders the sipp templates of ``request`` itself and sends each
+    datagram exactly as told, twice where a test wants a retransmission; it reads every answer, in
+    whatever order they come (sipp aborts on an answer that arrives between two of its sends)."""
+
+    def __init__(self, srs_port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port, self.srs_port = self.sock.getsockname()[1], srs_port
+        self.call_id = f"retrans-{random.getrandbits(32):08x}@127.0.0.1"
+        self.peer_tag = ""
+        self.answers: list[str] = []
+
+    def render(self, template: str) -> bytes:
+        head, _, body = template.partition("\n\n")
+        for k, v in {"[media_ip]": "127.0.0.1", "[media_port]": "40000", "[media_port+2]": "40002",
+                     "[local_ip]": "127.0.0.1", "[cseq]": "1"}.items():
+            body = body.replace(k, v)
+        body = body.replace("\n", "\r\n")
+        for k, v in {"[remote_ip]": "127.0.0.1", "[remote_port]": str(self.srs_port), "[local_ip]": "127.0.0.1",
+                     "[local_port]": str(self.port), "[transport]": "UDP", "[call_id]": self.call_id,
+                     "[pid]": "1", "[call_number]": "1", "[peer_tag_param]": self.peer_tag,
+                     "[len]": str(len(body.encode()))}.items():
+            head = head.replace(k, v)
+        return (head.replace("\n", "\r\n") + "\r\n\r\n" + body).encode()
+
+    def send(self, template: str, times: int = 1) -> None:
+        data = self.render(template)
+        for _ in range(times):
+            self.sock.sendto(data, ("127.0.0.1", self.srs_port))
+
+    async def rtp(self, seconds: float, start: float = 0.0) -> None:
+        """A 440 Hz tone in PCMU to every stream of the SRS's answer, in real time."""
+        answer = next(a for a in self.answers if re.search(r"^CSeq: \d+ INVITE", a, re.M) and "m=audio" in a)
+        ports = [int(p) for p in re.findall(r"^m=audio (\d+)", answer, re.M)]
+        payload = ulaw(tone(440.0, seconds, start_sample=int(start * 8000)))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
+            for n in range(int(seconds * 50)):
+                seq = int(start * 50) + n
+                for i, port in enumerate(ports):
+                    rtp.sendto(rtp_packet(seq, seq * 160, 0x1000 + i, payload[n * 160:(n + 1) * 160]),
+                               ("127.0.0.1", port))
+                await asyncio.sleep(0.02)
+
+    async def until(self, status: int, method: str, timeout: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                data = self.sock.recv(65535).decode(errors="replace")
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+                continue
+            self.answers.append(data)
+            m = re.search(r"^To:.*?(;tag=[^;\s]+)", data, re.M)
+            if m and not self.peer_tag:
+                self.peer_tag = m.group(1)
+            if data.startswith(f"SIP/2.0 {status} ") and re.search(rf"^CSeq: \d+ {method}", data, re.M):
+                return
+        raise AssertionError(f"no {status} for {method}; got {[a.split(chr(13))[0] for a in self.answers]}")
+
+
+async def test_retransmissions_that_arrive_while_the_request_is_handled_are_absorbed(srs):
+    """An INVITE and an UPDATE each arrive twice (same branch and CSeq, as a UDP retransmission does
+    when the answer is late). Before the fix the second INVITE got 482 Loop Detected and the second
+    UPDATE was stored as a third metadata version: CI on a loaded machine, where starting the call
+    (catalog writes) took longer than the SRC's 500 ms retransmission timer."""
+    ctype, body = multipart(sdp_offer(), AVAYA_DUMMY, xml_first=True)
+    xtype, xbody = multipart(None, AVAYA_REAL)
+    async with srs() as h:
+        src = UdpSrc(h.sip_port)
+        src.send(request("INVITE", ctype, body, branch="z9hG4bK-cf-inv-1"), times=2)
+        await src.until(200, "INVITE")
+        src.send(ACK.replace("{cseq}", "1"))
+        await src.rtp(seconds=1.0)
+        src.send(request("UPDATE", xtype, xbody, cseq=2, in_dialog=True, branch="z9hG4bK-cf-upd-2"), times=2)
+        await src.until(200, "UPDATE")
+        await src.rtp(seconds=1.0, start=1.0)
+        src.send(request("BYE", cseq=3, in_dialog=True, branch="z9hG4bK-cf-bye-3"))
+        await src.until(200, "BYE")
+        row = await h.archived()
+    statuses = [a.split("\r\n")[0] for a in src.answers]
+    assert not [s for s in statuses if not s.startswith(("SIP/2.0 100 ", "SIP/2.0 200 "))], statuses
+    assert row.advisor_id == "A4711"
+    ev = evidence_of(h.app, row.recording_id)
+    assert [v["method"] for v in ev[0]["versions"]] == ["INVITE", "UPDATE"]
+    assert h.source.counters["retransmissions"] >= 2
 
 
 def check_metadata_evidence(h, rec_id):

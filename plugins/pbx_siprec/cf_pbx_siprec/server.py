@@ -219,10 +219,11 @@ class SiprecSource:
         self._stop = asyncio.Event()
         self._servers: list[Any] = []
         self._udp: asyncio.DatagramTransport | None = None
-        self._tx: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._tx: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
-        self.counters: dict[str, int] = {"invites": 0, "rejected": 0, "ended": 0, "frames": 0, "frame_errors": 0}
+        self.counters: dict[str, int] = {"invites": 0, "rejected": 0, "ended": 0, "frames": 0, "frame_errors": 0,
+                                         "retransmissions": 0}
         self.last_error: str | None = None
 
     # ---------------------------------------------------------------- CaptureSource
@@ -365,17 +366,22 @@ class SiprecSource:
             await self._request(msg, reply)
         except SipParseError as exc:
             self.counters["rejected"] += 1
-            reply.send(response(msg, exc.status or 400, "Bad Request", to_tag=secrets.token_hex(4),
+            self._send(msg, reply, response(msg, exc.status or 400, "Bad Request", to_tag=secrets.token_hex(4),
                                 headers=[("Warning", f'399 callfort "{str(exc)[:80]}"')]))
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"[:200]
             log.exception("SIP request %s failed", msg.method)
             with contextlib.suppress(Exception):
-                reply.send(response(msg, 500, "Server Internal Error"))
+                self._send(msg, reply, response(msg, 500, "Server Internal Error"))
+
+    @staticmethod
+    def _tx_key(msg: SipMessage) -> tuple[str, str, str, str]:
+        """A server transaction: Call-ID, Via branch, method and CSeq (the CSeq tells apart the
+        requests of an RFC 2543 client that sends no branch)."""
+        return (msg.call_id, msg.branch, msg.method or "", (msg.get("cseq") or "").strip())
 
     def _remember(self, msg: SipMessage, data: bytes) -> None:
-        key = (msg.call_id, msg.branch, msg.method or "")
-        self._tx[key] = data
+        self._tx[self._tx_key(msg)] = data
         while len(self._tx) > 20000:
             self._tx.popitem(last=False)
 
@@ -388,10 +394,24 @@ class SiprecSource:
     async def _request(self, msg: SipMessage, reply: Reply) -> None:
         method = msg.method or ""
         if method not in ("ACK", "CANCEL"):
-            prev = self._tx.get((msg.call_id, msg.branch, method))
-            if prev is not None:  # a retransmission: the same answer again
-                reply.send(prev)
-                return
+            key = self._tx_key(msg)
+            if key in self._tx:  # a retransmission (RFC 3261 17.2): absorbed
+                self.counters["retransmissions"] += 1
+                prev = self._tx[key]
+                if prev:  # the last answer sent, final or provisional, goes out again
+                    reply.send(prev)
+                return  # still being handled: the answer is on its way
+            self._remember(msg, b"")
+            try:
+                await self._dispatch(msg, reply)
+            finally:
+                if self._tx.get(key) == b"":  # ended without an answer: a retransmission is handled anew
+                    del self._tx[key]
+            return
+        await self._dispatch(msg, reply)
+
+    async def _dispatch(self, msg: SipMessage, reply: Reply) -> None:
+        method = msg.method or ""
         sess = self.sessions.get(msg.call_id)
         if method == "OPTIONS":
             self._send(msg, reply, response(msg, 200, "OK", to_tag=secrets.token_hex(4), headers=[
@@ -479,7 +499,7 @@ class SiprecSource:
         self.sessions[msg.call_id] = sess
         self.by_call[sess.call_id] = sess
         if reply.udp:
-            reply.send(response(msg, 100, "Trying"))
+            self._send(msg, reply, response(msg, 100, "Trying"))
         try:
             await self._open_media(sess, list(range(len(offer.media))))
         except OSError as exc:
