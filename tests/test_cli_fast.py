@@ -14,7 +14,7 @@ import sys
 
 import click
 import pytest
-from access_helpers import login_env, make_user
+from access_helpers import ingest, login_env, make_user
 
 from cfcore.cli.main import COMMAND_MODULES, LAZY_COMMANDS, LazyCommands
 from cfcore.testing import TEST_ONLY_MARK
@@ -72,10 +72,14 @@ def _probe(tmp_path, deployment, env, *args):
     return set(result["modules"]), proc
 
 
-@pytest.mark.parametrize("args", [("recordings", "list"), ("audit", "list", "--limit", "5"), ("approvals", "list"),
-                                  ("users", "show")])
+@pytest.mark.parametrize("args", [("recordings", "list"), ("recordings", "show", "{rec}"),
+                                  ("audit", "list", "--limit", "5"), ("approvals", "list"), ("users", "show"),
+                                  ("calls", "list")])
 def test_an_everyday_command_imports_only_its_own_area(app, deployment, frozen_clock, tmp_path, args):
     make_user(app, "dora", ["dpo"])
+    if "{rec}" in args:
+        rec = ingest(app, tmp_path, "A100")
+        args = tuple(a.replace("{rec}", rec) for a in args)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CF_")}
     modules, proc = _probe(tmp_path, deployment, {**env, **login_env("dora"), "CF_NOW": frozen_clock.now().isoformat()},
                            *args)
