@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,11 +23,15 @@ from .base import Base
 # area; the schema tools (migrations, backup) import ``all_models`` themselves.
 
 
+#: How long a writer waits for SQLite's write lock before it fails with "database is locked".
+BUSY_TIMEOUT_MS = 30000
+
+
 def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "FULL") -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.close()
 
@@ -33,6 +42,78 @@ def _sqlite_unsynced_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-un
 
 #: Execution option of the read-only sessions' connections (SQLite: a deferred ``BEGIN``).
 _READ_ONLY = "cf_read_only"
+
+log = logging.getLogger(__name__)
+
+#: A write transaction held longer than this is logged when it ends (SQLite: every other writer of
+#: the deployment, in any process, waits for it; after ``busy_timeout`` they fail).
+SLOW_WRITE_SECONDS = 5.0
+
+
+def _opened_at() -> str:
+    """``file:line in function`` of the code that opened the transaction: the first frame outside
+    SQLAlchemy, contextlib and this module (no values, so nothing personal)."""
+    f: Any = sys._getframe(2)
+    while f is not None:
+        name = f.f_code.co_filename
+        if not (name == __file__ or "sqlalchemy" in name or name.endswith("contextlib.py")):
+            return f"{os.path.basename(name)}:{f.f_lineno} in {f.f_code.co_name}"
+        f = f.f_back
+    return "?"
+
+
+class WriteWatch:
+    """Who holds SQLite's write lock in this process, and for how long.
+
+    SQLite has one writer at a time; a writer that waits longer than ``busy_timeout`` fails with
+    "database is locked". When that happens this names each write transaction open in this process
+    (thread, age, where it was opened and the holder's current frame), and every write transaction
+    held longer than ``SLOW_WRITE_SECONDS`` is logged when it ends, so such a failure names its cause."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.open: dict[int, tuple[float, int, str, str]] = {}
+
+    def attach(self, engine: Engine) -> None:
+        event.listen(engine, "commit", self._end)
+        event.listen(engine, "rollback", self._end)
+        event.listen(engine, "handle_error", self._error)
+        event.listen(engine, "checkin", self._checkin)
+
+    def _checkin(self, dbapi_conn: Any, _record: Any) -> None:
+        with self._lock:  # back in the pool without a commit or rollback of ours (an error, a closed session)
+            self.open.pop(id(dbapi_conn), None)
+
+    def begun(self, conn: Any) -> None:
+        t = threading.current_thread()
+        with self._lock:
+            self.open[id(conn.connection.dbapi_connection)] = (time.monotonic(), t.ident or 0, t.name, _opened_at())
+
+    def _end(self, conn: Any) -> None:
+        with self._lock:
+            began = self.open.pop(id(conn.connection.dbapi_connection), None)
+        if began is not None:
+            held = time.monotonic() - began[0]
+            if held > SLOW_WRITE_SECONDS:
+                log.warning("catalog write transaction held %.1f s by thread %s (opened at %s)", held, began[2],
+                            began[3])
+
+    def _error(self, ctx: Any) -> None:
+        if "database is locked" not in str(ctx.original_exception):
+            return
+        now = time.monotonic()
+        frames = sys._current_frames()
+        with self._lock:
+            holders = list(self.open.values())
+        me = threading.get_ident()
+        lines = []
+        for began, ident, name, site in holders:
+            f = frames.get(ident)
+            where = ("this statement (a transaction of the failing thread itself)" if ident == me else
+                     f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno} in {f.f_code.co_name}" if f else "?")
+            lines.append(f"thread {name} for {now - began:.1f} s (opened at {site}; now at {where})")
+        log.error("catalog: database is locked; write transactions open in this process: %s",
+                  "; ".join(lines) or "none (the holder is another process)")
 
 
 def _create_private(path: Path) -> None:
@@ -56,10 +137,16 @@ class Catalog:
             # concurrent writers queue on the lock instead of failing on upgrade.
             self.engine: Engine = create_engine(url, connect_args={"isolation_level": None, "timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.writes = WriteWatch()
+            self.writes.attach(self.engine)
 
             @event.listens_for(self.engine, "begin")
             def _begin(conn):  # type: ignore[no-untyped-def]
-                conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
+                if conn.get_execution_options().get(_READ_ONLY):
+                    conn.exec_driver_sql("BEGIN")
+                else:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    self.writes.begun(conn)
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -117,10 +204,12 @@ class Catalog:
             # a pool of its own: synchronous is a setting of the SQLite connection
             engine = create_engine(self.url, connect_args={"isolation_level": None, "timeout": 30})
             event.listen(engine, "connect", _sqlite_unsynced_pragmas)
+            self.writes.attach(engine)
 
             @event.listens_for(engine, "begin")
             def _begin(conn):  # type: ignore[no-untyped-def]
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+                self.writes.begun(conn)
 
             self._unsynced_engine = engine
             self._unsynced_sessions = sessionmaker(engine, expire_on_commit=False)
