@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import stat
+from datetime import UTC, datetime
 
 import pytest
 from archive_helpers import login_env, make_user
@@ -276,3 +277,28 @@ def test_advisor_moved_with_a_forged_vouching_entry_is_found(app, tmp_path):
 
     _, alone = scrub_catalog_rows(app)
     assert [f.summary for f in alone if "does not confirm" in f.summary]
+
+
+def test_append_many_continues_the_chain_and_anchors_like_single_appends(app, deployment):
+    """A purge batch audits its recordings with one insert (``append_many``): the same chain,
+    actor and anchoring as one ``append`` per entry."""
+    from hookspecs.types import Actor, RequestContext
+
+    ctx = RequestContext(actor=Actor(user_id="u-dora", username="dora", roles=("dpo",)), host="pc-7",
+                         ip="10.0.0.7", function="retention.run")
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    _fill(app, 2)
+    with app.catalog.session() as s:
+        app.audit.append(s, ctx, "single", "thing", "a", "ok", {"n": 1})  # a pending ORM entry first
+        seqs = app.audit.append_many(s, ctx, [("many", "thing", str(i), "ok", {"i": i, "at": now}) for i in range(7)])
+    assert seqs == list(range(4, 11))
+    assert app.audit.append_many(None, ctx, []) == []  # nothing: no session needed
+    assert app.audit.verify().ok
+    rows = list(app.audit.entries(action="many"))
+    assert [r.seq for r in rows] == seqs and {(r.user, r.host, r.ip, r.function) for r in rows} == {
+        ("dora", "pc-7", "10.0.0.7", "retention.run")}
+    assert rows[0].detail == {"at": str(now), "i": 0}
+    # the batch crossed seq 5 (and 10): anchored after its commit, naming the transaction's last entry
+    assert _anchors(deployment) == [anchor_key(2 * EVERY).rsplit("/", 1)[1]]
+    _fill(app, 1)  # an append after the batch chains on its last entry
+    assert app.audit.verify().ok and app.audit.verify().checked == 11

@@ -210,26 +210,26 @@ def _shred(app: App, ctx: RequestContext, ids: list[str], events: list[str]) -> 
         s.execute(update(Recording).where(Recording.id.in_(ids))
                   .values(state="purged", pbx_call_id=None, advisor_id="-"))
         s.execute(update(PurgeTask).where(PurgeTask.recording_id.in_(ids)).values(state="done", done_at=now))
-        listeners = bool(app.pm.implementers("cf_after_purge"))
+        entries = []
         for r in recs:
             task = tasks[r.id]
             # the row as it is now (the children are gone): what row_digest covers
             row = SimpleNamespace(**{**r._mapping, "state": "purged", "pbx_call_id": None, "advisor_id": "-",
                                      "segments": [], "consents": [], "subjects": [], "media": []})
             action = "recording.erase" if task.reason == REASON_ERASURE else "recording.purge"
-            seq = app.audit.append(s, ctx, action, "recording", r.id, "ok", {
+            entries.append((action, "recording", r.id, "ok", {
                 "reason": task.reason, "rule": task.rule, "deleted_at": now, "key_destroyed": r.id in have_key,
                 "ciphertext_sha256": hashes[r.id], "subjects": len(pseudonyms[r.id]), "approval_id": task.approval_id,
-                "row_digest": row_digest(row)})  # type: ignore[arg-type]
-            if task.reason == REASON_ERASURE:
+                "row_digest": row_digest(row)}))  # type: ignore[arg-type]
+            tombs.append(Tombstone(recording_id=r.id, started_at=r.started_at, ended_at=r.ended_at, deleted_at=now,
+                                   reason=task.reason, rule=task.rule, subject_pseudonyms=pseudonyms[r.id],
+                                   ciphertext_sha256=hashes[r.id]))
+        seqs = app.audit.append_many(s, ctx, entries)
+        for r, seq in zip(recs, seqs, strict=True):
+            if tasks[r.id].reason == REASON_ERASURE:
                 # the erasure entry is its own disposal record
                 s.execute(update(PurgeTask).where(PurgeTask.recording_id == r.id).values(disposal_seq=seq))
-            tomb = Tombstone(recording_id=r.id, started_at=r.started_at, ended_at=r.ended_at, deleted_at=now,
-                             reason=task.reason, rule=task.rule, subject_pseudonyms=pseudonyms[r.id],
-                             ciphertext_sha256=hashes[r.id])
-            tombs.append(tomb)
-            if listeners:
-                events += outbox.enqueue(app, s, "cf_after_purge", tomb)  # committed with the shred
+        events += outbox.enqueue_many(app, s, "cf_after_purge", tombs)  # committed with the shred
     return tombs
 
 
@@ -412,9 +412,9 @@ def _mark_batch(app: App, ctx: RequestContext, go: Mapping[str, str], now: datet
             s.execute(insert(PurgeTask), fresh)
         for r in recs:
             r.state = "purging"
-            app.audit.append(s, ctx, "recording.purge", "recording", r.id, "started",
-                             {"reason": REASON_EXPIRED, "rule": go[r.id], "key_destroyed": False,
-                              "row_digest": row_digest(r)})
+        app.audit.append_many(s, ctx, [("recording.purge", "recording", r.id, "started",
+                                        {"reason": REASON_EXPIRED, "rule": go[r.id], "key_destroyed": False,
+                                         "row_digest": row_digest(r)}) for r in recs])
     return ids
 
 
@@ -509,8 +509,9 @@ def run_purge(app: App, ctx: RequestContext | None = None, *, dry_run: bool = Fa
 def _disposal_entry(app: App, ctx: RequestContext, now: datetime, report: PurgeReport) -> int:
     """One audit entry per run: date, rules, count and ids of what was destroyed since the last."""
     with app.catalog.session() as s:
-        done = s.scalars(select(PurgeTask).where(PurgeTask.state == "done", PurgeTask.disposal_seq.is_(None))
-                         .order_by(PurgeTask.recording_id).with_for_update()).all()
+        done = list(s.execute(select(PurgeTask.recording_id, PurgeTask.rule)
+                              .where(PurgeTask.state == "done", PurgeTask.disposal_seq.is_(None))
+                              .order_by(PurgeTask.recording_id).with_for_update()))
         by_rule: dict[str, list[str]] = {}
         for t in done:
             by_rule.setdefault(t.rule, []).append(t.recording_id)
@@ -520,6 +521,8 @@ def _disposal_entry(app: App, ctx: RequestContext, now: datetime, report: PurgeR
                   "locked": [x["id"] for x in report.locked],
                   "held_expired": len(report.held)}
         seq = app.audit.append(s, ctx, "retention.disposal", "retention", now.date().isoformat(), "ok", detail)
-        for t in done:
-            t.disposal_seq = seq
+        ids = [t.recording_id for t in done]
+        for start in range(0, len(ids), 500):  # set-based, the rows locked above
+            s.execute(update(PurgeTask).where(PurgeTask.recording_id.in_(ids[start:start + 500]))
+                      .values(disposal_seq=seq))
         return seq

@@ -60,6 +60,14 @@ class LocalStore:
 
     # ------------------------------------------------------------------ paths
     def _path(self, key: str) -> Path:
+        path = self._lexical(key)
+        self._inside(path.parent)
+        if os.path.islink(path):  # a plain file lies where its directory does: only a link is resolved
+            self._inside(path)
+        return path
+
+    def _lexical(self, key: str) -> Path:
+        """The path of ``key`` below the root, its syntax checked (no symlink resolved yet)."""
         if not isinstance(key, str) or not key:
             raise UnsafeKey("store key must be a non-empty string")
         if len(key) > _MAX_KEY:
@@ -75,11 +83,7 @@ class LocalStore:
             if not _SEGMENT.match(part):
                 raise UnsafeKey(f"store key {key!r}: part {part!r} may hold only letters, digits, '.', '_', '-' "
                                 "and must not start with '.' or '-'")
-        path = self.root.joinpath(*parts)
-        self._inside(path.parent)
-        if os.path.lexists(path):
-            self._inside(path)
-        return path
+        return self.root.joinpath(*parts)
 
     def _inside(self, path: Path) -> None:
         real = os.path.realpath(path)
@@ -189,7 +193,11 @@ class LocalStore:
         """Unlink the object and fsync its directory. ``sync=False`` leaves the fsync to
         ``sync_deletes()``, so that a batch of deletes costs one fsync per directory."""
         self._read_paths.pop(key, None)
-        path = self._path(key)
+        path = self._lexical(key)
+        if sync or path.parent not in self._unsynced:  # a batch resolves each directory once
+            path = self._path(key)
+        elif os.path.islink(path):
+            self._inside(path)
         try:
             os.unlink(path)
         except FileNotFoundError:
