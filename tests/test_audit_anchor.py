@@ -302,3 +302,22 @@ def test_append_many_continues_the_chain_and_anchors_like_single_appends(app, de
     assert _anchors(deployment) == [anchor_key(2 * EVERY).rsplit("/", 1)[1]]
     _fill(app, 1)  # an append after the batch chains on its last entry
     assert app.audit.verify().ok and app.audit.verify().checked == 11
+
+
+def test_cli_incremental_verify_checks_from_the_newest_anchor(app, run_cf):
+    """``cf audit verify --incremental`` (the daily check) walks from the newest anchor; the full
+    walk still finds an older entry that was changed."""
+    import json as _json
+
+    make_user(app, "auditor1", ["auditor"])
+    _fill(app, 2 * EVERY + 2)  # anchors at 5 and 10
+    quick = run_cf("audit", "verify", "--incremental", "--workers", "1", "--json", env=login_env("auditor1"))
+    assert quick.returncode == 0, quick.stderr
+    got = _json.loads(quick.stdout)
+    assert got["ok"] and got["incremental"] and got["anchor_seq"] == 2 * EVERY and got["checked"] <= 4
+    full = _json.loads(run_cf("audit", "verify", "--json", env=login_env("auditor1")).stdout)
+    assert full["ok"] and not full["incremental"] and full["checked"] >= 2 * EVERY + 2
+    _sql(app, "UPDATE audit_log SET detail = :d WHERE seq = 3", d='{"i":99}')
+    assert run_cf("audit", "verify", "--incremental", env=login_env("auditor1")).returncode == 0  # before the anchor
+    bad = run_cf("audit", "verify", env=login_env("auditor1"))
+    assert bad.returncode == 7 and "entry 3" in bad.stderr
