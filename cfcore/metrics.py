@@ -18,6 +18,13 @@ only, never an advisor, a customer or a number.
 | ``callfort_fis_alerts_total`` | counter | FIS alerts by ``severity`` |
 | ``callfort_purge_backlog`` | gauge | recordings past retention (no hold) not purged yet, plus purges in progress |
 | ``callfort_job_runs_total`` | counter | background job runs by ``job`` and ``outcome`` (ok, failed) |
+| ``callfort_sync_waiting_recordings`` | gauge | a site: recordings not handed over to the archive yet |
+| ``callfort_sync_handed_over_recordings_total`` | counter | a site: recordings the archive confirmed (stubs kept) |
+| ``callfort_sync_batches`` | gauge | a site: its last batches by ``state`` (sending, sent, done, rejected) |
+| ``callfort_sync_last_handover_timestamp_seconds`` | gauge | a site: when a batch was last confirmed (0: never) |
+| ``callfort_sync_imported_recordings_total`` | counter | the archive: recordings imported, by ``site`` |
+| ``callfort_sync_imported_bytes_total`` | counter | the archive: bytes imported, by ``site`` |
+| ``callfort_sync_last_import_timestamp_seconds`` | gauge | the archive: the last import, by ``site`` (alert on its age) |
 """
 
 from __future__ import annotations
@@ -109,6 +116,56 @@ class CatalogCollector:
             runs.add_metric([name, "ok"], st.runs)
             runs.add_metric([name, "failed"], st.failures)
         yield runs
+        yield from self._sync()
+
+    def _sync(self) -> Iterator[Any]:
+        """The hand-over figures of a site or of the archive (issue 17); nothing for a standalone
+        deployment."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from sqlalchemy import func, select
+
+        from .sync.settings import role
+
+        r = role(self.app.config)
+        if r not in ("site", "archive"):
+            return
+        from .db.models_sync import ArchiveWrap, SyncBatch, SyncImport, SyncStub
+
+        with self.app.catalog.read_session() as s:
+            if r == "site":
+                waiting = s.scalar(select(func.count()).select_from(ArchiveWrap)) or 0
+                stubs = s.scalar(select(func.count()).select_from(SyncStub)) or 0
+                batches = dict(s.execute(select(SyncBatch.state, func.count()).group_by(SyncBatch.state)).all())
+                last = s.scalar(select(func.max(SyncBatch.updated_at)).where(SyncBatch.state == "done"))
+            else:
+                per_site = s.execute(select(SyncImport.site, func.sum(SyncImport.recordings),
+                                            func.sum(SyncImport.bytes_total), func.max(SyncImport.imported_at))
+                                     .group_by(SyncImport.site)).all()
+        if r == "site":
+            yield GaugeMetricFamily("callfort_sync_waiting_recordings", "Recordings not handed over to the archive yet",
+                                    value=waiting)
+            yield CounterMetricFamily("callfort_sync_handed_over_recordings",
+                                      "Recordings the archive confirmed (the site keeps stubs)", value=stubs)
+            g = GaugeMetricFamily("callfort_sync_batches", "Hand-over batches by state", labels=["state"])
+            for state in ("sending", "sent", "done", "rejected"):
+                g.add_metric([state], batches.get(state, 0))
+            yield g
+            yield GaugeMetricFamily("callfort_sync_last_handover_timestamp_seconds",
+                                    "When a batch was last confirmed by the archive (0: never)",
+                                    value=last.timestamp() if last is not None else 0)
+            return
+        rec = CounterMetricFamily("callfort_sync_imported_recordings", "Recordings imported from a site",
+                                  labels=["site"])
+        size = CounterMetricFamily("callfort_sync_imported_bytes", "Bytes imported from a site", labels=["site"])
+        when = GaugeMetricFamily("callfort_sync_last_import_timestamp_seconds", "The last import from a site",
+                                 labels=["site"])
+        for site, recordings, nbytes, at in sorted(per_site):
+            rec.add_metric([site], recordings or 0)
+            size.add_metric([site], nbytes or 0)
+            when.add_metric([site], at.timestamp() if at is not None else 0)
+        yield rec
+        yield size
+        yield when
 
 
 def render(app: App, jobs: Any = None) -> bytes:

@@ -164,3 +164,36 @@ def test_a_second_receive_and_a_second_sync_change_nothing(world, tmp_path):
     receive(archive)
     with archive.catalog.session() as s:
         assert s.scalar(select(func.count()).select_from(Recording)) == 2
+
+
+def _metrics(app):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from cfcore.metrics import render
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(render(app).decode()) for s in fam.samples}
+
+
+def test_hand_over_figures_in_metrics_of_site_and_archive(world, tmp_path):
+    """Issue 17's metric: what moved, per site, scraped from ``/metrics``' text."""
+    a = world.site("site-a")
+    record(a, tmp_path, 2)
+    m = _metrics(a)
+    assert m[("callfort_sync_waiting_recordings", ())] == 2
+    assert m[("callfort_sync_handed_over_recordings_total", ())] == 0
+    assert m[("callfort_sync_last_handover_timestamp_seconds", ())] == 0
+    sync(a)
+    assert _metrics(a)[("callfort_sync_batches", (("state", "sent"),))] == 1
+    archive = world.archive()
+    receive(archive)
+    m = _metrics(archive)
+    assert m[("callfort_sync_imported_recordings_total", (("site", "site-a"),))] == 2
+    assert m[("callfort_sync_imported_bytes_total", (("site", "site-a"),))] > 8000
+    assert m[("callfort_sync_last_import_timestamp_seconds", (("site", "site-a"),))] > 0
+    assert not any(name.startswith("callfort_sync_waiting") for name, _ in m)  # a site's figure
+    sync(a)
+    m = _metrics(a)
+    assert m[("callfort_sync_waiting_recordings", ())] == 0 and m[("callfort_sync_handed_over_recordings_total", ())] == 2
+    assert m[("callfort_sync_batches", (("state", "done"),))] == 1
+    assert m[("callfort_sync_last_handover_timestamp_seconds", ())] > 0
