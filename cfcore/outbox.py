@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import Direction, RecordingInfo, Tombstone
 
 from .clock import utc
+from .db.base import among
 from .db.models_integration import OutboxRow
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def deliver(app: App, ids: list[str] | None = None, *, limit: int = 100) -> dict
     now = app.clock.now()
     with app.catalog.session() as s:
         q = select(OutboxRow.id, OutboxRow.hook, OutboxRow.plugin, OutboxRow.payload).where(OutboxRow.state == "pending")
-        q = q.where(OutboxRow.id.in_(ids)) if ids is not None else q.where(OutboxRow.next_attempt_at <= now)
+        q = q.where(among(s, OutboxRow.id, ids)) if ids is not None else q.where(OutboxRow.next_attempt_at <= now)
         due = list(s.execute(q.order_by(OutboxRow.created_at, OutboxRow.id).limit(limit)))
     from .gateway import plugin_context
 
@@ -139,15 +140,15 @@ def deliver(app: App, ids: list[str] | None = None, *, limit: int = 100) -> dict
         return counts
     with app.catalog.session() as s:
         now = app.clock.now()
-        locked = list(s.scalars(select(OutboxRow.id).where(OutboxRow.id.in_(list(outcomes)), OutboxRow.state == "pending")
+        locked = list(s.scalars(select(OutboxRow.id).where(among(s, OutboxRow.id, list(outcomes)), OutboxRow.state == "pending")
                                 .order_by(OutboxRow.created_at, OutboxRow.id).with_for_update()))
         ok = [row_id for row_id in locked if outcomes[row_id] is None]
         if ok:  # the usual case, set-based
-            s.execute(update(OutboxRow).where(OutboxRow.id.in_(ok)).values(
+            s.execute(update(OutboxRow).where(among(s, OutboxRow.id, ok)).values(
                 state="delivered", delivered_at=now, last_error=None, attempts=OutboxRow.attempts + 1))
             counts["delivered"] += len(ok)
         bad = [row_id for row_id in locked if outcomes[row_id] is not None]
-        rows = s.scalars(select(OutboxRow).where(OutboxRow.id.in_(bad)).order_by(OutboxRow.created_at,
+        rows = s.scalars(select(OutboxRow).where(among(s, OutboxRow.id, bad)).order_by(OutboxRow.created_at,
                                                                                OutboxRow.id)).all() if bad else []
         for row in rows:
             if row.state != "pending":

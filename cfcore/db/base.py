@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
@@ -37,3 +39,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def among(session: Any, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values`` for a batch of ids. PostgreSQL gets ``column = ANY(:array)``: one
+    parameter, so the statement's text is the same for every batch (psycopg and the server parse it
+    once) instead of one text per batch length with hundreds of placeholders (on a purge batch of
+    500 that parsing cost more than the work). SQLite keeps ``IN``."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))

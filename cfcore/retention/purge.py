@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import AccessTarget, RecordingInfo, RequestContext, Tombstone
 
+from ..db.base import among
 from ..db.models import DataKey, Recording, TombstoneRow, TombstoneSubject
 from ..db.models_retention import LegalHold, PurgeTask, RetentionOverride
 from .common import (
@@ -144,7 +145,7 @@ def _pending(app: App, ctx: RequestContext, failed: Mapping[str, Exception], tas
              report: PurgeReport) -> None:
     """Record the recordings a store did not let go: attempt counted, audited, reported."""
     with app.catalog.session() as s:
-        rows = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(PurgeTask.recording_id.in_(list(failed))))}
+        rows = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(among(s, PurgeTask.recording_id, list(failed))))}
         for rec_id, exc in failed.items():
             locked = isinstance(exc, PermissionError) or "PermissionError" in str(exc)
             message = f"{'locked' if locked else 'store error'}: {type(exc).__name__}: {exc}"
@@ -161,7 +162,7 @@ def _pending(app: App, ctx: RequestContext, failed: Mapping[str, Exception], tas
 
 def _children(s: Session, model: Any, ids: list[str], *cols: Any) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {rec_id: [] for rec_id in ids}
-    for row in s.execute(select(model.recording_id, *cols).where(model.recording_id.in_(ids))):
+    for row in s.execute(select(model.recording_id, *cols).where(among(s, model.recording_id, ids))):
         out[row[0]].append(row[1] if len(cols) == 1 else row[1:])
     return out
 
@@ -177,9 +178,11 @@ def _shred(app: App, ctx: RequestContext, ids: list[str], events: list[str]) -> 
 
     tombs: list[Tombstone] = []
     with app.catalog.session() as s:
-        recs = list(s.execute(select(*Recording.__table__.columns).where(Recording.id.in_(ids))
+        recs = list(s.execute(select(*Recording.__table__.columns).where(among(s, Recording.id, ids))
                               .order_by(Recording.id).with_for_update()))
-        tasks = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(PurgeTask.recording_id.in_(ids)))}
+        tasks = {t.recording_id: t for t in s.execute(
+            select(PurgeTask.recording_id, PurgeTask.state, PurgeTask.rule, PurgeTask.reason, PurgeTask.approval_id)
+            .where(among(s, PurgeTask.recording_id, ids)))}  # plain rows: a batch of 500 ORM objects costs
         recs = [r for r in recs if r.state == "purging" and r.id in tasks and tasks[r.id].state == "purging"]
         if not recs:
             return []
@@ -187,8 +190,8 @@ def _shred(app: App, ctx: RequestContext, ids: list[str], events: list[str]) -> 
         now = app.clock.now()
         pseudonyms = {k: sorted(set(v)) for k, v in _children(s, RecordingSubject, ids, RecordingSubject.pseudonym).items()}
         hashes = {k: sorted(set(v)) for k, v in _children(s, MediaObject, ids, MediaObject.sha256).items()}
-        have_tomb = set(s.scalars(select(TombstoneRow.recording_id).where(TombstoneRow.recording_id.in_(ids))))
-        have_key = set(s.scalars(select(DataKey.recording_id).where(DataKey.recording_id.in_(ids))))
+        have_tomb = set(s.scalars(select(TombstoneRow.recording_id).where(among(s, TombstoneRow.recording_id, ids))))
+        have_key = set(s.scalars(select(DataKey.recording_id).where(among(s, DataKey.recording_id, ids))))
         new = [r for r in recs if r.id not in have_tomb]
         if new:
             s.execute(insert(TombstoneRow), [dict(
@@ -200,16 +203,16 @@ def _shred(app: App, ctx: RequestContext, ids: list[str], events: list[str]) -> 
             if subjects:
                 s.execute(insert(TombstoneSubject), subjects)
         # crypto-shredding: the wrapped data keys go (a key destroyed before keeps its date)
-        s.execute(update(DataKey).where(DataKey.recording_id.in_(ids), DataKey.destroyed_at.is_(None))
+        s.execute(update(DataKey).where(among(s, DataKey.recording_id, ids), DataKey.destroyed_at.is_(None))
                   .values(destroyed_at=now))
-        s.execute(update(DataKey).where(DataKey.recording_id.in_(ids), DataKey.wrapped.is_not(None))
+        s.execute(update(DataKey).where(among(s, DataKey.recording_id, ids), DataKey.wrapped.is_not(None))
                   .values(wrapped=None))
         for model in (ModeSegmentRow, ConsentRow, RecordingSubject, MediaObject, TranscriptRow, LegalHold,
                       RetentionOverride):
-            s.execute(delete(model).where(model.recording_id.in_(ids)))
-        s.execute(update(Recording).where(Recording.id.in_(ids))
+            s.execute(delete(model).where(among(s, model.recording_id, ids)))
+        s.execute(update(Recording).where(among(s, Recording.id, ids))
                   .values(state="purged", pbx_call_id=None, advisor_id="-"))
-        s.execute(update(PurgeTask).where(PurgeTask.recording_id.in_(ids)).values(state="done", done_at=now))
+        s.execute(update(PurgeTask).where(among(s, PurgeTask.recording_id, ids)).values(state="done", done_at=now))
         entries = []
         for r in recs:
             task = tasks[r.id]
@@ -257,10 +260,10 @@ def finish_batch(app: App, ctx: RequestContext, ids: list[str], report: PurgeRep
     with app.catalog.session() as s:
         keys = {k: sorted(set(v)) for k, v in _children(s, MediaObject, ids, MediaObject.key).items()}
         rules = {r.id: r.retention_rule for r in s.execute(select(Recording.id, Recording.retention_rule)
-                                                          .where(Recording.id.in_(ids)))}
+                                                          .where(among(s, Recording.id, ids)))}
         tasks = {rec_id: (rules.get(rec_id) or "-", REASON_EXPIRED) for rec_id in ids}
         for t in s.execute(select(PurgeTask.recording_id, PurgeTask.rule, PurgeTask.reason)
-                           .where(PurgeTask.recording_id.in_(ids))):
+                           .where(among(s, PurgeTask.recording_id, ids))):
             tasks[t.recording_id] = (t.rule, t.reason)
     failed = _delete_media(app, {rec_id: keys[rec_id] for rec_id in ids})
     if failed:
@@ -333,13 +336,13 @@ def _plain(s: Session, ids: list[str], *, lock: bool = False, children: tuple[st
     as the ORM's, so ``info_of``, ``choose_class`` and ``row_digest`` read them alike)."""
     from ..db.models import ConsentRow, MediaObject, ModeSegmentRow, RecordingSubject
 
-    q = select(*Recording.__table__.columns).where(Recording.id.in_(ids)).order_by(Recording.id)
+    q = select(*Recording.__table__.columns).where(among(s, Recording.id, ids)).order_by(Recording.id)
     recs = [SimpleNamespace(**r._mapping) for r in s.execute(q.with_for_update() if lock else q)]
     models: dict[str, Any] = {"segments": ModeSegmentRow, "consents": ConsentRow, "subjects": RecordingSubject, "media": MediaObject}
     for name in children:
         model = models[name]
         by_rec: dict[str, list[Any]] = {r.id: [] for r in recs}
-        for row in s.execute(select(*model.__table__.columns).where(model.recording_id.in_(ids))):
+        for row in s.execute(select(*model.__table__.columns).where(among(s, model.recording_id, ids))):
             by_rec[row.recording_id].append(row)
         for r in recs:
             setattr(r, name, by_rec[r.id])
@@ -357,7 +360,7 @@ def _consider(app: App, ctx: RequestContext, ids: list[str], now: datetime, sett
     with app.catalog.session() as s:
         recs = _plain(s, ids, children=("subjects", "media"))
         overrides = {o.recording_id: o for o in
-                     s.scalars(select(RetentionOverride).where(RetentionOverride.recording_id.in_(ids)))}
+                     s.scalars(select(RetentionOverride).where(among(s, RetentionOverride.recording_id, ids)))}
         seen = []
         for rec in recs:
             if not _unchanged(rec, now):
@@ -401,8 +404,8 @@ def _mark_batch(app: App, ctx: RequestContext, go: Mapping[str, str], now: datet
             return []
         ids = [r.id for r in recs]
         at = app.clock.now()
-        s.execute(update(Recording).where(Recording.id.in_(ids)).values(state="purging"))
-        old = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(PurgeTask.recording_id.in_(ids)))}
+        s.execute(update(Recording).where(among(s, Recording.id, ids)).values(state="purging"))
+        old = {t.recording_id: t for t in s.scalars(select(PurgeTask).where(among(s, PurgeTask.recording_id, ids)))}
         for task in old.values():  # a task left from an earlier attempt keeps its attempt count
             task.state, task.reason, task.rule, task.approval_id = "purging", REASON_EXPIRED, go[task.recording_id], None
             task.started_at, task.done_at, task.last_error, task.disposal_seq = at, None, None, None
@@ -523,6 +526,6 @@ def _disposal_entry(app: App, ctx: RequestContext, now: datetime, report: PurgeR
         seq = app.audit.append(s, ctx, "retention.disposal", "retention", now.date().isoformat(), "ok", detail)
         ids = [t.recording_id for t in done]
         for start in range(0, len(ids), 500):  # set-based, the rows locked above
-            s.execute(update(PurgeTask).where(PurgeTask.recording_id.in_(ids[start:start + 500]))
+            s.execute(update(PurgeTask).where(among(s, PurgeTask.recording_id, ids[start:start + 500]))
                       .values(disposal_seq=seq))
         return seq
