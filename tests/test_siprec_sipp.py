@@ -287,9 +287,9 @@ class UdpSrc:
     datagram exactly as told, twice where a test wants a retransmission; it reads every answer, in
     whatever order they come (sipp aborts on an answer that arrives between two of its sends)."""
 
-    def __init__(self, srs_port: int):
+    def __init__(self, srs_port: int, ip: str = "127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((ip, 0))
         self.sock.setblocking(False)
         self.port, self.srs_port = self.sock.getsockname()[1], srs_port
         self.call_id = f"retrans-{random.getrandbits(32):08x}@127.0.0.1"
@@ -370,6 +370,20 @@ async def test_retransmissions_that_arrive_while_the_request_is_handled_are_abso
     ev = evidence_of(h.app, row.recording_id)
     assert [v["method"] for v in ev[0]["versions"]] == ["INVITE", "UPDATE"]
     assert h.source.counters["retransmissions"] >= 2
+
+
+async def test_a_recording_client_outside_the_allow_list_is_refused(srs):
+    """Only the SRCs of ``[plugins.pbx_siprec] src`` (here 127.0.0.1/32) may open a session: an
+    INVITE from 127.0.0.2 gets 403, no session and no port is opened, and the refusal is counted."""
+    ctype, body = multipart(sdp_offer(), rfc_metadata())
+    async with srs() as h:
+        src = UdpSrc(h.sip_port, ip="127.0.0.2")
+        src.send(request("INVITE", ctype, body, branch="z9hG4bK-cf-stranger"))
+        await src.until(403, "INVITE")
+        assert not h.source.sessions and h.source.counters["rejected"] == 1
+        ok = UdpSrc(h.sip_port)  # the allowed address is still served
+        ok.send(request("OPTIONS", branch="z9hG4bK-cf-options"))
+        await ok.until(200, "OPTIONS")
 
 
 def check_metadata_evidence(h, rec_id):
