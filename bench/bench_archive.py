@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from cfcore.app import App  # noqa: E402
 from cfcore.audit import canonical  # noqa: E402
+from cfcore.authority import SYSTEM  # noqa: E402
 from cfcore.clock import FrozenClock  # noqa: E402
 from cfcore.db.models import AuditEntry  # noqa: E402
 from cfcore.ingest import ingest_wav  # noqa: E402
@@ -98,14 +99,14 @@ def bench_ingest(app: App, work: Path, minutes: float, calls: int) -> dict[str, 
 def bench_audit(app: App, singles: int, batched: int) -> dict[str, float]:
     def one_by_one() -> None:
         for i in range(singles):
-            app.audit.record(None, "bench.single", "thing", str(i), "ok", {"i": i})
+            app.audit.record(SYSTEM, "bench.single", "thing", str(i), "ok", {"i": i})
 
     def in_batches() -> None:
         per = 500
         for b in range(0, batched, per):
             with app.catalog.session() as s:
                 for i in range(b, min(batched, b + per)):
-                    app.audit.append(s, None, "bench.batch", "thing", str(i), "ok", {"i": i})
+                    app.audit.append(s, SYSTEM, "bench.batch", "thing", str(i), "ok", {"i": i})
 
     _, single_wall, _ = timed(one_by_one)
     _, batch_wall, _ = timed(in_batches)

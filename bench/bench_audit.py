@@ -45,6 +45,7 @@ from sqlalchemy import select  # noqa: E402
 
 from cfcore.app import App  # noqa: E402
 from cfcore.audit import canonical  # noqa: E402
+from cfcore.authority import SYSTEM  # noqa: E402
 from cfcore.clock import FrozenClock  # noqa: E402
 from cfcore.db.models import AuditEntry  # noqa: E402
 from cfcore.testing import write_deployment  # noqa: E402
@@ -58,7 +59,7 @@ def fill(app: App, n: int, clock: FrozenClock) -> None:
     for b in range(0, n, per):
         with app.catalog.session() as s:
             for _ in range(b, min(n, b + per)):
-                app.audit.append(s, None, "recording.purge", "recording", secrets.token_hex(16), "ok", {
+                app.audit.append(s, SYSTEM, "recording.purge", "recording", secrets.token_hex(16), "ok", {
                     "reason": "retention-expired", "rule": "mifid-5y", "deleted_at": NOW, "key_destroyed": True,
                     "ciphertext_sha256": [secrets.token_hex(32)], "subjects": 1, "approval_id": None,
                     "row_digest": secrets.token_hex(32)})
@@ -118,7 +119,7 @@ def run(url: str | None, n: int, work: Path, repeat: int) -> dict[str, Any]:
     try:
         fill(app, n, clock)
         app.audit.anchor()
-        app.audit.record(None, "bench.tail", "thing", None, "ok", {})  # one entry after the anchor
+        app.audit.record(SYSTEM, "bench.tail", "thing", None, "ok", {})  # one entry after the anchor
         res, wall = best(lambda: app.audit.verify(), repeat)
         assert res.ok and res.checked == n + 1, res
         res1, wall1 = best(lambda: app.audit.verify(workers=1), repeat)

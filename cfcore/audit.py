@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import AuditView, RequestContext
 
 from .audit_verify import canonical_bytes, utc_text
+from .authority import require_context
 from .clock import Clock, utc
 from .crypto.keyfiles import load_secret
 from .db.catalog import Catalog
@@ -179,11 +180,14 @@ class AuditTrail:
         return hashlib.sha256(pub).hexdigest()[:16], key
 
     # ------------------------------------------------------------------ writing
-    def append(self, session: Session, ctx: RequestContext | None, action: str, target_kind: str,
+    def append(self, session: Session, ctx: RequestContext, action: str, target_kind: str,
                target_id: str | None, outcome: str = "ok", detail: Mapping[str, Any] | None = None,
                ) -> int:
         """Append one entry in ``session``'s transaction (so the entry and the change it records
-        commit together). ``ctx=None`` records the system itself. Returns the entry's seq."""
+        commit together). ``ctx`` names who acts; the system's own work passes
+        ``cfcore.authority.system_context(function)``, and a missing context is a ``TypeError``,
+        never an anonymous entry. Returns the entry's seq."""
+        require_context(ctx, "an audit entry")
         mac_key = self.mac_key()
         head = self._lock_head(session)
         # audit time never runs backwards: a process whose clock lags (or was set back) dates its
@@ -192,15 +196,15 @@ class AuditTrail:
         entry = AuditEntry(
             seq=head.seq + 1,
             at=at,
-            user=ctx.actor.username if ctx else SYSTEM_USER,
-            host=ctx.host if ctx else "localhost",
-            ip=ctx.ip if ctx else "127.0.0.1",
-            function=ctx.function if ctx else "system",
+            user=ctx.actor.username,
+            host=ctx.host,
+            ip=ctx.ip,
+            function=ctx.function,
             action=action,
             target_kind=target_kind,
             target_id=target_id,
             outcome=outcome,
-            approval_id=ctx.approval_id if ctx else None,
+            approval_id=ctx.approval_id,
             detail=canonical_detail(detail),
             prev_hash=head.hash,
             hash="",
@@ -217,12 +221,13 @@ class AuditTrail:
         # its commit, so many appends in one transaction become one batched insert
         return entry.seq
 
-    def append_many(self, session: Session, ctx: RequestContext | None,
+    def append_many(self, session: Session, ctx: RequestContext,
                     items: Sequence[tuple[str, str, str | None, str, Mapping[str, Any] | None]]) -> list[int]:
         """Append ``(action, target_kind, target_id, outcome, detail)`` entries of one actor in
         ``session``'s transaction, as ``append`` does one by one (the same chain, times and anchors),
         with one insert statement for all of them: a purge batch audits hundreds of recordings.
         Returns their seqs in order."""
+        require_context(ctx, "an audit entry")
         if not items:
             return []
         from sqlalchemy import insert
@@ -230,9 +235,8 @@ class AuditTrail:
         mac_key = self.mac_key()
         head = self._lock_head(session)
         at = max(self.clock.now().astimezone(UTC), self._last_at(session, head))
-        who = {"user": ctx.actor.username if ctx else SYSTEM_USER, "host": ctx.host if ctx else "localhost",
-               "ip": ctx.ip if ctx else "127.0.0.1", "function": ctx.function if ctx else "system",
-               "approval_id": ctx.approval_id if ctx else None}
+        who = {"user": ctx.actor.username, "host": ctx.host, "ip": ctx.ip, "function": ctx.function,
+               "approval_id": ctx.approval_id}
         first, prev = head.seq + 1, head.hash
         rows = []
         for seq, (action, target_kind, target_id, outcome, detail) in enumerate(items, first):
@@ -258,7 +262,7 @@ class AuditTrail:
         except Exception as exc:  # the change is committed; the periodic job anchors later
             log.warning("audit anchor not written: %s: %s", type(exc).__name__, exc)
 
-    def record(self, ctx: RequestContext | None, action: str, target_kind: str, target_id: str | None,
+    def record(self, ctx: RequestContext, action: str, target_kind: str, target_id: str | None,
                outcome: str = "ok", detail: Mapping[str, Any] | None = None) -> int:
         """Append in a transaction of its own (for reads, denials and failures)."""
         with self.catalog.session() as s:

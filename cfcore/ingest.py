@@ -294,6 +294,8 @@ def _archive(app: App, sources: list[Any], sample_rate: int, source_codec: str, 
              started: datetime | str | None, site: str | None, direction: str | Direction, source: str, pbx_call_id: str | None,
              segments: Sequence[ModeSegment] | None, consents: Sequence[Consent] | None,
              ctx: RequestContext | None, wall_seconds: float | None = None) -> str:
+    # a call captured without a person acting is archived by the system, audited as such
+    ctx = ctx if ctx is not None else system_context("ingest")
     now = app.clock.now()
     frames = sources[0].frames
     duration = frames / sample_rate
@@ -489,6 +491,7 @@ def sweep_orphans(app: App, older_than: timedelta = ORPHAN_AGE, ctx: RequestCont
     Only keys of CallFort's own layout are considered. Audited as ``store.sweep`` when anything
     was deleted. Returns the deleted keys.
     """
+    ctx = ctx if ctx is not None else system_context("store.sweep")
     cutoff = app.clock.now() - older_than
     deleted: list[str] = []
     skipped: list[str] = []

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import Direction, RecordingInfo, Tombstone
 
+from .authority import system_context
 from .clock import utc
 from .db.base import among
 from .db.models_integration import OutboxRow
@@ -164,7 +165,7 @@ def deliver(app: App, ids: list[str] | None = None, *, limit: int = 100) -> dict
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (row.attempts - 1))
                 row.next_attempt_at = now + timedelta(seconds=delay)
                 counts["failed"] += 1
-            app.audit.append(s, None, HOOKS[row.hook][1], "recording", row.subject_id, "dead" if dead else "error",
+            app.audit.append(s, system_context("integration.outbox"), HOOKS[row.hook][1], "recording", row.subject_id, "dead" if dead else "error",
                              {"plugin": row.plugin, "event": row.id, "attempt": row.attempts, "error": error})
     return counts
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import selectinload
 
 from hookspecs.types import BrokenCopy, MediaStore, RequestContext, StoreFailure, StoreMisconfigured
 
-from .authority import require_context
+from .authority import require_context, system_context
 from .db.models import MediaObject, Recording
 from .errors import CallFortError, ConfigError, IntegrityError, NotFound, StoreError
 from .metrics_store import timed
@@ -349,7 +349,7 @@ def report_broken_copy(app: App, store: str, key: str, problem: str, healthy_sto
         if catalogued is None:
             log.info("store %s has no copy of %s yet ('cf store repair' adds it)", store, key)
             return None
-    seq = app.audit.record(None, "store.copy_broken", "store", store, "error", {
+    seq = app.audit.record(system_context("store.check"), "store.copy_broken", "store", store, "error", {
         "store": store, "key": key, "problem": problem, "recording_id": rec_id, "healthy": sorted(healthy_stores)})
     log.error("store %s: the copy of %s is %s (audit entry %s); 'cf store repair' re-creates it",
               store, key, problem, seq)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import AudioClip, ChannelRole, RecordingMode, RequestContext, Transcript, TranscriptionUnavailable
 
 from .archive import get_recording, read_channel
+from .authority import system_context
 from .crypto import envelope
 from .crypto.keyring import unwrap_data_key
 from .db.models import DataKey, Recording
@@ -224,7 +225,7 @@ def _store(app: App, rec_id: str, language: str, out: _Outcome, cpu: float) -> d
             row.ciphertext, row.plain_sha256, row.words = None, None, 0
             detail["error"] = out.error
         s.flush()
-        app.audit.append(s, None, "transcript.create", "recording", rec_id,
+        app.audit.append(s, system_context("transcripts.run"), "transcript.create", "recording", rec_id,
                          "ok" if out.state == "done" else out.state, detail)
     return {"id": rec_id, "state": out.state, "language": language, "engine": out.engine, "error": out.error,
             "audio_seconds": round(out.audio_seconds, 3), "cpu_seconds": round(cpu, 3)}

@@ -9,6 +9,7 @@ from archive_helpers import login_env, make_user
 from sqlalchemy import select, text
 
 from cfcore.audit import canonical, chain_hash
+from cfcore.authority import SYSTEM
 from cfcore.db.models import AuditCheckpoint, AuditEntry, AuditHead
 
 
@@ -22,7 +23,7 @@ def forger_hash(prev, e):
 
 def _fill(app, n=10):
     for i in range(n):
-        app.audit.record(None, "test.action", "thing", str(i), "ok", {"i": i})
+        app.audit.record(SYSTEM, "test.action", "thing", str(i), "ok", {"i": i})
 
 
 def _bad(app):
@@ -190,7 +191,7 @@ def test_concurrent_writers_keep_one_chain(app, make_app, deployment):
     def work(a, k):
         try:
             for i in range(15):
-                a.audit.record(None, "test.concurrent", "thing", f"{k}-{i}")
+                a.audit.record(SYSTEM, "test.concurrent", "thing", f"{k}-{i}")
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -234,17 +235,17 @@ def test_audit_time_never_runs_backwards(app, make_app, deployment, frozen_clock
 
     from cfcore.clock import FrozenClock, utc
 
-    app.audit.record(None, "test.action", "thing", "1")
+    app.audit.record(SYSTEM, "test.action", "thing", "1")
     frozen_clock.advance(timedelta(hours=-1))
-    app.audit.record(None, "test.action", "thing", "2")  # a new transaction, clock an hour back
+    app.audit.record(SYSTEM, "test.action", "thing", "2")  # a new transaction, clock an hour back
     with app.catalog.session() as s:
-        app.audit.append(s, None, "test.action", "thing", "3")
+        app.audit.append(s, SYSTEM, "test.action", "thing", "3")
         frozen_clock.advance(timedelta(days=-400))
-        app.audit.append(s, None, "test.action", "thing", "4")  # same transaction
+        app.audit.append(s, SYSTEM, "test.action", "thing", "4")  # same transaction
     lagging = make_app(deployment, clock=FrozenClock(datetime(2001, 1, 1, tzinfo=UTC)))
-    lagging.audit.record(None, "test.action", "thing", "5")
+    lagging.audit.record(SYSTEM, "test.action", "thing", "5")
     frozen_clock.set(frozen_clock.now() + timedelta(days=401))
-    app.audit.record(None, "test.action", "thing", "6")  # a clock ahead is taken as it is
+    app.audit.record(SYSTEM, "test.action", "thing", "6")  # a clock ahead is taken as it is
     ats = [utc(e.at) for e in app.audit.entries(0, action="test.action")]
     assert [e.target_id for e in app.audit.entries(0, action="test.action")] == list("123456")
     assert ats == sorted(ats) and ats[0] == ats[4] and ats[5] > ats[4]

@@ -40,7 +40,7 @@ def deployment(deployment):
 
 def _fill(app, n):
     for i in range(n):
-        app.audit.record(None, "test.action", "thing", str(i), "ok", {"i": i})
+        app.audit.record(SYSTEM, "test.action", "thing", str(i), "ok", {"i": i})
 
 
 def _anchors(deployment):

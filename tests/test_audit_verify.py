@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 
 from cfcore import audit_verify
 from cfcore.audit import canonical, canonical_json
+from cfcore.authority import SYSTEM
 from cfcore.db.models import AuditEntry
 
 EVERY = 1000  # anchors only where a test asks for one
@@ -40,7 +41,7 @@ def parallel(monkeypatch):
 
 def _fill(app, n, start=0):
     for i in range(start, start + n):
-        app.audit.record(None, "test.action", "thing", str(i), "ok", {"i": i, "name": "Zoë \"x\" \u2028"})
+        app.audit.record(SYSTEM, "test.action", "thing", str(i), "ok", {"i": i, "name": "Zoë \"x\" \u2028"})
 
 
 def _sql(app, stmt, **params):

@@ -118,3 +118,19 @@ def test_the_cli_closes_the_app_it_opened(deployment, monkeypatch, frozen_clock)
     result = CliRunner().invoke(cli, ["users", "list", "--json"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert len(closed) == 1
+
+
+def test_an_audit_entry_needs_a_context_the_system_names_its_function(app):
+    """``audit.append``/``record``/``append_many`` used to take ``ctx=None`` as "the system": an
+    entry written in nobody's explicit name. Now that is a TypeError, and the system's own work
+    names what runs (``system_context``)."""
+    for call in (lambda s: app.audit.append(s, None, "test.action", "thing", "1"),
+                 lambda s: app.audit.append_many(s, None, [("test.action", "thing", "1", "ok", None)])):
+        with pytest.raises(TypeError), app.catalog.session() as s:
+            call(s)
+    with pytest.raises(TypeError):
+        app.audit.record(None, "test.action", "thing", "1")
+    assert not list(app.audit.entries(action="test.action"))
+    app.audit.record(system_context("fis.scan"), "test.action", "thing", "2")
+    [entry] = app.audit.entries(action="test.action")
+    assert (entry.user, entry.function, entry.host) == ("system", "fis.scan", "localhost")

@@ -11,6 +11,7 @@ import pytest
 from fis_helpers import login_env, make_user, scan_rules, weekday_clock
 from sqlalchemy import select
 
+from cfcore.authority import SYSTEM
 from cfcore.db.models import AuditEntry
 from cfcore.errors import AccessDenied, ConflictError, InputError, NotFound
 from cfcore.fis import breach
@@ -25,7 +26,7 @@ def frozen_clock():
 
 def two_alerts(app):
     for kek in ("kek-1", "kek-2"):
-        app.audit.record(None, "keys.rotate", "keys", kek, "ok", {"previous": "x", "current": kek})
+        app.audit.record(SYSTEM, "keys.rotate", "keys", kek, "ok", {"previous": "x", "current": kek})
     report = scan_rules(app)
     return [a["id"] for a in report.new_alerts]
 
@@ -169,7 +170,7 @@ def test_cli_scan_alerts_and_breach_case(app, run_cf, tmp_path):
     make_user(app, "cora", "compliance")
     make_user(app, "dora", "dpo")
     make_user(app, "adam", "advisor", advisor_id="A1")
-    app.audit.record(None, "keys.rotate", "keys", "kek-9", "ok", {"previous": "a", "current": "b"})
+    app.audit.record(SYSTEM, "keys.rotate", "keys", "kek-9", "ok", {"previous": "a", "current": "b"})
 
     scan = run_cf("fis", "scan", "--json", env=login_env("cora"), check=True)
     report = json.loads(scan.stdout)

@@ -43,7 +43,7 @@ def webhook_secret(monkeypatch):
 def raise_alert(app, n=1):
     """A real alert through a real rule: a key rotation is a key change (``key-role-change``)."""
     for _ in range(n):
-        app.audit.record(None, "keys.rotate", "keys", "kek-test", "ok", {"previous": "a", "current": "b"})
+        app.audit.record(SYSTEM, "keys.rotate", "keys", "kek-test", "ok", {"previous": "a", "current": "b"})
     report = scan(app, SYSTEM, scrub=False)
     assert len(report.new_alerts) == n
     return report

@@ -213,7 +213,7 @@ def test_protected_change_triggers_on_refused_delete_and_store_lock(app, tmp_pat
     with pytest.raises(AccessDenied):
         authorize(app, eve, "recording.delete", target)  # the guard refuses and audits
     # what the purge audits when a store's object lock refuses the delete
-    app.audit.record(None, "recording.purge", "recording", rec, "pending",
+    app.audit.record(SYSTEM, "recording.purge", "recording", rec, "pending",
                      {"error": "locked: PermissionError: object is locked until 2031-11-25"})
     scan_rules(app)
     alerts = rules_hit(app, "protected-change")
@@ -311,9 +311,9 @@ def test_retention_shortened_quiet_for_extension(app, tmp_path):
 
 
 def test_retention_apply_to_an_earlier_date_counts_as_shortening(app):
-    app.audit.record(None, "retention.apply", "recording", "a" * 32, "ok",
+    app.audit.record(SYSTEM, "retention.apply", "recording", "a" * 32, "ok",
                      {"old_until": "2031-11-25 10:00:00+00:00", "until": "2027-01-01 00:00:00+00:00"})
-    app.audit.record(None, "retention.apply", "recording", "b" * 32, "ok",
+    app.audit.record(SYSTEM, "retention.apply", "recording", "b" * 32, "ok",
                      {"old_until": "2027-01-01 00:00:00+00:00", "until": "2031-11-25 10:00:00+00:00"})
     scan_rules(app)
     (alert,) = rules_hit(app, "retention-shortened")

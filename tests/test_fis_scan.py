@@ -210,7 +210,7 @@ def test_a_read_after_a_manipulation_does_not_bless_the_row(app, tmp_path):
     with app.catalog.session() as s:
         s.execute(text("UPDATE recordings SET legal_hold = :t WHERE id = :id"), {"t": True, "id": rec})
     with app.catalog.session() as s:  # what `cf recordings show` audits: the digest it saw
-        app.audit.append(s, None, "recording.show", "recording", rec, "ok",
+        app.audit.append(s, SYSTEM, "recording.show", "recording", rec, "ok",
                          {"row_digest": row_digest(get_recording(s, rec))})
     with app.catalog.session() as s:  # and the row is quietly put back
         s.execute(text("UPDATE recordings SET legal_hold = :f WHERE id = :id"), {"f": False, "id": rec})

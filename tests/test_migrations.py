@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from cfcore.authority import SYSTEM
 from cfcore.db.base import Base
 
 
@@ -23,7 +24,7 @@ def test_upgrade_is_idempotent(app):
     app.catalog.upgrade()
     app.catalog.upgrade()
     with app.catalog.session() as s:
-        app.audit.append(s, None, "test.after-upgrade", "thing", None)
+        app.audit.append(s, SYSTEM, "test.after-upgrade", "thing", None)
     assert app.audit.verify().ok
 
 
@@ -55,7 +56,7 @@ def test_a_new_sqlite_catalog_is_private(tmp_path):
     cfg = write_deployment(tmp_path / "d", "sqlite:///catalog.db")
     app = App.open(cfg)
     with app.catalog.session() as s:
-        app.audit.append(s, None, "test.private", "thing", None)
+        app.audit.append(s, SYSTEM, "test.private", "thing", None)
     app.close()
     for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
         path = tmp_path / "d" / name

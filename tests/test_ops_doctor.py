@@ -14,6 +14,7 @@ from asterisk_sim import CaptureHarness
 from sqlalchemy import text
 
 from cfcore import doctor
+from cfcore.authority import SYSTEM
 
 ENV = {"CF_NOW": NOW.isoformat()}
 NAMES = ["config", "keys", "catalog", "store:primary", "capture", "clock", "audit-anchor"]
@@ -104,7 +105,7 @@ def test_a_notifier_option_misspelt_fails_by_the_plugins_declared_options(app, d
 
 
 def test_a_clock_set_back_fails(app, run_cf):
-    app.audit.record(None, "test.entry", "test", "x", "ok")  # written at NOW
+    app.audit.record(SYSTEM, "test.entry", "test", "x", "ok")  # written at NOW
     rc, result, _ = checks(run_cf, env={"CF_NOW": (NOW - timedelta(hours=2)).isoformat()})
     assert rc == 1 and "clock set back" in failing(result)["clock"]
 
@@ -113,7 +114,7 @@ def test_a_stale_audit_anchor_fails(deployment, make_app, run_cf):
     deployment.write_text(deployment.read_text() + "\n[audit]\nanchor_every = 3\n")
     app = make_app(deployment)
     for i in range(7):
-        app.audit.record(None, "test.entry", "test", str(i), "ok")
+        app.audit.record(SYSTEM, "test.entry", "test", str(i), "ok")
     assert checks(run_cf)[0] == 0  # anchored at 3 and 6
     shutil.rmtree(app.data_dir / "media" / "audit-anchors")
     rc, result, _ = checks(run_cf)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 
 from cfcore.access import links
 from cfcore.archive import export_wav
+from cfcore.authority import SYSTEM
 from cfcore.db.durability import SyncFailed, SyncQueue, sync_queue
 from cfcore.db.models import AuditEntry, Recording
 from cfcore.playback import link_views
@@ -127,7 +128,7 @@ def test_read_session_does_not_queue_behind_a_writer(world):
 
     def writer():
         with app.catalog.session() as s:
-            app.audit.append(s, None, "test.hold", "test", None)
+            app.audit.append(s, SYSTEM, "test.hold", "test", None)
             s.flush()
             inside.set()
             release.wait(60)
@@ -148,7 +149,7 @@ def test_read_session_does_not_queue_behind_a_writer(world):
 def test_sync_queue_syncs_unsynced_commits_and_reports_failure(world):
     app = world.app
     with app.catalog.unsynced_session() as s:
-        seq = app.audit.append(s, None, "test.unsynced", "test", None)
+        seq = app.audit.append(s, SYSTEM, "test.unsynced", "test", None)
     queue = sync_queue(app)
     ticket = queue.request()
     queue.wait(ticket)  # a real fsync of the SQLite log / a synchronous PostgreSQL commit

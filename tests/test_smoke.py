@@ -1,9 +1,11 @@
 from sqlalchemy import text
 
+from cfcore.authority import SYSTEM
+
 
 def test_app_opens_and_audits(app):
     with app.catalog.session() as s:
-        app.audit.append(s, None, "test.action", "thing", "1")
+        app.audit.append(s, SYSTEM, "test.action", "thing", "1")
     app.audit.checkpoint()
     assert app.audit.verify().ok
     with app.catalog.session() as s:

@@ -276,7 +276,7 @@ def test_site_not_synced_for_n_nights_raises_an_alert(world, tmp_path, frozen_cl
     sync(a)
     archive = world.archive()
     receive(archive)  # site-a imported now; site-b never
-    archive.audit.record(None, "test.start", "thing", None)
+    archive.audit.record(SYSTEM, "test.start", "thing", None)
     assert check_overdue(archive) == []
     frozen_clock.advance(timedelta(days=3))
     over = check_overdue(archive)

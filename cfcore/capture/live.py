@@ -526,16 +526,16 @@ def finalise(app: App, folder: Path, *, incomplete: bool, reason: str = "") -> s
             if site_keys is not None:
                 s.add(site_keys.row(rec_id, now))
             s.flush()
-            app.audit.append(s, None, "recording.archive", "recording", rec_id, "ok", {
+            app.audit.append(s, system_context("capture.live"), "recording.archive", "recording", rec_id, "ok", {
                 "row_digest": row_digest(rec), "channels": sorted(blobs), "duration": duration,
                 "media_sha256": media_sha, "source_codec": "live", "stores": sorted({m.store for m in media_rows}),
                 "live": True, "media_stats": stats})
             for e in entries:
                 if e.get("k") == "evidence" and isinstance(e.get("sealed"), str):
-                    app.audit.append(s, None, "recording.evidence", "recording", rec_id, "ok", {
+                    app.audit.append(s, system_context("capture.live"), "recording.evidence", "recording", rec_id, "ok", {
                         "sealed": e["sealed"], "sha256": hashlib.sha256(e["sealed"].encode()).hexdigest()})
             if incomplete:
-                app.audit.append(s, None, "recording.incomplete", "recording", rec_id, "ok",
+                app.audit.append(s, system_context("capture.live"), "recording.incomplete", "recording", rec_id, "ok",
                                  {"reason": reason[:200] or "capture stopped mid-call", "duration": duration})
             row = s.get(LiveCall, meta["call_id"], with_for_update=True)
             if row is not None:

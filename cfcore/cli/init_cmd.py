@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..authority import system_context
 from ..deployment import DEFAULT_CONFIG
 from .output import emit
 
@@ -50,7 +51,7 @@ def register(cli: click.Group) -> None:
             app.keys.current_kek_id()
             app.stores  # noqa: B018 - validates the store section
             with app.catalog.session() as s:
-                app.audit.append(s, None, "deployment.init", "deployment", site)
+                app.audit.append(s, system_context("cli.init"), "deployment.init", "deployment", site)
         finally:
             app.close()
         cfg, keys = cfg_path.resolve(), (target / "keys").resolve()

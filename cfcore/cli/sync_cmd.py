@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..authority import system_context
 from .output import emit
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def register(cli: click.Group) -> None:
         if create:
             created = [str(p) for p in archive_seal.create_key_files(app.keys_dir, seal_key=r == "archive")]
             if created:
-                app.audit.record(None, "sync.keys", "keys", r, "ok", {"created": [p.rsplit("/", 1)[-1] for p in created]})
+                app.audit.record(system_context("cli.sync.keys"), "sync.keys", "keys", r, "ok", {"created": [p.rsplit("/", 1)[-1] for p in created]})
         out = {"role": r, "site": app.config.site, "created": created,
                "signing_key": archive_seal.public_hex(archive_seal.signing_key(app.keys_dir))}
         if r == "archive":

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hookspecs.types import Severity
 
+from ..authority import system_context
 from ..db.models_fis import FisAlert
 from ..errors import NotFound
 from .scrub import Finding
@@ -75,7 +76,7 @@ def record_alerts(app: App, s: Session, findings: Iterable[Finding], now: dateti
                        summary=f.summary[:_MAX_SUMMARY], evidence=evidence, raised_at=now)
         s.add(row)
         s.flush()
-        row.audit_seq = app.audit.append(s, None, "fis.alert", "fis_alert", row.id, "ok",
+        row.audit_seq = app.audit.append(s, system_context("fis.alert"), "fis.alert", "fis_alert", row.id, "ok",
                                          {"rule": row.rule, "severity": row.severity, "fingerprint": fp,
                                           "evidence": evidence})
         queue_deliveries(app, s, row, now)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import Notifier
 
+from ..authority import system_context
 from ..db.models_fis import FisAlert, FisDelivery
 from ..errors import ConfigError
 from .views import to_alert
@@ -165,7 +166,7 @@ def deliver_pending(app: App, *, limit: int = 500, alert_ids: tuple[str, ...] = 
             else:
                 row.last_error = error
                 row.next_try = done + backoff(app, row.attempts)
-            app.audit.append(s, None, "fis.delivery", "fis_alert", alert_id, "ok" if error is None else "failed",
+            app.audit.append(s, system_context("fis.deliver"), "fis.delivery", "fis_alert", alert_id, "ok" if error is None else "failed",
                              {"notifier": name, "attempt": row.attempts, **({"error": error} if error else {})})
             results.append(DeliveryResult(alert_id=alert_id, notifier=name, ok=error is None,
                                           attempts=row.attempts, error=error,

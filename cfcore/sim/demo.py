@@ -18,6 +18,7 @@ from sqlalchemy import select
 from hookspecs.options import Secret
 from hookspecs.types import PluginContext, RequestContext
 
+from ..authority import system_context
 from ..errors import AccessDenied, PluginError
 from ..states import CallState
 from .asterisk import AsteriskSim, SimCall
@@ -59,7 +60,7 @@ def seed_users(app: App, directory: Path) -> str:
             s.add(user)
             added.append(name)
         if added:
-            app.audit.append(s, None, "demo.seed_users", "user", None, "ok",
+            app.audit.append(s, system_context("demo"), "demo.seed_users", "user", None, "ok",
                              {"users": added, "note": "demo deployment: roles granted without four-eyes"})
     return password
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from ..authority import system_context
 from ..db.models import AuditEntry
 from ..db.models_sync import SyncImport
 from .settings import archive_settings
@@ -46,5 +47,5 @@ def check_overdue(app: App) -> list[dict[str, Any]]:
                     "nights": settings.overdue_nights}
             overdue.append(info)
             if not already:
-                app.audit.append(s, None, "sync.overdue", "site", site, "warning", info)
+                app.audit.append(s, system_context("sync.overdue"), "sync.overdue", "site", site, "warning", info)
     return overdue
