@@ -187,39 +187,11 @@ class AuditTrail:
         commit together). ``ctx`` names who acts; the system's own work passes
         ``cfcore.authority.system_context(function)``, and a missing context is a ``TypeError``,
         never an anonymous entry. Returns the entry's seq."""
-        require_context(ctx, "an audit entry")
-        mac_key = self.mac_key()
-        head = self._lock_head(session)
-        # audit time never runs backwards: a process whose clock lags (or was set back) dates its
-        # entry at the previous entry's time, never before it
-        at = max(self.clock.now().astimezone(UTC), self._last_at(session, head))
-        entry = AuditEntry(
-            seq=head.seq + 1,
-            at=at,
-            user=ctx.actor.username,
-            host=ctx.host,
-            ip=ctx.ip,
-            function=ctx.function,
-            action=action,
-            target_kind=target_kind,
-            target_id=target_id,
-            outcome=outcome,
-            approval_id=ctx.approval_id,
-            detail=canonical_detail(detail),
-            prev_hash=head.hash,
-            hash="",
-        )
-        entry.hash = chain_hash(mac_key, head.hash, entry)
-        session.add(entry)
-        head.seq, head.hash = entry.seq, entry.hash
-        session.info["cf_audit_last_at"] = (session.get_transaction(), at)
-        if entry.seq % self.anchor_every == 0 and not session.info.get("cf_audit_anchor_due"):
-            # anchored after the commit (the anchor must name a committed entry)
-            session.info["cf_audit_anchor_due"] = True
-            event.listen(session, "after_commit", self._anchor_after_commit, once=True)
+        [row] = self._chain(session, ctx, [(action, target_kind, target_id, outcome, detail)])
         # no flush here: the entry and the head are written with the transaction's next flush or
         # its commit, so many appends in one transaction become one batched insert
-        return entry.seq
+        session.add(AuditEntry(**row))
+        return int(row["seq"])
 
     def append_many(self, session: Session, ctx: RequestContext,
                     items: Sequence[tuple[str, str, str | None, str, Mapping[str, Any] | None]]) -> list[int]:
@@ -232,8 +204,19 @@ class AuditTrail:
             return []
         from sqlalchemy import insert
 
+        rows = self._chain(session, ctx, items)
+        session.execute(insert(AuditEntry), rows)
+        return [int(r["seq"]) for r in rows]
+
+    def _chain(self, session: Session, ctx: RequestContext,
+               items: Sequence[tuple[str, str, str | None, str, Mapping[str, Any] | None]]) -> list[dict[str, Any]]:
+        """The column values of the entries ``items`` after the locked head, chained and keyed; the
+        head moves past them and an anchor is due after the commit when they cross ``anchor_every``."""
+        require_context(ctx, "an audit entry")
         mac_key = self.mac_key()
         head = self._lock_head(session)
+        # audit time never runs backwards: a process whose clock lags (or was set back) dates its
+        # entry at the previous entry's time, never before it
         at = max(self.clock.now().astimezone(UTC), self._last_at(session, head))
         who = {"user": ctx.actor.username, "host": ctx.host, "ip": ctx.ip, "function": ctx.function,
                "approval_id": ctx.approval_id}
@@ -244,15 +227,15 @@ class AuditTrail:
                    "outcome": outcome, "detail": canonical_detail(detail), "prev_hash": prev}
             row["hash"] = prev = chain_hash(mac_key, prev, _Row(row))
             rows.append(row)
-        session.execute(insert(AuditEntry), rows)
         last = first + len(rows) - 1
         head.seq, head.hash = last, prev
         session.info["cf_audit_last_at"] = (session.get_transaction(), at)
         every = self.anchor_every
         if last // every > (first - 1) // every and not session.info.get("cf_audit_anchor_due"):
+            # anchored after the commit (the anchor must name a committed entry)
             session.info["cf_audit_anchor_due"] = True
             event.listen(session, "after_commit", self._anchor_after_commit, once=True)
-        return list(range(first, last + 1))
+        return rows
 
     def _anchor_after_commit(self, session: Session) -> None:
         session.info.pop("cf_audit_anchor_due", None)

@@ -73,15 +73,7 @@ def _plugins(app: App, hook: str) -> list[str]:
 
 def enqueue(app: App, s: Session, hook: str, value: RecordingInfo | Tombstone) -> list[str]:
     """Add the event for every plugin implementing ``hook`` to the session (commit with the change)."""
-    now = app.clock.now()
-    subject = value.id if isinstance(value, RecordingInfo) else value.recording_id
-    ids = []
-    for plugin in _plugins(app, hook):
-        row = OutboxRow(id=secrets.token_hex(16), hook=hook, plugin=plugin, subject_id=subject, payload=encode(value),
-                        state="pending", attempts=0, next_attempt_at=now, created_at=now)
-        s.add(row)
-        ids.append(row.id)
-    return ids
+    return enqueue_many(app, s, hook, [value])
 
 
 def enqueue_many(app: App, s: Session, hook: str, values: Sequence[RecordingInfo | Tombstone]) -> list[str]:
@@ -100,11 +92,8 @@ def enqueue_many(app: App, s: Session, hook: str, values: Sequence[RecordingInfo
     return [r["id"] for r in rows]
 
 
-def _call(app: App, row_hook: str, plugin: str, event_id: str, value: Any, ctx: Any = None) -> None:
-    from .gateway import plugin_context
-
-    app.pm.call_one(row_hook, plugin, **{HOOKS[row_hook][0]: value, "event_id": event_id,
-                                         "ctx": ctx if ctx is not None else plugin_context(app, plugin)})
+def _call(app: App, row_hook: str, plugin: str, event_id: str, value: Any, ctx: Any) -> None:
+    app.pm.call_one(row_hook, plugin, **{HOOKS[row_hook][0]: value, "event_id": event_id, "ctx": ctx})
 
 
 def _max_attempts(app: App) -> int:

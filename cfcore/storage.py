@@ -69,24 +69,7 @@ class StoreSet:
         locked until ``retain_until`` only once enough of them are confirmed, because a locked
         copy could not be removed again; a copy that cannot be locked does not count (and is
         removed)."""
-        confirmed: list[str] = []
-        errors: list[str] = []
-        for name, store in self.stores.items():
-            try:
-                with timed(name, "put"):
-                    store.put(key, data)
-                confirmed.append(name)
-            except FileExistsError:
-                errors.append(f"{name}: object exists already")
-            except ValueError as exc:  # a key the store refuses: a bug, not an outage
-                self._remove_copies(key, confirmed)
-                raise StoreError(f"store {name} refused key {key!r}: {exc}") from None
-            except Exception as exc:  # one failing store must not hide the others' result
-                log.warning("store %s failed to put %s: %s: %s", name, key, type(exc).__name__, exc)
-                errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            except BaseException:
-                self._remove_copies(key, confirmed)  # interrupted: leave nothing behind
-                raise
+        confirmed, errors = self._put_each(key, lambda _source_error: data)
         if len(confirmed) >= self.required_copies and retain_until is not None:
             for name in list(confirmed):
                 try:
@@ -96,38 +79,45 @@ class StoreSet:
                     errors.append(f"{name}: lock failed: {type(exc).__name__}: {exc}")
                     confirmed.remove(name)
                     self._remove_copies(key, [name])
-        if len(confirmed) < self.required_copies:
-            self._remove_copies(key, confirmed)
-            raise StoreError(f"only {len(confirmed)} of {self.required_copies} required copies of {key} were written; "
-                             "the copies written were removed again",
-                             hint="; ".join(errors) or "check the stores")
-        return confirmed
+        return self._enough(key, confirmed, errors)
 
     def put_stream(self, key: str, produce: Callable[[], Iterable[bytes | bytearray]]) -> list[str]:
         """Like ``put``, with the object made by ``produce()`` piece by piece (never whole in
         memory). Each store gets a stream of its own: ``produce`` must give the same bytes every
         time (ingest's are deterministic and compared). An exception raised by the stream itself
         (not by a store) removes the copies written and is raised as it is."""
+        confirmed, errors = self._put_each(key, lambda source_error: _tracked(produce(), source_error))
+        return self._enough(key, confirmed, errors)
+
+    def _put_each(self, key: str, source: Callable[[list[BaseException]], Any]) -> tuple[list[str], list[str]]:
+        """Write ``source(...)`` to every store: ``(names that confirmed, errors)``. An existing
+        object or a failing store is an error of that store; a key a store refuses (a bug), a
+        failing source (it notes its exception in the list it is given) or an interruption
+        removes the copies written and raises."""
         confirmed: list[str] = []
         errors: list[str] = []
         for name, store in self.stores.items():
             source_error: list[BaseException] = []
             try:
                 with timed(name, "put"):
-                    store.put(key, _tracked(produce(), source_error))  # type: ignore[arg-type]  # bytes-like pieces
+                    store.put(key, source(source_error))
                 confirmed.append(name)
             except BaseException as exc:
                 if source_error or not isinstance(exc, Exception):
-                    self._remove_copies(key, confirmed)
+                    self._remove_copies(key, confirmed)  # interrupted, or the source failed: leave nothing
                     raise
                 if isinstance(exc, FileExistsError):
                     errors.append(f"{name}: object exists already")
-                elif isinstance(exc, ValueError):
+                elif isinstance(exc, ValueError):  # a key the store refuses: a bug, not an outage
                     self._remove_copies(key, confirmed)
                     raise StoreError(f"store {name} refused key {key!r}: {exc}") from None
-                else:
+                else:  # one failing store must not hide the others' result
                     log.warning("store %s failed to put %s: %s: %s", name, key, type(exc).__name__, exc)
                     errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        return confirmed, errors
+
+    def _enough(self, key: str, confirmed: list[str], errors: list[str]) -> list[str]:
+        """``confirmed`` when it has ``required_copies`` names; else the copies are removed again."""
         if len(confirmed) < self.required_copies:
             self._remove_copies(key, confirmed)
             raise StoreError(f"only {len(confirmed)} of {self.required_copies} required copies of {key} were written; "

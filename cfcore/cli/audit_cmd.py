@@ -54,10 +54,10 @@ def register(cli: click.Group) -> None:
         with progress_bar(total, "verifying the audit trail", progress) as update:
             result = app.audit.verify(progress=update, workers=workers, incremental=incremental)
         # recorded after the walk, so the verification itself is part of the trail
-        app.audit.record(ctx, "audit.verify", "audit", None, "ok" if result.ok else "failed",
-                         {**result.as_dict(), "incremental": incremental})
+        outcome = {**result.as_dict(), "incremental": incremental}
+        app.audit.record(ctx, "audit.verify", "audit", None, "ok" if result.ok else "failed", outcome)
         if result.ok:
-            emit({**result.as_dict(), "incremental": incremental}, as_json,
+            emit(outcome, as_json,
                  f"audit trail intact{' since the newest anchor' if incremental else ''}: {result.checked} entries, "
                  f"{result.checkpoints} checkpoints, "
                  + (f"newest anchor at entry {result.anchor_seq}" if result.anchor_seq else "no anchor yet"))
