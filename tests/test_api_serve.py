@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from access_helpers import NOW, PASSWORD, ApiServer, ctx_for, ingest, last_audit, make_user
+from scaleout_helpers import stop_worker
 
 from cfcore.access import approvals
 from cfcore.errors import PluginError
@@ -68,12 +68,7 @@ def test_cf_serve_runs_the_api_and_the_expiry_job(deployment, make_app, free_por
         assert start.user.startswith("system:") and start.target_id == f"127.0.0.1:{free_port}"
         assert "approvals.expire" in start.detail["jobs"]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_worker(proc)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 

@@ -10,6 +10,7 @@ import sys
 import httpx
 from access_helpers import NOW, api_server, ingest
 from prometheus_client.parser import text_string_to_metric_families
+from scaleout_helpers import stop_worker
 from test_api_serve import wait_for
 
 
@@ -58,12 +59,7 @@ def test_cf_serve_answers_health_ready_and_metrics(deployment, make_app, free_po
         r = httpx.get(f"{base}/metrics").text
         assert "A1" not in r and "K-1" not in r
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_worker(proc)
 
 
 def test_store_latency_and_errors_are_counted(app, tmp_path):
